@@ -1,0 +1,5 @@
+import sys
+
+from realesr.cli import main
+
+sys.exit(main())

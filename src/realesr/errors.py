@@ -1,0 +1,43 @@
+"""Exceptions the library raises; the CLI turns them into one-line messages and exit codes."""
+
+from __future__ import annotations
+
+
+class RealesrError(Exception):
+    """Base class: a problem the user can act on. ``str(err)`` is the message shown to them."""
+
+    exit_code = 1
+
+
+class UsageError(RealesrError):
+    """A wrong option or argument combination (exit code 2)."""
+
+    exit_code = 2
+
+
+class ImageReadError(RealesrError):
+    """A file that is missing, unreadable or not a decodable image."""
+
+
+class ImageWriteError(RealesrError):
+    """An output that cannot be written (permissions, disk, bad extension)."""
+
+
+class ModelNotFoundError(RealesrError):
+    """A model name or path that no source can provide (exit code 2)."""
+
+    exit_code = 2
+
+
+class WeightsFormatError(RealesrError):
+    """A weights file whose content is not a network realesr recognises."""
+
+
+class ConfigError(RealesrError):
+    """An invalid training or degradation configuration; the message names the key."""
+
+    exit_code = 2
+
+
+class DataError(RealesrError):
+    """A dataset path or list that yields no usable image."""
