@@ -5,7 +5,7 @@ tenths of a dB: the cubic kernel uses a = -0.5; when shrinking, the kernel is st
 and scaled by ``scale``; pixels outside the image are taken by symmetric reflection that repeats the edge pixel.
 Output pixel ``x`` (1-based) samples the input at ``u = x / scale + 0.5 * (1 - 1 / scale)``.
 
-The resize is separable: each dimension is a matrix product with a small dense weight matrix built once.
+The resize is separable: along each dimension every output sample is a weighted sum of a few input samples.
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ def cubic_kernel(x: np.ndarray) -> np.ndarray:
     return inner + outer
 
 
-def resize_matrix(in_length: int, out_length: int, scale: float, antialiasing: bool = True) -> np.ndarray:
-    """The ``out_length x in_length`` matrix ``W`` with ``resized = W @ signal`` along one dimension.
+def contributions(in_length: int, out_length: int, scale: float, antialiasing: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices and weights ``[out_length, taps]`` so that ``out[i] = sum_t weights[i, t] * in[indices[i, t]]``.
 
-    ``scale`` is the factor MATLAB uses for the kernel (the requested one, not ``out/in`` after rounding).
+    ``scale`` is the factor MATLAB uses for the kernel (the requested one, not ``out/in`` after rounding). Indices
+    are 0-based and already folded back into the signal by MATLAB's symmetric extension.
     """
     if in_length < 1 or out_length < 1:
         raise UsageError(f"imresize: lengths must be positive (in={in_length}, out={out_length})")
@@ -50,14 +51,10 @@ def resize_matrix(in_length: int, out_length: int, scale: float, antialiasing: b
     else:
         weights = cubic_kernel(distance)
     weights = weights / weights.sum(axis=1, keepdims=True)
-
     # Symmetric extension as MATLAB: the sequence 1..n, n..1 repeated (edge pixel duplicated).
     period = np.concatenate([np.arange(in_length), np.arange(in_length - 1, -1, -1)])
     source = period[np.mod(indices.astype(np.int64) - 1, 2 * in_length)]
-    matrix = np.zeros((out_length, in_length), dtype=np.float64)
-    rows = np.repeat(np.arange(out_length), taps)
-    np.add.at(matrix, (rows, source.ravel()), weights.ravel())
-    return matrix
+    return source, weights
 
 
 def _plan(in_shape: tuple[int, int], scale, output_shape) -> list[tuple[int, int, float]]:
@@ -103,16 +100,28 @@ def imresize(
         out = array if array.is_floating_point() else array.to(torch.float64)
         base = out.ndim - 2
         for dim, length, s in _plan(tuple(out.shape[-2:]), scale, output_shape):
-            matrix = resize_matrix(out.shape[base + dim], length, s, antialiasing)
-            weights = torch.from_numpy(matrix).to(device=out.device, dtype=out.dtype)
-            moved = out.movedim(base + dim, -1)
-            out = (moved @ weights.T).movedim(-1, base + dim)
+            source, weights = contributions(out.shape[base + dim], length, s, antialiasing)
+            source_t = torch.from_numpy(source).to(out.device)
+            weights_t = torch.from_numpy(weights).to(device=out.device, dtype=out.dtype)
+            view = [1] * out.ndim
+            view[base + dim] = length
+            acc = None
+            for t in range(source.shape[1]):
+                term = out.index_select(base + dim, source_t[:, t]) * weights_t[:, t].reshape(view)
+                acc = term if acc is None else acc + term
+            out = acc
         return out
 
     out = np.asarray(array, dtype=np.float64)
     if out.ndim not in (2, 3):
         raise UsageError(f"imresize: expected an HxW or HxWxC array, got shape {out.shape}")
     for dim, length, s in _plan(out.shape[:2], scale, output_shape):
-        matrix = resize_matrix(out.shape[dim], length, s, antialiasing)
-        out = np.moveaxis(np.tensordot(matrix, out, axes=([1], [dim])), 0, dim)
+        source, weights = contributions(out.shape[dim], length, s, antialiasing)
+        view = [1] * out.ndim
+        view[dim] = length
+        acc = np.zeros(out.shape[:dim] + (length,) + out.shape[dim + 1 :], dtype=np.float64)
+        # One pass per tap keeps memory at one output-sized array (a dense matrix would be in x out).
+        for t in range(source.shape[1]):
+            acc += np.take(out, source[:, t], axis=dim) * weights[:, t].reshape(view)
+        out = acc
     return out
