@@ -32,15 +32,23 @@ def bicubic_model(scale: int) -> EvalModel:
     return EvalModel(label=BICUBIC, upscale=lambda lr: to_uint8(imresize(lr, scale=scale)), scale=scale)
 
 
+def _integral(value) -> int | None:
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        if value > 0 and float(value).is_integer():
+            return int(value)
+    return None
+
+
 def _scale_of(*candidates) -> int | None:
+    """The upscaling factor a model announces (``.scale``, ``.netscale`` or ``.spec.scale``), if any."""
     for obj in candidates:
         for attr in ("scale", "netscale"):
-            value = getattr(obj, attr, None)
-            if isinstance(value, (int, np.integer)) and value > 0:
-                return int(value)
-        spec = getattr(obj, "spec", None)
-        if spec is not None and isinstance(getattr(spec, "scale", None), (int, np.integer)):
-            return int(spec.scale)
+            found = _integral(getattr(obj, attr, None))
+            if found:
+                return found
+        found = _integral(getattr(getattr(obj, "spec", None), "scale", None))
+        if found:
+            return found
     return None
 
 

@@ -200,7 +200,12 @@ def evaluate(
 
     scale = config.scale
     usable = []
+    labels: dict[str, int] = {}
     for model in models:
+        count = labels.get(model.label, 0) + 1
+        labels[model.label] = count
+        if count > 1:  # two files named alike: keep their rows apart
+            model = EvalModel(label=f"{model.label}-{count}", upscale=model.upscale, scale=model.scale)
         if model.scale is not None and model.scale != scale:
             problem(f"model {model.label} upscales x{model.scale}, not x{scale} (--scale): skipped")
         else:
