@@ -168,3 +168,43 @@ def module_model_matlab() -> EvalModel:
     from realesr.evaluate import bicubic_model
 
     return bicubic_model(4)
+
+
+def test_networks_given_as_modules_and_names(shared_data):
+    from realesr.archs import SRVGGNetCompact
+    from realesr.evaluate import load_eval_model
+
+    torch.manual_seed(0)
+    net = SRVGGNetCompact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=4, act_type="prelu")
+    model = load_eval_model(net, scale=4, device="cpu", tile=0, label="tiny")
+    assert model.scale == 4
+    dataset = find_dataset(shared_data / "test" / "Set5", limit=1)
+    (row,) = evaluate([model], [dataset], EvalConfig(scale=4), progress=False).rows
+    assert row.n == 1 and np.isfinite(row.psnr) and 0 < row.ssim < 1
+
+
+def test_model_that_needs_a_download_is_skipped_with_a_clear_message(run_cli, shared_data):
+    pytest.importorskip("realesr.weights")
+    code, out, err = run_cli("-m", "RealESRNet_x4plus", "-m", "bicubic", "--no-download",
+                             "--data", str(shared_data / "test" / "Set5"), "--limit", "1")
+    assert code == 1
+    assert "model RealESRNet_x4plus skipped" in err and "download" in err
+    assert "| bicubic | Set5 | 1 |" in out and "RealESRNet" not in out
+
+
+def test_degrade_protocol_is_seeded_and_harder_than_bicubic(shared_data, tmp_path):
+    pytest.importorskip("realesr.degrade")
+    from realesr.evaluate import bicubic_model
+
+    listing = tmp_path / "one.txt"
+    listing.write_text(str(shared_data / "test" / "Set5" / "butterfly.png") + "\n")
+    dataset = find_dataset(listing)
+
+    def run(protocol: str, seed: int = 0):
+        config = EvalConfig(scale=4, protocol=protocol, seed=seed)
+        return evaluate([bicubic_model(4)], [dataset], config, progress=False).rows[0]
+
+    first, again, other_seed = run("degrade"), run("degrade"), run("degrade", seed=1)
+    assert first.psnr == again.psnr and first.ssim == again.ssim
+    assert first.psnr != other_seed.psnr
+    assert first.psnr < run("bicubic").psnr - 2  # blur, noise and JPEG cost bicubic several dB

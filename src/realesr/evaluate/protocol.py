@@ -245,7 +245,7 @@ def evaluate(
 
             sample = None
             if index in picks:
-                sample = _start_sample(dataset.name, path, hr, lr, scale, figure_crop, figure_bicubic)
+                sample = _start_sample(dataset.name, path, hr, lr, scale, figure_crop, figure_bicubic, config.protocol)
             for model in usable:
                 score = ImageScore(model=model.label, dataset=dataset.name, image=path.name)
                 try:
@@ -306,7 +306,7 @@ def _crop(img: np.ndarray, sample: FigureSample) -> np.ndarray:
     return img[y : y + size, x : x + size].copy()
 
 
-def _start_sample(dataset, path, hr, lr, scale, crop, bicubic: EvalModel) -> FigureSample:
+def _start_sample(dataset, path, hr, lr, scale, crop, bicubic: EvalModel, protocol: str) -> FigureSample:
     """The reference crop (HR, or the LR magnified by pixel repetition) and the bicubic panel."""
     if hr is not None:
         reference, label = hr, "HR (ground truth)"
@@ -325,6 +325,8 @@ def _start_sample(dataset, path, hr, lr, scale, crop, bicubic: EvalModel) -> Fig
         reference=reference[y : y + size, x : x + size].copy(),
         window=window,
     )
+    if hr is not None and protocol == "degrade":  # the degraded input is part of the story
+        sample.panels[f"input (x{scale} nearest)"] = _crop(np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1), sample)
     up = bicubic.upscale(lr)
     sample.panels["bicubic"] = _crop(up, sample)
     if hr is not None:
