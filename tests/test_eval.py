@@ -208,3 +208,21 @@ def test_degrade_protocol_is_seeded_and_harder_than_bicubic(shared_data, tmp_pat
     assert first.psnr == again.psnr and first.ssim == again.ssim
     assert first.psnr != other_seed.psnr
     assert first.psnr < run("bicubic").psnr - 2  # blur, noise and JPEG cost bicubic several dB
+
+
+def test_a_network_that_fails_on_one_image_does_not_stop_the_run(shared_data):
+    dataset = find_dataset(shared_data / "test" / "Set5", limit=3)
+    calls = []
+
+    def flaky(lr: np.ndarray) -> np.ndarray:
+        calls.append(lr.shape)
+        if len(calls) == 2:
+            raise RuntimeError("out of memory\nsecond line of a long torch message")
+        return np.repeat(np.repeat(lr, 4, axis=0), 4, axis=1)
+
+    problems = []
+    result = evaluate([EvalModel("flaky", flaky, 4)], [dataset], EvalConfig(scale=4), progress=False,
+                      on_problem=problems.append)
+    (row,) = result.rows
+    assert (row.n, row.failed) == (2, 1)
+    assert len(problems) == 1 and "RuntimeError: out of memory" in problems[0] and "\n" not in problems[0]

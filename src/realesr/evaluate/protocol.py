@@ -263,9 +263,17 @@ def evaluate(
                     if "ssim" in want:
                         score.ssim = ssim(sr, hr, crop_border=config.border)
                     if "niqe" in want:
-                        score.niqe = niqe(sr, crop_border=config.niqe_crop_border)
-                except RealesrError as err:
-                    problem(f"{dataset.name}/{path.name}: {model.label}: {err}")
+                        try:
+                            score.niqe = niqe(sr, crop_border=config.niqe_crop_border)
+                        except RealesrError as err:
+                            if want == {"niqe"}:
+                                raise
+                            # PSNR/SSIM of this image still count; only its NIQE is missing.
+                            problem(f"{dataset.name}/{path.name}: {model.label}: {err}")
+                except (RealesrError, RuntimeError, ValueError) as err:
+                    # RuntimeError: what torch raises for out-of-memory and shape problems inside a network.
+                    reason = str(err) if isinstance(err, RealesrError) else f"{type(err).__name__}: {err}"
+                    problem(f"{dataset.name}/{path.name}: {model.label}: {reason.splitlines()[0] if reason else ''}")
                     failed[model.label] += 1
                     continue
                 per_image.append(score)
