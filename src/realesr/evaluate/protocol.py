@@ -247,6 +247,7 @@ def evaluate(
             if index in picks:
                 sample = _start_sample(dataset.name, path, hr, lr, scale, figure_crop, figure_bicubic, config.protocol)
             for model in usable:
+                bar.set_postfix_str(f"{path.name}: {model.label}", refresh=True)
                 score = ImageScore(model=model.label, dataset=dataset.name, image=path.name)
                 try:
                     start = time.perf_counter()
