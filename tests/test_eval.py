@@ -226,3 +226,19 @@ def test_a_network_that_fails_on_one_image_does_not_stop_the_run(shared_data):
     (row,) = result.rows
     assert (row.n, row.failed) == (2, 1)
     assert len(problems) == 1 and "RuntimeError: out of memory" in problems[0] and "\n" not in problems[0]
+
+
+def test_written_files_are_atomic_and_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from realesr.evaluate.report import atomic_write_bytes
+
+    target = tmp_path / "sub" / "table.md"
+    atomic_write_bytes(target, b"first")
+    atomic_write_bytes(target, b"second")
+    assert target.read_bytes() == b"second"
+    assert [p.name for p in target.parent.iterdir()] == ["table.md"]  # no temporary file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask

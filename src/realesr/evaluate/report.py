@@ -22,6 +22,12 @@ SUMMARY_FIELDS = ("model", "dataset", "n", "psnr", "ssim", "niqe", "failed", "pr
 DECIMALS = {"psnr": 3, "ssim": 4, "niqe": 4}
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same folder and ``os.replace``, so readers never see half a file."""
     path = Path(path)
@@ -30,6 +36,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
         os.replace(tmp, path)
     except BaseException:
         try:
