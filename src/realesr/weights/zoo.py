@@ -86,7 +86,8 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in (
 
 @dataclass
 class LoadedModel:
-    """A ready network: eval mode, fp32, CPU, weights loaded."""
+    """A ready network: eval mode, fp32, CPU, weights loaded and frozen (``requires_grad`` off; call
+    ``net.requires_grad_(True)`` to fine-tune it). ``source`` says where the weights came from."""
 
     net: nn.Module
     spec: ModelSpec
@@ -105,7 +106,7 @@ def cache_dir() -> Path:
         return Path(env).expanduser()
     from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir("realesr")) / "models"
+    return Path(user_cache_dir("realesr", appauthor=False)) / "models"
 
 
 _CACHE_SUFFIXES = (".safetensors", ".pth", ".param")
@@ -281,7 +282,7 @@ def load_model(name_or_path: str | os.PathLike, denoise_strength: float | None =
     else:
         path = Path(text).expanduser()
         if not path.exists() and not (path.suffix in (".param", ".bin") and path.with_suffix(".param").exists()):
-            close = [n for n in ZOO if n.lower() == text.lower()]
+            close = [n for n in ZOO if n.lower() in (text.lower(), Path(text).stem.lower())]
             hint = f" Did you mean {close[0]!r}?" if close else f" Known names: {', '.join(ZOO)}."
             raise ModelNotFoundError(f"{text!r} is neither a model name nor an existing file.{hint}")
         sd, spec = read_model(path)
