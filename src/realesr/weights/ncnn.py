@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +59,6 @@ class NcnnModel:
     output_resize: float | None = None
     weight_dtype: str = "fp32"
     param_path: Path | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def ncnn_paths(path: str | os.PathLike) -> tuple[Path, Path]:
