@@ -311,7 +311,8 @@ def test_convert_errors_are_one_line(tmp_path, capsys, monkeypatch, empty_cache)
     monkeypatch.setattr(cli, "COMMANDS", ("models", "convert"))
     (tmp_path / "junk.pth").write_bytes(b"\x00" * 10)
     cases = [
-        (["convert", str(tmp_path / "absent.pth"), str(tmp_path / "o.safetensors")], 1, "no such file"),
+        (["convert", str(tmp_path / "absent.pth"), str(tmp_path / "o.safetensors")], 2, "neither a model name nor"),
+        (["convert", "RealESRGAN_x4", str(tmp_path / "o.safetensors")], 2, "Known names: RealESRGAN_x4plus"),
         (["convert", str(tmp_path / "junk.pth"), str(tmp_path / "o.safetensors")], 1, "junk.pth"),
         (["convert", str(tmp_path / "junk.pth"), str(tmp_path / "o.txt")], 2, "must end in"),
         (["convert", "RealESRGAN_x2plus", str(tmp_path / "o.safetensors"), "--no-download"], 2, "not found"),
