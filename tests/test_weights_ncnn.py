@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from importlib import resources
 
 import numpy as np
@@ -180,3 +181,17 @@ def test_the_real_ncnn_runtime_agrees(tmp_path):
             param, _ = export_ncnn(net, tmp_path / "m.param", fp16=False)
             xc = x[:, : spec_of(net).num_in_ch]
             torch.testing.assert_close(run(param, xc), net.eval()(xc), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name,stem", [("RealESRGAN_x4plus", "REALESRGAN_X4PLUS_UP4X"),
+                                       ("RealESRGAN_x4plus_anime_6B", "REALESRGAN_X4PLUSANIME_UP4X"),
+                                       ("realesr-animevideov3", "REALESRGAN_ANIMAVIDEOV3_UP4X")])
+def test_fp16_export_of_an_official_model_reproduces_the_official_bin_byte_for_byte(tmp_path, name, stem):
+    """Import then export (fp16) gives the realesrgan-ncnn-vulkan weights file exactly: same tags, same
+    order, same padding, same values."""
+    loaded = load_model(name, allow_download=False)
+    _, binary = export_ncnn(loaded.net, tmp_path / "again.param", fp16=True)
+    assert binary.read_bytes() == (PACKAGE / f"{stem}.bin").read_bytes()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert binary.stat().st_mode & 0o777 == 0o666 & ~umask  # usual permissions, not mkstemp's private 0600

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from realesr.errors import ModelNotFoundError, RealesrError, WeightsFormatError
+from realesr.weights._files import atomic_path
 from realesr.weights.io import read_weights
 from realesr.weights.spec import ModelSpec, OutputResize, detect_arch
 
@@ -172,10 +172,8 @@ def download(url: str, dest: Path, progress: bool = True, opener: Callable | Non
 
     opener = opener or _urlopen  # looked up per call, so tests can replace the network
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, opener(url) as response:
+    with atomic_path(dest, ".part") as tmp:
+        with open(tmp, "wb") as out, opener(url) as response:
             length = response.headers.get("Content-Length")
             expected = int(length) if length and length.isdigit() else None
             done = 0
@@ -189,10 +187,6 @@ def download(url: str, dest: Path, progress: bool = True, opener: Callable | Non
             raise OSError(f"got {done} bytes of {expected}")
         if done == 0:
             raise OSError("the server sent an empty file")
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return dest
 
 
