@@ -164,6 +164,8 @@ def save_model(net: nn.Module, path: str | os.PathLike, metadata: Mapping[str, s
 
 def save_state_dict(sd: Mapping[str, torch.Tensor], spec: ModelSpec, path: str | os.PathLike,
                     metadata: Mapping[str, str] | None = None) -> Path:
+    """Write ``sd`` as is (values and dtypes) to safetensors with ``spec`` in the metadata, after
+    checking that detection from the tensors gives that spec; atomically."""
     from safetensors.torch import save_file
 
     path = Path(path)
