@@ -61,9 +61,12 @@ def dct_matrix(n: int = 8, dtype=torch.float32, device=None) -> torch.Tensor:
 
 
 def quality_to_scale(quality: torch.Tensor) -> torch.Tensor:
-    """IJG jpeg_quality_scaling: 5000/q below 50, else 200 - 2q (percent)."""
+    """IJG jpeg_quality_scaling in its integer arithmetic: 5000/q below 50, else 200 - 2q (percent), floored.
+
+    Fractional qualities (the official draws them uniformly) fall on the step of the integer below the scale.
+    """
     q = quality.clamp(1.0, 100.0)
-    return torch.where(q < 50, 5000.0 / q, 200.0 - 2.0 * q)
+    return torch.floor(torch.where(q < 50, 5000.0 / q, 200.0 - 2.0 * q))
 
 
 def quantization_tables(quality: torch.Tensor, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,29 +84,36 @@ def _round_ste(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
-def _blockwise(plane: torch.Tensor, fn) -> torch.Tensor:
-    """Apply fn to the [B, H/8, W/8, 8, 8] block view of plane [B,H,W] and fold back."""
+def _code_plane(plane: torch.Tensor, table: torch.Tensor, dct2: torch.Tensor) -> torch.Tensor:
+    """DCT, quantise, dequantise, inverse DCT of a level-shifted plane [B,H,W] (H, W multiples of 8).
+
+    table: [B,8,8]; dct2: the 64x64 matrix kron(D, D) acting on row-major flattened blocks, so that the whole
+    plane is transformed by one matrix product.
+    """
     b, h, w = plane.shape
-    blocks = plane.view(b, h // 8, 8, w // 8, 8).permute(0, 1, 3, 2, 4)
-    out = fn(blocks)
-    return out.permute(0, 1, 3, 2, 4).reshape(b, h, w)
+    blocks = plane.reshape(b, h // 8, 8, w // 8, 8).permute(0, 1, 3, 2, 4).reshape(b, -1, 64)
+    t = table.reshape(b, 1, 64)
+    coeffs = blocks @ dct2.T
+    coeffs = _round_ste(coeffs / t) * t
+    blocks = coeffs @ dct2
+    return blocks.reshape(b, h // 8, w // 8, 8, 8).permute(0, 1, 3, 2, 4).reshape(b, h, w)
 
 
-def _code_plane(plane: torch.Tensor, table: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """DCT, quantise, dequantise, inverse DCT of a level-shifted plane [B,H,W]; table [B,8,8]."""
-    t = table.view(-1, 1, 1, 8, 8)
-
-    def code(blocks: torch.Tensor) -> torch.Tensor:
-        coeffs = d @ blocks @ d.T
-        coeffs = _round_ste(coeffs / t) * t
-        return d.T @ coeffs @ d
-
-    return _blockwise(plane, code)
+def _clamp_to_sizes(plane: torch.Tensor, sizes: list[tuple[int, int]]) -> torch.Tensor:
+    """Replicate each sample's last valid row / column of plane [B,C,H,W] beyond its own (h, w)."""
+    b, c, h, w = plane.shape
+    rows = torch.stack([torch.arange(h).clamp(max=sh - 1) for sh, _ in sizes]).to(plane.device)
+    cols = torch.stack([torch.arange(w).clamp(max=sw - 1) for _, sw in sizes]).to(plane.device)
+    plane = plane.gather(2, rows.view(b, 1, h, 1).expand(b, c, h, w))
+    return plane.gather(3, cols.view(b, 1, 1, w).expand(b, c, h, w))
 
 
-def jpeg_compress(x: torch.Tensor, quality: torch.Tensor | float, chroma_upsampling: str = "fancy") -> torch.Tensor:
+def jpeg_compress(x: torch.Tensor, quality: torch.Tensor | float, chroma_upsampling: str = "fancy",
+                  sizes: list[tuple[int, int]] | None = None) -> torch.Tensor:
     """JPEG-compress and decode x [B,3,H,W] in [0,1] at a quality per sample ([B] tensor or a number).
 
+    ``sizes``: each sample's own (h, w) when x is a canvas of samples of different sizes placed top-left with
+    replicated edges; the decoder then treats each sample's chroma edge as libjpeg does for an image of that size.
     Returns [B,3,H,W] in [0,1] (not rounded to 8 bits; a real decoder would round).
     """
     if x.dim() != 4 or x.shape[1] != 3:
@@ -118,7 +128,8 @@ def jpeg_compress(x: torch.Tensor, quality: torch.Tensor | float, chroma_upsampl
         raise ValueError(f"{quality.numel()} qualities for a batch of {b}")
     y_table, c_table = quantization_tables(quality.detach().cpu())
     y_table, c_table = y_table.to(x.device, x.dtype), c_table.to(x.device, x.dtype)
-    d = dct_matrix(8, x.dtype, x.device)
+    d = dct_matrix(8, torch.float64)
+    dct2 = torch.kron(d, d).to(device=x.device, dtype=x.dtype)
 
     pad_h, pad_w = (-h) % 16, (-w) % 16
     img = x * 255.0
@@ -126,12 +137,17 @@ def jpeg_compress(x: torch.Tensor, quality: torch.Tensor | float, chroma_upsampl
         img = F.pad(img, (0, pad_w, 0, pad_h), mode="replicate")
     m = torch.tensor(_RGB_TO_YCBCR, dtype=x.dtype, device=x.device)
     ycc = torch.einsum("ij,bjhw->bihw", m, img)
-    luma = _code_plane(ycc[:, 0] - 128.0, y_table, d) + 128.0
+    luma = _code_plane(ycc[:, 0] - 128.0, y_table, dct2) + 128.0
     # the forward matrix has no +128 offset on Cb/Cr, so chroma is already level-shifted
     chroma = F.avg_pool2d(ycc[:, 1:], 2)
-    cb = _code_plane(chroma[:, 0].contiguous(), c_table, d)
-    cr = _code_plane(chroma[:, 1].contiguous(), c_table, d)
+    cb = _code_plane(chroma[:, 0].contiguous(), c_table, dct2)
+    cr = _code_plane(chroma[:, 1].contiguous(), c_table, dct2)
     chroma = torch.stack([cb, cr], dim=1)
+    # libjpeg's upsampler replicates the last chroma sample of the image's own ceil(size / 2), not the MCU padding
+    own = [(h, w)] * b if sizes is None else [(int(sh), int(sw)) for sh, sw in sizes]
+    chroma_sizes = [((sh + 1) // 2, (sw + 1) // 2) for sh, sw in own]
+    if any(cs != tuple(chroma.shape[-2:]) for cs in chroma_sizes):
+        chroma = _clamp_to_sizes(chroma, chroma_sizes)
     if chroma_upsampling == "fancy":
         chroma = F.interpolate(chroma, scale_factor=2, mode="bilinear", align_corners=False)
     elif chroma_upsampling == "nearest":

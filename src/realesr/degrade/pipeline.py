@@ -61,7 +61,7 @@ def sample_degradation_params(cfg: DegradationConfig, rng: np.random.Generator) 
     out: dict[str, torch.Tensor] = {}
 
     def put_kernel(prefix: str, draw) -> None:
-        out[prefix if prefix == "sinc_kernel" else prefix] = torch.from_numpy(draw.kernel.astype(np.float32))
+        out[prefix] = torch.from_numpy(draw.kernel.astype(np.float32))
         stem = "sinc" if prefix == "sinc_kernel" else prefix
         values = (draw.type_index, draw.size, draw.sigma_x, draw.sigma_y, draw.theta, draw.beta, draw.omega)
         for name, value in zip(_KERNEL_FIELDS, values):
@@ -113,39 +113,36 @@ def sample_degradation_batch(cfg: DegradationConfig, rng: np.random.Generator, b
 
 
 # ------------------------------------------------------------------------------------------------ the chain
-def _blur_ragged(items: list, kernels: torch.Tensor) -> list:
+def _blur_ragged(items: list, kernels: torch.Tensor, on_canvas: bool) -> list:
     if same_size(items):
         return list(filter2d(torch.cat(items), kernels).split(1))
+    if not on_canvas:
+        return [filter2d(t, kernels[i : i + 1]) for i, t in enumerate(items)]
     k = kernels.shape[-1]
     canvas, sizes = to_canvas(items, border=k // 2)
     kernels = kernels.to(device=canvas.device, dtype=canvas.dtype)
     b, c, hh, ww = canvas.shape
     weight = kernels.repeat_interleave(c, dim=0).unsqueeze(1)
     out = torch.nn.functional.conv2d(canvas.reshape(1, b * c, hh, ww), weight, groups=b * c)
-    out = out.view(b, c, hh - k + 1, ww - k + 1)
-    return from_canvas(out, sizes)
+    return from_canvas(out.view(b, c, hh - k + 1, ww - k + 1), sizes)
 
 
-def _noise_ragged(items: list, p: Mapping[str, torch.Tensor], idx: torch.Tensor, stage: int,
-                  generator: torch.Generator | None) -> list:
-    canvas, sizes = to_canvas(items)
-    out = add_noise(
-        canvas,
-        p[f"noise{stage}_gaussian"][idx],
-        p[f"noise{stage}_sigma"][idx],
-        p[f"noise{stage}_poisson_scale"][idx],
-        p[f"noise{stage}_gray"][idx],
-        generator,
-        sizes=None if same_size(items) else sizes,
-    )
-    return from_canvas(out, sizes)
+def _noise_ragged(items: list, p: Mapping[str, torch.Tensor], stage: int, generator: torch.Generator | None,
+                  on_canvas: bool) -> list:
+    keys = [f"noise{stage}_{name}" for name in ("gaussian", "sigma", "poisson_scale", "gray")]
+    if same_size(items) or on_canvas:
+        canvas, sizes = to_canvas(items)
+        out = add_noise(canvas, *(p[k] for k in keys), generator, sizes=None if same_size(items) else sizes)
+        return from_canvas(out, sizes)
+    return [add_noise(t, *(p[k][i : i + 1] for k in keys), generator) for i, t in enumerate(items)]
 
 
-def _jpeg_ragged(items: list, quality: torch.Tensor, chroma_upsampling: str) -> list:
-    # Canvas edges are replicated to the 16-pixel MCU grid, which is what the encoder itself would do.
-    canvas, sizes = to_canvas(items, multiple=16)
-    out = jpeg_compress(canvas.clamp(0.0, 1.0), quality, chroma_upsampling)
-    return from_canvas(out, sizes)
+def _jpeg_ragged(items: list, quality: torch.Tensor, chroma_upsampling: str, on_canvas: bool) -> list:
+    if same_size(items) or on_canvas:
+        # Canvas edges are replicated to the 16-pixel MCU grid, which is what the encoder itself would do.
+        canvas, sizes = to_canvas(items, multiple=16)
+        return from_canvas(jpeg_compress(canvas.clamp(0.0, 1.0), quality, chroma_upsampling, sizes), sizes)
+    return [jpeg_compress(t.clamp(0.0, 1.0), quality[i : i + 1], chroma_upsampling) for i, t in enumerate(items)]
 
 
 def _check_params(params: Mapping[str, torch.Tensor], batch: int) -> None:
@@ -157,11 +154,16 @@ def _check_params(params: Mapping[str, torch.Tensor], batch: int) -> None:
 
 
 def degrade(gt_usm: torch.Tensor, params: Mapping[str, torch.Tensor], cfg: DegradationConfig, scale: int,
-            generator: torch.Generator | None = None) -> torch.Tensor:
+            generator: torch.Generator | None = None, on_canvas: bool | None = None) -> torch.Tensor:
     """Synthesise LQ images [B,3,H//scale,W//scale] from (sharpened) GT [B,3,H,W] in [0,1], any device.
 
     ``params``: a collated batch of :func:`sample_degradation_params`. ``generator`` drives the noise. The result
     is clamped to [0, 1] and rounded to 8-bit levels, like the official.
+
+    Between the first resize and the final resize the samples have their own sizes. ``on_canvas`` chooses how
+    they are processed: True batches them on one edge-replicated canvas (few large kernels: what an accelerator
+    wants), False processes them one by one at their own size (no wasted pixels: what a CPU wants). The default
+    is True except on the CPU. Both give the same images up to the noise draws, which are shaped differently.
     """
     if gt_usm.dim() != 4 or gt_usm.shape[1] != 3:
         raise ValueError(f"degrade expects [B,3,H,W], got {tuple(gt_usm.shape)}")
@@ -174,21 +176,22 @@ def degrade(gt_usm: torch.Tensor, params: Mapping[str, torch.Tensor], cfg: Degra
     _check_params(params, b)
     p = {k: v.detach().cpu() if k not in ("kernel1", "kernel2", "sinc_kernel") else v for k, v in params.items()}
     device = gt_usm.device
-    every = torch.arange(b)
+    if on_canvas is None:
+        on_canvas = device.type != "cpu"
 
     # ---- first degradation: blur, resize (own scale and mode per sample), noise, JPEG
     out = filter2d(gt_usm, params["kernel1"].to(device))
     scales1 = p["resize1_scale"].tolist()
     modes1 = p["resize1_mode"].tolist()
     items = [resize_one(out[i : i + 1], RESIZE_MODES[modes1[i]], scale=scales1[i]) for i in range(b)]
-    items = _noise_ragged(items, p, every, 1, generator)
-    items = _jpeg_ragged(items, p["jpeg1_quality"], cfg.jpeg_chroma_upsampling)
+    items = _noise_ragged(items, p, 1, generator, on_canvas)
+    items = _jpeg_ragged(items, p["jpeg1_quality"], cfg.jpeg_chroma_upsampling, on_canvas)
 
     # ---- second degradation: optional blur, resize relative to the LR size, noise
     blur2 = p["blur2_apply"].bool()
     if bool(blur2.any()):
         sel = torch.nonzero(blur2).flatten().tolist()
-        blurred = _blur_ragged([items[i] for i in sel], params["kernel2"][sel].to(device))
+        blurred = _blur_ragged([items[i] for i in sel], params["kernel2"][sel].to(device), on_canvas)
         for i, t in zip(sel, blurred):
             items[i] = t
     scales2 = p["resize2_scale"].tolist()
@@ -198,7 +201,7 @@ def degrade(gt_usm: torch.Tensor, params: Mapping[str, torch.Tensor], cfg: Degra
                    size=(int(ori_h / scale * scales2[i]), int(ori_w / scale * scales2[i])))
         for i in range(b)
     ]
-    items = _noise_ragged(items, p, every, 2, generator)
+    items = _noise_ragged(items, p, 2, generator, on_canvas)
 
     # ---- final: [resize to LR + sinc, JPEG] or [JPEG, resize to LR + sinc], per sample
     lr_size = (ori_h // scale, ori_w // scale)
@@ -206,7 +209,7 @@ def degrade(gt_usm: torch.Tensor, params: Mapping[str, torch.Tensor], cfg: Degra
     jpeg_first = [i for i in range(b) if not resize_first[i]]
     if jpeg_first:
         coded = _jpeg_ragged([items[i] for i in jpeg_first], p["jpeg2_quality"][jpeg_first],
-                             cfg.jpeg_chroma_upsampling)
+                             cfg.jpeg_chroma_upsampling, on_canvas)
         for i, t in zip(jpeg_first, coded):
             items[i] = t
     final_modes = p["final_resize_mode"].tolist()

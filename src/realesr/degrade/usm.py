@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 
-import torch
-import torch.nn.functional as F
+import functools
 
-from realesr.degrade.kernels import pad_reflect
+import numpy as np
+import torch
 
 
 def opencv_gaussian_sigma(size: int) -> float:
@@ -20,17 +20,33 @@ def gaussian_taps(size: int, sigma: float) -> torch.Tensor:
     return taps / taps.sum()
 
 
-def separable_blur(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    """Filter [B,C,H,W] with the outer product of taps (reflect padding), as two 1-D passes."""
-    b, c, h, w = x.shape
-    k = taps.numel()
-    r = k // 2
-    taps = taps.to(device=x.device, dtype=x.dtype)
-    flat = x.reshape(b * c, 1, h, w)
-    flat = pad_reflect(flat, (r, r, r, r))
-    flat = F.conv2d(flat, taps.view(1, 1, 1, k))
-    flat = F.conv2d(flat, taps.view(1, 1, k, 1))
-    return flat.view(b, c, h, w)
+@functools.lru_cache(maxsize=64)
+def _blur_matrix(n: int, size: int, sigma: float) -> torch.Tensor:
+    """[n, n] matrix of the 1-D Gaussian filter with reflect padding folded in (replicate when n is too short)."""
+    taps = gaussian_taps(size, sigma).numpy()
+    r = size // 2
+    rows = np.repeat(np.arange(n), size)
+    src = (np.arange(n)[:, None] + np.arange(size)[None, :] - r).reshape(-1)
+    if r < n:
+        src = np.abs(src)
+        src = np.where(src > n - 1, 2 * (n - 1) - src, src)
+    else:
+        src = np.clip(src, 0, n - 1)
+    m = np.zeros((n, n))
+    np.add.at(m, (rows, src), np.tile(taps, n))
+    return torch.from_numpy(m)
+
+
+def separable_blur(x: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
+    """Filter [B,C,H,W] with the size x size Gaussian (outer product of 1-D taps), reflect padding.
+
+    Done as two matrix products with the padding folded into banded matrices: exactly the padded 2-D
+    convolution, and several times faster than a 51-tap convolution on a CPU.
+    """
+    h, w = x.shape[-2:]
+    mh = _blur_matrix(h, size, float(sigma)).to(device=x.device, dtype=x.dtype)
+    mw = _blur_matrix(w, size, float(sigma)).to(device=x.device, dtype=x.dtype)
+    return mh @ x @ mw.T
 
 
 def usm_sharpen(img: torch.Tensor, weight: float = 0.5, threshold: float = 10.0, radius: int = 50,
@@ -45,11 +61,11 @@ def usm_sharpen(img: torch.Tensor, weight: float = 0.5, threshold: float = 10.0,
     if squeeze:
         img = img.unsqueeze(0)
     size = radius + 1 if radius % 2 == 0 else radius
-    taps = gaussian_taps(size, opencv_gaussian_sigma(size) if sigma is None else sigma)
-    blur = separable_blur(img, taps)
+    sigma = opencv_gaussian_sigma(size) if sigma is None else float(sigma)
+    blur = separable_blur(img, size, sigma)
     residual = img - blur
     mask = (residual.abs() * 255.0 > threshold).to(img.dtype)
-    soft_mask = separable_blur(mask, taps)
+    soft_mask = separable_blur(mask, size, sigma)
     sharp = torch.clamp(img + weight * residual, 0.0, 1.0)
     out = soft_mask * sharp + (1.0 - soft_mask) * img
     return out.squeeze(0) if squeeze else out
