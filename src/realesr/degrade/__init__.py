@@ -23,8 +23,15 @@ from realesr.degrade.kernels import (
     random_final_sinc,
 )
 from realesr.degrade.noise import add_noise, gaussian_noise, poisson_noise
-from realesr.degrade.pipeline import degrade, describe_params, sample_degradation_batch, sample_degradation_params
+from realesr.degrade.pipeline import (
+    degrade,
+    describe_params,
+    sample_degradation_batch,
+    sample_degradation_params,
+    synthesize_pairs,
+)
 from realesr.degrade.pool import TrainingPairPool
+from realesr.degrade.sheet import contact_sheet, label_lines
 from realesr.degrade.usm import usm_sharpen
 
 __all__ = [
@@ -36,6 +43,7 @@ __all__ = [
     "TrainingPairPool",
     "add_noise",
     "circular_lowpass_kernel",
+    "contact_sheet",
     "degrade",
     "describe_params",
     "filter2d",
@@ -43,6 +51,7 @@ __all__ = [
     "gaussian_noise",
     "generalized_gaussian_kernel",
     "jpeg_compress",
+    "label_lines",
     "paired_random_crop",
     "plateau_kernel",
     "poisson_noise",
@@ -51,5 +60,6 @@ __all__ = [
     "random_final_sinc",
     "sample_degradation_batch",
     "sample_degradation_params",
+    "synthesize_pairs",
     "usm_sharpen",
 ]

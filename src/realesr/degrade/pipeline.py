@@ -263,4 +263,67 @@ def describe_params(params: Mapping[str, torch.Tensor], index: int | None = None
     }
 
 
-__all__ = ["sample_degradation_params", "sample_degradation_batch", "degrade", "describe_params", "REQUIRED_KEYS"]
+
+
+def synthesize_pairs(
+    gt: torch.Tensor,
+    cfg: DegradationConfig,
+    scale: int,
+    count: int,
+    rng: np.random.Generator,
+    generator: torch.Generator | None = None,
+    crop: int = 256,
+    region: int = 400,
+    sharpen: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """The training-time synthesis on one image: ``count`` LR versions of one GT crop.
+
+    As the official data set and model: take a random ``region``^2 window of the image (reflect-padded when the
+    image is smaller), sharpen it (``sharpen``), degrade it ``count`` times with independent draws, then crop
+    ``crop``^2 (GT) / (crop/scale)^2 (LR) at one random position shared by the versions. ``crop`` 0 keeps the whole
+    image (cut to a multiple of the scale) and ignores ``region``.
+    Returns (plain GT crop [3,c,c], LR [count,3,c/scale,c/scale], the collated parameters).
+    """
+    from realesr.degrade.usm import usm_sharpen
+
+    if gt.dim() != 3 or gt.shape[0] != 3:
+        raise ValueError(f"synthesize_pairs expects [3,H,W], got {tuple(gt.shape)}")
+    if crop < 0 or crop % scale:
+        raise ConfigError(f"crop: {crop} must be a multiple of the scale {scale}")
+    h, w = gt.shape[-2:]
+    if crop == 0:
+        window = gt[:, : h - h % scale, : w - w % scale]
+        if window.shape[-1] < scale or window.shape[-2] < scale:
+            raise ConfigError(f"crop: the image of {w}x{h} is smaller than the scale {scale}")
+    else:
+        size = max(region, crop)
+        size += (-size) % scale
+        if h < size or w < size:
+            pad_h, pad_w = max(0, size - h), max(0, size - w)
+            arr = np.pad(gt.cpu().numpy(), ((0, 0), (0, pad_h), (0, pad_w)), mode="reflect")
+            gt = torch.from_numpy(arr).to(gt.device)
+            h, w = gt.shape[-2:]
+        top = int(rng.integers(0, h - size + 1))
+        left = int(rng.integers(0, w - size + 1))
+        window = gt[:, top : top + size, left : left + size]
+    batch = window.unsqueeze(0).expand(count, -1, -1, -1).contiguous()
+    params = sample_degradation_batch(cfg, rng, count)
+    source = usm_sharpen(batch) if sharpen else batch
+    lq = degrade(source, params, cfg, scale, generator=generator)
+    if crop == 0:
+        return window, lq, params
+    lq_size = crop // scale
+    top = int(rng.integers(0, lq.shape[-2] - lq_size + 1))
+    left = int(rng.integers(0, lq.shape[-1] - lq_size + 1))
+    gt_crop = window[:, top * scale : top * scale + crop, left * scale : left * scale + crop]
+    return gt_crop, lq[:, :, top : top + lq_size, left : left + lq_size], params
+
+
+__all__ = [
+    "REQUIRED_KEYS",
+    "degrade",
+    "describe_params",
+    "sample_degradation_batch",
+    "sample_degradation_params",
+    "synthesize_pairs",
+]
