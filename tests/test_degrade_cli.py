@@ -44,5 +44,13 @@ def test_degrade_command_bad_inputs_are_one_line_errors_and_others_go_on(shared_
     assert len(err) == 2 and all(line.startswith("realesr degrade: error:") for line in err)
     assert "missing.png" in err[0] and "notes.png" in err[1]
     assert Image.open(tmp_path / "out" / "020_0_lr.png").size == (16, 16)
+    # 16-bit greyscale input
+    grey16 = tmp_path / "grey16.png"
+    a = np.asarray(Image.open(photo).convert("L")).astype(np.uint16) * 257
+    Image.fromarray(a).save(grey16)
+    assert Image.open(grey16).mode.startswith("I")
+    assert main(["degrade", str(grey16), "--crop", "32", "--scale", "2", "-o", str(tmp_path / "out")]) == 0
+    lr16 = np.asarray(Image.open(tmp_path / "out" / "grey16_0_gt.png"))
+    assert lr16.shape == (32, 32, 3) and np.array_equal(lr16[..., 0], lr16[..., 2]) and lr16.max() > 0
     assert main(["degrade", str(photo), "--crop", "30", "-o", str(tmp_path / "x")]) == 2
     assert main(["degrade", str(photo), "--per-image", "0", "-o", str(tmp_path / "x")]) == 2

@@ -45,9 +45,12 @@ def _load_rgb(path: Path):
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.float32) / (65535.0 if im.mode != "I" or np.asarray(im).max() > 255 else 255.0)
+            if im.mode.startswith("I;16"):
+                arr = np.asarray(im, dtype=np.float32) / 65535.0
                 arr = np.repeat(arr[..., None], 3, axis=2)
+            elif im.mode == "I":  # 32-bit integer greyscale: 16-bit content when above 8-bit range
+                raw = np.asarray(im, dtype=np.float32)
+                arr = np.repeat((np.clip(raw, 0, None) / (65535.0 if raw.max() > 255 else 255.0))[..., None], 3, axis=2)
             elif im.mode == "F":
                 arr = np.repeat(np.clip(np.asarray(im, dtype=np.float32), 0, 1)[..., None], 3, axis=2)
             else:
