@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from realesr.degrade.config import KERNEL_TYPES
+from realesr.degrade.config import KERNEL_TYPES, DegradationConfig
 
 SINC_TYPE = len(KERNEL_TYPES)  # type index recorded for a sinc kernel
 IDENTITY_TYPE = SINC_TYPE + 1  # type index recorded for the identity (no final sinc)
@@ -149,7 +149,7 @@ def _draw_odd_size(rng: np.random.Generator, size_range: tuple[int, int]) -> int
     return int(sizes[rng.integers(len(sizes))])
 
 
-def random_blur_kernel(rng: np.random.Generator, cfg, second: bool) -> KernelDraw:
+def random_blur_kernel(rng: np.random.Generator, cfg: DegradationConfig, second: bool) -> KernelDraw:
     """kernel1 (second=False) or kernel2 (second=True) exactly as the official data set draws them, padded."""
     sfx = "2" if second else ""
     size = _draw_odd_size(rng, cfg.kernel_size_range)
@@ -171,7 +171,7 @@ def random_blur_kernel(rng: np.random.Generator, cfg, second: bool) -> KernelDra
     return draw
 
 
-def random_final_sinc(rng: np.random.Generator, cfg) -> KernelDraw:
+def random_final_sinc(rng: np.random.Generator, cfg: DegradationConfig) -> KernelDraw:
     """The final sinc filter (with probability final_sinc_prob) or the identity, padded."""
     if rng.uniform() < cfg.final_sinc_prob:
         size = _draw_odd_size(rng, cfg.kernel_size_range)

@@ -20,7 +20,7 @@ from realesr.degrade.config import RESIZE_MODES, DegradationConfig
 from realesr.degrade.jpeg import jpeg_compress
 from realesr.degrade.kernels import filter2d, random_blur_kernel, random_final_sinc
 from realesr.degrade.noise import add_noise
-from realesr.degrade.resize import from_canvas, resize_one, same_size, sizes_of, to_canvas
+from realesr.degrade.resize import from_canvas, resize_one, same_size, to_canvas
 from realesr.errors import ConfigError
 
 RESIZE_DIRECTIONS = ("up", "down", "keep")
