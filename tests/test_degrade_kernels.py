@@ -17,6 +17,16 @@ from realesr.degrade.kernels import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _single_thread():
+    # These tensors are small: worker threads only add contention, which on a busy 2-core machine costs more
+    # than the work itself.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _moments(kernel):
     n = kernel.shape[0]
     ax = np.arange(n) - (n - 1) / 2

@@ -19,6 +19,16 @@ from realesr.degrade import (
 from realesr.errors import ConfigError, DataError
 
 
+@pytest.fixture(autouse=True)
+def _single_thread():
+    # These tensors are small: worker threads only add contention, which on a busy 2-core machine costs more
+    # than the work itself.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _crops(shared_data, n, size, seed=0):
     rng = np.random.default_rng(seed)
     photos = sorted((shared_data / "train" / "photos").glob("*.png"))
@@ -131,7 +141,7 @@ def test_many_random_draws_on_real_photos_stay_finite_and_in_range(shared_data):
     rng = np.random.default_rng(2024)
     gen = torch.Generator().manual_seed(2024)
     diffs, mean_shift = [], []
-    for b in range(8):
+    for b in range(6):
         gt = _crops(shared_data, 8, 48, seed=100 + b)
         lq = degrade(usm_sharpen(gt), sample_degradation_batch(cfg, rng, 8), cfg, 4, generator=gen)
         assert torch.isfinite(lq).all() and lq.min() >= 0 and lq.max() <= 1
