@@ -171,6 +171,19 @@ def test_canvas_and_per_sample_processing_agree_without_noise(shared_data):
     assert torch.equal(alone, b[2:3])
 
 
+def test_half_precision_input_is_computed_in_float32(shared_data):
+    cfg = DegradationConfig()
+    gt = usm_sharpen(_crops(shared_data, 2, 64, seed=4))
+    params = sample_degradation_batch(cfg, np.random.default_rng(4), 2)
+    full = degrade(gt, params, cfg, 4, generator=torch.Generator().manual_seed(4))
+    half = degrade(gt.half(), params, cfg, 4, generator=torch.Generator().manual_seed(4))
+    assert half.dtype == torch.float16
+    # the fp16 input is itself rounded, so a few pixels may land on the neighbouring 8-bit level
+    assert (half.float() - full).abs().max() <= 2 / 255 + 1e-3 and (half.float() - full).abs().mean() < 1e-3
+    with pytest.raises(ValueError, match="float"):
+        degrade((gt * 255).to(torch.uint8), params, cfg, 4)
+
+
 def test_degrade_rejects_missing_params():
     cfg = DegradationConfig()
     params = sample_degradation_batch(cfg, np.random.default_rng(0), 2)

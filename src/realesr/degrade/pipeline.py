@@ -167,6 +167,8 @@ def degrade(gt_usm: torch.Tensor, params: Mapping[str, torch.Tensor], cfg: Degra
     """
     if gt_usm.dim() != 4 or gt_usm.shape[1] != 3:
         raise ValueError(f"degrade expects [B,3,H,W], got {tuple(gt_usm.shape)}")
+    if not gt_usm.is_floating_point():
+        raise ValueError(f"degrade expects a float image in [0, 1], got {gt_usm.dtype}")
     if int(scale) != scale or scale < 1:
         raise ConfigError(f"degradation.scale: expected a positive integer, got {scale!r}")
     scale = int(scale)
@@ -174,13 +176,17 @@ def degrade(gt_usm: torch.Tensor, params: Mapping[str, torch.Tensor], cfg: Degra
     if ori_h < scale or ori_w < scale:
         raise ValueError(f"GT of {ori_h}x{ori_w} is smaller than the scale {scale}")
     _check_params(params, b)
+    # Half precision would blur the DCT and the 8-bit rounding: the chain runs in float32 (or float64 if given).
+    out_dtype = gt_usm.dtype
+    if gt_usm.dtype not in (torch.float32, torch.float64):
+        gt_usm = gt_usm.float()
     p = {k: v.detach().cpu() if k not in ("kernel1", "kernel2", "sinc_kernel") else v for k, v in params.items()}
     device = gt_usm.device
     if on_canvas is None:
         on_canvas = device.type != "cpu"
 
     # ---- first degradation: blur, resize (own scale and mode per sample), noise, JPEG
-    out = filter2d(gt_usm, params["kernel1"].to(device))
+    out = filter2d(gt_usm, params["kernel1"].to(device, gt_usm.dtype))
     scales1 = p["resize1_scale"].tolist()
     modes1 = p["resize1_mode"].tolist()
     items = [resize_one(out[i : i + 1], RESIZE_MODES[modes1[i]], scale=scales1[i]) for i in range(b)]
@@ -221,7 +227,7 @@ def degrade(gt_usm: torch.Tensor, params: Mapping[str, torch.Tensor], cfg: Degra
         coded = jpeg_compress(out[idx].clamp(0.0, 1.0), p["jpeg2_quality"][resize_first_idx],
                               cfg.jpeg_chroma_upsampling)
         out = out.index_copy(0, idx, coded)
-    return torch.clamp((out * 255.0).round(), 0, 255) / 255.0
+    return (torch.clamp((out * 255.0).round(), 0, 255) / 255.0).to(out_dtype)
 
 
 def describe_params(params: Mapping[str, torch.Tensor], index: int | None = None) -> dict[str, object]:

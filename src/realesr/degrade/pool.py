@@ -58,8 +58,11 @@ class TrainingPairPool:
             g.shape[1:] != q.shape[1:] for g, q in zip(gts, self.queue_gt)
         ):
             raise ValueError("TrainingPairPool: the batch shapes changed since the pool was filled")
-        lq = lq.detach().to(self.queue_lq.device)
-        gts = [g.detach().to(q.device) for g, q in zip(gts, self.queue_gt)]
+        if self.queue_lq.device != lq.device:  # e.g. the first call after load_state_dict
+            self.queue_lq = self.queue_lq.to(lq.device)
+            self.queue_gt = [q.to(g.device) for q, g in zip(self.queue_gt, gts)]
+        lq = lq.detach()
+        gts = [g.detach() for g in gts]
         if self.ptr < self.pool_size:
             self.queue_lq[self.ptr : self.ptr + b] = lq
             for q, g in zip(self.queue_gt, gts):
@@ -88,7 +91,8 @@ class TrainingPairPool:
         }
 
     def load_state_dict(self, state: dict[str, Any], device: torch.device | str | None = None) -> None:
-        """Restore a state; the queues go to ``device`` (default: where this pool's queues are, else the CPU)."""
+        """Restore a state; the queues go to ``device`` (default: where this pool's queues are, else the CPU) and
+        follow the batches' device on the next call."""
         if state["pool_size"] != self.pool_size or state["batch_size"] != self.batch_size:
             raise ConfigError(
                 f"pool_size: saved pool is {state['pool_size']} x batch {state['batch_size']}, "
