@@ -72,6 +72,8 @@ def test_config_defaults_are_official_x4plus_and_round_trip():
         ({"gray_noise_prob": 1.5}, "gray_noise_prob"),
         ({"kernel_size_range": (6, 21)}, "kernel_size_range"),
         ({"resize_modes": ("nearest",)}, "resize_modes"),
+        ({"blur_kernel_size2": 20}, "blur_kernel_size2"),
+        ({"blur_kernel_size": 15}, "kernel_size_range"),
     ],
 )
 def test_config_validation_names_the_key(changes, key):

@@ -84,7 +84,8 @@ class DegradationConfig:
     betag_range2: tuple[float, float] = (0.5, 4.0)
     betap_range2: tuple[float, float] = (1.0, 2.0)
     # -- kernel geometry and sinc filters --
-    blur_kernel_size: int = 21  # every kernel is zero-padded to this size
+    blur_kernel_size: int = 21  # kernel1 and the final sinc are zero-padded to this size
+    blur_kernel_size2: int = 21  # kernel2 is zero-padded to this size
     kernel_size_range: tuple[int, int] = (7, 21)  # odd sizes drawn uniformly in this range
     sinc_small_kernel_limit: int = 13  # sinc blur kernels smaller than this use sinc_cutoff_small
     sinc_cutoff_small: tuple[float, float] = (math.pi / 3, math.pi)
@@ -145,8 +146,10 @@ class DegradationConfig:
             if getattr(self, f"betap_range{suffix}")[0] <= 0:
                 raise ConfigError(f"degradation.betap_range{suffix}: beta must be > 0")
 
-        if not isinstance(self.blur_kernel_size, int) or self.blur_kernel_size < 1 or self.blur_kernel_size % 2 == 0:
-            raise ConfigError(f"degradation.blur_kernel_size: expected an odd positive integer, got {self.blur_kernel_size!r}")
+        for key in ("blur_kernel_size", "blur_kernel_size2"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
+                raise ConfigError(f"degradation.{key}: expected an odd positive integer, got {value!r}")
         ks = self.kernel_size_range
         if (
             isinstance(ks, str)
@@ -157,10 +160,11 @@ class DegradationConfig:
         ):
             raise ConfigError(f"degradation.kernel_size_range: expected [low, high] odd positive integers, got {ks!r}")
         self.kernel_size_range = (int(ks[0]), int(ks[1]))
-        if self.kernel_size_range[1] > self.blur_kernel_size:
-            raise ConfigError(
-                f"degradation.kernel_size_range: largest size {ks[1]} exceeds blur_kernel_size {self.blur_kernel_size}"
-            )
+        for key in ("blur_kernel_size", "blur_kernel_size2"):
+            if self.kernel_size_range[1] > getattr(self, key):
+                raise ConfigError(
+                    f"degradation.kernel_size_range: largest size {ks[1]} exceeds {key} {getattr(self, key)}"
+                )
         if not isinstance(self.sinc_small_kernel_limit, int):
             raise ConfigError(f"degradation.sinc_small_kernel_limit: expected an integer, got {self.sinc_small_kernel_limit!r}")
         for key in ("sinc_cutoff_small", "sinc_cutoff_large", "final_sinc_cutoff"):

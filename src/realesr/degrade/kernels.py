@@ -167,7 +167,7 @@ def random_blur_kernel(rng: np.random.Generator, cfg: DegradationConfig, second:
             getattr(cfg, f"betag_range{sfx}"),
             getattr(cfg, f"betap_range{sfx}"),
         )
-    draw.kernel = pad_kernel(draw.kernel, cfg.blur_kernel_size)
+    draw.kernel = pad_kernel(draw.kernel, cfg.blur_kernel_size2 if second else cfg.blur_kernel_size)
     return draw
 
 

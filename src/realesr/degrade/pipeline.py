@@ -52,7 +52,8 @@ def _draw_mode(rng: np.random.Generator, modes: tuple[str, ...]) -> int:
 def sample_degradation_params(cfg: DegradationConfig, rng: np.random.Generator) -> dict[str, torch.Tensor]:
     """Draw every random choice of the chain for ONE sample (kernels, scales, modes, noise, qualities, order).
 
-    Returns a dict of tensors: ``kernel1``, ``kernel2``, ``sinc_kernel`` (``blur_kernel_size``^2 float32) and
+    Returns a dict of tensors: ``kernel1``, ``kernel2``, ``sinc_kernel`` (``blur_kernel_size``^2 float32, kernel2
+    ``blur_kernel_size2``^2) and
     0-dim scalars (int64 for choices, float32 for values). Every key is always drawn, used or not, so the stream
     of random numbers, and thus a seeded run, does not depend on earlier outcomes.
     """
