@@ -109,7 +109,7 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
     t_params, params = timed(lambda: sample_degradation_batch(cfg, rng, b), device, args.repeats)
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator(device=device).manual_seed(0)  # on the device: noise is drawn where it is used
     degrade(usm_sharpen(gt), params, cfg, args.scale, generator=gen)  # warm-up
     t_usm, gt_usm = timed(lambda: usm_sharpen(gt), device, args.repeats)
     rows = [("kernel + parameter sampling (numpy, per worker)", t_params)]

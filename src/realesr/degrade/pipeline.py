@@ -158,8 +158,10 @@ def degrade(gt_usm: torch.Tensor, params: Mapping[str, torch.Tensor], cfg: Degra
             generator: torch.Generator | None = None, on_canvas: bool | None = None) -> torch.Tensor:
     """Synthesise LQ images [B,3,H//scale,W//scale] from (sharpened) GT [B,3,H,W] in [0,1], any device.
 
-    ``params``: a collated batch of :func:`sample_degradation_params`. ``generator`` drives the noise. The result
-    is clamped to [0, 1] and rounded to 8-bit levels, like the official.
+    ``params``: a collated batch of :func:`sample_degradation_params`. ``generator`` drives the noise; noise is
+    drawn on the generator's device, so for speed give one on the images' device (a CPU generator with GPU images
+    works, and gives the same noise as on the CPU, at the cost of a copy). The result is clamped to [0, 1] and
+    rounded to 8-bit levels, like the official.
 
     Between the first resize and the final resize the samples have their own sizes. ``on_canvas`` chooses how
     they are processed: True batches them on one edge-replicated canvas (few large kernels: what an accelerator
