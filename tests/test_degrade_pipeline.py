@@ -173,6 +173,47 @@ def test_canvas_and_per_sample_processing_agree_without_noise(shared_data):
     assert torch.equal(alone, b[2:3])
 
 
+@pytest.mark.parametrize("resize_first", [1, 0])
+def test_chain_applies_the_drawn_operations_in_the_official_order(shared_data, resize_first):
+    # Noise off so that the chain is deterministic; every other step is drawn explicitly and replayed by hand.
+    from torch.nn import functional as F
+
+    from realesr.degrade import filter2d, jpeg_compress
+    from realesr.degrade.kernels import circular_lowpass_kernel, gaussian_kernel, pad_kernel
+
+    cfg = DegradationConfig()
+    gt = _crops(shared_data, 1, 64, seed=21)
+    p = sample_degradation_batch(cfg, np.random.default_rng(0), 1)
+    k1 = torch.from_numpy(gaussian_kernel(21, 1.4, 0.7, 0.5)).float()[None]
+    k2 = torch.from_numpy(pad_kernel(gaussian_kernel(9, 0.8, 0.8, 0.0), 21)).float()[None]
+    sinc = torch.from_numpy(pad_kernel(circular_lowpass_kernel(2.0, 13), 21)).float()[None]
+    p.update(
+        kernel1=k1, kernel2=k2, sinc_kernel=sinc,
+        resize1_scale=torch.tensor([0.62]), resize1_mode=torch.tensor([2]),  # bicubic
+        noise1_gaussian=torch.tensor([1]), noise1_sigma=torch.tensor([0.0]),
+        jpeg1_quality=torch.tensor([41.0]),
+        blur2_apply=torch.tensor([1]), resize2_scale=torch.tensor([0.8]), resize2_mode=torch.tensor([1]),  # bilinear
+        noise2_gaussian=torch.tensor([0]), noise2_poisson_scale=torch.tensor([0.0]),
+        final_resize_first=torch.tensor([resize_first]), final_resize_mode=torch.tensor([0]),  # area
+        jpeg2_quality=torch.tensor([77.0]),
+    )
+    lq = degrade(gt, p, cfg, 4)
+
+    x = filter2d(gt, k1)
+    x = F.interpolate(x, scale_factor=0.62, mode="bicubic").clamp(0, 1)
+    x = jpeg_compress(x, torch.tensor([41.0]))
+    x = filter2d(x, k2)
+    x = F.interpolate(x, size=(int(64 / 4 * 0.8), int(64 / 4 * 0.8)), mode="bilinear").clamp(0, 1)
+    if resize_first:
+        x = filter2d(F.interpolate(x, size=(16, 16), mode="area"), sinc)
+        x = jpeg_compress(x.clamp(0, 1), torch.tensor([77.0]))
+    else:
+        x = jpeg_compress(x, torch.tensor([77.0]))
+        x = filter2d(F.interpolate(x, size=(16, 16), mode="area"), sinc)
+    expected = (x * 255).round().clamp(0, 255) / 255
+    torch.testing.assert_close(lq, expected, atol=1e-6, rtol=0)
+
+
 def test_half_precision_input_is_computed_in_float32(shared_data):
     cfg = DegradationConfig()
     gt = usm_sharpen(_crops(shared_data, 2, 64, seed=4))
