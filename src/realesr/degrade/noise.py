@@ -45,11 +45,12 @@ def gaussian_noise(x: torch.Tensor, sigma: torch.Tensor, gray: torch.Tensor,
 
 
 def _levels(q: torch.Tensor, sizes: Sequence[tuple[int, int]] | None) -> torch.Tensor:
-    """Per sample, 2^ceil(log2(#distinct values)) of the quantised image: the official's Poisson 'photon count'."""
+    """Per sample, 2^ceil(log2(#distinct values)) of the 8-bit-quantised image q: the official's Poisson
+    'photon count'. Counted with a 256-bin histogram rather than torch.unique (a sort)."""
     vals = []
     for i in range(q.shape[0]):
         sample = q[i] if sizes is None else q[i, :, : sizes[i][0], : sizes[i][1]]
-        n = int(torch.unique(sample).numel())
+        n = int(torch.count_nonzero(torch.bincount((sample * 255.0).round().long().flatten(), minlength=256)))
         vals.append(2.0 ** math.ceil(math.log2(max(n, 1))))
     return torch.tensor(vals, dtype=q.dtype, device=q.device).view(-1, 1, 1, 1)
 
