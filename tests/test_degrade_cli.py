@@ -8,14 +8,7 @@ from PIL import Image
 from realesr.cli import main
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # These tensors are small: worker threads only add contention, which on a busy 2-core machine costs more
-    # than the work itself.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def test_degrade_command_writes_pairs_and_sheet_reproducibly(shared_data, tmp_path, capsys):

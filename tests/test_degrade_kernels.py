@@ -17,14 +17,7 @@ from realesr.degrade.kernels import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # These tensors are small: worker threads only add contention, which on a busy 2-core machine costs more
-    # than the work itself.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _moments(kernel):

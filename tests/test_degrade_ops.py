@@ -11,14 +11,7 @@ from PIL import Image
 from realesr.degrade import add_noise, gaussian_noise, jpeg_compress, poisson_noise, quantization_tables, usm_sharpen
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # These tensors are small: worker threads only add contention, which on a busy 2-core machine costs more
-    # than the work itself.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _photo(shared_data, name, top, left, h, w):

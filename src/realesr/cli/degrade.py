@@ -81,20 +81,12 @@ def _save_png(image, path: Path) -> None:
         raise ImageWriteError(f"{path}: cannot write ({err})") from None
 
 
-def _tensor_to_pil(x):
-    import numpy as np
-    from PIL import Image
-
-    arr = (x.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
-    return Image.fromarray(arr)
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
     from tqdm import tqdm
 
-    from realesr.degrade import DegradationConfig, contact_sheet, label_lines, synthesize_pairs
+    from realesr.degrade import DegradationConfig, contact_sheet, label_lines, synthesize_pairs, tensor_to_pil
 
     if args.per_image < 1:
         raise UsageError(f"--per-image must be at least 1, got {args.per_image}")
@@ -132,8 +124,8 @@ def run(args: argparse.Namespace) -> int:
             )
             targets = []
             for k in range(args.per_image):
-                targets.append((_tensor_to_pil(lqs[k]), out_dir / f"{name}_{k}_lr.png"))
-                targets.append((_tensor_to_pil(gt_crop), out_dir / f"{name}_{k}_gt.png"))
+                targets.append((tensor_to_pil(lqs[k]), out_dir / f"{name}_{k}_lr.png"))
+                targets.append((tensor_to_pil(gt_crop), out_dir / f"{name}_{k}_gt.png"))
             if args.sheet:
                 labels = [label_lines(params, k) for k in range(args.per_image)]
                 sheet = contact_sheet(gt_crop, lqs, labels, title=f"GT {path.name}")

@@ -25,13 +25,12 @@ from realesr.degrade.kernels import (
 from realesr.degrade.noise import add_noise, gaussian_noise, poisson_noise
 from realesr.degrade.pipeline import (
     degrade,
-    describe_params,
     sample_degradation_batch,
     sample_degradation_params,
     synthesize_pairs,
 )
 from realesr.degrade.pool import TrainingPairPool
-from realesr.degrade.sheet import contact_sheet, label_lines
+from realesr.degrade.sheet import contact_sheet, label_lines, tensor_to_pil
 from realesr.degrade.usm import usm_sharpen
 
 __all__ = [
@@ -45,7 +44,6 @@ __all__ = [
     "circular_lowpass_kernel",
     "contact_sheet",
     "degrade",
-    "describe_params",
     "filter2d",
     "gaussian_kernel",
     "gaussian_noise",
@@ -61,5 +59,6 @@ __all__ = [
     "sample_degradation_batch",
     "sample_degradation_params",
     "synthesize_pairs",
+    "tensor_to_pil",
     "usm_sharpen",
 ]

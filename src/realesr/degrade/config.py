@@ -49,6 +49,16 @@ def _probs(value: Any, key: str, n: int) -> tuple[float, ...]:
     return probs
 
 
+def _names(value: Any, key: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not hasattr(value, "__len__") or len(value) == 0:
+        raise ConfigError(f"degradation.{key}: expected a non-empty list of {what}s, got {value!r}")
+    names = tuple(str(v) for v in value)
+    for name in names:
+        if name not in allowed:
+            raise ConfigError(f"degradation.{key}: unknown {what} {name!r} (known: {', '.join(allowed)})")
+    return names
+
+
 def _prob(value: Any, key: str) -> float:
     try:
         p = float(value)
@@ -125,13 +135,7 @@ class DegradationConfig:
         """Normalise the fields to their types and raise ConfigError naming the first bad key."""
         for suffix in ("", "2"):
             list_key, prob_key = f"kernel_list{suffix}", f"kernel_prob{suffix}"
-            names = getattr(self, list_key)
-            if isinstance(names, str) or not hasattr(names, "__len__") or len(names) == 0:
-                raise ConfigError(f"degradation.{list_key}: expected a list of kernel types, got {names!r}")
-            names = tuple(str(n) for n in names)
-            for n in names:
-                if n not in KERNEL_TYPES:
-                    raise ConfigError(f"degradation.{list_key}: unknown kernel type {n!r} (known: {', '.join(KERNEL_TYPES)})")
+            names = _names(getattr(self, list_key), list_key, KERNEL_TYPES, "kernel type")
             setattr(self, list_key, names)
             setattr(self, prob_key, _probs(getattr(self, prob_key), prob_key, len(names)))
             for key in (f"sinc_prob{suffix}",):
@@ -195,14 +199,7 @@ class DegradationConfig:
                 raise ConfigError(f"degradation.{key}: JPEG quality must be in [1, 100], got {[low, high]}")
             setattr(self, key, (low, high))
         for key in ("resize_modes", "resize_modes2", "final_resize_modes"):
-            modes = getattr(self, key)
-            if isinstance(modes, str) or not hasattr(modes, "__len__") or len(modes) == 0:
-                raise ConfigError(f"degradation.{key}: expected a non-empty list of modes, got {modes!r}")
-            modes = tuple(str(m) for m in modes)
-            for m in modes:
-                if m not in RESIZE_MODES:
-                    raise ConfigError(f"degradation.{key}: unknown resize mode {m!r} (known: {', '.join(RESIZE_MODES)})")
-            setattr(self, key, modes)
+            setattr(self, key, _names(getattr(self, key), key, RESIZE_MODES, "resize mode"))
         if self.jpeg_chroma_upsampling not in CHROMA_UPSAMPLING:
             raise ConfigError(
                 f"degradation.jpeg_chroma_upsampling: expected one of {', '.join(CHROMA_UPSAMPLING)}, "

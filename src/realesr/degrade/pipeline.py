@@ -73,21 +73,20 @@ def sample_degradation_params(cfg: DegradationConfig, rng: np.random.Generator) 
     put_kernel("kernel2", random_blur_kernel(rng, cfg, second=True))
     put_kernel("sinc_kernel", random_final_sinc(rng, cfg))
 
-    out["resize1_direction"], out["resize1_scale"] = _draw_resize(rng, cfg.resize_prob, cfg.resize_range)
-    out["resize1_mode"] = _draw_mode(rng, cfg.resize_modes)
-    out["noise1_gaussian"] = int(rng.uniform() < cfg.gaussian_noise_prob)
-    out["noise1_sigma"] = float(rng.uniform(*cfg.noise_range))
-    out["noise1_poisson_scale"] = float(rng.uniform(*cfg.poisson_scale_range))
-    out["noise1_gray"] = int(rng.uniform() < cfg.gray_noise_prob)
-    out["jpeg1_quality"] = float(rng.uniform(*cfg.jpeg_range))
+    def put_resize_and_noise(stage: int) -> None:
+        sfx = "" if stage == 1 else "2"
+        direction, scale = _draw_resize(rng, getattr(cfg, f"resize_prob{sfx}"), getattr(cfg, f"resize_range{sfx}"))
+        out[f"resize{stage}_direction"], out[f"resize{stage}_scale"] = direction, scale
+        out[f"resize{stage}_mode"] = _draw_mode(rng, getattr(cfg, f"resize_modes{sfx}"))
+        out[f"noise{stage}_gaussian"] = int(rng.uniform() < getattr(cfg, f"gaussian_noise_prob{sfx}"))
+        out[f"noise{stage}_sigma"] = float(rng.uniform(*getattr(cfg, f"noise_range{sfx}")))
+        out[f"noise{stage}_poisson_scale"] = float(rng.uniform(*getattr(cfg, f"poisson_scale_range{sfx}")))
+        out[f"noise{stage}_gray"] = int(rng.uniform() < getattr(cfg, f"gray_noise_prob{sfx}"))
 
+    put_resize_and_noise(1)
+    out["jpeg1_quality"] = float(rng.uniform(*cfg.jpeg_range))
     out["blur2_apply"] = int(rng.uniform() < cfg.second_blur_prob)
-    out["resize2_direction"], out["resize2_scale"] = _draw_resize(rng, cfg.resize_prob2, cfg.resize_range2)
-    out["resize2_mode"] = _draw_mode(rng, cfg.resize_modes2)
-    out["noise2_gaussian"] = int(rng.uniform() < cfg.gaussian_noise_prob2)
-    out["noise2_sigma"] = float(rng.uniform(*cfg.noise_range2))
-    out["noise2_poisson_scale"] = float(rng.uniform(*cfg.poisson_scale_range2))
-    out["noise2_gray"] = int(rng.uniform() < cfg.gray_noise_prob2)
+    put_resize_and_noise(2)
     out["final_resize_first"] = int(rng.uniform() < cfg.resize_before_jpeg_prob)
     out["final_resize_mode"] = _draw_mode(rng, cfg.final_resize_modes)
     out["jpeg2_quality"] = float(rng.uniform(*cfg.jpeg_range2))
@@ -233,47 +232,6 @@ def degrade(gt_usm: torch.Tensor, params: Mapping[str, torch.Tensor], cfg: Degra
     return (torch.clamp((out * 255.0).round(), 0, 255) / 255.0).to(out_dtype)
 
 
-def describe_params(params: Mapping[str, torch.Tensor], index: int | None = None) -> dict[str, object]:
-    """Human-readable summary of one sample's drawn parameters (for labels and logs)."""
-    from realesr.degrade.kernels import KERNEL_TYPE_NAMES
-
-    def get(key):
-        v = params[key]
-        return (v[index] if index is not None else v).item()
-
-    def kernel(stem):
-        t = KERNEL_TYPE_NAMES[int(get(f"{stem}_type"))]
-        d = {"type": t, "size": int(get(f"{stem}_size"))}
-        if t == "sinc":
-            d["omega"] = round(get(f"{stem}_omega"), 3)
-        elif t != "identity":
-            d.update(sigma_x=round(get(f"{stem}_sigma_x"), 2), sigma_y=round(get(f"{stem}_sigma_y"), 2),
-                     theta=round(get(f"{stem}_theta"), 2), beta=round(get(f"{stem}_beta"), 2))
-        return d
-
-    def noise(stage):
-        gray = "gray" if get(f"noise{stage}_gray") else "color"
-        if get(f"noise{stage}_gaussian"):
-            return f"gaussian sigma={get(f'noise{stage}_sigma'):.1f} {gray}"
-        return f"poisson scale={get(f'noise{stage}_poisson_scale'):.2f} {gray}"
-
-    return {
-        "kernel1": kernel("kernel1"),
-        "resize1": f"{RESIZE_MODES[int(get('resize1_mode'))]} x{get('resize1_scale'):.2f}",
-        "noise1": noise(1),
-        "jpeg1": round(get("jpeg1_quality"), 1),
-        "kernel2": kernel("kernel2") if get("blur2_apply") else None,
-        "resize2": f"{RESIZE_MODES[int(get('resize2_mode'))]} x{get('resize2_scale'):.2f}",
-        "noise2": noise(2),
-        "final_order": "resize+sinc, jpeg" if get("final_resize_first") else "jpeg, resize+sinc",
-        "final_resize": RESIZE_MODES[int(get("final_resize_mode"))],
-        "sinc": kernel("sinc"),
-        "jpeg2": round(get("jpeg2_quality"), 1),
-    }
-
-
-
-
 def synthesize_pairs(
     gt: torch.Tensor,
     cfg: DegradationConfig,
@@ -331,7 +289,6 @@ def synthesize_pairs(
 __all__ = [
     "REQUIRED_KEYS",
     "degrade",
-    "describe_params",
     "sample_degradation_batch",
     "sample_degradation_params",
     "synthesize_pairs",

@@ -60,7 +60,8 @@ def label_lines(params: Mapping[str, torch.Tensor], i: int) -> list[str]:
     ]
 
 
-def _to_image(x: torch.Tensor) -> Image.Image:
+def tensor_to_pil(x: torch.Tensor) -> Image.Image:
+    """[3,H,W] float in [0,1] -> 8-bit RGB PIL image."""
     arr = (x.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
     return Image.fromarray(arr)
 
@@ -80,7 +81,7 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:
 def contact_sheet(gt: torch.Tensor, lqs: torch.Tensor, labels: Sequence[Sequence[str]], title: str = "") -> Image.Image:
     """One row: GT [3,H,W] then each LR [K,3,h,w] upscaled by nearest neighbour to H x W, a label under each."""
     h, w = gt.shape[-2:]
-    tiles = [_to_image(gt)] + [_to_image(lq).resize((w, h), Image.NEAREST) for lq in lqs]
+    tiles = [tensor_to_pil(gt)] + [tensor_to_pil(lq).resize((w, h), Image.NEAREST) for lq in lqs]
     try:
         font = ImageFont.load_default(size=13)
     except TypeError:  # Pillow < 10.1: the fixed bitmap font
