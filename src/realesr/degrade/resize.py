@@ -2,10 +2,10 @@
 
 Drawing the resize scale per sample (rather than once per batch as the official must) gives every sample its own
 size between the first resize and the final resize to the LR size. Those samples are carried as a list of
-[1,C,h,w] tensors; the batched operations (blur, noise, JPEG) run on one canvas holding all of them, each sample
-top-left and edge-replicated to the canvas size, and are cropped back. Replication is what a JPEG encoder does at a
-partial MCU, the blur pads each sample by reflection before it is placed, and noise is per pixel, so every sample
-comes out as if it had been processed alone.
+[1,C,h,w] tensors. They are either processed one by one, or (``to_canvas``) placed together on one canvas, each
+top-left and edge-replicated to the canvas size, processed as one batch and cropped back (``from_canvas``).
+Replication is what a JPEG encoder does at a partial MCU, the blur pads each sample by reflection before it is
+placed, and noise is per pixel, so on the canvas every sample comes out as if it had been processed alone.
 """
 
 from __future__ import annotations
