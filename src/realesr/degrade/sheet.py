@@ -46,7 +46,7 @@ def label_lines(params: Mapping[str, torch.Tensor], i: int) -> list[str]:
     final_resize = RESIZE_MODES[int(params["final_resize_mode"][i])]
     sinc = _kernel_label(params, "sinc", i)
     jpeg2 = f"jpeg q{float(params['jpeg2_quality'][i]):.0f}"
-    resize_sinc = f"{final_resize} + sinc {sinc}" if sinc != "none" else f"{final_resize}, no sinc"
+    resize_sinc = f"{final_resize} + {sinc}" if sinc != "none" else f"{final_resize}, no sinc"
     final = f"{resize_sinc}; {jpeg2}" if int(params["final_resize_first"][i]) else f"{jpeg2}; {resize_sinc}"
     return [
         f"1 blur {_kernel_label(params, 'kernel1', i)}",
