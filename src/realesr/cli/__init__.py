@@ -13,7 +13,7 @@ import sys
 from realesr import __version__
 from realesr.errors import RealesrError
 
-COMMANDS = ("models", "convert", "eval")
+COMMANDS = ("models", "convert", "eval", "degrade")
 
 
 def build_parser() -> argparse.ArgumentParser:
