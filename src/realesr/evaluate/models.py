@@ -67,10 +67,13 @@ def load_eval_model(
     tile: int | None = None,
     allow_download: bool = True,
     label: str | None = None,
+    precision: str = "fp32",
 ) -> EvalModel:
     """``bicubic``, a model name or weights path, an ``nn.Module`` or a ``LoadedModel`` as an :class:`EvalModel`.
 
-    Raises ModelNotFoundError (also when a download is needed and impossible) or another RealesrError.
+    ``precision`` defaults to fp32 so that scores do not depend on the device; "auto" lets the inference
+    module pick half precision on GPUs. Raises ModelNotFoundError (also when a download is needed and
+    impossible) or another RealesrError.
     """
     if isinstance(model, str) and model.lower() == BICUBIC:
         return bicubic_model(scale)
@@ -92,8 +95,10 @@ def load_eval_model(
         except OSError as err:  # a download that cannot reach the network
             raise ModelNotFoundError(f"model {model}: not available offline and the download failed ({err})") from err
     if Upscaler is not None:
-        upscaler = Upscaler(model=source, device=device, tile=tile)
+        upscaler = Upscaler(model=source, device=device, precision=precision, tile=tile)
     else:
+        if precision != "fp32":
+            raise UsageError(f"precision {precision!r} needs realesr.infer, which is not installed")
         upscaler = WholeImageUpscaler(getattr(source, "net", source), device)
     model_scale = _scale_of(upscaler, source, getattr(source, "net", None))
     return EvalModel(label=label or label_for(model), upscale=upscaler, scale=model_scale)
