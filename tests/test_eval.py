@@ -242,3 +242,23 @@ def test_written_files_are_atomic_and_get_normal_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+
+
+def test_images_are_read_as_the_protocol_reads_them(shared_data, tmp_path):
+    from realesr.evaluate import read_rgb
+
+    bridge = shared_data / "test" / "Set14" / "bridge.png"  # stored as 8-bit greyscale (L)
+    grey = np.asarray(Image.open(bridge))
+    assert grey.ndim == 2
+    rgb = read_rgb(bridge)
+    assert rgb.shape == grey.shape + (3,) and rgb.dtype == np.uint8
+    assert all(np.array_equal(rgb[:, :, c], grey) for c in range(3))
+    # 16-bit greyscale: scaled to 8 bits (65535 -> 255, 257 * k -> k), not clipped.
+    wide = np.array([[0, 257 * 100, 65535]], dtype=np.uint16)
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    assert read_rgb(tmp_path / "wide.png")[0, :, 0].tolist() == [0, 100, 255]
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    from realesr.errors import ImageReadError
+
+    with pytest.raises(ImageReadError, match="broken.png"):
+        read_rgb(tmp_path / "broken.png")
