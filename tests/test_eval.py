@@ -81,6 +81,13 @@ def test_bad_data_paths_give_one_line_error_and_exit_2(run_cli, tmp_path, bad):
     assert len(err.strip().splitlines()) == 1 and str(target) in err and "Traceback" not in err
 
 
+def test_a_single_image_is_a_dataset_of_one(run_cli, shared_data):
+    code, out, _ = run_cli("-m", "bicubic", "--data", str(shared_data / "test" / "Set5" / "bird.png"), "--format", "json")
+    assert code == 0
+    (row,) = json.loads(out)
+    assert (row["dataset"], row["n"]) == ("bird", 1)
+
+
 def test_txt_list_with_a_broken_entry_still_scores_the_rest(run_cli, shared_data, tmp_path):
     listing = tmp_path / "mini.txt"
     set5 = shared_data / "test" / "Set5"

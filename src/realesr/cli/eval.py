@@ -31,7 +31,7 @@ def register(subparsers) -> None:
     parser.add_argument("-m", "--model", dest="models", action="append", required=True, metavar="MODEL",
                         help="'bicubic', an official model name or a weights file; repeat to compare several")
     parser.add_argument("--data", nargs="+", action="extend", required=True, metavar="DIR_OR_TXT",
-                        help="folders of images or .txt lists of image paths (one dataset each)")
+                        help="folders of images, single images or .txt lists of image paths (one dataset each)")
     parser.add_argument("-s", "--scale", type=int, default=4, choices=(2, 3, 4, 8), help="upscaling factor (default 4)")
     parser.add_argument("--metrics", default=None,
                         help="comma-separated psnr,ssim,niqe (default psnr,ssim; niqe with --no-ref)")
