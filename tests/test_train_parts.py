@@ -16,6 +16,15 @@ from realesr.train.loop import LRSchedule, discriminator_frozen, generator_losse
 from realesr.train.losses import PerceptualLoss, gan_loss_discriminator, gan_loss_generator
 
 
+@pytest.fixture(autouse=True)
+def one_cpu_thread():
+    # 2 torch threads on a busy 2-core machine run many times slower than one
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def test_ema_matches_closed_form():
     # With the network held fixed at p, n updates give e_n = d^n e_0 + (1 - d^n) p.
     torch.manual_seed(0)

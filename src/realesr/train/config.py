@@ -144,6 +144,7 @@ class RuntimeConfig:
     deterministic: bool = False  # cuDNN deterministic algorithms (slower)
     max_nonfinite: int = 10  # abort after this many non-finite steps in a row
     dist_backend: str = "auto"  # auto (nccl on CUDA, gloo otherwise) | nccl | gloo
+    num_threads: int = 0  # CPU threads of torch in the training process; 0: torch's default
 
 
 @dataclass
@@ -413,6 +414,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     _one_of(rt.precision, "runtime.precision", ("fp32", "bf16", "fp16"))
     _check(rt.device == "auto" or rt.device.split(":")[0] in ("cpu", "cuda", "mps"), "runtime.device",
            f"must be auto, cpu, cuda, cuda:N or mps; got {rt.device!r}")
+    _check(rt.num_threads >= 0, "runtime.num_threads", "must be 0 (torch's default) or positive")
     _check(rt.max_nonfinite >= 1, "runtime.max_nonfinite", "must be at least 1")
     _one_of(rt.dist_backend, "runtime.dist_backend", ("auto", "nccl", "gloo"))
     return cfg

@@ -65,6 +65,7 @@ class TrainResult:
     iteration: int
     status: str  # "completed" | "interrupted"
     last_validation: dict = field(default_factory=dict)
+    model: nn.Module | None = None  # the EMA generator (the generator itself when ema_decay is 0)
 
 
 # ------------------------------------------------------------------------------------------------ building blocks
@@ -243,6 +244,8 @@ def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dis
            ckpt_root: Path) -> TrainResult:
     is_main, rank, world = dist_info.is_main, dist_info.rank, dist_info.world_size
     batch, accum = cfg.batch_size, cfg.optim.accum_steps
+    if cfg.runtime.num_threads:
+        torch.set_num_threads(cfg.runtime.num_threads)
     if cfg.runtime.deterministic and device.type == "cuda":
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
@@ -263,7 +266,7 @@ def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dis
         save_config(cfg, run_dir / "config.yaml")
         log.info("run folder %s; device %s; %d process(es); effective batch %d = %d per micro-batch x %d "
                  "accumulation x %d process(es)", run_dir, device, world, batch * accum * world, batch, accum, world)
-    _seed_everything(cfg.seed + rank)
+    _seed_everything(cfg.seed)  # the same initial networks on every rank (and EMA copies made before DDP's broadcast)
 
     # ---- data: workers cut patches and draw degradation parameters; the device applies the chain
     deg_cfg = degradation_config(cfg.scale, cfg.data.degradation)
@@ -303,6 +306,7 @@ def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dis
         if pc.weight > 0:
             perceptual = build_perceptual_loss(pc.layer_weights, pc.weight, pc.weights, pc.use_input_norm,
                                                pc.criterion, allow_download=allow_download).to(device)
+    _seed_everything(cfg.seed + rank)  # from here on, a stream per rank
     memory_format = torch.channels_last if cfg.runtime.channels_last else torch.contiguous_format
     for net in (net_g, net_g_ema, net_d, perceptual):
         if net is not None:
@@ -565,7 +569,7 @@ def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dis
                                     dist_info).tolist()
             mean_losses = {n: float(packed[i]) / world for i, n in enumerate(names)}
             any_bad = packed[len(names)] > 0
-            stop_now = packed[len(names) + 1] > 0
+            stop_now = packed[len(names) + 1] > 0 or (stop.requested and not dist_info.enabled)
             fp16 = precision == "fp16"  # there the scaler skips steps with inf/NaN gradients by design
             bad_grads = []
             if not fp16:
@@ -625,6 +629,8 @@ def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dis
                 train_log.write(iteration, row)
             if on_iteration is not None:
                 on_iteration(iteration, mean_losses)
+                # a signal raised during the callback still stops this iteration (one process: no vote needed)
+                stop_now = stop_now or (stop.requested and not dist_info.enabled)
 
             if cfg.val_every and iteration % cfg.val_every == 0:
                 last_validation = run_validation() or last_validation
@@ -653,7 +659,8 @@ def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dis
         tb.close()
     barrier(dist_info)
     del batches
-    return TrainResult(run_dir, iteration, status, last_validation)
+    return TrainResult(run_dir, iteration, status, last_validation,
+                       model=net_g_ema if net_g_ema is not None else net_g)
 
 
 def plot_curves_safe(run_dir: Path) -> list[Path]:
