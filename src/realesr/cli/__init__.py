@@ -13,7 +13,7 @@ import sys
 from realesr import __version__
 from realesr.errors import RealesrError
 
-COMMANDS = ("upscale", "train")
+COMMANDS = ("models", "convert", "eval", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:
