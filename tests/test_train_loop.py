@@ -203,3 +203,55 @@ def test_ddp_gloo_two_processes(tmp_path, shared_data):
     assert (tmp_path / "smoke" / "checkpoints" / "iter_00000003" / "state.pt").is_file()
     state = torch.load(tmp_path / "smoke" / "checkpoints" / "iter_00000003" / "state.pt", weights_only=True)
     assert state["world_size"] == 2 and len(state["rng"]) == 2 and len(state["synth"]) == 2
+
+
+def test_validation_reproduces_the_published_bicubic_figure(shared_data):
+    # An "SR network" that is MATLAB bicubic x4 must score what shared/README.md publishes for bicubic on Set5:
+    # 28.431 dB / 0.8113 (HR cropped to a multiple of 4, uint8 LR, Y channel, 4-pixel border).
+    from realesr.metrics import imresize
+    from realesr.train.validate import build_validation_set, validate
+
+    class Bicubic(torch.nn.Module):
+        def forward(self, x):
+            return imresize(x.double() * 255, scale=4) / 255
+
+    images = build_validation_set(str(shared_data / "test" / "Set5"), 4, 1, 0, 0, 0, degraded=False, bicubic=True)
+    assert len(images) == 5
+    result = validate(Bicubic(), images, torch.device("cpu"), crop_border=4)
+    assert result["bicubic"]["psnr"] == pytest.approx(28.431, abs=0.005)
+    assert result["bicubic"]["ssim"] == pytest.approx(0.8113, abs=0.0005)
+
+
+def test_degraded_validation_inputs_are_fixed(shared_data):
+    from realesr.degrade import DegradationConfig
+    from realesr.train.validate import build_validation_set
+
+    args = (str(shared_data / "test" / "Set5"), 4, 1, 2, 64, 7, True, False, DegradationConfig())
+    a, b = build_validation_set(*args), build_validation_set(*args)
+    assert [x.lr["degraded"].shape for x in a] == [(1, 3, 16, 16)] * 2
+    assert all(torch.equal(x.lr["degraded"], y.lr["degraded"]) for x, y in zip(a, b))
+
+
+def test_cli_trains_and_reports_config_errors(tmp_path, shared_data):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    base = [sys.executable, "-m", "realesr", "train", str(SMOKE), "--no-progress", "--set", f"output_dir={tmp_path}",
+            "--set", f"data.train={shared_data / 'train' / 'photos'}", "--set", "val.folder=", "--set", FAST_VGG]
+    bad = subprocess.run(base + ["--set", "optim.ema_decay=2"], capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1].startswith("realesr: error: config key 'optim.ema_decay'")
+    assert "Traceback" not in bad.stderr
+    bad = subprocess.run(base + ["--set", "data.degradation.noise_range=[5, 1]"], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert bad.returncode == 2 and "'data.degradation.noise_range'" in bad.stderr and "Traceback" not in bad.stderr
+    ok = subprocess.run(base + ["--set", "total_iters=2", "--set", "stage=esrnet"], capture_output=True, text=True,
+                        env=env, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    # model.safetensors is what `realesr upscale -m` loads: the weights module recognises it
+    from realesr.weights import load_model
+
+    loaded = load_model(tmp_path / "smoke" / "model.safetensors")
+    assert loaded.spec.arch == "RRDBNet" and loaded.spec.scale == 4
+    assert loaded.net(torch.rand(1, 3, 8, 8)).shape == (1, 3, 32, 32)

@@ -254,6 +254,8 @@ def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dis
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
+    deg_cfg = degradation_config(cfg.scale, cfg.data.degradation)  # validated before anything is written
+
     # ---- where to start
     resume_from: Path | None = None
     if resume == "auto":
@@ -269,7 +271,6 @@ def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dis
     _seed_everything(cfg.seed)  # the same initial networks on every rank (and EMA copies made before DDP's broadcast)
 
     # ---- data: workers cut patches and draw degradation parameters; the device applies the chain
-    deg_cfg = degradation_config(cfg.scale, cfg.data.degradation)
     records, notes = scan_images(list_images(cfg.data.train), cfg.data.load_size, cfg.data.small_images)
     if is_main:
         for note in notes:
@@ -279,7 +280,8 @@ def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dis
                                 params_fn=params_sampler(deg_cfg))
     global_batch = batch * world
     per_epoch = samples_per_epoch(len(records), global_batch)
-    synth = PairSynthesizer(deg_cfg, cfg.scale, cfg.data.gt_size, cfg.data.pool_size, batch)
+    synth = PairSynthesizer(deg_cfg, cfg.scale, cfg.data.gt_size, cfg.data.pool_size, batch,
+                            seed=_iteration_seed(cfg.seed, rank, 0))
 
     # ---- networks
     net_g = build_generator(cfg)

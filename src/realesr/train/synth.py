@@ -30,6 +30,9 @@ def degradation_config(scale: int, overrides: dict[str, Any]):
             raise ConfigError(f"unknown config key 'data.degradation.{key}'; known keys: {', '.join(sorted(names))}")
     try:
         return dataclasses.replace(base, **overrides)
+    except ConfigError as err:  # its messages read "degradation.KEY: why"
+        key, _, why = str(err).partition(":")
+        raise ConfigError(f"config key 'data.{key.strip()}': {why.strip()}") from None
     except (TypeError, ValueError) as err:
         raise ConfigError(f"config key 'data.degradation': {err}") from None
 
@@ -48,13 +51,14 @@ def params_sampler(cfg):
 class PairSynthesizer:
     """``(gt patches, batched degradation params) -> (lq, gt, gt_usm)`` on the patches' device."""
 
-    def __init__(self, cfg, scale: int, gt_size: int, pool_size: int, batch_size: int) -> None:
+    def __init__(self, cfg, scale: int, gt_size: int, pool_size: int, batch_size: int, seed: int = 0) -> None:
         from realesr.degrade import TrainingPairPool
 
         self.cfg = cfg
         self.scale = scale
         self.gt_size = gt_size
-        self.pool = TrainingPairPool(pool_size, batch_size) if pool_size > 0 else None
+        # the pool shuffles with its own generator: seeded, and saved in the checkpoint
+        self.pool = TrainingPairPool(pool_size, batch_size, seed=seed) if pool_size > 0 else None
 
     @torch.no_grad()
     def __call__(self, gt: torch.Tensor, params: dict, generator: torch.Generator | None = None):

@@ -73,7 +73,7 @@ def build_validation_set(folder: str, scale: int, size_multiple: int, max_images
             gen = torch.Generator().manual_seed(seed * 100_003 + i)
             lr["degraded"] = degrade(usm_sharpen(hr_t), params, degradation_cfg, scale, generator=gen)
         if bicubic:
-            lr_np = imresize(hr, scale=1 / scale)
+            lr_np = np.clip(np.round(imresize(hr, scale=1 / scale)), 0, 255)  # MATLAB's uint8 output
             lr["bicubic"] = torch.from_numpy(np.ascontiguousarray(lr_np)).permute(2, 0, 1)[None].float() / 255
         out.append(ValImage(path.stem, hr, lr))
     return out
