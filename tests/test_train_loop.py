@@ -255,3 +255,24 @@ def test_cli_trains_and_reports_config_errors(tmp_path, shared_data):
     loaded = load_model(tmp_path / "smoke" / "model.safetensors")
     assert loaded.spec.arch == "RRDBNet" and loaded.spec.scale == 4
     assert loaded.net(torch.rand(1, 3, 8, 8)).shape == (1, 3, 32, 32)
+
+
+def test_x2_initialised_partially_from_an_x4_model(tmp_path, shared_data):
+    from realesr.weights import save_model
+
+    torch.manual_seed(1)
+    x4 = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, scale=4)
+    save_model(x4, tmp_path / "x4.safetensors")
+    cfg = smoke_cfg(tmp_path, shared_data, "stage=esrnet", "scale=2", "total_iters=1", "val.folder=",
+                    f"init_from={tmp_path / 'x4.safetensors'}", "init_strict=false")
+    train(cfg, show_progress=False)
+    log = (tmp_path / "smoke" / "train.log").read_text()
+    assert "generator layer re-initialised" in log and "conv_first.weight (checkpoint (8, 3, 3, 3), network (8, 12" \
+        in log
+    g = load_file(str(tmp_path / "smoke" / "checkpoints" / "iter_00000001" / "net_g.safetensors"))
+    # one Adam step of lr 1e-4 moves each weight by at most ~1e-4: the x4 trunk was loaded
+    assert (g["body.0.rdb1.conv1.weight"] - x4.state_dict()["body.0.rdb1.conv1.weight"]).abs().max() < 2e-4
+    strict = smoke_cfg(tmp_path / "s", shared_data, "stage=esrnet", "scale=2", "total_iters=1", "val.folder=",
+                       f"init_from={tmp_path / 'x4.safetensors'}")
+    with pytest.raises(Exception, match="init_strict"):
+        train(strict, show_progress=False)
