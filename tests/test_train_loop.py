@@ -276,3 +276,33 @@ def test_x2_initialised_partially_from_an_x4_model(tmp_path, shared_data):
                        f"init_from={tmp_path / 'x4.safetensors'}")
     with pytest.raises(Exception, match="init_strict"):
         train(strict, show_progress=False)
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_auto_continues(tmp_path, shared_data):
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    cmd = [sys.executable, "-m", "realesr", "train", str(SMOKE), "--no-progress", "--set", f"output_dir={tmp_path}",
+           "--set", f"data.train={shared_data / 'train' / 'photos'}", "--set", "val.folder=", "--set", FAST_VGG,
+           "--set", "stage=esrnet", "--set", "save_every=100000", "--set", "total_iters=100000"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log_csv = tmp_path / "smoke" / "train_log.csv"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and (not log_csv.is_file() or len(log_csv.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "stopped by SIGTERM" in err
+    saved = sorted((tmp_path / "smoke" / "checkpoints").glob("iter_*"))
+    assert len(saved) == 1 and (saved[0] / "state.pt").is_file() and (tmp_path / "smoke" / "model.safetensors").is_file()
+    stopped_at = int(saved[0].name.split("_")[1])
+    assert stopped_at >= 2
+    # --resume auto picks it up and goes on to the (now lower) end
+    done = subprocess.run(cmd[:-2] + ["--set", f"total_iters={stopped_at + 1}", "--resume", "auto"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"resumed from {saved[0]} at iteration {stopped_at}" in done.stderr
+    assert (tmp_path / "smoke" / "checkpoints" / f"iter_{stopped_at + 1:08d}").is_dir()

@@ -343,6 +343,13 @@ def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dis
             sched_d.load_state_dict(state["sched_d"])
         opt_g.load_state_dict(state["opt_g"])
         sched_g.load_state_dict(state["sched_g"])
+        # The learning rates and schedule follow the config, even one changed for the resumed run.
+        for sched, lr in ((sched_g, oc.lr_g), (sched_d, oc.lr_d)):
+            if sched is not None:
+                sched.lr_lambdas = [schedule]
+                sched.base_lrs = [lr]
+                for group in sched.optimizer.param_groups:
+                    group["lr"] = lr * schedule(sched.last_epoch)
         scaler.load_state_dict(state["scaler"])
         synth.load_state_dict(state["synth"][rank] if rank < len(state["synth"]) else {})
         iteration = int(state["iteration"])
