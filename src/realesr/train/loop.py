@@ -19,6 +19,7 @@ import contextlib
 import copy
 import logging
 import math
+import os
 import random
 import signal
 import threading
@@ -80,13 +81,13 @@ def build_generator(cfg: TrainConfig) -> nn.Module:
                            act_type=net.act_type)
 
 
-def _load_source_state_dict(source: str) -> dict[str, torch.Tensor]:
+def _load_source_state_dict(source: str, allow_download: bool = True) -> dict[str, torch.Tensor]:
     """A model name or a weights path, through realesr.weights (official .pth, ours, safetensors ...)."""
     from realesr import weights
 
     if Path(source).is_file():
         return weights.load_state_dict(source)
-    return weights.load_model(source).net.state_dict()
+    return weights.load_model(source, allow_download=allow_download).net.state_dict()
 
 
 def init_generator_from(net: nn.Module, source_sd: dict[str, torch.Tensor], strict: bool, what: str) -> list[str]:
@@ -120,6 +121,8 @@ def init_generator_from(net: nn.Module, source_sd: dict[str, torch.Tensor], stri
             merged[k] = v
             got = tuple(source_sd[k].shape) if k in source_sd else "absent"
             fresh.append(f"{k} (checkpoint {got}, network {tuple(v.shape)})")
+    if len(fresh) == len(own):
+        raise RealesrError(f"{what} shares no tensor (by name and shape) with the network: another architecture?")
     net.load_state_dict(merged)
     return fresh
 
@@ -225,10 +228,9 @@ def train(cfg: TrainConfig, resume: str | None = None, on_iteration: Callable[[i
           allow_download: bool = True, show_progress: bool = True) -> TrainResult:
     """Train one stage as ``cfg`` says; ``resume`` is None, ``"auto"`` (newest checkpoint of the run, if any) or a
     checkpoint folder. ``on_iteration(iteration, losses)`` is called after every iteration (rank 0 too)."""
-    device = pick_device(cfg.runtime.device)
+    # torchrun's LOCAL_RANK picks this process's GPU before the process group is joined (NCCL needs it set)
+    device = pick_device(cfg.runtime.device, int(os.environ.get("LOCAL_RANK", "0")))
     dist_info = init_distributed(cfg.runtime.dist_backend, device)
-    if dist_info.enabled:
-        device = pick_device(cfg.runtime.device, dist_info.local_rank)
     is_main = dist_info.is_main
     run_dir = cfg.run_dir
     ckpt_root = run_dir / "checkpoints"
@@ -286,7 +288,8 @@ def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dis
     # ---- networks
     net_g = build_generator(cfg)
     if cfg.init_from and resume_from is None:
-        fresh = init_generator_from(net_g, _load_source_state_dict(cfg.init_from), cfg.init_strict, cfg.init_from)
+        source_sd = _load_source_state_dict(cfg.init_from, allow_download)
+        fresh = init_generator_from(net_g, source_sd, cfg.init_strict, cfg.init_from)
         if is_main:
             log.info("generator initialised from %s%s", cfg.init_from, " (strict)" if cfg.init_strict else "")
             for name in fresh:
@@ -297,8 +300,8 @@ def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dis
     if cfg.stage == "esrgan":
         net_d = UNetDiscriminatorSN(3, cfg.discriminator.num_feat, cfg.discriminator.skip_connection)
         if cfg.init_d_from and resume_from is None:
-            fresh = init_generator_from(net_d, _load_source_state_dict(cfg.init_d_from), cfg.init_strict,
-                                        cfg.init_d_from)
+            source_sd = _load_source_state_dict(cfg.init_d_from, allow_download)
+            fresh = init_generator_from(net_d, source_sd, cfg.init_strict, cfg.init_d_from)
             if is_main:
                 log.info("discriminator initialised from %s", cfg.init_d_from)
                 for name in fresh:
