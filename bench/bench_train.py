@@ -55,9 +55,9 @@ def bench_stage(stage: str, args) -> dict:
     for m in (net_g, ema, net_d, perceptual):
         if m is not None:
             m.to(memory_format=fmt)
-    opt_g = torch.optim.Adam(net_g.parameters(), lr=1e-4, betas=(0.9, 0.99))
+    opt_g = torch.optim.Adam(net_g.parameters(), lr=1e-4, betas=(0.9, 0.99), fused=device.type == "cuda")
     if net_d is not None:
-        opt_d = torch.optim.Adam(net_d.parameters(), lr=1e-4, betas=(0.9, 0.99))
+        opt_d = torch.optim.Adam(net_d.parameters(), lr=1e-4, betas=(0.9, 0.99), fused=device.type == "cuda")
     g_run, d_run = net_g, net_d
     if args.compile:
         g_run = torch.compile(net_g)
