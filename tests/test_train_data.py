@@ -1,7 +1,6 @@
 """Training data on real photos: listing, broken and small images, deterministic resumable sharded sampling."""
 
 import logging
-import shutil
 
 import numpy as np
 import pytest

@@ -483,7 +483,6 @@ def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dis
 
         bar = tqdm(total=cfg.total_iters, initial=iteration, desc=cfg.name, unit="it", dynamic_ncols=True)
     t_last, it_last = time.perf_counter(), iteration
-    lr_display = opt_g.param_groups[0]["lr"]
 
     def autocast():
         return torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
