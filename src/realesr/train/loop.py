@@ -256,7 +256,9 @@ def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dis
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
-    deg_cfg = degradation_config(cfg.scale, cfg.data.degradation)  # validated before anything is written
+    # checked before anything is written
+    deg_cfg = degradation_config(cfg.scale, cfg.data.degradation)
+    records, notes = scan_images(list_images(cfg.data.train), cfg.data.load_size, cfg.data.small_images)
 
     # ---- where to start
     resume_from: Path | None = None
@@ -273,7 +275,6 @@ def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dis
     _seed_everything(cfg.seed)  # the same initial networks on every rank (and EMA copies made before DDP's broadcast)
 
     # ---- data: workers cut patches and draw degradation parameters; the device applies the chain
-    records, notes = scan_images(list_images(cfg.data.train), cfg.data.load_size, cfg.data.small_images)
     if is_main:
         for note in notes:
             log.warning("training data: %s", note)
