@@ -306,3 +306,15 @@ def test_sigterm_saves_a_checkpoint_and_resume_auto_continues(tmp_path, shared_d
     assert done.returncode == 0, done.stderr
     assert f"resumed from {saved[0]} at iteration {stopped_at}" in done.stderr
     assert (tmp_path / "smoke" / "checkpoints" / f"iter_{stopped_at + 1:08d}").is_dir()
+
+
+def test_relativistic_gan_discriminator_warmup_and_clipping(tmp_path, shared_data):
+    cfg = smoke_cfg(tmp_path, shared_data, FAST_VGG, "val.folder=", "total_iters=3", "loss.gan.type=ragan",
+                    "loss.net_d_init_iters=1", "optim.grad_clip=0.01", "data.use_rot=true")
+    result = train(cfg, show_progress=False)
+    assert result.status == "completed"
+    rows = read_csv(tmp_path / "smoke" / "train_log.csv")
+    # iteration 1 trains the discriminator only: no generator losses; then both
+    assert rows[0]["l_g_pix"] == "" and rows[0]["l_d_real"] != ""
+    assert all(float(r[k]) > 0 for r in rows[1:] for k in ("l_g_pix", "l_g_percep", "l_g_gan", "l_d_real"))
+    assert all(float(r["grad_norm_g"]) > 0.01 for r in rows[1:])  # the norm before clipping is what is logged

@@ -24,6 +24,7 @@ import random
 import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -620,9 +621,12 @@ def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dis
                 scaler.update()
                 if net_g_ema is not None:
                     ema_update(net_g_ema, net_g, oc.ema_decay)
-            sched_g.step()
-            if sched_d is not None:
-                sched_d.step()
+            with warnings.catch_warnings():
+                # the schedule follows the iteration, also when a step was skipped (as BasicSR's)
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()` before")
+                sched_g.step()
+                if sched_d is not None:
+                    sched_d.step()
 
             # 5. seeing it
             if bar is not None:
