@@ -623,7 +623,7 @@ def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dis
                     ema_update(net_g_ema, net_g, oc.ema_decay)
             with warnings.catch_warnings():
                 # the schedule follows the iteration, also when a step was skipped (as BasicSR's)
-                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()` before")
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
                 sched_g.step()
                 if sched_d is not None:
                     sched_d.step()
