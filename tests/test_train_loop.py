@@ -116,6 +116,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, shared_data):
     a_dir, b_dir = tmp_path / "a/smoke/checkpoints/iter_00000005", tmp_path / "b/smoke/checkpoints/iter_00000005"
     for name in ("net_g", "net_g_ema", "net_d"):
         diff = max_diff(load_file(str(a_dir / f"{name}.safetensors")), load_file(str(b_dir / f"{name}.safetensors")))
+        print(f"resume max |diff| {name}: {diff:.3g}")
         assert diff <= 1e-6, (name, diff)
     # the logs read as one run
     assert [r["iteration"] for r in read_csv(tmp_path / "b/smoke/train_log.csv")] == ["1", "2", "3", "4", "5"]
