@@ -179,3 +179,16 @@ def test_lr_schedule_multistep_and_warmup():
     assert [s(0), s(9), s(10), s(19), s(20)] == [1.0, 1.0, 0.5, 0.5, 0.25]
     w = LRSchedule([100], 0.5, 4)
     assert [w(0), w(1), w(3), w(50)] == [0.25, 0.5, 1.0, 1.0]
+
+
+def test_vgg19_imagenet_weights_come_from_the_weights_cache(tmp_path, monkeypatch):
+    from realesr.archs.vgg import vgg19_weights_path
+    from realesr.train.losses import build_perceptual_loss
+
+    monkeypatch.setenv("REALESR_CACHE_DIR", str(tmp_path))
+    assert vgg19_weights_path() == tmp_path / "vgg19-dcbb9e9d.pth"
+    full = VGGFeatureExtractor(["pool5"]).features.state_dict()
+    sd = {f"features.{k}": torch.full_like(v, 0.01) for k, v in full.items()}
+    torch.save(sd, tmp_path / "vgg19-dcbb9e9d.pth")
+    loss = build_perceptual_loss({"conv2_2": 1.0}, 1.0, "imagenet", True, "l1", allow_download=False)
+    assert torch.all(loss.vgg.features[7].weight == 0.01)
