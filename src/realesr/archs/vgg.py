@@ -170,7 +170,8 @@ def load_vgg19_imagenet(source: str = "imagenet", allow_download: bool = True,
         path = vgg19_weights_path()
         if not path.is_file():
             if not allow_download:
-                raise ModelNotFoundError(f"VGG19 ImageNet weights not found at {path} (downloads disabled)")
+                raise ModelNotFoundError(f"VGG19 ImageNet weights not found at {path} (downloads disabled); "
+                                         f"put {VGG19_URL} there, or set loss.perceptual.weights to a .pth path")
             log.info("downloading VGG19 ImageNet weights from %s to %s", VGG19_URL, path)
             _download(VGG19_URL, path, progress=progress)
     else:
