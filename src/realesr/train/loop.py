@@ -407,7 +407,9 @@ def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dis
         from torch.utils.tensorboard import SummaryWriter
 
         tb = SummaryWriter(str(run_dir / "tb"), purge_step=iteration + 1 if iteration else None)
-        g_cols = [n for n in G_LOSSES if n != "l_g_percep" or perceptual is not None]
+        g_cols = ["l_g_pix"] if cfg.loss.pixel_weight > 0 else []
+        g_cols += ["l_g_percep"] if perceptual is not None else []
+        g_cols += ["l_g_gan"] if net_d is not None and cfg.loss.gan.weight > 0 else []
         d_cols = list(D_LOSSES) if net_d is not None else []
         columns = ["lr_g", *g_cols, *d_cols, "grad_norm_g", *(["grad_norm_d"] if net_d is not None else []),
                    "it_per_s", "skipped"]
