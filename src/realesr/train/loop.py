@@ -359,7 +359,7 @@ def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dis
                 for group in sched.optimizer.param_groups:
                     group["lr"] = lr * schedule(sched.last_epoch)
         scaler.load_state_dict(state["scaler"])
-        synth.load_state_dict(state["synth"][rank] if rank < len(state["synth"]) else {})
+        synth.load_state_dict(state["synth"][rank] if rank < len(state["synth"]) else {}, device=device)
         iteration = int(state["iteration"])
         best_psnr = float(state.get("best_psnr", -math.inf))
         skipped_total = int(state.get("skipped_total", 0))

@@ -75,6 +75,7 @@ class PairSynthesizer:
     def state_dict(self) -> dict:
         return {"pool": self.pool.state_dict() if self.pool is not None else None}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, device: torch.device | str | None = None) -> None:
+        """``device``: where the training pairs live (the pool's queues go there)."""
         if self.pool is not None and state.get("pool") is not None:
-            self.pool.load_state_dict(state["pool"])
+            self.pool.load_state_dict(state["pool"], device=device)
