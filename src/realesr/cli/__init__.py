@@ -13,7 +13,7 @@ import sys
 from realesr import __version__
 from realesr.errors import RealesrError
 
-COMMANDS = ("upscale",)
+COMMANDS = ("models", "convert", "eval")
 
 
 def build_parser() -> argparse.ArgumentParser:

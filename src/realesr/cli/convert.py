@@ -1,0 +1,57 @@
+"""`realesr convert IN OUT`: any loadable weights to safetensors (architecture in the metadata) or ncnn."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from realesr.errors import UsageError
+from realesr.weights.io import save_model, save_state_dict
+from realesr.weights.ncnn import export_ncnn, ncnn_paths
+from realesr.weights.zoo import ZOO, load_model, read_model
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "convert",
+        help="convert weights to safetensors (or ncnn)",
+        description="Convert a weights file (.pth/.pt, .safetensors, ncnn .param/.bin) or an official model name "
+                    "to OUT.safetensors, with the architecture recorded in its metadata; or, for OUT.param, to "
+                    "an ncnn model (.param + .bin). Tensors are copied exactly (same values and dtype) to "
+                    "safetensors.",
+    )
+    parser.add_argument("input", metavar="IN", help="weights file or official model name")
+    parser.add_argument("output", metavar="OUT", help="OUT.safetensors, or OUT.param for ncnn")
+    parser.add_argument("--fp32", action="store_true", help="ncnn only: store fp32 weights (default fp16, as the "
+                                                            "official ncnn models)")
+    parser.add_argument("--denoise-strength", type=float, default=None, metavar="S",
+                        help="realesr-general-x4v3 only: blend with the wdn model (1 = none, 0 = full)")
+    parser.add_argument("--no-download", action="store_true", help="fail instead of downloading an official model")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    if out.suffix not in (".safetensors", ".param"):
+        raise UsageError(f"OUT must end in .safetensors or .param, not {out.name!r}")
+    source = Path(args.input)
+    is_file = args.input not in ZOO
+    if is_file:
+        inputs = {p.resolve() for p in (ncnn_paths(source) if source.suffix in (".param", ".bin") else (source,))}
+        outputs = {p.resolve() for p in (ncnn_paths(out) if out.suffix == ".param" else (out,))}
+        if inputs & outputs:
+            raise UsageError(f"OUT {out} would overwrite the input")
+    if is_file and out.suffix == ".safetensors" and args.denoise_strength is None:
+        # Straight from the file's tensors: bit-exact, dtype kept (no fp32 round trip of fp16 weights).
+        sd, spec = read_model(source)
+        save_state_dict(sd, spec, out)
+        print(f"{args.input} -> {out}: {spec.description}")
+        return 0
+    loaded = load_model(args.input, denoise_strength=args.denoise_strength, allow_download=not args.no_download)
+    if out.suffix == ".param":
+        param, binary = export_ncnn(loaded.net, out, fp16=not args.fp32)
+        print(f"{loaded.name} -> {param} + {binary.name}: {loaded.spec.description}")
+    else:
+        save_model(loaded.net, out, metadata={"source": loaded.name})
+        print(f"{loaded.name} -> {out}: {loaded.spec.description}")
+    return 0

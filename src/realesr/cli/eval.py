@@ -1,0 +1,139 @@
+"""``realesr eval``: benchmark models with the SR literature's protocol, blind degradations or NIQE on real photos."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from realesr.errors import ConfigError, DataError, RealesrError, UsageError
+
+EPILOG = """\
+examples:
+  realesr eval -m bicubic -m RealESRGAN_x4plus --data ../shared/data/test/Set5 ../shared/data/test/Set14
+  realesr eval -m RealESRGAN_x4plus --data my_hr_images/ --degrade --seed 0 --format json
+  realesr eval -m bicubic -m RealESRGAN_x4plus --data ../shared/data/real_lr/RealSRSet --no-ref --figure cmp.png
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="score models (PSNR/SSIM/NIQE) on benchmark folders or real photos",
+        description=(
+            "Evaluate models on HR benchmark sets with the standard protocol (HR cropped to a multiple of the scale, "
+            "LR by MATLAB bicubic, PSNR/SSIM on the BT.601 Y channel with the border cropped), with the Real-ESRGAN "
+            "degradations (--degrade), or by NIQE on real low-resolution photos (--no-ref)."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-m", "--model", dest="models", action="append", required=True, metavar="MODEL",
+                        help="'bicubic', an official model name or a weights file; repeat to compare several")
+    parser.add_argument("--data", nargs="+", action="extend", required=True, metavar="DIR_OR_TXT",
+                        help="folders of images or .txt lists of image paths (one dataset each)")
+    parser.add_argument("-s", "--scale", type=int, default=4, choices=(2, 3, 4, 8), help="upscaling factor (default 4)")
+    parser.add_argument("--metrics", default=None,
+                        help="comma-separated psnr,ssim,niqe (default psnr,ssim; niqe with --no-ref)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--degrade", action="store_true",
+                      help="make the LR with the Real-ESRGAN degradation chain from --seed instead of bicubic")
+    mode.add_argument("--no-ref", action="store_true",
+                      help="the images are real LR inputs without ground truth: NIQE of the outputs only")
+    parser.add_argument("--format", dest="fmt", default="md", choices=("md", "json", "csv"),
+                        help="table format on stdout (default md)")
+    parser.add_argument("-o", "--output", type=Path, default=None, help="also write the table to this file")
+    parser.add_argument("--per-image", type=Path, default=None, metavar="CSV", help="write per-image scores to CSV")
+    parser.add_argument("--save-images", type=Path, default=None, metavar="DIR",
+                        help="save each output as DIR/DATASET/MODEL/NAME.png")
+    parser.add_argument("--figure", type=Path, default=None, metavar="PATH",
+                        help="comparison figure (PNG/JPEG): same crops of the reference, bicubic and each model")
+    parser.add_argument("--figure-count", type=int, default=4, metavar="N", help="images in the figure (default 4)")
+    parser.add_argument("--figure-crop", type=int, default=None, metavar="PX",
+                        help="crop side in output pixels (default 160, or 40 input pixels x scale with --no-ref)")
+    parser.add_argument("--crop-border", type=int, default=None, metavar="PX",
+                        help="border cropped before PSNR/SSIM (default: the scale)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
+    parser.add_argument("--tile", type=int, default=None, metavar="N",
+                        help="tile size for networks (0: whole image; default automatic)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --degrade chain (default 0)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images of each dataset")
+    parser.add_argument("--no-download", action="store_true", help="never download weights; skip models not present")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def _parse_metrics(text: str | None, no_ref: bool) -> tuple[str, ...]:
+    if text is None:
+        return ("niqe",) if no_ref else ("psnr", "ssim")
+    metrics = tuple(dict.fromkeys(m.strip().lower() for m in text.split(",") if m.strip()))
+    if not metrics:
+        raise ConfigError("--metrics: give at least one of psnr, ssim, niqe")
+    return metrics
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from realesr.evaluate import (
+        EvalConfig,
+        evaluate,
+        find_datasets,
+        format_table,
+        load_eval_model,
+        save_figure,
+        write_per_image_csv,
+    )
+    from realesr.evaluate.report import atomic_write_bytes
+
+    def warn(message: str) -> None:
+        tqdm.write(f"realesr eval: {message}", file=sys.stderr)
+
+    for option, value in (("--limit", args.limit), ("--figure-count", args.figure_count), ("--tile", args.tile)):
+        if value is not None and value < 0:
+            raise UsageError(f"{option}: must be >= 0, got {value}")
+    metrics = _parse_metrics(args.metrics, args.no_ref)
+    # Asking for NIQE alone means there is no reference to compare with: the images are the LR inputs.
+    no_ref = args.no_ref or (metrics == ("niqe",) and not args.degrade)
+    protocol = "no-ref" if no_ref else ("degrade" if args.degrade else "bicubic")
+    config = EvalConfig(scale=args.scale, metrics=metrics, protocol=protocol, seed=args.seed,
+                        crop_border=args.crop_border)
+    try:
+        datasets = find_datasets(args.data, limit=args.limit or None)
+    except DataError as err:
+        raise UsageError(str(err)) from err
+
+    models, skipped = [], []
+    for spec in dict.fromkeys(args.models):
+        try:
+            models.append(load_eval_model(spec, scale=args.scale, device=args.device, tile=args.tile,
+                                          allow_download=not args.no_download))
+        except RealesrError as err:
+            skipped.append(spec)
+            warn(f"model {spec} skipped: {err}")
+    if not models:
+        raise UsageError(f"no usable model among {', '.join(args.models)}")
+
+    crop = args.figure_crop or (40 * args.scale if no_ref else 160)
+    result = evaluate(models, datasets, config, save_dir=args.save_images,
+                      figure_count=args.figure_count if args.figure else 0, figure_crop=crop,
+                      progress=not args.quiet, on_problem=warn)
+
+    table = format_table(result.rows, args.fmt, metrics)
+    sys.stdout.write(table)
+    sys.stdout.flush()
+    if args.output is not None:
+        try:
+            atomic_write_bytes(args.output, table.encode("utf-8"))
+        except OSError as err:
+            raise UsageError(f"--output {args.output}: cannot write ({err})") from err
+    if args.per_image is not None:
+        write_per_image_csv(args.per_image, result.per_image)
+    if args.figure is not None:
+        if result.figure_samples:
+            description = {"bicubic": "LR = MATLAB bicubic of the HR", "degrade": f"LR = degradation chain, seed {args.seed}",
+                           "no-ref": "real low-resolution inputs"}[protocol]
+            save_figure(args.figure, result.figure_samples, footer=f"x{args.scale}; {description}; crops at output resolution")
+        else:
+            warn(f"--figure {args.figure}: no image was evaluated, no figure written")
+    return 1 if (skipped or result.problems) else 0

@@ -1,0 +1,53 @@
+"""`realesr models`: the official model names, where each is found on this machine, and what it is."""
+
+from __future__ import annotations
+
+import argparse
+
+from realesr.weights.zoo import ZOO, cache_dir, find_model
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "models",
+        help="list the official models and where their weights are",
+        description="List the official Real-ESRGAN models: where each one's weights are found on this machine "
+                    "(cache folder, data package) or the URL it would be downloaded from, its architecture, "
+                    "scale and parameter count.",
+    )
+    parser.add_argument("--urls", action="store_true", help="also print each model's download URL")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = [("name", "scale", "architecture", "params", "found")]
+    urls = []
+    for name, entry in ZOO.items():
+        found = find_model(name)
+        if found.where == "cache":
+            where = f"cache: {found.path.name}"
+        elif found.where == "package":
+            where = f"data package: {found.path.stem}"
+        else:
+            where = "not found (downloads on first use)" if (entry.url or ZOO.get(entry.weights_of or "")) \
+                else "not found"
+        spec = entry.spec
+        arch = (f"RRDBNet {spec.kwargs['num_block']} blocks" if spec.arch == "RRDBNet"
+                else f"SRVGGNetCompact {spec.kwargs['num_conv']} convs")
+        if spec.output_resize:
+            arch += f" + bicubic x{spec.output_resize:g}"
+        rows.append((name, f"x{spec.scale}", arch, f"{spec.num_params:,}", where))
+        base = ZOO[entry.weights_of] if entry.weights_of else entry
+        urls.append((name, base.url))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) if j != 3 else cell.rjust(w) for j, (cell, w) in enumerate(zip(row, widths)))
+              .rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    print(f"\ncache folder: {cache_dir()} (set REALESR_CACHE_DIR to change it)")
+    if args.urls:
+        print()
+        for name, url in urls:
+            print(f"{name}: {url}")
+    return 0

@@ -1,0 +1,343 @@
+"""The evaluation protocol: LR generation, upscaling, metrics per image, means per model and dataset."""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from realesr.errors import ConfigError, RealesrError, UsageError
+from realesr.evaluate.data import Dataset, read_rgb
+from realesr.evaluate.models import EvalModel, bicubic_model, to_uint8
+from realesr.metrics import imresize, niqe, psnr, ssim
+
+METRICS = ("psnr", "ssim", "niqe")
+FULL_REFERENCE = ("psnr", "ssim")
+PROTOCOLS = ("bicubic", "degrade", "no-ref")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How images are scored.
+
+    protocol: ``bicubic`` (LR = MATLAB bicubic of the HR, rounded), ``degrade`` (LR = the Real-ESRGAN
+    degradation chain from ``seed``) or ``no-ref`` (the images are the LR inputs; NIQE only).
+    crop_border: pixels cut from each side before PSNR/SSIM; None means ``scale``.
+    """
+
+    scale: int = 4
+    metrics: tuple[str, ...] = ("psnr", "ssim")
+    protocol: str = "bicubic"
+    seed: int = 0
+    crop_border: int | None = None
+    niqe_crop_border: int = 0
+
+    def __post_init__(self) -> None:
+        if self.scale not in (1, 2, 3, 4, 8):
+            raise ConfigError(f"scale: expected 1, 2, 3, 4 or 8, got {self.scale}")
+        if not self.metrics:
+            raise ConfigError("metrics: at least one of psnr, ssim, niqe")
+        unknown = [m for m in self.metrics if m not in METRICS]
+        if unknown:
+            raise ConfigError(f"metrics: unknown {', '.join(unknown)} (choose from {', '.join(METRICS)})")
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+        if self.protocol == "no-ref" and any(m in FULL_REFERENCE for m in self.metrics):
+            raise ConfigError("metrics: psnr and ssim need reference images; without them (no-ref) only niqe")
+        if self.crop_border is not None and self.crop_border < 0:
+            raise ConfigError(f"crop_border: must be >= 0, got {self.crop_border}")
+
+    @property
+    def border(self) -> int:
+        return self.scale if self.crop_border is None else self.crop_border
+
+
+@dataclass
+class ImageScore:
+    model: str
+    dataset: str
+    image: str
+    psnr: float | None = None
+    ssim: float | None = None
+    niqe: float | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class SummaryRow:
+    model: str
+    dataset: str
+    n: int
+    psnr: float | None
+    ssim: float | None
+    niqe: float | None
+    failed: int
+    protocol: str
+    scale: int
+
+    def as_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "dataset": self.dataset,
+            "n": self.n,
+            "psnr": self.psnr,
+            "ssim": self.ssim,
+            "niqe": self.niqe,
+            "failed": self.failed,
+            "protocol": self.protocol,
+            "scale": self.scale,
+        }
+
+
+@dataclass
+class FigureSample:
+    """Aligned crops of one image for the comparison figure (all at output resolution)."""
+
+    dataset: str
+    image: str
+    reference_label: str
+    reference: np.ndarray
+    window: tuple[int, int, int]  # top, left, size in output pixels
+    panels: dict[str, np.ndarray] = field(default_factory=dict)
+    captions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class EvalResult:
+    rows: list[SummaryRow]
+    per_image: list[ImageScore]
+    problems: list[str]
+    figure_samples: list[FigureSample]
+
+
+def crop_to_multiple(img: np.ndarray, multiple: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    return img[: h - h % multiple, : w - w % multiple]
+
+
+def degraded_lr(hr: np.ndarray, scale: int, seed: int, index: int) -> np.ndarray:
+    """The Real-ESRGAN training degradation of ``hr`` (from its unsharp-masked version, as in training)."""
+    try:
+        import torch
+        from torch.utils.data import default_collate
+
+        from realesr.degrade import DegradationConfig, degrade, sample_degradation_params, usm_sharpen
+    except ImportError as err:
+        raise UsageError(f"--degrade needs realesr.degrade, which cannot be imported: {err}") from err
+    cfg = DegradationConfig.for_scale(scale)
+    rng = np.random.default_rng([seed, index])
+    params = default_collate([sample_degradation_params(cfg, rng)])
+    gt = torch.from_numpy(hr.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + index)
+    with torch.no_grad():
+        lq = degrade(usm_sharpen(gt), params, cfg, scale, generator=generator)
+    return to_uint8(lq[0].permute(1, 2, 0).cpu().numpy() * 255.0)
+
+
+def detail_window(img: np.ndarray, size: int) -> tuple[int, int]:
+    """Top-left corner of the ``size``-pixel window with the most gradient energy (where models differ)."""
+    h, w = img.shape[:2]
+    if h <= size or w <= size:
+        return 0, 0
+    grey = img.astype(np.float64).mean(axis=2)
+    energy = np.zeros_like(grey)
+    energy[:, 1:] += np.abs(np.diff(grey, axis=1))
+    energy[1:, :] += np.abs(np.diff(grey, axis=0))
+    integral = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    step = max(1, size // 4)
+    best, best_yx = -1.0, (0, 0)
+    margin_y, margin_x = min(h - size, h // 10), min(w - size, w // 10)  # avoid border artefacts
+    for y in range(margin_y, h - size - margin_y + 1, step):
+        for x in range(margin_x, w - size - margin_x + 1, step):
+            total = integral[y + size, x + size] - integral[y, x + size] - integral[y + size, x] + integral[y, x]
+            if total > best:
+                best, best_yx = total, (y, x)
+    return best_yx
+
+
+def _fmt_caption(score: ImageScore) -> str:
+    parts = []
+    if score.psnr is not None:
+        parts.append(f"{score.psnr:.2f} dB")
+    if score.ssim is not None:
+        parts.append(f"SSIM {score.ssim:.3f}")
+    if score.niqe is not None:
+        parts.append(f"NIQE {score.niqe:.2f}")
+    return "  ".join(parts)
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def evaluate(
+    models: Sequence[EvalModel],
+    datasets: Sequence[Dataset],
+    config: EvalConfig,
+    save_dir: Path | None = None,
+    figure_count: int = 0,
+    figure_crop: int = 160,
+    progress: bool = True,
+    on_problem: Callable[[str], None] | None = None,
+) -> EvalResult:
+    """Score every model on every dataset; a failing image or model is reported and the rest goes on.
+
+    Per dataset each image is read once and its LR made once, then every model upscales it.
+    """
+    from tqdm import tqdm
+
+    problems: list[str] = []
+
+    def problem(message: str) -> None:
+        problems.append(message)
+        if on_problem is not None:
+            on_problem(message)
+
+    scale = config.scale
+    usable = []
+    labels: dict[str, int] = {}
+    for model in models:
+        count = labels.get(model.label, 0) + 1
+        labels[model.label] = count
+        if count > 1:  # two files named alike: keep their rows apart
+            model = EvalModel(label=f"{model.label}-{count}", upscale=model.upscale, scale=model.scale)
+        if model.scale is not None and model.scale != scale:
+            problem(f"model {model.label} upscales x{model.scale}, not x{scale} (--scale): skipped")
+        else:
+            usable.append(model)
+    figure_bicubic = bicubic_model(scale)
+    want = set(config.metrics)
+    per_image: list[ImageScore] = []
+    rows: list[SummaryRow] = []
+    samples: list[FigureSample] = []
+
+    for dataset in datasets:
+        picks: set[int] = set()
+        if figure_count > 0 and len(samples) < figure_count:
+            count = min(figure_count - len(samples), len(dataset.paths))
+            picks = {int(round(i)) for i in np.linspace(0, len(dataset.paths) - 1, count)}
+        scores = {m.label: [] for m in usable}
+        failed = {m.label: 0 for m in usable}
+        bar = tqdm(dataset.paths, desc=f"{dataset.name}", unit="img", disable=not progress, leave=False)
+        for index, path in enumerate(bar):
+            try:
+                image = read_rgb(path)
+                if config.protocol == "no-ref":
+                    hr, lr = None, image
+                else:
+                    hr = crop_to_multiple(image, scale)
+                    if hr.shape[0] < scale or hr.shape[1] < scale:
+                        raise UsageError(f"{path}: smaller than the scale factor")
+                    if config.protocol == "degrade":
+                        lr = degraded_lr(hr, scale, config.seed, index)
+                    else:
+                        lr = to_uint8(imresize(hr, scale=1.0 / scale))
+            except RealesrError as err:
+                problem(f"{dataset.name}: {err}")
+                for label in failed:
+                    failed[label] += 1
+                continue
+
+            sample = None
+            if index in picks:
+                sample = _start_sample(dataset.name, path, hr, lr, scale, figure_crop, figure_bicubic)
+            for model in usable:
+                score = ImageScore(model=model.label, dataset=dataset.name, image=path.name)
+                try:
+                    start = time.perf_counter()
+                    sr = np.asarray(model.upscale(lr))
+                    score.seconds = time.perf_counter() - start
+                    expected = (lr.shape[0] * scale, lr.shape[1] * scale, 3)
+                    if sr.shape != expected or sr.dtype != np.uint8:
+                        raise UsageError(
+                            f"model {model.label} returned {sr.dtype} {sr.shape} for a {lr.shape} input, "
+                            f"expected uint8 {expected}"
+                        )
+                    if "psnr" in want:
+                        score.psnr = psnr(sr, hr, crop_border=config.border)
+                    if "ssim" in want:
+                        score.ssim = ssim(sr, hr, crop_border=config.border)
+                    if "niqe" in want:
+                        score.niqe = niqe(sr, crop_border=config.niqe_crop_border)
+                except RealesrError as err:
+                    problem(f"{dataset.name}/{path.name}: {model.label}: {err}")
+                    failed[model.label] += 1
+                    continue
+                per_image.append(score)
+                scores[model.label].append(score)
+                if save_dir is not None:
+                    _save_output(save_dir / dataset.name / _safe(model.label) / f"{path.stem}.png", sr, problem)
+                if sample is not None:
+                    sample.panels[model.label] = _crop(sr, sample)
+                    sample.captions[model.label] = _fmt_caption(score)
+            if sample is not None:
+                samples.append(sample)
+        bar.close()
+
+        for model in usable:
+            done = scores[model.label]
+            rows.append(
+                SummaryRow(
+                    model=model.label,
+                    dataset=dataset.name,
+                    n=len(done),
+                    psnr=_mean([s.psnr for s in done if s.psnr is not None]) if "psnr" in want else None,
+                    ssim=_mean([s.ssim for s in done if s.ssim is not None]) if "ssim" in want else None,
+                    niqe=_mean([s.niqe for s in done if s.niqe is not None]) if "niqe" in want else None,
+                    failed=failed[model.label],
+                    protocol=config.protocol,
+                    scale=scale,
+                )
+            )
+    return EvalResult(rows=rows, per_image=per_image, problems=problems, figure_samples=samples)
+
+
+def _safe(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in label) or "model"
+
+
+def _crop(img: np.ndarray, sample: FigureSample) -> np.ndarray:
+    y, x, size = sample.window
+    return img[y : y + size, x : x + size].copy()
+
+
+def _start_sample(dataset, path, hr, lr, scale, crop, bicubic: EvalModel) -> FigureSample:
+    """The reference crop (HR, or the LR magnified by pixel repetition) and the bicubic panel."""
+    if hr is not None:
+        reference, label = hr, "HR (ground truth)"
+    else:
+        reference = np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1)
+        label = f"input (x{scale} nearest)"
+    size = min(crop, reference.shape[0], reference.shape[1])
+    size -= size % scale
+    y, x = detail_window(reference, size)
+    y, x = y - y % scale, x - x % scale
+    window = (y, x, size)
+    sample = FigureSample(
+        dataset=dataset,
+        image=path.name,
+        reference_label=label,
+        reference=reference[y : y + size, x : x + size].copy(),
+        window=window,
+    )
+    up = bicubic.upscale(lr)
+    sample.panels["bicubic"] = _crop(up, sample)
+    if hr is not None:
+        sample.captions["bicubic"] = f"{psnr(up, hr, crop_border=scale):.2f} dB"
+    return sample
+
+
+def _save_output(path: Path, img: np.ndarray, problem: Callable[[str], None]) -> None:
+    from realesr.evaluate.report import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    Image.fromarray(img).save(buffer, format="PNG")
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as err:
+        problem(f"cannot write {path}: {err}")
