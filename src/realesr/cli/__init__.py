@@ -13,7 +13,7 @@ import sys
 from realesr import __version__
 from realesr.errors import RealesrError
 
-COMMANDS = ("models", "convert", "eval")
+COMMANDS = ("models", "convert", "eval", "upscale")
 
 
 def build_parser() -> argparse.ArgumentParser:
