@@ -162,8 +162,8 @@ def _output_extension(args: argparse.Namespace, source: Path, has_alpha: bool) -
         ext = "." + args.ext
     else:
         ext = source.suffix.lower() if source.suffix.lower() in OUTPUT_EXTENSIONS else ".png"
-    if has_alpha and ext in (".jpg", ".jpeg"):
-        return ".png", "JPEG has no alpha: wrote PNG"
+    if has_alpha and ext in (".jpg", ".jpeg", ".bmp"):
+        return ".png", f"{ext[1:].upper()} holds no alpha: wrote PNG"
     return ext, None
 
 
@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
             ext, note = _output_extension(args, job.source, result.has_alpha)
             if target_is_file:
                 out_path = target
-                if note and target.suffix.lower() in (".jpg", ".jpeg"):
+                if note and target.suffix.lower() in (".jpg", ".jpeg", ".bmp"):
                     out_path = target.with_suffix(".png")
             else:
                 name = f"{job.source.stem}_{args.suffix}" if args.suffix else job.source.stem

@@ -345,16 +345,15 @@ def _encode(array: np.ndarray, fmt: str, quality: int, icc: bytes | None, exif: 
     if array.dtype == np.uint16 and fmt == "TIFF":
         return encode_tiff16(array, icc=icc, exif=exif)
     array8 = _to_8bit(array)
-    if fmt in ("JPEG",) and channels in (2, 4):
-        raise ImageWriteError("JPEG has no alpha channel: write PNG or WebP for images with transparency")
-    if fmt == "BMP" and channels == 2:
-        array8 = np.concatenate([np.repeat(array8[..., :1], 3, axis=2), array8[..., 1:]], axis=2)
+    if fmt in ("JPEG", "BMP") and channels in (2, 4):
+        # (Pillow's BMP writer drops alpha, and most BMP readers ignore it anyway.)
+        raise ImageWriteError(f"{fmt} has no alpha channel: write PNG, WebP or TIFF for images with transparency")
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[array8.shape[2] if array8.ndim == 3 else 1]
     im = Image.fromarray(array8, mode=mode) if mode != "LA" else Image.fromarray(array8)
     kwargs: dict = {}
     if icc:
         kwargs["icc_profile"] = icc
-    if exif and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
+    if exif and fmt in ("JPEG", "PNG", "WEBP"):  # Pillow's TIFF writer cannot embed an EXIF block
         kwargs["exif"] = exif
     if fmt == "JPEG":
         kwargs.update(quality=quality, subsampling=0 if quality >= 90 else 2, optimize=True)
@@ -369,7 +368,7 @@ def _encode(array: np.ndarray, fmt: str, quality: int, icc: bytes | None, exif: 
     buffer = io.BytesIO()
     try:
         im.save(buffer, format=fmt, **kwargs)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RuntimeError) as err:
         raise ImageWriteError(f"cannot encode {fmt}: {_one_line(err)}") from None
     return buffer.getvalue()
 
