@@ -3,8 +3,8 @@
 RRDBNet's receptive field spans hundreds of pixels, so a tile's output near its border differs from what the
 whole-image pass gives there. Cropping each tile's padded output and pasting it (the official RealESRGANer) leaves
 those differences as hard steps: visible seams. Here neighbouring tiles overlap by ``2 * pad`` input pixels and
-their outputs are cross-faded across the middle of that overlap with a raised-cosine ramp, far from both tiles'
-borders. The 1-D weights of all tiles along an axis sum to exactly 1 everywhere, so the 2-D weights (outer
+their outputs are cross-faded across the middle half of that overlap with a raised-cosine ramp, so a tile is
+never used closer than ``pad / 2`` to the edge of what it read. The 1-D weights of all tiles along an axis sum to exactly 1 everywhere, so the 2-D weights (outer
 products) also sum to 1 and no normalisation buffer the size of the output is needed.
 """
 
@@ -89,13 +89,14 @@ def tiled_forward(
     """Run ``net`` over ``x`` ([B,C,H,W], sides multiples of ``multiple``) tile by tile; returns [B,C',H*s,W*s].
 
     The result is accumulated in float32 on ``x``'s device; ``net`` receives slices of ``x`` as they are (the
-    caller chooses dtype and memory format). ``blend`` defaults to ``pad`` capped at half the smallest core.
+    caller chooses dtype and memory format). ``blend`` defaults to ``pad / 2`` capped at half the smallest core.
     """
     batch, _, height, width = x.shape
     rows = split_axis(height, tile, pad, multiple)
     cols = split_axis(width, tile, pad, multiple)
     if blend is None:
-        blend = float(pad)
+        # Half the pad: each tile is then used no closer than pad/2 to where its read stops.
+        blend = pad / 2
     smallest_core = min(min(s.end - s.start for s in rows), min(s.end - s.start for s in cols))
     pad_used = max(max(s.start - s.read_start for s in rows + cols), max(s.read_end - s.end for s in rows + cols))
     blend = max(0.0, min(float(blend), smallest_core / 2, float(pad_used)))
