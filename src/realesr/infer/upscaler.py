@@ -141,6 +141,8 @@ class Upscaler:
             to round(h * outscale) x round(w * outscale). None: the network's scale.
         alpha: "model" runs the alpha channel through the network (as grey), "bicubic" resizes it.
         denoise_strength: for realesr-general-x4v3, blend with the wdn weights (as the official -dn).
+        allow_download, progress: passed to ``realesr.weights.load_model`` for names.
+        channels_last: run the network in channels-last memory format (faster on CPU and GPU).
     """
 
     def __init__(
@@ -155,6 +157,7 @@ class Upscaler:
         denoise_strength: float | None = None,
         allow_download: bool = True,
         progress: bool = False,
+        channels_last: bool = True,
     ) -> None:
         if precision not in PRECISIONS:
             raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -188,17 +191,19 @@ class Upscaler:
         self.outscale = outscale
         self.alpha = alpha
         self.fell_back_to_fp32 = False
-        self._net_fp32 = net.to(self.device, dtype=torch.float32)
+        # Channels-last: cuDNN's tensor-core kernels want it for half precision, and on the CPU oneDNN's fp32
+        # convolutions of RRDBNet run about 1.3x faster with it (bench/bench_upscale.py).
+        self._channels_last = channels_last
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self._net_fp32 = net.to(self.device, dtype=torch.float32, memory_format=memory_format)
         self._net = self._net_fp32
         self._dtype = torch.float32
-        self._channels_last = False
         if self.precision != "fp32":
             self._dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
             # A separate half copy: the fp32 one stays for the non-finite fallback.
             import copy
 
-            self._net = copy.deepcopy(self._net_fp32).to(dtype=self._dtype, memory_format=torch.channels_last)
-            self._channels_last = True
+            self._net = copy.deepcopy(self._net_fp32).to(dtype=self._dtype)
         self.last_tile_used: int | None = None  # the tile size the last call ended with (0 = whole image)
 
     # ------------------------------------------------------------------------------------------ set-up
@@ -287,7 +292,7 @@ class Upscaler:
                 stacklevel=2,
             )
             self.fell_back_to_fp32 = True
-            self._net, self._dtype, self._channels_last = self._net_fp32, torch.float32, False
+            self._net, self._dtype = self._net_fp32, torch.float32
             out = self._run_with_retries(x.float(), on_tile)
         return out[:, :, : height * self.scale, : width * self.scale]
 
