@@ -14,7 +14,7 @@ import sys
 from realesr import __version__
 from realesr.errors import RealesrError
 
-COMMANDS = ("models", "convert", "eval", "degrade", "train")
+COMMANDS = ("upscale", "models", "convert", "degrade", "eval", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:
