@@ -1,0 +1,471 @@
+"""Reading and writing the image files an upscaler meets, without losing bit depth, alpha, ICC profile or EXIF.
+
+Pillow decodes 16-bit RGB/RGBA/LA PNGs (and 16-bit RGB TIFFs) to 8 bits, dropping the low byte. For those the
+file is decoded twice by Pillow's own C decoder with the tile's raw mode switched so that once the high and
+once the low byte of each sample lands in the 8-bit image (or, for LA, with a raw mode of the same pixel
+stride that keeps all four bytes); the two are combined into exact uint16 samples. Writing 16-bit colour PNGs
+and TIFFs, which Pillow cannot do, is done by small encoders here (PNG: zlib + per-row filters; TIFF: baseline,
+Deflate-compressed).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import sys
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from realesr.errors import ImageReadError, ImageWriteError
+
+__all__ = ["LoadedImage", "read_image", "write_image", "WRITE_FORMATS", "format_for_path"]
+
+# Extension -> Pillow format name of the files write_image can produce.
+WRITE_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".bmp": "BMP",
+}
+
+Image.MAX_IMAGE_PIXELS = 300_000_000  # large photos are the point of an upscaler; still stop decompression bombs
+
+
+@dataclass
+class LoadedImage:
+    """A decoded image: ``array`` is HxW (grey) or HxWxC (C = 2 grey+alpha, 3 RGB, 4 RGBA), uint8 or uint16.
+
+    ``icc_profile`` and ``exif`` are the raw bytes to carry to an output (EXIF with its orientation already
+    applied to the pixels and reset to 1); ``format`` is the source file's format (e.g. "PNG", "JPEG").
+    """
+
+    array: np.ndarray
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    format: str | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def bit_depth(self) -> int:
+        return 16 if self.array.dtype == np.uint16 else 8
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.array.ndim == 2 else self.array.shape[2]
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.channels in (2, 4)
+
+    @property
+    def mode(self) -> str:
+        """"L", "LA", "RGB" or "RGBA" (the bit depth is separate)."""
+        return {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[self.channels]
+
+    @property
+    def height(self) -> int:
+        return self.array.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.array.shape[1]
+
+
+# --------------------------------------------------------------------------------------------------- reading
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def read_image(path: str | os.PathLike) -> LoadedImage:
+    """Decode ``path`` into a :class:`LoadedImage`; raises :class:`ImageReadError` with a one-line reason."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a folder, not an image")
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise ImageReadError(f"{path}: cannot read ({_one_line(err)})") from None
+    if size == 0:
+        raise ImageReadError(f"{path}: empty file")
+    try:
+        with Image.open(path) as im:
+            return _decode(im, path)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not an image file Pillow can decode") from None
+    except PermissionError:
+        raise ImageReadError(f"{path}: permission denied") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, Image.DecompressionBombError) as err:
+        raise ImageReadError(f"{path}: broken or truncated image ({_one_line(err)})") from None
+
+
+def _decode(im: Image.Image, path: Path) -> LoadedImage:
+    fmt = im.format
+    # Before anything loads the image: PNG's getexif() decodes the pixels (eXIf may follow IDAT) and clears tile.
+    array = _decode_16bit_colour(im, path)
+    im.load()  # raises on a truncated file (LOAD_TRUNCATED_IMAGES stays False)
+    if array is None:
+        array = _pixels_of(im)
+    icc = im.info.get("icc_profile") or None
+    exif_obj = im.getexif()
+    orientation = int(exif_obj.get(0x0112, 1) or 1)
+    if orientation != 1:
+        array = _apply_orientation(array, orientation)
+    exif = None
+    if len(exif_obj):
+        if orientation != 1:
+            exif_obj[0x0112] = 1
+        exif = exif_obj.tobytes()
+    if icc is not None and fmt in ("JPEG", "WEBP", "PNG", "TIFF") and im.mode == "CMYK":
+        icc = None  # a CMYK profile does not describe the RGB pixels we made from it
+    return LoadedImage(array=array, icc_profile=icc, exif=exif, format=fmt, info={"source_mode": im.mode})
+
+
+def _pixels_of(im: Image.Image) -> np.ndarray:
+    """Pillow image of any mode -> HxW / HxWxC uint8/uint16 array (L, LA, RGB, RGBA)."""
+    mode = im.mode
+    if mode in ("L", "RGB", "RGBA", "LA"):
+        return np.asarray(im).copy()
+    if mode == "1":
+        return np.asarray(im.convert("L")).copy()
+    if mode == "P" or mode == "PA":
+        has_alpha = "transparency" in im.info or mode == "PA" or (
+            im.palette is not None and im.palette.mode == "RGBA"
+        )
+        palette_mode = im.palette.mode if im.palette is not None else "RGB"
+        if has_alpha:
+            return np.asarray(im.convert("RGBA")).copy()
+        return np.asarray(im.convert("L" if palette_mode == "L" else "RGB")).copy()
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(im).astype(np.uint16)
+    if mode == "I":
+        values = np.asarray(im)
+        if values.min() >= 0 and values.max() <= 65535:
+            return values.astype(np.uint16)
+        raise ImageReadError("32-bit integer image with values outside 0..65535 is not supported")
+    if mode == "F":
+        values = np.asarray(im)
+        if not np.isfinite(values).all():
+            raise ImageReadError("floating-point image with non-finite values")
+        top = 1.0 if values.max() <= 1.0 else 65535.0
+        return np.round(np.clip(values / top, 0, 1) * 65535).astype(np.uint16)
+    if mode == "CMYK":
+        return np.asarray(_cmyk_to_rgb(im)).copy()
+    # YCbCr, LAB, HSV, RGBX, RGBa, La ...: Pillow knows how to get to RGB(A)
+    target = "RGBA" if "A" in mode or "a" in mode else "RGB"
+    return np.asarray(im.convert(target)).copy()
+
+
+def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
+    """CMYK through its embedded ICC profile when there is one (ImageCms), else Pillow's naive conversion.
+
+    Adobe-written JPEGs store CMYK inverted; Pillow's JPEG decoder already undoes that (raw mode CMYK;I).
+    """
+    icc = im.info.get("icc_profile")
+    if icc:
+        try:
+            from PIL import ImageCms
+
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            dst = ImageCms.createProfile("sRGB")
+            return ImageCms.profileToProfile(im, src, dst, outputMode="RGB")
+        except Exception:  # noqa: BLE001 - a broken profile: fall back to the plain conversion
+            pass
+    return im.convert("RGB")
+
+
+def _raw_variant(tile: ImageFile._Tile, rawmode: str) -> ImageFile._Tile:
+    args = tile.args
+    if isinstance(args, tuple):
+        args = (rawmode,) + tuple(args[1:])
+    else:
+        args = rawmode
+    return tile._replace(args=args)
+
+
+def _reload_with_rawmode(path: Path, rawmode: str) -> np.ndarray:
+    with Image.open(path) as im:
+        im.tile = [_raw_variant(t, rawmode) for t in im.tile]
+        im.load()
+        return np.asarray(im).copy()
+
+
+def _decode_16bit_colour(im: Image.Image, path: Path) -> np.ndarray | None:
+    """Exact uint16 samples of a 16-bit RGB/RGBA/LA PNG or 16-bit RGB(A) TIFF; None for every other file."""
+    if not im.tile:
+        return None
+    rawmode = im.tile[0].args[0] if isinstance(im.tile[0].args, tuple) else im.tile[0].args
+    if not isinstance(rawmode, str):
+        return None
+    if rawmode == "LA;16B" and im.format == "PNG":
+        # Same 4-byte pixel stride as 8-bit RGBA, so Pillow's unfiltering is right and every byte is kept.
+        raw = _reload_with_rawmode(path, "RGBA")
+        grey = raw[..., 0].astype(np.uint16) << 8 | raw[..., 1]
+        alpha = raw[..., 2].astype(np.uint16) << 8 | raw[..., 3]
+        return np.stack([grey, alpha], axis=-1)
+    if rawmode not in ("RGB;16B", "RGB;16L", "RGB;16N", "RGBA;16B", "RGBA;16L", "RGBA;16N"):
+        return None
+    if rawmode.endswith("16N"):  # libtiff hands over native-endian samples
+        rawmode = rawmode[:-1] + ("L" if sys.byteorder == "little" else "B")
+    base, channels = rawmode[:-4], (4 if rawmode.startswith("RGBA") else 3)
+    # Pillow's ";16B" unpacker keeps the first byte of each sample, ";16L" the second.
+    first = _reload_with_rawmode(path, base + ";16B")
+    second = _reload_with_rawmode(path, base + ";16L")
+    high, low = (first, second) if rawmode.endswith("16B") else (second, first)
+    values = high.astype(np.uint16) << 8 | low.astype(np.uint16)
+    return values[..., :channels]
+
+
+def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
+    """EXIF orientation 2..8 -> pixels as they are meant to be seen (same transforms as ImageOps.exif_transpose)."""
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1, :],
+        5: lambda a: np.swapaxes(a, 0, 1),
+        6: lambda a: np.swapaxes(a, 0, 1)[:, ::-1],
+        7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1],
+        8: lambda a: np.swapaxes(a, 0, 1)[::-1, :],
+    }
+    if orientation not in ops:
+        return array
+    return np.ascontiguousarray(ops[orientation](array))
+
+
+# --------------------------------------------------------------------------------------------------- writing
+
+
+def format_for_path(path: str | os.PathLike) -> str:
+    """Pillow format name for ``path``'s extension; :class:`ImageWriteError` for one we do not write."""
+    ext = Path(path).suffix.lower()
+    if ext not in WRITE_FORMATS:
+        known = ", ".join(sorted({e.lstrip(".") for e in WRITE_FORMATS}))
+        raise ImageWriteError(f"{path}: cannot write '{ext or '(no extension)'}' files (use one of {known})")
+    return WRITE_FORMATS[ext]
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def write_image(
+    path: str | os.PathLike,
+    image: LoadedImage | np.ndarray,
+    *,
+    quality: int = 95,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    source: str | os.PathLike | None = None,
+) -> Path:
+    """Write ``image`` to ``path`` atomically (temporary file in the same folder, then ``os.replace``).
+
+    The format comes from the extension. 16-bit arrays stay 16-bit in PNG and TIFF; JPEG, WebP and BMP hold
+    8 bits, so 16-bit data is rounded to 8 there. ICC profile and EXIF (from the LoadedImage, or the keyword
+    arguments, which win) are embedded where the format allows. ``source``: the input file this output is made
+    from; writing over it is refused.
+    """
+    path = Path(path)
+    if isinstance(image, LoadedImage):
+        array = image.array
+        icc_profile = icc_profile if icc_profile is not None else image.icc_profile
+        exif = exif if exif is not None else image.exif
+    else:
+        array = np.asarray(image)
+    if array.dtype not in (np.uint8, np.uint16):
+        raise ImageWriteError(f"{path}: can only write uint8 or uint16 pixels, not {array.dtype}")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (2, 3, 4)):
+        raise ImageWriteError(f"{path}: cannot write an array of shape {array.shape}")
+    if not 1 <= quality <= 100:
+        raise ImageWriteError(f"quality must be in 1..100, not {quality}")
+    fmt = format_for_path(path)
+    if source is not None and _same_file(path, Path(source)):
+        raise ImageWriteError(f"{path}: refusing to overwrite the input image")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ImageWriteError(f"{path}: output folder {folder} does not exist")
+
+    data = _encode(array, fmt, quality, icc_profile, exif)
+    try:
+        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except OSError as err:
+        raise ImageWriteError(f"{path}: cannot write to {folder} ({_one_line(err)})") from None
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temp_name, 0o666 & ~_umask())
+        os.replace(temp_name, path)
+    except OSError as err:
+        try:
+            os.unlink(temp_name)
+        except OSError:
+            pass
+        raise ImageWriteError(f"{path}: cannot write ({_one_line(err)})") from None
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _to_8bit(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    # x * 255 / 65535 == x / 257; rounding to nearest keeps the 8-bit value of an 8->16 expanded sample exact.
+    return ((array.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+def _encode(array: np.ndarray, fmt: str, quality: int, icc: bytes | None, exif: bytes | None) -> bytes:
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    if array.dtype == np.uint16 and fmt == "PNG":
+        return encode_png16(array, icc=icc, exif=exif)
+    if array.dtype == np.uint16 and fmt == "TIFF":
+        return encode_tiff16(array, icc=icc, exif=exif)
+    array8 = _to_8bit(array)
+    if fmt in ("JPEG", "BMP") and channels in (2, 4):
+        # (Pillow's BMP writer drops alpha, and most BMP readers ignore it anyway.)
+        raise ImageWriteError(f"{fmt} has no alpha channel: write PNG, WebP or TIFF for images with transparency")
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[array8.shape[2] if array8.ndim == 3 else 1]
+    im = Image.fromarray(array8, mode=mode) if mode != "LA" else Image.fromarray(array8)
+    kwargs: dict = {}
+    if icc:
+        kwargs["icc_profile"] = icc
+    if exif and fmt in ("JPEG", "PNG", "WEBP"):  # Pillow's TIFF writer cannot embed an EXIF block
+        kwargs["exif"] = exif
+    if fmt == "JPEG":
+        kwargs.update(quality=quality, subsampling=0 if quality >= 90 else 2, optimize=True)
+    elif fmt == "WEBP":
+        kwargs.update(quality=quality, method=4)
+    elif fmt == "PNG":
+        kwargs.update(compress_level=6)
+    elif fmt == "TIFF":
+        kwargs.update(compression="tiff_deflate")
+    elif fmt == "BMP":
+        kwargs.pop("icc_profile", None)
+    buffer = io.BytesIO()
+    try:
+        im.save(buffer, format=fmt, **kwargs)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise ImageWriteError(f"cannot encode {fmt}: {_one_line(err)}") from None
+    return buffer.getvalue()
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _png_filtered_rows(raw: np.ndarray, bpp: int) -> bytes:
+    """Rows filtered with the Paeth predictor (type 4), computed for all rows at once."""
+    h, n = raw.shape
+    a = np.zeros_like(raw, dtype=np.int16)
+    a[:, bpp:] = raw[:, :-bpp]
+    b = np.zeros_like(raw, dtype=np.int16)
+    b[1:] = raw[:-1]
+    c = np.zeros_like(raw, dtype=np.int16)
+    c[1:, bpp:] = raw[:-1, :-bpp]
+    p = a + b - c
+    pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
+    predictor = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+    filtered = ((raw.astype(np.int16) - predictor) & 0xFF).astype(np.uint8)
+    rows = np.empty((h, n + 1), dtype=np.uint8)
+    rows[:, 0] = 4
+    rows[:, 1:] = filtered
+    return rows.tobytes()
+
+
+def encode_png16(array: np.ndarray, icc: bytes | None = None, exif: bytes | None = None) -> bytes:
+    """A 16-bit PNG (grey, grey+alpha, RGB or RGBA) of a uint16 array."""
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    h, w = array.shape[:2]
+    raw = np.ascontiguousarray(array.astype(">u2")).view(np.uint8).reshape(h, w * channels * 2)
+    parts = [b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0))]
+    if icc:
+        parts.append(_png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
+    if exif:
+        parts.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+    parts.append(_png_chunk(b"IDAT", zlib.compress(_png_filtered_rows(raw, channels * 2), 6)))
+    parts.append(_png_chunk(b"IEND", b""))
+    return b"".join(parts)
+
+
+def encode_tiff16(array: np.ndarray, icc: bytes | None = None, exif: bytes | None = None) -> bytes:
+    """A baseline little-endian 16-bit TIFF, one Deflate-compressed strip (grey, grey+alpha, RGB, RGBA).
+
+    EXIF is not written into TIFF (it would need a separate EXIF IFD); the ICC profile is (tag 34675).
+    """
+    del exif
+    if array.ndim == 3 and array.shape[2] == 2:
+        # Grey+alpha 16-bit TIFFs are legal but few readers (Pillow included) open them: store as RGBA.
+        array = np.concatenate([np.repeat(array[..., :1], 3, axis=2), array[..., 1:]], axis=2)
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    h, w = array.shape[:2]
+    strip = zlib.compress(np.ascontiguousarray(array.astype("<u2")).tobytes(), 6)
+    photometric = 1 if channels <= 2 else 2
+    entries: list[tuple[int, int, int, bytes]] = []  # tag, type, count, value bytes
+
+    def add(tag: int, kind: int, values: list[int] | bytes) -> None:
+        if kind == 7:
+            entries.append((tag, kind, len(values), bytes(values)))
+            return
+        fmt = {3: "<H", 4: "<I"}[kind]
+        entries.append((tag, kind, len(values), b"".join(struct.pack(fmt, v) for v in values)))
+
+    header_size = 8
+    add(256, 4, [w])
+    add(257, 4, [h])
+    add(258, 3, [16] * channels)
+    add(259, 3, [8])  # Adobe Deflate
+    add(262, 3, [photometric])
+    add(273, 4, [0])  # strip offset, patched below
+    add(277, 3, [channels])
+    add(278, 4, [h])
+    add(279, 4, [len(strip)])
+    add(284, 3, [1])
+    if channels in (2, 4):
+        add(338, 3, [2])  # unassociated alpha
+    if icc:
+        add(34675, 7, icc)
+    entries.sort(key=lambda e: e[0])
+    ifd_size = 2 + 12 * len(entries) + 4
+    extra_offset = header_size + ifd_size
+    extra = bytearray()
+    value_offsets: dict[int, int] = {}
+    for tag, _kind, _count, value in entries:
+        if len(value) > 4:
+            value_offsets[tag] = extra_offset + len(extra)
+            extra += value
+            if len(extra) % 2:
+                extra += b"\x00"
+    strip_offset = extra_offset + len(extra)
+    ifd = bytearray(struct.pack("<H", len(entries)))
+    for tag, kind, count, value in entries:
+        if tag == 273:
+            value = struct.pack("<I", strip_offset)
+        ifd += struct.pack("<HHI", tag, kind, count)
+        ifd += struct.pack("<I", value_offsets[tag]) if tag in value_offsets else value.ljust(4, b"\x00")
+    ifd += struct.pack("<I", 0)
+    return b"II*\x00" + struct.pack("<I", header_size) + bytes(ifd) + bytes(extra) + strip

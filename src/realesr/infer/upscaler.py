@@ -1,0 +1,500 @@
+"""`Upscaler`: a super-resolution network applied to whole images, on any device, tiled when needed."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from realesr.errors import RealesrError, UsageError
+from realesr.infer.io import LoadedImage
+from realesr.infer.tiling import tiled_forward
+
+__all__ = ["Upscaler", "DEFAULT_TILE_PAD", "DEFAULT_MODEL", "resolve_device", "available_memory_bytes"]
+
+DEFAULT_MODEL = "RealESRGAN_x4plus"
+# Input pixels each tile reads beyond its core on every side. RRDBNet's receptive field spans hundreds of pixels:
+# with 48 px and the cross-fade of tiling.py, tiles of 40 on 96x96 photos differ from the whole-image output by
+# 0.10-0.15 levels on average, 0.1-0.2 % of pixels by more than 2 (docs/upscale.md has the measurements).
+DEFAULT_TILE_PAD = 48
+MIN_TILE = 16
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+ALPHA_MODES = ("model", "bicubic")
+# BT.601 luma, as the official tool's BGR2GRAY, to turn the 3-channel output of a grey input back into grey.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" -> cuda, else mps, else cpu; an explicit device that is not available is a UsageError."""
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    kind = name.split(":")[0]
+    if kind not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"device must be one of {', '.join(DEVICES)} (or cuda:N), not {device!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device 'cuda' requested but this PyTorch build sees no CUDA GPU")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UsageError("device 'mps' requested but Apple MPS is not available")
+    return torch.device(name)
+
+
+def available_memory_bytes() -> int:
+    """Memory the process may still use: MemAvailable, capped by a cgroup limit when there is one."""
+    available = None
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
+        try:
+            with open(limit_file) as f:
+                raw = f.read().strip()
+            if raw == "max":
+                continue
+            with open(usage_file) as f:
+                used = int(f.read().strip())
+            room = int(raw) - used
+            if room > 0 and int(raw) < (1 << 60):
+                available = room if available is None else min(available, room)
+        except (OSError, ValueError):
+            continue
+    if available is None:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            available = 8 << 30
+    return int(available)
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    text = str(err).lower()
+    return isinstance(err, (RuntimeError, MemoryError)) and (
+        "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
+        or isinstance(err, MemoryError)
+    )
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    net: nn.Module
+    name: str
+    source: str
+
+
+def _resolve_model(model, denoise_strength: float | None, allow_download: bool, progress: bool) -> _Resolved:
+    if isinstance(model, nn.Module):
+        if denoise_strength is not None:
+            raise UsageError("denoise_strength applies to model names, not to an nn.Module")
+        return _Resolved(model, type(model).__name__, "module")
+    if hasattr(model, "net") and isinstance(getattr(model, "net"), nn.Module):  # a weights.LoadedModel
+        return _Resolved(model.net, str(getattr(model, "name", type(model.net).__name__)), str(getattr(model, "source", "")))
+    if isinstance(model, (str, os.PathLike)):
+        try:
+            from realesr.weights import load_model
+        except ImportError as err:  # pragma: no cover - only before the weights package exists
+            raise RealesrError(f"cannot load model {model!s}: realesr.weights is not available ({err})") from None
+        loaded = load_model(
+            str(model), denoise_strength=denoise_strength, allow_download=allow_download, progress=progress
+        )
+        return _Resolved(loaded.net, str(loaded.name), str(loaded.source))
+    raise UsageError(f"model must be a name, a path, an nn.Module or a LoadedModel, not {type(model).__name__}")
+
+
+class Upscaler:
+    """Upscale images with a super-resolution network.
+
+    Args:
+        model: a model name ("RealESRGAN_x4plus", ...), a weights path, an ``nn.Module`` mapping [B,C,H,W] in
+            [0,1] to [B,C,H*s,W*s] (with ``.scale``; ``.size_multiple`` if sides must divide), or a
+            ``realesr.weights.LoadedModel``.
+        device: "auto" (cuda, mps, else cpu), "cpu", "cuda", "cuda:N" or "mps".
+        precision: "auto" (fp32 on the CPU; bf16 on GPUs that support it, else fp16), "fp32", "fp16", "bf16".
+            Half precision runs channels-last and falls back to fp32 when its output is not finite.
+        tile: None picks by itself (whole image when it fits the device's memory, else tiles); 0 always runs
+            the whole image; N runs tiles of at most N input pixels a side, blended over their overlap.
+        tile_pad: input pixels each tile reads beyond its core (default DEFAULT_TILE_PAD).
+        outscale: final size factor (any float > 0): the network's scale, then an antialiased bicubic resize
+            to round(h * outscale) x round(w * outscale). None: the network's scale.
+        alpha: "model" runs the alpha channel through the network (as grey), "bicubic" resizes it.
+        denoise_strength: for realesr-general-x4v3, blend with the wdn weights (as the official -dn).
+        allow_download, progress: passed to ``realesr.weights.load_model`` for names.
+        channels_last: run the network in channels-last memory format (faster on CPU and GPU).
+    """
+
+    def __init__(
+        self,
+        model=DEFAULT_MODEL,
+        device: str | torch.device = "auto",
+        precision: str = "auto",
+        tile: int | None = None,
+        tile_pad: int | None = None,
+        outscale: float | None = None,
+        alpha: str = "model",
+        denoise_strength: float | None = None,
+        allow_download: bool = True,
+        progress: bool = False,
+        channels_last: bool = True,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        if tile is not None and (not isinstance(tile, int) or tile < 0):
+            raise UsageError(f"tile must be 0 (whole image) or a positive number of pixels, not {tile!r}")
+        if tile_pad is not None and (not isinstance(tile_pad, int) or tile_pad < 0):
+            raise UsageError(f"tile_pad must be a number of pixels >= 0, not {tile_pad!r}")
+        if outscale is not None and not (isinstance(outscale, (int, float)) and math.isfinite(outscale) and outscale > 0):
+            raise UsageError(f"outscale must be a number > 0, not {outscale!r}")
+        if alpha not in ALPHA_MODES:
+            raise UsageError(f"alpha must be one of {', '.join(ALPHA_MODES)}, not {alpha!r}")
+        if tile is not None and 0 < tile < MIN_TILE:
+            raise UsageError(f"tile must be 0 or at least {MIN_TILE} pixels, not {tile}")
+        self.device = resolve_device(device)
+        resolved = _resolve_model(model, denoise_strength, allow_download, progress)
+        self.model_name = resolved.name
+        self.model_source = resolved.source
+        net = resolved.net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        self.scale = int(getattr(net, "scale", 0) or 0)
+        if self.scale <= 0:
+            raise UsageError(f"the network ({type(net).__name__}) has no integer .scale attribute")
+        self.size_multiple = int(getattr(net, "size_multiple", 1) or 1)
+        self.in_channels = int(getattr(net, "num_in_ch", 3))
+        if self.in_channels not in (1, 3):
+            raise UsageError(f"networks with {self.in_channels} input channels are not supported (1 or 3)")
+        self.precision = self._pick_precision(precision)
+        self.tile = tile
+        self.tile_pad = DEFAULT_TILE_PAD if tile_pad is None else tile_pad
+        self.outscale = outscale
+        self.alpha = alpha
+        self.fell_back_to_fp32 = False
+        # Channels-last: cuDNN's tensor-core kernels want it for half precision, and on the CPU oneDNN's fp32
+        # convolutions of RRDBNet run about 1.3x faster with it (bench/bench_upscale.py).
+        self._channels_last = channels_last
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self._net_fp32 = net.to(self.device, dtype=torch.float32, memory_format=memory_format)
+        self._net = self._net_fp32
+        self._dtype = torch.float32
+        if self.precision != "fp32":
+            self._dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+            # A separate half copy: the fp32 one stays for the non-finite fallback.
+            import copy
+
+            self._net = copy.deepcopy(self._net_fp32).to(dtype=self._dtype)
+        self.last_tile_used: int | None = None  # the tile size the last call ended with (0 = whole image)
+
+    # ------------------------------------------------------------------------------------------ set-up
+
+    def _pick_precision(self, precision: str) -> str:
+        if precision != "auto":
+            return precision
+        if self.device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        if self.device.type == "mps":
+            return "fp16"
+        return "fp32"
+
+    @property
+    def net(self) -> nn.Module:
+        """The fp32 network (on the Upscaler's device)."""
+        return self._net_fp32
+
+    def _bytes_per_input_pixel(self) -> float:
+        """Peak activation memory of one forward pass per input pixel, from the network's widths.
+
+        The largest tensors live at the output resolution (num_feat channels x scale^2 pixels each); about
+        four of them coexist (nearest-upsampled input, conv output, activation, next conv). Measured on
+        RRDBNet x4 fp32: 17 KB per input pixel; this estimate gives 16 KB plus the trunk's dense-block concat.
+        """
+        feat = int(getattr(self._net_fp32, "num_feat", 64))
+        grow = int(getattr(self._net_fp32, "num_grow_ch", 32))
+        element = 4 if self._dtype == torch.float32 else 2
+        output_side = feat * self.scale**2 * 4
+        trunk = (feat + 4 * grow) * 3
+        return float(element * (output_side + trunk) * 1.25)
+
+    def _auto_tile(self, height: int, width: int) -> int:
+        """0 when the whole (padded) image fits in the memory budget, else the largest tile side that does."""
+        if self.device.type == "cuda":
+            free, _total = torch.cuda.mem_get_info(self.device)
+            budget = free * 0.7
+        elif self.device.type == "mps":
+            budget = available_memory_bytes() * 0.4
+        else:
+            # Half the free RAM for activations: the output buffers and the caller's arrays need the rest.
+            budget = min(available_memory_bytes() * 0.5, 64 << 30)
+        budget -= self._output_bytes(height, width)
+        per_pixel = self._bytes_per_input_pixel()
+        if height * width * per_pixel <= budget:
+            return 0
+        side = int(math.sqrt(max(budget, 0) / per_pixel)) - 2 * self.tile_pad
+        side = side // self.size_multiple * self.size_multiple
+        return max(side, MIN_TILE)
+
+    def _output_bytes(self, height: int, width: int) -> float:
+        return 4.0 * 3 * height * width * self.scale**2
+
+    # ------------------------------------------------------------------------------------------ tensors
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self._net(x)
+
+    @torch.inference_mode()
+    def upscale_tensor(
+        self, x: torch.Tensor, on_tile: Callable[[int, int], None] | None = None
+    ) -> torch.Tensor:
+        """[B,C,H,W] float in [0,1] (any device) -> [B,C,H*s,W*s] float32 on the Upscaler's device, not clamped.
+
+        Pads with reflection to the network's size multiple and crops back; tiles as configured; on an
+        out-of-memory error halves the tile and retries; reruns in fp32 when half precision is not finite.
+        """
+        if x.ndim != 4:
+            raise UsageError(f"upscale_tensor expects [B,C,H,W], got shape {tuple(x.shape)}")
+        if x.shape[1] != self.in_channels:
+            raise UsageError(f"the network takes {self.in_channels} channels, got {x.shape[1]}")
+        height, width = x.shape[-2:]
+        x = x.to(self.device, dtype=self._dtype, non_blocking=True)
+        m = self.size_multiple
+        pad_h, pad_w = (-height) % m, (-width) % m
+        if pad_h or pad_w:
+            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        out = self._run_with_retries(x, on_tile)
+        if self._dtype != torch.float32 and not torch.isfinite(out).all():
+            warnings.warn(
+                f"{self.precision} output is not finite (overflow); running this and later images in fp32",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self.fell_back_to_fp32 = True
+            self._net, self._dtype = self._net_fp32, torch.float32
+            out = self._run_with_retries(x.float(), on_tile)
+        return out[:, :, : height * self.scale, : width * self.scale]
+
+    def _run_with_retries(self, x: torch.Tensor, on_tile) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        tile = self.tile if self.tile is not None else self._auto_tile(height, width)
+        while True:
+            try:
+                if tile == 0 or (tile >= height and tile >= width):
+                    self.last_tile_used = 0
+                    out = self._forward(x).float()
+                    if on_tile is not None:
+                        on_tile(1, 1)
+                    return out
+                self.last_tile_used = tile
+                return tiled_forward(
+                    self._forward, x, self.scale, tile, self.tile_pad, multiple=self.size_multiple, on_tile=on_tile
+                )
+            except (RuntimeError, MemoryError) as err:
+                if not _is_out_of_memory(err):
+                    raise
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                current = tile if tile else max(height, width)
+                tile = (current // 2) // self.size_multiple * self.size_multiple
+                if tile < MIN_TILE:
+                    raise RealesrError(
+                        f"out of memory even with tiles of {current} px on {self.device}; "
+                        "free memory or use --device cpu"
+                    ) from None
+
+    # ------------------------------------------------------------------------------------------ images
+
+    def __call__(self, img):
+        """HxW / HxWxC uint8 or uint16 numpy array, PIL image, or LoadedImage -> the same kind, upscaled."""
+        if isinstance(img, LoadedImage):
+            return self.upscale_image(img)
+        if isinstance(img, np.ndarray):
+            return self.upscale_array(img)
+        try:
+            from PIL import Image
+        except ImportError:  # pragma: no cover
+            Image = None
+        if Image is not None and isinstance(img, Image.Image):
+            return self._upscale_pil(img)
+        if isinstance(img, torch.Tensor):
+            raise UsageError("for tensors use Upscaler.upscale_tensor(x) with x of shape [B,C,H,W] in [0,1]")
+        raise UsageError(f"cannot upscale a {type(img).__name__}: pass a numpy array or a PIL image")
+
+    def upscale_image(self, image: LoadedImage, on_tile=None) -> LoadedImage:
+        """A decoded file -> the upscaled one, with the same ICC profile and EXIF."""
+        return LoadedImage(
+            array=self.upscale_array(image.array, on_tile=on_tile),
+            icc_profile=image.icc_profile,
+            exif=image.exif,
+            format=image.format,
+            info=dict(image.info),
+        )
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        if self.outscale is None:
+            return height * self.scale, width * self.scale
+        return max(1, round(height * self.outscale)), max(1, round(width * self.outscale))
+
+    @torch.inference_mode()
+    def upscale_array(self, array: np.ndarray, on_tile=None) -> np.ndarray:
+        """HxW, HxWx1, HxWx2 (grey+alpha), HxWx3 or HxWx4 uint8/uint16 (or float in [0,1]) -> same layout and dtype.
+
+        uint16 goes through the network in floating point from the full 16-bit values and is rounded once, at
+        the end, to 16 bits.
+        """
+        array = np.asarray(array)
+        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
+            raise UsageError(f"expected an HxW or HxWxC image (C = 1..4), got shape {array.shape}")
+        if array.shape[0] == 0 or array.shape[1] == 0:
+            raise UsageError(f"empty image of shape {array.shape}")
+        if array.dtype == np.uint8:
+            top = 255.0
+        elif array.dtype == np.uint16:
+            top = 65535.0
+        elif array.dtype in (np.float32, np.float64):
+            top = None
+        else:
+            raise UsageError(f"pixels must be uint8, uint16 or float in [0,1], not {array.dtype}")
+        squeeze = array.ndim == 3 and array.shape[2] == 1
+        planes = array[..., 0] if squeeze else array
+        channels = 1 if planes.ndim == 2 else planes.shape[2]
+        colour_count = 1 if channels in (1, 2) else 3
+        planes = np.ascontiguousarray(planes)
+        tensor = torch.from_numpy(planes if planes.flags.writeable else planes.copy())
+        tensor = tensor[..., None] if channels == 1 else tensor
+        tensor = tensor.permute(2, 0, 1)[None]  # [1,C,H,W] view, still integer
+        colour = self._to_unit(tensor[:, :colour_count], top)
+        height, width = planes.shape[:2]
+        out_h, out_w = self.output_size(height, width)
+
+        has_alpha = channels in (2, 4)
+        steps = 2 if has_alpha and self.alpha == "model" and not self._alpha_is_opaque(tensor, top) else 1
+        progress = None
+        if on_tile is not None:
+            progress = _StepProgress(on_tile, steps)
+
+        result = self._upscale_colour(colour, progress)
+        del colour
+        if has_alpha:
+            alpha = self._to_unit(tensor[:, -1:], top)
+            result = torch.cat([result, self._upscale_alpha(alpha, top, progress)], dim=1)
+            del alpha
+        if (out_h, out_w) != tuple(result.shape[-2:]):
+            result = _resize(result, out_h, out_w)
+        return self._to_array(result, array.dtype, squeeze)
+
+    def _to_unit(self, integers: torch.Tensor, top: float | None) -> torch.Tensor:
+        values = integers.to(self.device).float()
+        if top is not None:
+            values.div_(top)
+        return values
+
+    def _upscale_colour(self, colour: torch.Tensor, progress) -> torch.Tensor:
+        """[1,1|3,H,W] in [0,1] -> [1,1|3,H*s,W*s]; grey goes through an RGB network as three equal channels."""
+        grey = colour.shape[1] == 1
+        if grey and self.in_channels == 3:
+            out = self.upscale_tensor(colour.expand(-1, 3, -1, -1), on_tile=progress.step() if progress else None)
+            weights = torch.tensor(_LUMA, device=out.device).view(1, 3, 1, 1)
+            return (out * weights).sum(dim=1, keepdim=True)
+        if not grey and self.in_channels == 1:
+            raise UsageError("this network takes grey images only, and the input is RGB")
+        return self.upscale_tensor(colour, on_tile=progress.step() if progress else None)
+
+    def _alpha_is_opaque(self, tensor: torch.Tensor, top: float | None) -> bool:
+        alpha = tensor[:, -1]
+        full = top if top is not None else 1.0
+        return bool((alpha == full).all())
+
+    def _upscale_alpha(self, alpha: torch.Tensor, top: float | None, progress) -> torch.Tensor:
+        height, width = alpha.shape[-2:]
+        if bool((alpha == 1.0).all()):
+            # Fully opaque: keep it exactly opaque (the network would wobble around 1).
+            return torch.ones(1, 1, height * self.scale, width * self.scale, device=alpha.device)
+        if self.alpha == "bicubic":
+            return F.interpolate(alpha, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return self._upscale_colour(alpha, progress)
+
+    def _to_array(self, result: torch.Tensor, dtype: np.dtype, squeeze: bool) -> np.ndarray:
+        result = result[0].clamp_(0.0, 1.0)
+        if dtype == np.uint8 or dtype == np.uint16:
+            top = 255.0 if dtype == np.uint8 else 65535.0
+            integer_type = torch.uint8 if dtype == np.uint8 else torch.int32
+            result = result.mul_(top).round_().to(integer_type)
+        array = result.permute(1, 2, 0).cpu().numpy()
+        if dtype == np.uint16:
+            array = array.astype(np.uint16)
+        elif dtype not in (np.uint8,):
+            array = array.astype(dtype)
+        if array.shape[2] == 1 and not squeeze:
+            array = array[..., 0]
+        return np.ascontiguousarray(array)
+
+    def _upscale_pil(self, img):
+        from PIL import Image
+
+        mode = img.mode
+        if mode in ("L", "LA", "RGB", "RGBA"):
+            array = np.asarray(img)
+        elif mode.startswith("I;16") or mode == "I":
+            array = np.asarray(img).astype(np.uint16)
+        elif mode == "P" and ("transparency" in img.info):
+            array, mode = np.asarray(img.convert("RGBA")), "RGBA"
+        elif mode in ("PA", "RGBa", "La") or "A" in mode:
+            array, mode = np.asarray(img.convert("RGBA")), "RGBA"
+        else:
+            array, mode = np.asarray(img.convert("RGB")), "RGB"
+        out = self.upscale_array(array)
+        if out.dtype == np.uint16 and out.ndim == 2:
+            result = Image.fromarray(out)  # I;16
+        elif out.dtype == np.uint16:
+            raise UsageError(
+                "PIL has no 16-bit colour mode; pass a numpy array or use realesr.infer.read_image for 16-bit colour"
+            )
+        else:
+            result = Image.fromarray(out)
+        result.info.update({k: v for k, v in img.info.items() if k in ("icc_profile", "exif", "dpi")})
+        return result
+
+
+class _StepProgress:
+    """Maps per-pass tile callbacks of the colour and alpha passes onto one 0..total count."""
+
+    def __init__(self, on_tile: Callable[[int, int], None], steps: int) -> None:
+        self.on_tile, self.steps, self.index = on_tile, steps, -1
+
+    def step(self) -> Callable[[int, int], None]:
+        self.index += 1
+        index, steps = self.index, self.steps
+
+        def report(done: int, total: int) -> None:
+            self.on_tile(index * total + done, steps * total)
+
+        return report
+
+
+def _resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Antialiased bicubic to an exact size (antialiasing matters when outscale < the network's scale)."""
+    shrinking = height < image.shape[-2] or width < image.shape[-1]
+    return F.interpolate(image, size=(height, width), mode="bicubic", align_corners=False, antialias=shrinking)
