@@ -81,6 +81,13 @@ def test_bad_data_paths_give_one_line_error_and_exit_2(run_cli, tmp_path, bad):
     assert len(err.strip().splitlines()) == 1 and str(target) in err and "Traceback" not in err
 
 
+def test_a_single_image_is_a_dataset_of_one(run_cli, shared_data):
+    code, out, _ = run_cli("-m", "bicubic", "--data", str(shared_data / "test" / "Set5" / "bird.png"), "--format", "json")
+    assert code == 0
+    (row,) = json.loads(out)
+    assert (row["dataset"], row["n"]) == ("bird", 1)
+
+
 def test_txt_list_with_a_broken_entry_still_scores_the_rest(run_cli, shared_data, tmp_path):
     listing = tmp_path / "mini.txt"
     set5 = shared_data / "test" / "Set5"
@@ -168,3 +175,97 @@ def module_model_matlab() -> EvalModel:
     from realesr.evaluate import bicubic_model
 
     return bicubic_model(4)
+
+
+def test_networks_given_as_modules_and_names(shared_data):
+    from realesr.archs import SRVGGNetCompact
+    from realesr.evaluate import load_eval_model
+
+    torch.manual_seed(0)
+    net = SRVGGNetCompact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=4, act_type="prelu")
+    model = load_eval_model(net, scale=4, device="cpu", tile=0, label="tiny")
+    assert model.scale == 4
+    dataset = find_dataset(shared_data / "test" / "Set5", limit=1)
+    (row,) = evaluate([model], [dataset], EvalConfig(scale=4), progress=False).rows
+    assert row.n == 1 and np.isfinite(row.psnr) and 0 < row.ssim < 1
+
+
+def test_model_that_needs_a_download_is_skipped_with_a_clear_message(run_cli, shared_data):
+    pytest.importorskip("realesr.weights")
+    code, out, err = run_cli("-m", "RealESRNet_x4plus", "-m", "bicubic", "--no-download",
+                             "--data", str(shared_data / "test" / "Set5"), "--limit", "1")
+    assert code == 1
+    assert "model RealESRNet_x4plus skipped" in err and "download" in err
+    assert "| bicubic | Set5 | 1 |" in out and "RealESRNet" not in out
+
+
+def test_degrade_protocol_is_seeded_and_harder_than_bicubic(shared_data, tmp_path):
+    pytest.importorskip("realesr.degrade")
+    from realesr.evaluate import bicubic_model
+
+    listing = tmp_path / "one.txt"
+    listing.write_text(str(shared_data / "test" / "Set5" / "butterfly.png") + "\n")
+    dataset = find_dataset(listing)
+
+    def run(protocol: str, seed: int = 0):
+        config = EvalConfig(scale=4, protocol=protocol, seed=seed)
+        return evaluate([bicubic_model(4)], [dataset], config, progress=False).rows[0]
+
+    first, again, other_seed = run("degrade"), run("degrade"), run("degrade", seed=1)
+    assert first.psnr == again.psnr and first.ssim == again.ssim
+    assert first.psnr != other_seed.psnr
+    assert first.psnr < run("bicubic").psnr - 2  # blur, noise and JPEG cost bicubic several dB
+
+
+def test_a_network_that_fails_on_one_image_does_not_stop_the_run(shared_data):
+    dataset = find_dataset(shared_data / "test" / "Set5", limit=3)
+    calls = []
+
+    def flaky(lr: np.ndarray) -> np.ndarray:
+        calls.append(lr.shape)
+        if len(calls) == 2:
+            raise RuntimeError("out of memory\nsecond line of a long torch message")
+        return np.repeat(np.repeat(lr, 4, axis=0), 4, axis=1)
+
+    problems = []
+    result = evaluate([EvalModel("flaky", flaky, 4)], [dataset], EvalConfig(scale=4), progress=False,
+                      on_problem=problems.append)
+    (row,) = result.rows
+    assert (row.n, row.failed) == (2, 1)
+    assert len(problems) == 1 and "RuntimeError: out of memory" in problems[0] and "\n" not in problems[0]
+
+
+def test_written_files_are_atomic_and_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from realesr.evaluate.report import atomic_write_bytes
+
+    target = tmp_path / "sub" / "table.md"
+    atomic_write_bytes(target, b"first")
+    atomic_write_bytes(target, b"second")
+    assert target.read_bytes() == b"second"
+    assert [p.name for p in target.parent.iterdir()] == ["table.md"]  # no temporary file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+
+
+def test_images_are_read_as_the_protocol_reads_them(shared_data, tmp_path):
+    from realesr.evaluate import read_rgb
+
+    bridge = shared_data / "test" / "Set14" / "bridge.png"  # stored as 8-bit greyscale (L)
+    grey = np.asarray(Image.open(bridge))
+    assert grey.ndim == 2
+    rgb = read_rgb(bridge)
+    assert rgb.shape == grey.shape + (3,) and rgb.dtype == np.uint8
+    assert all(np.array_equal(rgb[:, :, c], grey) for c in range(3))
+    # 16-bit greyscale: scaled to 8 bits (65535 -> 255, 257 * k -> k), not clipped.
+    wide = np.array([[0, 257 * 100, 65535]], dtype=np.uint16)
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    assert read_rgb(tmp_path / "wide.png")[0, :, 0].tolist() == [0, 100, 255]
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    from realesr.errors import ImageReadError
+
+    with pytest.raises(ImageReadError, match="broken.png"):
+        read_rgb(tmp_path / "broken.png")

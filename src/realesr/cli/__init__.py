@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from realesr import __version__
 from realesr.errors import RealesrError
 
-COMMANDS = ("models", "convert", "eval", "upscale")
+COMMANDS = ("upscale", "models", "convert", "degrade", "eval", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,3 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("realesr: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `realesr models | head`: the reader left; silence the flush at exit as well.
+        sys.stdout = open(os.devnull, "w")
+        return 0

@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"OUT must end in .safetensors or .param, not {out.name!r}")
     source = Path(args.input)
     is_file = args.input not in ZOO
+    if is_file and not any(p.exists() for p in (source, *ncnn_paths(source)[:1])):
+        load_model(args.input)  # raises ModelNotFoundError naming the known models
     if is_file:
         inputs = {p.resolve() for p in (ncnn_paths(source) if source.suffix in (".param", ".bin") else (source,))}
         outputs = {p.resolve() for p in (ncnn_paths(out) if out.suffix == ".param" else (out,))}

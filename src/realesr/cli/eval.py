@@ -31,7 +31,7 @@ def register(subparsers) -> None:
     parser.add_argument("-m", "--model", dest="models", action="append", required=True, metavar="MODEL",
                         help="'bicubic', an official model name or a weights file; repeat to compare several")
     parser.add_argument("--data", nargs="+", action="extend", required=True, metavar="DIR_OR_TXT",
-                        help="folders of images or .txt lists of image paths (one dataset each)")
+                        help="folders of images, single images or .txt lists of image paths (one dataset each)")
     parser.add_argument("-s", "--scale", type=int, default=4, choices=(2, 3, 4, 8), help="upscaling factor (default 4)")
     parser.add_argument("--metrics", default=None,
                         help="comma-separated psnr,ssim,niqe (default psnr,ssim; niqe with --no-ref)")
@@ -54,6 +54,8 @@ def register(subparsers) -> None:
     parser.add_argument("--crop-border", type=int, default=None, metavar="PX",
                         help="border cropped before PSNR/SSIM (default: the scale)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "auto", "fp16", "bf16"),
+                        help="network precision (default fp32, so scores do not depend on the device)")
     parser.add_argument("--tile", type=int, default=None, metavar="N",
                         help="tile size for networks (0: whole image; default automatic)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --degrade chain (default 0)")
@@ -107,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     for spec in dict.fromkeys(args.models):
         try:
             models.append(load_eval_model(spec, scale=args.scale, device=args.device, tile=args.tile,
-                                          allow_download=not args.no_download))
+                                          allow_download=not args.no_download, precision=args.precision))
         except RealesrError as err:
             skipped.append(spec)
             warn(f"model {spec} skipped: {err}")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from realesr.weights.zoo import ZOO, cache_dir, find_model
+from realesr.errors import RealesrError, UsageError
+from realesr.weights.zoo import ZOO, cache_dir, fetch_model, find_model
 
 
 def register(subparsers) -> None:
@@ -16,10 +18,15 @@ def register(subparsers) -> None:
                     "scale and parameter count.",
     )
     parser.add_argument("--urls", action="store_true", help="also print each model's download URL")
+    parser.add_argument("--download", nargs="+", metavar="NAME",
+                        help="download these models' official .pth files into the cache folder ('all' for every "
+                             "model), even those the data package holds (it stores fp16-rounded weights)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.download:
+        return _download(args.download)
     rows = [("name", "scale", "architecture", "params", "found")]
     urls = []
     for name, entry in ZOO.items():
@@ -51,3 +58,21 @@ def run(args: argparse.Namespace) -> int:
         for name, url in urls:
             print(f"{name}: {url}")
     return 0
+
+
+def _download(names: list[str]) -> int:
+    if "all" in names:
+        names = [n for n, e in ZOO.items() if not e.weights_of]
+    unknown = [n for n in names if n not in ZOO]
+    if unknown:
+        raise UsageError(f"unknown model name(s) {', '.join(unknown)}; known: {', '.join(ZOO)}")
+    failed = 0
+    for name in dict.fromkeys(names):
+        try:
+            path, how = fetch_model(name, progress=True, force=True)
+        except RealesrError as err:
+            print(f"realesr: error: {name}: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{name}: {'downloaded to' if how == 'downloaded' else 'already in'} {path}")
+    return 1 if failed else 0

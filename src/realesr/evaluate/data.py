@@ -41,7 +41,7 @@ def _list_txt(listing: Path) -> list[Path]:
 
 
 def find_dataset(spec: str | Path, limit: int | None = None) -> Dataset:
-    """A dataset from a folder of images or a .txt list; raises DataError when it yields no image."""
+    """A dataset from a folder of images, one image or a .txt list; raises DataError when it yields no image."""
     path = Path(spec).expanduser()
     if path.is_dir():
         paths = _list_folder(path)
@@ -49,8 +49,11 @@ def find_dataset(spec: str | Path, limit: int | None = None) -> Dataset:
     elif path.is_file() and path.suffix.lower() == ".txt":
         paths = _list_txt(path)
         name = path.stem
+    elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        paths = [path]
+        name = path.stem
     elif path.is_file():
-        raise DataError(f"--data {spec}: expected a folder of images or a .txt list of image paths")
+        raise DataError(f"--data {spec}: expected a folder of images, an image or a .txt list of image paths")
     else:
         raise DataError(f"--data {spec}: no such folder or file")
     if not paths:

@@ -245,8 +245,9 @@ def evaluate(
 
             sample = None
             if index in picks:
-                sample = _start_sample(dataset.name, path, hr, lr, scale, figure_crop, figure_bicubic)
+                sample = _start_sample(dataset.name, path, hr, lr, scale, figure_crop, figure_bicubic, config.protocol)
             for model in usable:
+                bar.set_postfix_str(f"{path.name}: {model.label}", refresh=True)
                 score = ImageScore(model=model.label, dataset=dataset.name, image=path.name)
                 try:
                     start = time.perf_counter()
@@ -263,9 +264,17 @@ def evaluate(
                     if "ssim" in want:
                         score.ssim = ssim(sr, hr, crop_border=config.border)
                     if "niqe" in want:
-                        score.niqe = niqe(sr, crop_border=config.niqe_crop_border)
-                except RealesrError as err:
-                    problem(f"{dataset.name}/{path.name}: {model.label}: {err}")
+                        try:
+                            score.niqe = niqe(sr, crop_border=config.niqe_crop_border)
+                        except RealesrError as err:
+                            if want == {"niqe"}:
+                                raise
+                            # PSNR/SSIM of this image still count; only its NIQE is missing.
+                            problem(f"{dataset.name}/{path.name}: {model.label}: {err}")
+                except (RealesrError, RuntimeError, ValueError) as err:
+                    # RuntimeError: what torch raises for out-of-memory and shape problems inside a network.
+                    reason = str(err) if isinstance(err, RealesrError) else f"{type(err).__name__}: {err}"
+                    problem(f"{dataset.name}/{path.name}: {model.label}: {reason.splitlines()[0] if reason else ''}")
                     failed[model.label] += 1
                     continue
                 per_image.append(score)
@@ -306,7 +315,7 @@ def _crop(img: np.ndarray, sample: FigureSample) -> np.ndarray:
     return img[y : y + size, x : x + size].copy()
 
 
-def _start_sample(dataset, path, hr, lr, scale, crop, bicubic: EvalModel) -> FigureSample:
+def _start_sample(dataset, path, hr, lr, scale, crop, bicubic: EvalModel, protocol: str) -> FigureSample:
     """The reference crop (HR, or the LR magnified by pixel repetition) and the bicubic panel."""
     if hr is not None:
         reference, label = hr, "HR (ground truth)"
@@ -325,6 +334,8 @@ def _start_sample(dataset, path, hr, lr, scale, crop, bicubic: EvalModel) -> Fig
         reference=reference[y : y + size, x : x + size].copy(),
         window=window,
     )
+    if hr is not None and protocol == "degrade":  # the degraded input is part of the story
+        sample.panels[f"input (x{scale} nearest)"] = _crop(np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1), sample)
     up = bicubic.upscale(lr)
     sample.panels["bicubic"] = _crop(up, sample)
     if hr is not None:

@@ -22,6 +22,12 @@ SUMMARY_FIELDS = ("model", "dataset", "n", "psnr", "ssim", "niqe", "failed", "pr
 DECIMALS = {"psnr": 3, "ssim": 4, "niqe": 4}
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temporary file in the same folder and ``os.replace``, so readers never see half a file."""
     path = Path(path)
@@ -30,6 +36,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -108,6 +115,20 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+def _wrap(text: str, font, width: int, draw: ImageDraw.ImageDraw) -> list[str]:
+    """``text`` in lines no wider than ``width``, broken after '_', '-' or spaces (model names are long)."""
+    import re
+
+    pieces = [p for p in re.split(r"(?<=[_\- ])", text) if p]
+    lines: list[str] = []
+    for piece in pieces:
+        if lines and draw.textlength(lines[-1] + piece, font=font) <= width:
+            lines[-1] += piece
+        else:
+            lines.append(piece)
+    return lines or [""]
+
+
 def render_figure(samples: Sequence[FigureSample], zoom: int = 1, footer: str | None = None) -> Image.Image:
     """Rows of aligned crops (reference, bicubic, each model), each labelled with its name and scores.
 
@@ -122,7 +143,13 @@ def render_figure(samples: Sequence[FigureSample], zoom: int = 1, footer: str | 
     for sample in samples[1:]:
         labels += [label for label in sample.panels if label not in labels]
     title_font, caption_font = _font(15), _font(13)
-    pad, title_h, caption_h, row_title_h = 8, 22, 20, 20
+    pad, caption_h, row_title_h = 8, 20, 20
+    measure_titles = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    titles = [
+        _wrap(samples[0].reference_label if label == "__reference__" else label, title_font, panel_size, measure_titles)
+        for label in labels
+    ]
+    title_h = 4 + 18 * max(len(lines) for lines in titles)
     cols = len(labels)
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     texts = [footer or ""] + [f"{s.dataset}/{s.image}  (crop {s.window[2]}x{s.window[2]} at x={s.window[1]}, y={s.window[0]})"
@@ -132,9 +159,9 @@ def render_figure(samples: Sequence[FigureSample], zoom: int = 1, footer: str | 
     height = title_h + pad + len(samples) * row_h + (22 if footer else 0)
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
-    for c, label in enumerate(labels):
-        text = samples[0].reference_label if label == "__reference__" else label
-        draw.text((pad + c * (panel_size + pad), 4), text, fill="black", font=title_font)
+    for c, lines in enumerate(titles):
+        for i, line in enumerate(lines):
+            draw.text((pad + c * (panel_size + pad), 4 + 18 * i), line, fill="black", font=title_font)
     for r, sample in enumerate(samples):
         top = title_h + pad + r * row_h
         y, x, size = sample.window

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -14,6 +13,7 @@ import torch
 from torch import nn
 
 from realesr.errors import WeightsFormatError
+from realesr.weights._files import atomic_path
 from realesr.weights.ncnn import MAGIC, read_ncnn
 from realesr.weights.spec import ModelSpec, detect_arch, spec_of
 
@@ -164,6 +164,8 @@ def save_model(net: nn.Module, path: str | os.PathLike, metadata: Mapping[str, s
 
 def save_state_dict(sd: Mapping[str, torch.Tensor], spec: ModelSpec, path: str | os.PathLike,
                     metadata: Mapping[str, str] | None = None) -> Path:
+    """Write ``sd`` as is (values and dtypes) to safetensors with ``spec`` in the metadata, after
+    checking that detection from the tensors gives that spec; atomically."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -174,13 +176,6 @@ def save_state_dict(sd: Mapping[str, torch.Tensor], spec: ModelSpec, path: str |
     meta[METADATA_KEY] = json.dumps(spec.to_metadata(), sort_keys=True)
     meta["format"] = "pt"
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in sd.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return path

@@ -12,9 +12,8 @@ Weights are laid out [out, in, kh, kw] as in PyTorch.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from torch import nn
 
 from realesr.archs import RRDBNet, SRVGGNetCompact
 from realesr.errors import WeightsFormatError
+from realesr.weights._files import atomic_write_bytes
 
 __all__ = ["NcnnModel", "NcnnLayer", "read_ncnn", "export_ncnn", "ncnn_paths"]
 
@@ -59,7 +59,6 @@ class NcnnModel:
     output_resize: float | None = None
     weight_dtype: str = "fp32"
     param_path: Path | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def ncnn_paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -408,18 +407,6 @@ def export_ncnn(net: nn.Module, param_path: str | os.PathLike, fp16: bool = True
         out = g.add("Interp", [out], f"0=3 1={resize:e} 2={resize:e}")
     g.layers[-1][3] = ["output"]
     param_path, bin_path = ncnn_paths(param_path)
-    _atomic_write(bin_path, bytes(g.weights))
-    _atomic_write(param_path, g.text().encode())
+    atomic_write_bytes(bin_path, bytes(g.weights))
+    atomic_write_bytes(param_path, g.text().encode())
     return param_path, bin_path
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

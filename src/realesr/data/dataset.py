@@ -1,0 +1,217 @@
+"""Training images: listing, checking, deterministic sampling and patch loading.
+
+Determinism is by construction: every sample is addressed by ``(epoch, position)`` and all its
+randomness (crop, flip, rotation, the degradation parameters drawn by the worker) comes from a
+NumPy generator seeded with ``(seed, epoch, position)``. So the data stream does not depend on the
+number of workers, and a resumed run needs only the position of the next sample to continue
+exactly where the interrupted one stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset, Sampler
+
+from realesr.errors import DataError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageRecord",
+    "list_images",
+    "scan_images",
+    "read_rgb",
+    "TrainPatchDataset",
+    "ResumableSampler",
+    "samples_per_epoch",
+]
+
+log = logging.getLogger("realesr.train")
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    path: str
+    width: int
+    height: int
+
+
+def list_images(source: str | os.PathLike) -> list[Path]:
+    """Image paths of a folder (recursive, sorted) or of a .txt list (one path per line, relative to the list)."""
+    source = Path(source)
+    if source.is_dir():
+        paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not paths:
+            raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {source}")
+        return paths
+    if source.is_file() and source.suffix.lower() == ".txt":
+        paths = []
+        for line in source.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                p = Path(line)
+                paths.append(p if p.is_absolute() else source.parent / p)
+        if not paths:
+            raise DataError(f"the image list {source} is empty")
+        return paths
+    if source.is_file():
+        raise DataError(f"{source} is neither a folder nor a .txt list of images")
+    raise DataError(f"training data not found: {source}")
+
+
+def scan_images(paths: list[Path], min_size: int, small_images: str = "pad") -> tuple[list[ImageRecord], list[str]]:
+    """Check each file's header; return the usable records and one note per skipped file.
+
+    Images with a side under ``min_size`` are kept (to be reflect-padded) or skipped, per ``small_images``.
+    Truncated files whose header is fine are caught later, when a worker decodes them.
+    """
+    records, notes = [], []
+    n_small = 0
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+        except FileNotFoundError:
+            notes.append(f"{path}: file not found, skipped")
+            continue
+        except (UnidentifiedImageError, OSError, ValueError) as err:
+            notes.append(f"{path}: unreadable image ({type(err).__name__}), skipped")
+            continue
+        if min(w, h) < min_size:
+            if small_images == "skip":
+                notes.append(f"{path}: {w}x{h} is smaller than the {min_size}px patch, skipped")
+                continue
+            n_small += 1
+        records.append(ImageRecord(str(path), w, h))
+    if n_small:
+        notes.append(f"{n_small} image(s) smaller than the {min_size}px patch will be reflect-padded")
+    return records, notes
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image to HxWx3 float32 RGB in [0, 1] (16-bit kept; alpha dropped; grey expanded)."""
+    with Image.open(path) as im:
+        im.load()
+        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(im, dtype=np.float32) / 65535.0
+            arr = np.repeat(arr[..., None], 3, axis=2)
+        else:
+            arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    return np.ascontiguousarray(arr)
+
+
+def samples_per_epoch(num_images: int, global_batch: int) -> int:
+    """Samples drawn per epoch over all ranks: the whole set cut to a multiple of the global batch (at least one
+    batch, repeating images when the set is smaller than one batch)."""
+    return max(1, num_images // global_batch) * global_batch
+
+
+class ResumableSampler(Sampler):
+    """An endless stream of ``(image_index, epoch, position)`` for one rank, from a given start.
+
+    Each epoch is a permutation of the images drawn from ``(seed, epoch)``, the same on every rank and cut
+    to a multiple of the global batch; rank r takes positions r, r + W, r + 2W ... (like DistributedSampler).
+    """
+
+    def __init__(self, num_images: int, global_batch: int, seed: int, rank: int = 0, world_size: int = 1,
+                 start_epoch: int = 0, start_position: int = 0) -> None:
+        self.num_images = num_images
+        self.per_epoch = samples_per_epoch(num_images, global_batch)
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.start_epoch = start_epoch
+        self.start_position = start_position
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, epoch, 0x5A3])
+        reps = -(-self.per_epoch // self.num_images)
+        order = np.concatenate([rng.permutation(self.num_images) for _ in range(reps)])
+        return order[: self.per_epoch]
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        epoch, position = self.start_epoch, self.start_position
+        while True:
+            order = self.epoch_order(epoch)
+            for pos in range(position + self.rank, self.per_epoch, self.world_size):
+                yield int(order[pos]), epoch, pos
+            epoch, position = epoch + 1, 0
+
+    def __len__(self) -> int:  # endless; DataLoader only needs a length for its own bookkeeping
+        return 2**62
+
+
+def _augment(patch: np.ndarray, rng: np.random.Generator, hflip: bool, rot: bool) -> np.ndarray:
+    if hflip and rng.random() < 0.5:
+        patch = patch[:, ::-1]
+    if rot:
+        if rng.random() < 0.5:
+            patch = patch[::-1]
+        if rng.random() < 0.5:
+            patch = patch.transpose(1, 0, 2)
+    return patch
+
+
+class TrainPatchDataset(Dataset):
+    """Loads a random ``load_size`` patch of an image (reflect-padded if smaller), flips it, and draws the
+    degradation parameters for it with ``params_fn(rng)`` (a picklable callable; workers call it).
+
+    Indexed by the ``(image_index, epoch, position)`` triples of :class:`ResumableSampler`. A file that fails to
+    decode is reported once and replaced by the next image, deterministically.
+    """
+
+    def __init__(self, records: list[ImageRecord], load_size: int, seed: int, use_hflip: bool = True,
+                 use_rot: bool = False, params_fn: Callable[[np.random.Generator], dict] | None = None) -> None:
+        if not records:
+            raise DataError("no usable training images")
+        self.records = records
+        self.load_size = load_size
+        self.seed = seed
+        self.use_hflip = use_hflip
+        self.use_rot = use_rot
+        self.params_fn = params_fn
+        self._bad: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _load(self, index: int) -> np.ndarray:
+        for offset in range(len(self.records)):
+            i = (index + offset) % len(self.records)
+            if i in self._bad:
+                continue
+            try:
+                return read_rgb(self.records[i].path)
+            except (OSError, ValueError, UnidentifiedImageError, SyntaxError) as err:
+                self._bad.add(i)
+                log.warning("training image %s cannot be decoded (%s); skipped", self.records[i].path, err)
+        raise DataError("none of the training images can be decoded")
+
+    def __getitem__(self, key: tuple[int, int, int]) -> dict:
+        index, epoch, position = key
+        rng = np.random.default_rng([self.seed, epoch, position])
+        img = self._load(index)
+        size = self.load_size
+        h, w = img.shape[:2]
+        if h < size or w < size:
+            pad_h, pad_w = max(0, size - h), max(0, size - w)
+            # Reflect needs the pad to be smaller than the side; tiny images fall back to symmetric tiling.
+            mode = "reflect" if pad_h < h and pad_w < w else "symmetric"
+            img = np.pad(img, ((0, pad_h), (0, pad_w), (0, 0)), mode=mode)
+            h, w = img.shape[:2]
+        top = int(rng.integers(0, h - size + 1))
+        left = int(rng.integers(0, w - size + 1))
+        patch = _augment(img[top : top + size, left : left + size], rng, self.use_hflip, self.use_rot)
+        sample = {"gt": torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 0, 1)))}
+        if self.params_fn is not None:
+            sample["params"] = self.params_fn(rng)
+        return sample

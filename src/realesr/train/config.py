@@ -1,0 +1,426 @@
+"""Typed training configuration: dataclasses loaded from YAML, ``--set key.sub=value`` overrides, validation.
+
+Every error names the dotted key it is about. Values left at ``None`` that depend on the stage
+(learning rates, total iterations, milestones) are filled in by :func:`resolve` with the official
+x4plus recipe, so the resolved config saved in the run folder shows every value actually used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from realesr.errors import ConfigError
+
+__all__ = [
+    "TrainConfig",
+    "NetworkConfig",
+    "DiscriminatorConfig",
+    "DataConfig",
+    "OptimConfig",
+    "PerceptualConfig",
+    "GanConfig",
+    "LossConfig",
+    "ValConfig",
+    "RuntimeConfig",
+    "load_config",
+    "config_from_dict",
+    "config_to_dict",
+    "apply_overrides",
+    "resolve",
+    "save_config",
+]
+
+# The official recipe per stage (options/train_realesrnet_x4plus.yml and train_realesrgan_x4plus.yml).
+STAGE_DEFAULTS = {
+    "esrnet": {"lr_g": 2e-4, "total_iters": 1_000_000},
+    "esrgan": {"lr_g": 1e-4, "total_iters": 400_000},
+}
+VGG19_LAYERS_BEFORE_RELU = ("conv1_2", "conv2_2", "conv3_4", "conv4_4", "conv5_4")
+
+
+@dataclass
+class NetworkConfig:
+    """The generator. ``arch`` RRDBNet (the x4plus model) or SRVGGNetCompact (the compact general-x4v3 model)."""
+
+    arch: str = "RRDBNet"
+    num_feat: int = 64
+    num_block: int = 23  # RRDBNet: residual-in-residual dense blocks
+    num_grow_ch: int = 32  # RRDBNet: growth channels of the dense blocks
+    num_conv: int = 32  # SRVGGNetCompact: body convolutions
+    act_type: str = "prelu"  # SRVGGNetCompact: prelu | relu | leakyrelu
+
+
+@dataclass
+class DiscriminatorConfig:
+    num_feat: int = 64
+    skip_connection: bool = True
+
+
+@dataclass
+class DataConfig:
+    train: str = ""  # a folder (searched recursively) or a .txt list of image paths, one per line
+    load_size: int = 400  # the patch each worker cuts from an image before degradation (official crop_pad_size)
+    gt_size: int = 256  # the GT crop after degradation; LQ is gt_size // scale
+    use_hflip: bool = True
+    use_rot: bool = False  # also random 90-degree rotations and vertical flips
+    small_images: str = "pad"  # images smaller than load_size: pad (reflect) | skip
+    num_workers: int = 4  # DataLoader worker processes per rank; 0 loads in the training process
+    pool_size: int = 180  # training pair pool (official queue_size); 0 disables it
+    degradation: dict[str, Any] = field(default_factory=dict)  # overrides of realesr.degrade.DegradationConfig
+
+
+@dataclass
+class OptimConfig:
+    lr_g: float | None = None  # None: 2e-4 for esrnet, 1e-4 for esrgan
+    lr_d: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    weight_decay: float = 0.0
+    milestones: list[int] | None = None  # MultiStepLR milestones in iterations; None: [total_iters]
+    gamma: float = 0.5
+    warmup_iters: int = 0  # linear warm-up of the learning rate; 0: none (official)
+    accum_steps: int = 1  # micro-batches accumulated per optimiser step
+    grad_clip: float = 0.0  # clip the gradient norm to this; 0: no clipping (official)
+    ema_decay: float = 0.999  # 0 disables the EMA generator
+
+
+@dataclass
+class PerceptualConfig:
+    weight: float = 1.0  # 0 disables the perceptual loss
+    layer_weights: dict[str, float] = field(
+        default_factory=lambda: {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
+    )
+    weights: str = "imagenet"  # imagenet (vgg19-dcbb9e9d.pth: cache or download) | a .pth path | random (tests only)
+    use_input_norm: bool = True  # ImageNet mean/std normalisation of inputs in [0, 1]
+    criterion: str = "l1"  # l1 | l2
+
+
+@dataclass
+class GanConfig:
+    type: str = "vanilla"  # vanilla (BCE with logits, official) | ragan (relativistic average)
+    weight: float = 0.1
+    real_label: float = 1.0
+    fake_label: float = 0.0
+
+
+@dataclass
+class LossConfig:
+    pixel_weight: float = 1.0
+    l1_gt_usm: bool = True  # L1 against the unsharp-masked GT
+    percep_gt_usm: bool = True
+    gan_gt_usm: bool = False
+    perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
+    gan: GanConfig = field(default_factory=GanConfig)
+    net_d_iters: int = 1  # update the generator every net_d_iters iterations (esrgan)
+    net_d_init_iters: int = 0  # train only the discriminator for this many first iterations
+
+
+@dataclass
+class ValConfig:
+    folder: str = ""  # HR validation images; empty: no validation
+    max_images: int = 0  # 0: all
+    max_size: int = 0  # centre-crop HR images to at most this side before degrading; 0: whole image
+    seed: int = 0  # the fixed seed of the degraded validation LR
+    degraded: bool = True  # LR by the training degradation (fixed per image)
+    bicubic: bool = True  # LR by MATLAB bicubic downscaling
+    num_samples: int = 3  # SR images saved per validation
+    crop_border: int = 4
+
+
+@dataclass
+class RuntimeConfig:
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 uses a gradient scaler)
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the generator and discriminator
+    deterministic: bool = False  # cuDNN deterministic algorithms (slower)
+    max_nonfinite: int = 10  # abort after this many non-finite steps in a row
+    dist_backend: str = "auto"  # auto (nccl on CUDA, gloo otherwise) | nccl | gloo
+    num_threads: int = 0  # CPU threads of torch in the training process; 0: torch's default
+
+
+@dataclass
+class TrainConfig:
+    name: str = "realesr"
+    output_dir: str = "runs"  # relative paths are relative to the current directory
+    seed: int = 0
+    stage: str = "esrnet"  # esrnet (L1 only) | esrgan (L1 + perceptual + GAN)
+    scale: int = 4  # 2 | 4 | 8
+    total_iters: int | None = None  # None: 1_000_000 (esrnet) or 400_000 (esrgan)
+    batch_size: int = 12  # per rank and micro-batch; effective = batch_size * accum_steps * world size
+    save_every: int = 5000
+    val_every: int = 5000  # 0: no validation during training
+    log_every: int = 100  # CSV / TensorBoard rows
+    keep_last: int = 3  # checkpoints kept besides the best
+    init_from: str = ""  # generator init: a model name or weights path (official or ours); empty: random init
+    init_strict: bool = True  # False: layers whose shape differs are re-initialised (and listed in the log)
+    init_d_from: str = ""  # discriminator init (e.g. RealESRGAN_x4plus_netD.pth)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    val: ValConfig = field(default_factory=ValConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+# --------------------------------------------------------------------------------------------- building
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Check (and gently coerce) a YAML value against a type annotation; errors name ``key``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], key)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' must be a mapping of sub-keys, got {value!r}")
+        return _build(tp, value, key + ".")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}") from None
+        if not number.is_integer():
+            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+        return int(number)
+    if tp is float:
+        # PyYAML reads 1e-4 (no dot) as a string; accept it as the number it obviously is.
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"config key '{key}' must be a number, got {value!r}") from None
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
+        return [_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' must be a mapping, got {value!r}")
+        key_tp, val_tp = args
+        return {_convert(k, key_tp, key): _convert(v, val_tp, f"{key}.{k}") for k, v in value.items()}
+    if tp is Any:
+        return value
+    raise ConfigError(f"config key '{key}' has an unsupported type {_type_name(tp)}")  # pragma: no cover
+
+
+def _build(cls: type, raw: dict, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f"; known keys: {', '.join(names)}"
+            raise ConfigError(f"unknown config key '{prefix}{key}'{hint}")
+        kwargs[key] = _convert(value, hints[key], prefix + key)
+    return cls(**kwargs)
+
+
+def config_from_dict(raw: dict | None) -> TrainConfig:
+    """Build and validate a TrainConfig from a plain (YAML) mapping; stage defaults resolved."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("the training config must be a YAML mapping of keys")
+    return resolve(_build(TrainConfig, raw))
+
+
+def config_to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``key.sub=value`` strings (value parsed as YAML) to a raw config mapping, in place."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value (dotted keys for nested ones), got {item!r}")
+        dotted, text = item.split("=", 1)
+        dotted = dotted.strip()
+        if not dotted:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {dotted}: cannot parse value {text!r}: {err}") from None
+        node = raw
+        parts = dotted.split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {dotted}: '{'.'.join(parts[: i + 1])}' is not a mapping")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config, apply ``--set`` overrides, validate and resolve it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror or err}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config {path} is not valid YAML: {err}") from None
+    raw = raw if raw is not None else {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path} must be a YAML mapping of keys")
+    apply_overrides(raw, overrides or [])
+    return config_from_dict(raw)
+
+
+def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
+    """Write the resolved config as YAML, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------- validation
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"config key '{key}' {message}")
+
+
+def _one_of(value: str, key: str, choices: tuple[str, ...]) -> None:
+    _check(value in choices, key, f"must be one of {', '.join(choices)}; got {value!r}")
+
+
+def resolve(cfg: TrainConfig) -> TrainConfig:
+    """Fill stage-dependent defaults and validate every value; returns the same object."""
+    _check(bool(cfg.name) and "/" not in cfg.name and cfg.name not in (".", ".."), "name",
+           "must be a non-empty folder name without '/'")
+    _one_of(cfg.stage, "stage", ("esrnet", "esrgan"))
+    _check(cfg.scale in (2, 4, 8), "scale", f"must be 2, 4 or 8; got {cfg.scale}")
+    defaults = STAGE_DEFAULTS[cfg.stage]
+    if cfg.total_iters is None:
+        cfg.total_iters = defaults["total_iters"]
+    if cfg.optim.lr_g is None:
+        cfg.optim.lr_g = defaults["lr_g"]
+    if cfg.optim.milestones is None:
+        cfg.optim.milestones = [cfg.total_iters]
+    _check(cfg.total_iters >= 1, "total_iters", f"must be at least 1; got {cfg.total_iters}")
+    _check(cfg.batch_size >= 1, "batch_size", f"must be at least 1; got {cfg.batch_size}")
+    _check(cfg.save_every >= 1, "save_every", f"must be at least 1; got {cfg.save_every}")
+    _check(cfg.val_every >= 0, "val_every", f"must be 0 (off) or positive; got {cfg.val_every}")
+    _check(cfg.log_every >= 1, "log_every", f"must be at least 1; got {cfg.log_every}")
+    _check(cfg.keep_last >= 1, "keep_last", f"must be at least 1; got {cfg.keep_last}")
+
+    net = cfg.network
+    _one_of(net.arch, "network.arch", ("RRDBNet", "SRVGGNetCompact"))
+    for key in ("num_feat", "num_block", "num_grow_ch", "num_conv"):
+        _check(getattr(net, key) >= 1, f"network.{key}", f"must be at least 1; got {getattr(net, key)}")
+    _one_of(net.act_type, "network.act_type", ("prelu", "relu", "leakyrelu"))
+    _check(cfg.discriminator.num_feat >= 1, "discriminator.num_feat", "must be at least 1")
+
+    data = cfg.data
+    _check(bool(data.train), "data.train", "must name a folder or a .txt list of training images")
+    _check(data.gt_size >= 8 and data.gt_size % cfg.scale == 0, "data.gt_size",
+           f"must be at least 8 and a multiple of scale {cfg.scale}; got {data.gt_size}")
+    if net.arch == "RRDBNet" and cfg.scale == 2:
+        _check((data.gt_size // cfg.scale) % 2 == 0, "data.gt_size",
+               "must give an even LQ size at scale 2 (RRDBNet folds the input by pixel-unshuffle)")
+    if cfg.stage == "esrgan":
+        _check(data.gt_size % 8 == 0, "data.gt_size", "must be a multiple of 8 for the U-Net discriminator")
+    _check(data.load_size >= data.gt_size, "data.load_size",
+           f"must be at least data.gt_size ({data.gt_size}); got {data.load_size}")
+    _check(data.load_size % cfg.scale == 0, "data.load_size", f"must be a multiple of scale {cfg.scale}")
+    _one_of(data.small_images, "data.small_images", ("pad", "skip"))
+    _check(data.num_workers >= 0, "data.num_workers", "must be 0 or positive")
+    _check(data.pool_size >= 0, "data.pool_size", "must be 0 (off) or positive")
+    _check(data.pool_size % cfg.batch_size == 0, "data.pool_size",
+           f"must be a multiple of batch_size ({cfg.batch_size}); got {data.pool_size}")
+
+    opt = cfg.optim
+    _check(opt.lr_g > 0, "optim.lr_g", f"must be positive; got {opt.lr_g}")
+    _check(opt.lr_d > 0, "optim.lr_d", f"must be positive; got {opt.lr_d}")
+    _check(len(opt.betas) == 2 and all(0 <= b < 1 for b in opt.betas), "optim.betas",
+           f"must be two numbers in [0, 1); got {opt.betas}")
+    _check(opt.weight_decay >= 0, "optim.weight_decay", "must be 0 or positive")
+    _check(all(m >= 1 for m in opt.milestones) and opt.milestones == sorted(opt.milestones), "optim.milestones",
+           f"must be increasing positive iterations; got {opt.milestones}")
+    _check(0 < opt.gamma <= 1, "optim.gamma", f"must be in (0, 1]; got {opt.gamma}")
+    _check(opt.warmup_iters >= 0, "optim.warmup_iters", "must be 0 or positive")
+    _check(opt.accum_steps >= 1, "optim.accum_steps", f"must be at least 1; got {opt.accum_steps}")
+    _check(opt.grad_clip >= 0, "optim.grad_clip", "must be 0 (off) or positive")
+    _check(0 <= opt.ema_decay < 1, "optim.ema_decay", f"must be in [0, 1); got {opt.ema_decay}")
+
+    loss = cfg.loss
+    _check(loss.pixel_weight >= 0, "loss.pixel_weight", "must be 0 or positive")
+    pl = loss.perceptual
+    _check(pl.weight >= 0, "loss.perceptual.weight", "must be 0 or positive")
+    for layer in pl.layer_weights:
+        if layer not in _vgg19_layer_names():
+            close = difflib.get_close_matches(layer, _vgg19_layer_names(), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"config key 'loss.perceptual.layer_weights.{layer}' is not a VGG19 layer{hint}")
+    _check(bool(pl.layer_weights) or pl.weight == 0, "loss.perceptual.layer_weights",
+           "must name at least one layer when the perceptual loss is on")
+    _check(bool(pl.weights), "loss.perceptual.weights", "must be imagenet, random or a .pth path")
+    _one_of(pl.criterion, "loss.perceptual.criterion", ("l1", "l2"))
+    _one_of(loss.gan.type, "loss.gan.type", ("vanilla", "ragan"))
+    _check(loss.gan.weight >= 0, "loss.gan.weight", "must be 0 or positive")
+    _check(loss.net_d_iters >= 1, "loss.net_d_iters", "must be at least 1")
+    _check(loss.net_d_init_iters >= 0, "loss.net_d_init_iters", "must be 0 or positive")
+    if cfg.stage == "esrnet":
+        _check(loss.pixel_weight > 0, "loss.pixel_weight", "must be positive for the esrnet stage (its only loss)")
+
+    val = cfg.val
+    for key in ("max_images", "max_size", "num_samples", "crop_border"):
+        _check(getattr(val, key) >= 0, f"val.{key}", "must be 0 or positive")
+    if val.folder:
+        _check(val.degraded or val.bicubic, "val.degraded", "or val.bicubic must be true when val.folder is set")
+
+    rt = cfg.runtime
+    _one_of(rt.precision, "runtime.precision", ("fp32", "bf16", "fp16"))
+    _check(rt.device == "auto" or rt.device.split(":")[0] in ("cpu", "cuda", "mps"), "runtime.device",
+           f"must be auto, cpu, cuda, cuda:N or mps; got {rt.device!r}")
+    _check(rt.num_threads >= 0, "runtime.num_threads", "must be 0 (torch's default) or positive")
+    _check(rt.max_nonfinite >= 1, "runtime.max_nonfinite", "must be at least 1")
+    _one_of(rt.dist_backend, "runtime.dist_backend", ("auto", "nccl", "gloo"))
+    return cfg
+
+
+def _vgg19_layer_names() -> tuple[str, ...]:
+    from realesr.archs.vgg import VGG19_LAYER_NAMES
+
+    return VGG19_LAYER_NAMES

@@ -1,0 +1,132 @@
+"""Training records: CSV files, TensorBoard, a log file, and PNG plots at the end."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import sys
+from pathlib import Path
+
+__all__ = ["setup_logging", "MetricsLog", "plot_curves"]
+
+log = logging.getLogger("realesr.train")
+
+
+def setup_logging(run_dir: Path | None, is_main: bool) -> None:
+    """Rank 0 logs INFO to stderr and ``<run>/train.log``; other ranks only warnings."""
+    log.handlers.clear()
+    log.propagate = False
+    log.setLevel(logging.INFO if is_main else logging.WARNING)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(fmt)
+    log.addHandler(stream)
+    if is_main and run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+        fh.setFormatter(fmt)
+        log.addHandler(fh)
+
+
+def close_logging() -> None:
+    for h in list(log.handlers):
+        h.close()
+        log.removeHandler(h)
+
+
+class MetricsLog:
+    """Rows of ``iteration`` + named values to a CSV file (and TensorBoard scalars under ``prefix/``).
+
+    On resume, rows past the resumed iteration (written after the checkpoint by the interrupted run) are
+    dropped, so the file reads as one uninterrupted run.
+    """
+
+    def __init__(self, path: Path, columns: list[str], resume_iteration: int | None = None, tb=None,
+                 prefix: str = "") -> None:
+        self.path = path
+        self.columns = ["iteration", *columns]
+        self.tb = tb
+        self.prefix = prefix
+        kept: list[dict] = []
+        if resume_iteration is not None and path.is_file():
+            with path.open(newline="", encoding="utf-8") as f:
+                kept = [r for r in csv.DictReader(f) if int(r["iteration"]) <= resume_iteration]
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, self.columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(kept)
+        tmp.replace(path)
+        self._file = path.open("a", newline="", encoding="utf-8")
+        self._writer = csv.DictWriter(self._file, self.columns, extrasaction="ignore")
+
+    def write(self, iteration: int, values: dict[str, float | str]) -> None:
+        row = {"iteration": iteration, **{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in values.items()}}
+        self._writer.writerow(row)
+        self._file.flush()
+        if self.tb is not None:
+            for k, v in values.items():
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    self.tb.add_scalar(f"{self.prefix}{k}", v, iteration)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _read_csv(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def plot_curves(run_dir: Path) -> list[Path]:
+    """``plots/losses.png`` (every loss column of train_log.csv) and ``plots/validation.png`` (PSNR and SSIM)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    out_dir = run_dir / "plots"
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    rows = _read_csv(run_dir / "train_log.csv")
+    loss_cols = [c for c in (rows[0].keys() if rows else []) if c.startswith(("l_", "grad_norm"))]
+    if rows and loss_cols:
+        fig, axes = plt.subplots(len(loss_cols), 1, figsize=(8, 2.2 * len(loss_cols)), sharex=True, squeeze=False)
+        its = [int(r["iteration"]) for r in rows]
+        for ax, col in zip(axes[:, 0], loss_cols):
+            vals = [float(r[col]) if r[col] not in ("", None) else math.nan for r in rows]
+            ax.plot(its, vals, lw=1)
+            ax.set_ylabel(col, fontsize=8)
+            ax.grid(alpha=0.3)
+        axes[-1, 0].set_xlabel("iteration")
+        fig.suptitle(f"{run_dir.name}: training losses")
+        fig.tight_layout()
+        path = out_dir / "losses.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+
+    val_rows = _read_csv(run_dir / "val_log.csv")
+    if val_rows:
+        fig, (ax_p, ax_s) = plt.subplots(1, 2, figsize=(10, 3.5))
+        for kind in sorted({r["kind"] for r in val_rows}):
+            sel = [r for r in val_rows if r["kind"] == kind]
+            its = [int(r["iteration"]) for r in sel]
+            ax_p.plot(its, [float(r["psnr"]) for r in sel], marker="o", label=kind)
+            ax_s.plot(its, [float(r["ssim"]) for r in sel], marker="o", label=kind)
+        ax_p.set_title("PSNR (Y) [dB]")
+        ax_s.set_title("SSIM (Y)")
+        for ax in (ax_p, ax_s):
+            ax.set_xlabel("iteration")
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        path = out_dir / "validation.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -1,0 +1,81 @@
+"""The one place where training pairs are synthesised: USM, the degradation chain, paired crop and pool.
+
+It follows the official RealESRGANModel.feed_data: the LQ is degraded from the sharpened GT, GT, sharpened
+GT and LQ are cropped together, the (LQ, GT) pair goes through the training pair pool, and the sharpened GT
+is computed again from the GT that comes out of the pool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import numpy as np
+import torch
+
+from realesr.errors import ConfigError
+
+__all__ = ["PairSynthesizer", "degradation_config", "params_sampler"]
+
+
+def degradation_config(scale: int, overrides: dict[str, Any]):
+    """``DegradationConfig.for_scale(scale)`` with the ``data.degradation`` overrides applied."""
+    from realesr.degrade import DegradationConfig
+
+    base = DegradationConfig.for_scale(scale)
+    names = {f.name for f in dataclasses.fields(base)}
+    for key in overrides:
+        if key not in names:
+            raise ConfigError(f"unknown config key 'data.degradation.{key}'; known keys: {', '.join(sorted(names))}")
+    try:
+        return dataclasses.replace(base, **overrides)
+    except ConfigError as err:  # its messages read "degradation.KEY: why"
+        key, _, why = str(err).partition(":")
+        raise ConfigError(f"config key 'data.{key.strip()}': {why.strip()}") from None
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"config key 'data.degradation': {err}") from None
+
+
+def _sample(cfg, rng: np.random.Generator) -> dict:
+    from realesr.degrade import sample_degradation_params
+
+    return sample_degradation_params(cfg, rng)
+
+
+def params_sampler(cfg):
+    """A picklable ``rng -> params`` callable for the DataLoader workers."""
+    return functools.partial(_sample, cfg)
+
+
+class PairSynthesizer:
+    """``(gt patches, batched degradation params) -> (lq, gt, gt_usm)`` on the patches' device."""
+
+    def __init__(self, cfg, scale: int, gt_size: int, pool_size: int, batch_size: int, seed: int = 0) -> None:
+        from realesr.degrade import TrainingPairPool
+
+        self.cfg = cfg
+        self.scale = scale
+        self.gt_size = gt_size
+        # the pool shuffles with its own generator: seeded, and saved in the checkpoint
+        self.pool = TrainingPairPool(pool_size, batch_size, seed=seed) if pool_size > 0 else None
+
+    @torch.no_grad()
+    def __call__(self, gt: torch.Tensor, params: dict, generator: torch.Generator | None = None):
+        from realesr.degrade import degrade, paired_random_crop, usm_sharpen
+
+        gt_usm = usm_sharpen(gt)
+        lq = degrade(gt_usm, params, self.cfg, self.scale, generator=generator)
+        (gt, gt_usm), lq = paired_random_crop([gt, gt_usm], lq, self.gt_size, self.scale, generator=generator)
+        if self.pool is not None:
+            lq, gt = self.pool(lq, gt)
+            gt_usm = usm_sharpen(gt)
+        return lq.contiguous(), gt.contiguous(), gt_usm.contiguous()
+
+    def state_dict(self) -> dict:
+        return {"pool": self.pool.state_dict() if self.pool is not None else None}
+
+    def load_state_dict(self, state: dict, device: torch.device | str | None = None) -> None:
+        """``device``: where the training pairs live (the pool's queues go there)."""
+        if self.pool is not None and state.get("pool") is not None:
+            self.pool.load_state_dict(state["pool"], device=device)

@@ -1,0 +1,108 @@
+"""Validation during training: PSNR/SSIM of the EMA generator on fixed LR inputs, and a few SR samples saved.
+
+The LR inputs are made once per run: the training degradation with a fixed seed per image (so every
+validation sees the same inputs, and so does a resumed run) and MATLAB-bicubic downscaling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import default_collate
+
+from realesr.data import list_images, read_rgb
+
+__all__ = ["ValImage", "build_validation_set", "validate", "to_uint8", "save_png"]
+
+
+@dataclass
+class ValImage:
+    name: str
+    hr: np.ndarray  # HxWx3 uint8
+    lr: dict[str, torch.Tensor]  # kind ("degraded" | "bicubic") -> [1, 3, h, w] float in [0, 1]
+
+
+def to_uint8(t: torch.Tensor) -> np.ndarray:
+    """[1, 3, H, W] (or [3, H, W]) float in [0, 1] -> HxWx3 uint8, rounded."""
+    if t.dim() == 4:
+        t = t[0]
+    return (t.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def save_png(path: Path, img: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.png")
+    Image.fromarray(img).save(tmp)
+    tmp.replace(path)
+
+
+def build_validation_set(folder: str, scale: int, size_multiple: int, max_images: int, max_size: int, seed: int,
+                         degraded: bool, bicubic: bool, degradation_cfg=None) -> list[ValImage]:
+    """HR images cropped to a multiple of ``scale * size_multiple`` (and centre-cropped to ``max_size``), with
+    their LR versions computed once, on the CPU, from fixed seeds."""
+    from realesr.metrics import imresize
+
+    paths = list_images(folder)
+    if max_images:
+        paths = paths[:max_images]
+    multiple = scale * size_multiple
+    out = []
+    for i, path in enumerate(paths):
+        hr = np.round(read_rgb(path) * 255).astype(np.uint8)
+        h, w = hr.shape[:2]
+        if max_size:
+            ch, cw = min(h, max_size), min(w, max_size)
+            top, left = (h - ch) // 2, (w - cw) // 2
+            hr = hr[top : top + ch, left : left + cw]
+            h, w = hr.shape[:2]
+        hr = np.ascontiguousarray(hr[: h - h % multiple, : w - w % multiple])
+        if hr.shape[0] == 0 or hr.shape[1] == 0:
+            continue
+        lr = {}
+        hr_t = torch.from_numpy(hr).permute(2, 0, 1)[None].float() / 255
+        if degraded:
+            from realesr.degrade import degrade, sample_degradation_params, usm_sharpen
+
+            rng = np.random.default_rng([seed, i])
+            params = default_collate([sample_degradation_params(degradation_cfg, rng)])
+            gen = torch.Generator().manual_seed(seed * 100_003 + i)
+            lr["degraded"] = degrade(usm_sharpen(hr_t), params, degradation_cfg, scale, generator=gen)
+        if bicubic:
+            lr_np = np.clip(np.round(imresize(hr, scale=1 / scale)), 0, 255)  # MATLAB's uint8 output
+            lr["bicubic"] = torch.from_numpy(np.ascontiguousarray(lr_np)).permute(2, 0, 1)[None].float() / 255
+        out.append(ValImage(path.stem, hr, lr))
+    return out
+
+
+@torch.no_grad()
+def validate(net: nn.Module, images: list[ValImage], device: torch.device, crop_border: int,
+             sample_dir: Path | None = None, num_samples: int = 0,
+             autocast_dtype: torch.dtype | None = None) -> dict[str, dict[str, float]]:
+    """Mean PSNR/SSIM (Y channel, ``crop_border`` cropped) per LR kind; the first ``num_samples`` SR images of each
+    kind are written to ``sample_dir``."""
+    from realesr.metrics import psnr, ssim
+
+    was_training = net.training
+    net.eval()
+    sums: dict[str, list[float]] = {}
+    try:
+        for index, item in enumerate(images):
+            for kind, lr in item.lr.items():
+                x = lr.to(device)
+                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                    sr = net(x)
+                sr_img = to_uint8(sr.float())
+                acc = sums.setdefault(kind, [0.0, 0.0, 0])
+                acc[0] += psnr(sr_img, item.hr, crop_border=crop_border, y_channel=True)
+                acc[1] += ssim(sr_img, item.hr, crop_border=crop_border, y_channel=True)
+                acc[2] += 1
+                if sample_dir is not None and index < num_samples:
+                    save_png(sample_dir / f"{item.name}_{kind}.png", sr_img)
+    finally:
+        net.train(was_training)
+    return {kind: {"psnr": s[0] / s[2], "ssim": s[1] / s[2]} for kind, s in sums.items()}
