@@ -114,24 +114,12 @@ class VGGFeatureExtractor(nn.Module):
         return out
 
 
-def _cache_dir() -> Path:
-    try:  # the same folder as the generator weights, when the weights module provides it
-        from realesr.weights import cache_dir  # type: ignore[attr-defined]
-
-        return Path(cache_dir())
-    except ImportError:
-        pass
-    env = os.environ.get("REALESR_CACHE_DIR")
-    if env:
-        return Path(env)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("realesr"))
-
-
 def vgg19_weights_path() -> Path:
     """Where the ImageNet VGG19 weights are looked for and downloaded to."""
-    return _cache_dir() / VGG19_FILENAME
+    # Imported here, not at the top: realesr.weights builds its networks from realesr.archs.
+    from realesr.weights import cache_dir
+
+    return cache_dir() / VGG19_FILENAME
 
 
 def _download(url: str, dest: Path, progress: bool = True) -> None:
