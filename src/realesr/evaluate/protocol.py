@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import default_collate
 
+from realesr.atomic import atomic_write_bytes
 from realesr.degrade import DegradationConfig, degrade, sample_degradation_params, usm_sharpen
 from realesr.errors import ConfigError, RealesrError, UsageError
 from realesr.evaluate.data import Dataset, read_rgb
@@ -340,8 +341,6 @@ def _start_sample(dataset, path, hr, lr, scale, crop, bicubic: EvalModel, protoc
 
 
 def _save_output(path: Path, img: np.ndarray, problem: Callable[[str], None]) -> None:
-    from realesr.evaluate.report import atomic_write_bytes
-
     buffer = io.BytesIO()
     Image.fromarray(img).save(buffer, format="PNG")
     try:

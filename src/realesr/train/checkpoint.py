@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from realesr.atomic import atomic_write_text
 from realesr.errors import RealesrError
 
 __all__ = [
@@ -141,6 +142,4 @@ def prune_checkpoints(ckpt_root: Path, keep_last: int) -> None:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2))

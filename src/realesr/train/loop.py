@@ -693,10 +693,8 @@ def plot_curves_safe(run_dir: Path) -> list[Path]:
 
 
 def _write_model(net: nn.Module, path: Path, cfg: TrainConfig, iteration: int) -> None:
-    """The EMA generator as ``model.safetensors`` (realesr.weights.save_model; atomic)."""
+    """The EMA generator as ``model.safetensors`` (realesr.weights.save_model writes atomically)."""
     from realesr.weights import save_model
 
-    tmp = path.with_name(".tmp_" + path.name)
-    save_model(net, tmp, {"realesr_train_name": cfg.name, "realesr_train_stage": cfg.stage,
-                          "realesr_train_iteration": str(iteration)})
-    tmp.replace(path)
+    save_model(net, path, {"realesr_train_name": cfg.name, "realesr_train_stage": cfg.stage,
+                           "realesr_train_iteration": str(iteration)})

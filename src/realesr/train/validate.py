@@ -15,6 +15,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import default_collate
 
+from realesr.atomic import atomic_path
 from realesr.data import list_images, read_rgb
 
 __all__ = ["ValImage", "build_validation_set", "validate", "to_uint8", "save_png"]
@@ -35,10 +36,8 @@ def to_uint8(t: torch.Tensor) -> np.ndarray:
 
 
 def save_png(path: Path, img: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    Image.fromarray(img).save(tmp)
-    tmp.replace(path)
+    with atomic_path(path, ".png") as tmp:
+        Image.fromarray(img).save(tmp)
 
 
 def build_validation_set(folder: str, scale: int, size_multiple: int, max_images: int, max_size: int, seed: int,

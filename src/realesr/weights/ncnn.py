@@ -22,7 +22,7 @@ from torch import nn
 
 from realesr.archs import RRDBNet, SRVGGNetCompact
 from realesr.errors import WeightsFormatError
-from realesr.weights._files import atomic_write_bytes
+from realesr.atomic import atomic_write_bytes
 
 __all__ = ["NcnnModel", "NcnnLayer", "read_ncnn", "export_ncnn", "ncnn_paths"]
 
