@@ -8,7 +8,6 @@ so a crash mid-save never leaves a half checkpoint that ``--resume auto`` would 
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -19,7 +18,6 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from realesr.atomic import atomic_write_text
 from realesr.errors import RealesrError
 
 __all__ = [
@@ -139,7 +137,3 @@ def prune_checkpoints(ckpt_root: Path, keep_last: int) -> None:
     """Delete all but the newest ``keep_last`` iteration folders (``best`` lives apart and stays)."""
     for _, path in _iteration_dirs(Path(ckpt_root))[:-keep_last]:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2))
