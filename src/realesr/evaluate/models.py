@@ -35,7 +35,7 @@ def bicubic_model(scale: int) -> EvalModel:
 
 
 def label_for(model) -> str:
-    if isinstance(model, str):
+    if isinstance(model, (str, Path)):
         path = Path(model)
         return path.stem if path.suffix else model
     name = getattr(model, "name", None)
