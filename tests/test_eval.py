@@ -237,7 +237,7 @@ def test_written_files_are_atomic_and_get_normal_permissions(tmp_path):
     import os
     import stat
 
-    from realesr.evaluate.report import atomic_write_bytes
+    from realesr.atomic import atomic_write_bytes
 
     target = tmp_path / "sub" / "table.md"
     atomic_write_bytes(target, b"first")

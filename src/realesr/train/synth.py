@@ -27,7 +27,7 @@ from realesr.errors import ConfigError
 __all__ = ["PairSynthesizer", "degradation_config", "params_sampler"]
 
 
-def degradation_config(scale: int, overrides: dict[str, Any]):
+def degradation_config(scale: int, overrides: dict[str, Any]) -> DegradationConfig:
     """``DegradationConfig.for_scale(scale)`` with the ``data.degradation`` overrides applied."""
     base = DegradationConfig.for_scale(scale)
     names = {f.name for f in dataclasses.fields(base)}
