@@ -17,8 +17,10 @@ def shared_data() -> Path:
 
 @pytest.fixture
 def single_torch_thread():
-    """One torch thread for the test: small tensors gain nothing from worker threads, and on a busy 2-core
-    machine their contention costs more than the work itself."""
+    """One torch thread for the test: tiny networks and small tensors gain nothing from worker threads, and on a
+    busy 2-core machine idle-spinning OpenMP workers make each small convolution wait for a time slice
+    (measured: 3x slower tests at load 8). Test modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("single_torch_thread")``."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

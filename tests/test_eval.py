@@ -191,7 +191,6 @@ def test_networks_given_as_modules_and_names(shared_data):
 
 
 def test_model_that_needs_a_download_is_skipped_with_a_clear_message(run_cli, shared_data):
-    pytest.importorskip("realesr.weights")
     code, out, err = run_cli("-m", "RealESRNet_x4plus", "-m", "bicubic", "--no-download",
                              "--data", str(shared_data / "test" / "Set5"), "--limit", "1")
     assert code == 1
@@ -200,7 +199,6 @@ def test_model_that_needs_a_download_is_skipped_with_a_clear_message(run_cli, sh
 
 
 def test_degrade_protocol_is_seeded_and_harder_than_bicubic(shared_data, tmp_path):
-    pytest.importorskip("realesr.degrade")
     from realesr.evaluate import bicubic_model
 
     listing = tmp_path / "one.txt"
@@ -239,7 +237,7 @@ def test_written_files_are_atomic_and_get_normal_permissions(tmp_path):
     import os
     import stat
 
-    from realesr.evaluate.report import atomic_write_bytes
+    from realesr.atomic import atomic_write_bytes
 
     target = tmp_path / "sub" / "table.md"
     atomic_write_bytes(target, b"first")

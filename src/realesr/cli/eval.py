@@ -77,6 +77,7 @@ def _parse_metrics(text: str | None, no_ref: bool) -> tuple[str, ...]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from realesr.atomic import atomic_write_bytes
     from realesr.evaluate import (
         EvalConfig,
         evaluate,
@@ -86,7 +87,6 @@ def run(args: argparse.Namespace) -> int:
         save_figure,
         write_per_image_csv,
     )
-    from realesr.evaluate.report import atomic_write_bytes
 
     def warn(message: str) -> None:
         tqdm.write(f"realesr eval: {message}", file=sys.stderr)

@@ -21,6 +21,7 @@ from realesr.degrade.jpeg import jpeg_compress
 from realesr.degrade.kernels import filter2d, random_blur_kernel, random_final_sinc
 from realesr.degrade.noise import add_noise
 from realesr.degrade.resize import from_canvas, resize_one, same_size, to_canvas
+from realesr.degrade.usm import usm_sharpen
 from realesr.errors import ConfigError
 
 RESIZE_DIRECTIONS = ("up", "down", "keep")
@@ -251,8 +252,6 @@ def synthesize_pairs(
     image (cut to a multiple of the scale) and ignores ``region``.
     Returns (plain GT crop [3,c,c], LR [count,3,c/scale,c/scale], the collated parameters).
     """
-    from realesr.degrade.usm import usm_sharpen
-
     if gt.dim() != 3 or gt.shape[0] != 3:
         raise ValueError(f"synthesize_pairs expects [3,H,W], got {tuple(gt.shape)}")
     if crop < 0 or crop % scale:

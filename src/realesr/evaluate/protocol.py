@@ -9,8 +9,12 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import torch
 from PIL import Image
+from torch.utils.data import default_collate
 
+from realesr.atomic import atomic_write_bytes
+from realesr.degrade import DegradationConfig, degrade, sample_degradation_params, usm_sharpen
 from realesr.errors import ConfigError, RealesrError, UsageError
 from realesr.evaluate.data import Dataset, read_rgb
 from realesr.evaluate.models import EvalModel, bicubic_model, to_uint8
@@ -122,13 +126,6 @@ def crop_to_multiple(img: np.ndarray, multiple: int) -> np.ndarray:
 
 def degraded_lr(hr: np.ndarray, scale: int, seed: int, index: int) -> np.ndarray:
     """The Real-ESRGAN training degradation of ``hr`` (from its unsharp-masked version, as in training)."""
-    try:
-        import torch
-        from torch.utils.data import default_collate
-
-        from realesr.degrade import DegradationConfig, degrade, sample_degradation_params, usm_sharpen
-    except ImportError as err:
-        raise UsageError(f"--degrade needs realesr.degrade, which cannot be imported: {err}") from err
     cfg = DegradationConfig.for_scale(scale)
     rng = np.random.default_rng([seed, index])
     params = default_collate([sample_degradation_params(cfg, rng)])
@@ -344,8 +341,6 @@ def _start_sample(dataset, path, hr, lr, scale, crop, bicubic: EvalModel, protoc
 
 
 def _save_output(path: Path, img: np.ndarray, problem: Callable[[str], None]) -> None:
-    from realesr.evaluate.report import atomic_write_bytes
-
     buffer = io.BytesIO()
     Image.fromarray(img).save(buffer, format="PNG")
     try:

@@ -8,7 +8,6 @@ so a crash mid-save never leaves a half checkpoint that ``--resume auto`` would 
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -138,9 +137,3 @@ def prune_checkpoints(ckpt_root: Path, keep_last: int) -> None:
     """Delete all but the newest ``keep_last`` iteration folders (``best`` lives apart and stays)."""
     for _, path in _iteration_dirs(Path(ckpt_root))[:-keep_last]:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, path)

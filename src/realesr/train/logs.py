@@ -8,6 +8,8 @@ import math
 import sys
 from pathlib import Path
 
+from realesr.atomic import atomic_path
+
 __all__ = ["setup_logging", "MetricsLog", "plot_curves"]
 
 log = logging.getLogger("realesr.train")
@@ -52,12 +54,10 @@ class MetricsLog:
         if resume_iteration is not None and path.is_file():
             with path.open(newline="", encoding="utf-8") as f:
                 kept = [r for r in csv.DictReader(f) if int(r["iteration"]) <= resume_iteration]
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", newline="", encoding="utf-8") as f:
+        with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, self.columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(kept)
-        tmp.replace(path)
         self._file = path.open("a", newline="", encoding="utf-8")
         self._writer = csv.DictWriter(self._file, self.columns, extrasaction="ignore")
 

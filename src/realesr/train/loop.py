@@ -47,6 +47,7 @@ from realesr.train.logs import MetricsLog, close_logging, plot_curves, setup_log
 from realesr.train.losses import build_perceptual_loss, gan_loss_discriminator, gan_loss_generator
 from realesr.train.synth import PairSynthesizer, degradation_config, params_sampler
 from realesr.train.validate import build_validation_set, validate
+from realesr.weights import load_model, load_state_dict, save_model
 
 __all__ = ["train", "TrainResult", "NonFiniteLossError", "build_generator", "generator_losses",
            "discriminator_frozen", "init_generator_from"]
@@ -84,11 +85,9 @@ def build_generator(cfg: TrainConfig) -> nn.Module:
 
 def _load_source_state_dict(source: str, allow_download: bool = True) -> dict[str, torch.Tensor]:
     """A model name or a weights path, through realesr.weights (official .pth, ours, safetensors ...)."""
-    from realesr import weights
-
     if Path(source).is_file():
-        return weights.load_state_dict(source)
-    return weights.load_model(source, allow_download=allow_download).net.state_dict()
+        return load_state_dict(source)
+    return load_model(source, allow_download=allow_download).net.state_dict()
 
 
 def init_generator_from(net: nn.Module, source_sd: dict[str, torch.Tensor], strict: bool, what: str) -> list[str]:
@@ -693,10 +692,6 @@ def plot_curves_safe(run_dir: Path) -> list[Path]:
 
 
 def _write_model(net: nn.Module, path: Path, cfg: TrainConfig, iteration: int) -> None:
-    """The EMA generator as ``model.safetensors`` (realesr.weights.save_model; atomic)."""
-    from realesr.weights import save_model
-
-    tmp = path.with_name(".tmp_" + path.name)
-    save_model(net, tmp, {"realesr_train_name": cfg.name, "realesr_train_stage": cfg.stage,
-                          "realesr_train_iteration": str(iteration)})
-    tmp.replace(path)
+    """The EMA generator as ``model.safetensors`` (realesr.weights.save_model writes atomically)."""
+    save_model(net, path, {"realesr_train_name": cfg.name, "realesr_train_stage": cfg.stage,
+                           "realesr_train_iteration": str(iteration)})

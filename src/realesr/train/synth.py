@@ -14,15 +14,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from realesr.degrade import (
+    DegradationConfig,
+    TrainingPairPool,
+    degrade,
+    paired_random_crop,
+    sample_degradation_params,
+    usm_sharpen,
+)
 from realesr.errors import ConfigError
 
 __all__ = ["PairSynthesizer", "degradation_config", "params_sampler"]
 
 
-def degradation_config(scale: int, overrides: dict[str, Any]):
+def degradation_config(scale: int, overrides: dict[str, Any]) -> DegradationConfig:
     """``DegradationConfig.for_scale(scale)`` with the ``data.degradation`` overrides applied."""
-    from realesr.degrade import DegradationConfig
-
     base = DegradationConfig.for_scale(scale)
     names = {f.name for f in dataclasses.fields(base)}
     for key in overrides:
@@ -38,8 +44,6 @@ def degradation_config(scale: int, overrides: dict[str, Any]):
 
 
 def _sample(cfg, rng: np.random.Generator) -> dict:
-    from realesr.degrade import sample_degradation_params
-
     return sample_degradation_params(cfg, rng)
 
 
@@ -52,8 +56,6 @@ class PairSynthesizer:
     """``(gt patches, batched degradation params) -> (lq, gt, gt_usm)`` on the patches' device."""
 
     def __init__(self, cfg, scale: int, gt_size: int, pool_size: int, batch_size: int, seed: int = 0) -> None:
-        from realesr.degrade import TrainingPairPool
-
         self.cfg = cfg
         self.scale = scale
         self.gt_size = gt_size
@@ -62,8 +64,6 @@ class PairSynthesizer:
 
     @torch.no_grad()
     def __call__(self, gt: torch.Tensor, params: dict, generator: torch.Generator | None = None):
-        from realesr.degrade import degrade, paired_random_crop, usm_sharpen
-
         gt_usm = usm_sharpen(gt)
         lq = degrade(gt_usm, params, self.cfg, self.scale, generator=generator)
         (gt, gt_usm), lq = paired_random_crop([gt, gt_usm], lq, self.gt_size, self.scale, generator=generator)

@@ -15,7 +15,10 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import default_collate
 
+from realesr.atomic import atomic_path
 from realesr.data import list_images, read_rgb
+from realesr.degrade import degrade, sample_degradation_params, usm_sharpen
+from realesr.metrics import imresize, psnr, ssim
 
 __all__ = ["ValImage", "build_validation_set", "validate", "to_uint8", "save_png"]
 
@@ -35,18 +38,14 @@ def to_uint8(t: torch.Tensor) -> np.ndarray:
 
 
 def save_png(path: Path, img: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    Image.fromarray(img).save(tmp)
-    tmp.replace(path)
+    with atomic_path(path, ".png") as tmp:
+        Image.fromarray(img).save(tmp)
 
 
 def build_validation_set(folder: str, scale: int, size_multiple: int, max_images: int, max_size: int, seed: int,
                          degraded: bool, bicubic: bool, degradation_cfg=None) -> list[ValImage]:
     """HR images cropped to a multiple of ``scale * size_multiple`` (and centre-cropped to ``max_size``), with
     their LR versions computed once, on the CPU, from fixed seeds."""
-    from realesr.metrics import imresize
-
     paths = list_images(folder)
     if max_images:
         paths = paths[:max_images]
@@ -66,8 +65,6 @@ def build_validation_set(folder: str, scale: int, size_multiple: int, max_images
         lr = {}
         hr_t = torch.from_numpy(hr).permute(2, 0, 1)[None].float() / 255
         if degraded:
-            from realesr.degrade import degrade, sample_degradation_params, usm_sharpen
-
             rng = np.random.default_rng([seed, i])
             params = default_collate([sample_degradation_params(degradation_cfg, rng)])
             gen = torch.Generator().manual_seed(seed * 100_003 + i)
@@ -85,8 +82,6 @@ def validate(net: nn.Module, images: list[ValImage], device: torch.device, crop_
              autocast_dtype: torch.dtype | None = None) -> dict[str, dict[str, float]]:
     """Mean PSNR/SSIM (Y channel, ``crop_border`` cropped) per LR kind; the first ``num_samples`` SR images of each
     kind are written to ``sample_dir``."""
-    from realesr.metrics import psnr, ssim
-
     was_training = net.training
     net.eval()
     sums: dict[str, list[float]] = {}

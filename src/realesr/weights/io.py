@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from realesr.errors import WeightsFormatError
-from realesr.weights._files import atomic_path
+from realesr.atomic import atomic_path
 from realesr.weights.ncnn import MAGIC, read_ncnn
 from realesr.weights.spec import ModelSpec, detect_arch, spec_of
 

@@ -22,7 +22,8 @@ from torch import nn
 
 from realesr.archs import RRDBNet, SRVGGNetCompact
 from realesr.errors import WeightsFormatError
-from realesr.weights._files import atomic_write_bytes
+from realesr.weights.spec import OutputResize
+from realesr.atomic import atomic_write_bytes
 
 __all__ = ["NcnnModel", "NcnnLayer", "read_ncnn", "export_ncnn", "ncnn_paths"]
 
@@ -389,8 +390,6 @@ def export_ncnn(net: nn.Module, param_path: str | os.PathLike, fp16: bool = True
     output ``output``), so ncnn tools run it. ``fp16`` stores the conv weights as tagged halves
     (the official files' choice: half the size); biases and PReLU slopes are always fp32.
     """
-    from realesr.weights.spec import OutputResize
-
     net = getattr(net, "_orig_mod", net)
     resize = None
     if isinstance(net, OutputResize):

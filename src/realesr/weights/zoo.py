@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from realesr.errors import ModelNotFoundError, RealesrError, WeightsFormatError
-from realesr.weights._files import atomic_path
+from realesr.atomic import atomic_path
 from realesr.weights.io import read_weights
 from realesr.weights.spec import ModelSpec, OutputResize, detect_arch
 

@@ -1,4 +1,5 @@
-"""Atomic writes: a uniquely named temporary file beside the target, then ``os.replace``.
+"""Atomic writes for every area: a uniquely named temporary file beside the target, then ``os.replace``,
+so readers (and an interrupted run) never see half a file.
 
 The temporary file is created with ``open(..., "xb")`` rather than ``tempfile.mkstemp`` so that the
 result gets the usual permissions (0666 minus the umask), not mkstemp's private 0600.
@@ -12,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "atomic_write_bytes"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
 
 
 @contextmanager
@@ -35,3 +36,7 @@ def atomic_path(dest: Path, suffix: str = ".tmp") -> Iterator[Path]:
 def atomic_write_bytes(dest: Path, data: bytes) -> None:
     with atomic_path(dest) as tmp:
         tmp.write_bytes(data)
+
+
+def atomic_write_text(dest: Path, text: str) -> None:
+    atomic_write_bytes(dest, text.encode("utf-8"))
