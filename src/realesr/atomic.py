@@ -34,8 +34,13 @@ def atomic_path(dest: Path, suffix: str = ".tmp") -> Iterator[Path]:
 
 
 def atomic_write_bytes(dest: Path, data: bytes) -> None:
+    """Write ``data`` to ``dest`` atomically, flushed to disk before the rename (a crash leaves the old file or
+    the new one, never an empty one)."""
     with atomic_path(dest) as tmp:
-        tmp.write_bytes(data)
+        with open(tmp, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
 
 
 def atomic_write_text(dest: Path, text: str) -> None:

@@ -14,7 +14,6 @@ import io
 import os
 import struct
 import sys
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from realesr.atomic import atomic_write_bytes
 from realesr.errors import ImageReadError, ImageWriteError
 
 __all__ = ["LoadedImage", "read_image", "write_image", "WRITE_FORMATS", "format_for_path"]
@@ -306,29 +306,10 @@ def write_image(
 
     data = _encode(array, fmt, quality, icc_profile, exif)
     try:
-        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+        atomic_write_bytes(path, data)
     except OSError as err:
         raise ImageWriteError(f"{path}: cannot write to {folder} ({_one_line(err)})") from None
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp_name, 0o666 & ~_umask())
-        os.replace(temp_name, path)
-    except OSError as err:
-        try:
-            os.unlink(temp_name)
-        except OSError:
-            pass
-        raise ImageWriteError(f"{path}: cannot write ({_one_line(err)})") from None
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _to_8bit(array: np.ndarray) -> np.ndarray:
