@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from realesr.degrade import add_noise, gaussian_noise, jpeg_compress, poisson_noise, quantization_tables, usm_sharpen
+from realesr.degrade import (DegradationConfig, add_noise, gaussian_noise, jpeg_compress, poisson_noise,
+                             quantization_tables, usm_sharpen)
 
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -86,8 +87,10 @@ def test_quantization_tables_equal_libjpeg(quality):
     assert c[0].flatten().int().tolist() == list(tables[1])
 
 
-def test_jpeg_matches_pillow_on_real_photos(shared_data):
-    # odd sizes exercise the edge replication to the 16-pixel MCU grid
+@pytest.mark.parametrize("chroma", ["nearest", "fancy"])
+def test_jpeg_matches_pillow_on_real_photos(shared_data, chroma):
+    # odd sizes exercise the edge replication to the 16-pixel MCU grid; "nearest" (the official DiffJPEG's
+    # upsampling, the chain's default) must meet the acceptance bound as well as libjpeg's "fancy"
     crops = [
         _photo(shared_data, "001.png", 100, 80, 117, 150),
         _photo(shared_data, "012.png", 40, 200, 117, 150),
@@ -95,7 +98,7 @@ def test_jpeg_matches_pillow_on_real_photos(shared_data):
     ]
     x = torch.cat([_to_tensor(c) for c in crops])
     for quality in (30, 60, 90):
-        out = jpeg_compress(x, torch.full((3,), float(quality)))
+        out = jpeg_compress(x, torch.full((3,), float(quality)), chroma)
         ours = (out.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
         for i, crop in enumerate(crops):
             buf = io.BytesIO()
@@ -105,6 +108,30 @@ def test_jpeg_matches_pillow_on_real_photos(shared_data):
             assert p_ref >= 30.0, (quality, i, p_ref)
             # and the result is really compressed: as far from the input as Pillow's own output, within 1.5 dB
             assert abs(_psnr(ours[i], crop) - _psnr(ref, crop)) < 1.5
+
+
+def _jfif_chroma(rgb):
+    """Cb, Cr (JFIF, ITU-T T.871) of [B,3,H,W] in 8-bit levels, without the +128 offset."""
+    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    return torch.stack([-0.168736 * r - 0.331264 * g + 0.5 * b, 0.5 * r - 0.418688 * g - 0.081312 * b], dim=1)
+
+
+def test_chain_default_chroma_upsampling_repeats_samples_as_the_official(shared_data):
+    # The official DiffJPEG (BasicSR diffjpeg.py, chroma_upsampling.repeat) copies each 4:2:0 chroma sample to its
+    # 2x2 pixels, so the decoded Cb/Cr is constant on every aligned 2x2 block. The chain's default must do the same
+    # for its LR statistics to match the official; libjpeg's triangular filter does not.
+    assert DegradationConfig().jpeg_chroma_upsampling == "nearest"
+    crop = _photo(shared_data, "021.png", 120, 160, 48, 64)
+    x = 0.2 + 0.6 * _to_tensor(crop)  # mid-tones: the decoder's [0, 255] clamp never bites
+    spread = {}
+    for mode in ("nearest", "fancy"):
+        out = jpeg_compress(x, torch.tensor([40.0]), mode) * 255.0
+        assert 0.0 < out.min() and out.max() < 255.0
+        chroma = _jfif_chroma(out.double())
+        blocks = chroma.reshape(1, 2, 24, 2, 32, 2)
+        spread[mode] = (blocks.amax(dim=(3, 5)) - blocks.amin(dim=(3, 5))).max().item()
+    assert spread["nearest"] < 0.05, spread
+    assert spread["fancy"] > 1.0, spread
 
 
 def test_jpeg_per_sample_quality_and_gradient(shared_data):
