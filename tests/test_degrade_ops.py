@@ -66,6 +66,23 @@ def test_poisson_gray_noise_is_shared_by_channels():
     assert torch.equal(noise[0, 0], noise[0, 2])
 
 
+def test_poisson_gray_noise_counts_the_levels_of_the_gray_image():
+    # The official (BasicSR generate_poisson_noise_pt) draws grey Poisson noise on rgb_to_grayscale(img) rounded to
+    # 8 bits, with vals = 2^ceil(log2(#distinct grey levels)) counted on the grey image, not on the colour one.
+    # Here grey has 30 levels (vals 32) while the colour image has about 150 (vals 256): the variance tells which.
+    gen = np.random.default_rng(5)
+    levels = 40 + 6 * np.arange(30)  # 6 apart, so the +-2 blue offsets never collide
+    lum = gen.choice(levels, size=(96, 96))
+    blue = lum + gen.integers(-2, 3, size=lum.shape)  # grey = L + 0.114 d rounds back to L
+    a = np.stack([lum, lum, blue], axis=-1).astype(np.uint8)
+    gray = np.round(0.2989 * lum + 0.587 * lum + 0.114 * blue)
+    assert len(np.unique(gray)) == 30 and len(np.unique(a)) > 128
+    x = _to_tensor(a)
+    noise = poisson_noise(x, torch.tensor([1.5]), torch.tensor([True]), torch.Generator().manual_seed(6))
+    ratio = noise[0, 0].double().pow(2).sum().item() / (gray / 255.0).sum()
+    assert abs(ratio / (1.5**2 / 32) - 1) < 0.06, (ratio, 1.5**2 / 32)
+
+
 def test_add_noise_clips_and_is_reproducible():
     x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     args = (torch.tensor([1, 0, 1, 0]), torch.tensor([30.0] * 4), torch.tensor([3.0] * 4), torch.tensor([0, 1, 1, 0]))
