@@ -71,8 +71,8 @@ def jpeg_vs_pillow(n_photos: int, size: int) -> None:
     crops = load_crops(n_photos, size, seed=1)
     print(f"JPEG vs Pillow {Image.__version__ if hasattr(Image, '__version__') else ''} on {n_photos} crops of "
           f"{size}^2 (PSNR of our decoded 8-bit output against Pillow's, dB):")
-    for quality in (30, 50, 60, 75, 90, 95):
-        ours = (jpeg_compress(crops, torch.full((n_photos,), float(quality))) * 255).round()
+    for chroma, quality in [(c, q) for c in ("nearest", "fancy") for q in (30, 50, 60, 75, 90, 95)]:
+        ours = (jpeg_compress(crops, torch.full((n_photos,), float(quality)), chroma) * 255).round()
         values = []
         for i in range(n_photos):
             arr = (crops[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
@@ -81,7 +81,7 @@ def jpeg_vs_pillow(n_photos: int, size: int) -> None:
             ref = np.asarray(Image.open(buf).convert("RGB")).astype(np.float64)
             mse = np.mean((ours[i].permute(1, 2, 0).numpy() - ref) ** 2)
             values.append(10 * math.log10(255.0**2 / mse))
-        print(f"  q{quality:<3d} mean {np.mean(values):6.2f}  min {np.min(values):6.2f}")
+        print(f"  {chroma:<7s} q{quality:<3d} mean {np.mean(values):6.2f}  min {np.min(values):6.2f}")
 
 
 def main() -> None:

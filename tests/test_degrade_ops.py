@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from realesr.degrade import add_noise, gaussian_noise, jpeg_compress, poisson_noise, quantization_tables, usm_sharpen
+from realesr.degrade import (DegradationConfig, add_noise, gaussian_noise, jpeg_compress, poisson_noise,
+                             quantization_tables, usm_sharpen)
 
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -65,6 +66,23 @@ def test_poisson_gray_noise_is_shared_by_channels():
     assert torch.equal(noise[0, 0], noise[0, 2])
 
 
+def test_poisson_gray_noise_counts_the_levels_of_the_gray_image():
+    # The official (BasicSR generate_poisson_noise_pt) draws grey Poisson noise on rgb_to_grayscale(img) rounded to
+    # 8 bits, with vals = 2^ceil(log2(#distinct grey levels)) counted on the grey image, not on the colour one.
+    # Here grey has 30 levels (vals 32) while the colour image has about 150 (vals 256): the variance tells which.
+    gen = np.random.default_rng(5)
+    levels = 40 + 6 * np.arange(30)  # 6 apart, so the +-2 blue offsets never collide
+    lum = gen.choice(levels, size=(96, 96))
+    blue = lum + gen.integers(-2, 3, size=lum.shape)  # grey = L + 0.114 d rounds back to L
+    a = np.stack([lum, lum, blue], axis=-1).astype(np.uint8)
+    gray = np.round(0.2989 * lum + 0.587 * lum + 0.114 * blue)
+    assert len(np.unique(gray)) == 30 and len(np.unique(a)) > 128
+    x = _to_tensor(a)
+    noise = poisson_noise(x, torch.tensor([1.5]), torch.tensor([True]), torch.Generator().manual_seed(6))
+    ratio = noise[0, 0].double().pow(2).sum().item() / (gray / 255.0).sum()
+    assert abs(ratio / (1.5**2 / 32) - 1) < 0.06, (ratio, 1.5**2 / 32)
+
+
 def test_add_noise_clips_and_is_reproducible():
     x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     args = (torch.tensor([1, 0, 1, 0]), torch.tensor([30.0] * 4), torch.tensor([3.0] * 4), torch.tensor([0, 1, 1, 0]))
@@ -86,8 +104,10 @@ def test_quantization_tables_equal_libjpeg(quality):
     assert c[0].flatten().int().tolist() == list(tables[1])
 
 
-def test_jpeg_matches_pillow_on_real_photos(shared_data):
-    # odd sizes exercise the edge replication to the 16-pixel MCU grid
+@pytest.mark.parametrize("chroma", ["nearest", "fancy"])
+def test_jpeg_matches_pillow_on_real_photos(shared_data, chroma):
+    # odd sizes exercise the edge replication to the 16-pixel MCU grid; "nearest" (the official DiffJPEG's
+    # upsampling, the chain's default) must meet the acceptance bound as well as libjpeg's "fancy"
     crops = [
         _photo(shared_data, "001.png", 100, 80, 117, 150),
         _photo(shared_data, "012.png", 40, 200, 117, 150),
@@ -95,7 +115,7 @@ def test_jpeg_matches_pillow_on_real_photos(shared_data):
     ]
     x = torch.cat([_to_tensor(c) for c in crops])
     for quality in (30, 60, 90):
-        out = jpeg_compress(x, torch.full((3,), float(quality)))
+        out = jpeg_compress(x, torch.full((3,), float(quality)), chroma)
         ours = (out.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
         for i, crop in enumerate(crops):
             buf = io.BytesIO()
@@ -105,6 +125,30 @@ def test_jpeg_matches_pillow_on_real_photos(shared_data):
             assert p_ref >= 30.0, (quality, i, p_ref)
             # and the result is really compressed: as far from the input as Pillow's own output, within 1.5 dB
             assert abs(_psnr(ours[i], crop) - _psnr(ref, crop)) < 1.5
+
+
+def _jfif_chroma(rgb):
+    """Cb, Cr (JFIF, ITU-T T.871) of [B,3,H,W] in 8-bit levels, without the +128 offset."""
+    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    return torch.stack([-0.168736 * r - 0.331264 * g + 0.5 * b, 0.5 * r - 0.418688 * g - 0.081312 * b], dim=1)
+
+
+def test_chain_default_chroma_upsampling_repeats_samples_as_the_official(shared_data):
+    # The official DiffJPEG (BasicSR diffjpeg.py, chroma_upsampling.repeat) copies each 4:2:0 chroma sample to its
+    # 2x2 pixels, so the decoded Cb/Cr is constant on every aligned 2x2 block. The chain's default must do the same
+    # for its LR statistics to match the official; libjpeg's triangular filter does not.
+    assert DegradationConfig().jpeg_chroma_upsampling == "nearest"
+    crop = _photo(shared_data, "021.png", 120, 160, 48, 64)
+    x = 0.2 + 0.6 * _to_tensor(crop)  # mid-tones: the decoder's [0, 255] clamp never bites
+    spread = {}
+    for mode in ("nearest", "fancy"):
+        out = jpeg_compress(x, torch.tensor([40.0]), mode) * 255.0
+        assert 0.0 < out.min() and out.max() < 255.0
+        chroma = _jfif_chroma(out.double())
+        blocks = chroma.reshape(1, 2, 24, 2, 32, 2)
+        spread[mode] = (blocks.amax(dim=(3, 5)) - blocks.amin(dim=(3, 5))).max().item()
+    assert spread["nearest"] < 0.05, spread
+    assert spread["fancy"] > 1.0, spread
 
 
 def test_jpeg_per_sample_quality_and_gradient(shared_data):

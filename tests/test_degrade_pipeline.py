@@ -192,17 +192,18 @@ def test_chain_applies_the_drawn_operations_in_the_official_order(shared_data, r
         jpeg2_quality=torch.tensor([77.0]),
     )
     lq = degrade(gt, p, cfg, 4)
+    # replayed with the official DiffJPEG's chroma upsampling (repeat), which the default config must use
 
     x = filter2d(gt, k1)
     x = F.interpolate(x, scale_factor=0.62, mode="bicubic").clamp(0, 1)
-    x = jpeg_compress(x, torch.tensor([41.0]))
+    x = jpeg_compress(x, torch.tensor([41.0]), "nearest")
     x = filter2d(x, k2)
     x = F.interpolate(x, size=(int(64 / 4 * 0.8), int(64 / 4 * 0.8)), mode="bilinear").clamp(0, 1)
     if resize_first:
         x = filter2d(F.interpolate(x, size=(16, 16), mode="area"), sinc)
-        x = jpeg_compress(x.clamp(0, 1), torch.tensor([77.0]))
+        x = jpeg_compress(x.clamp(0, 1), torch.tensor([77.0]), "nearest")
     else:
-        x = jpeg_compress(x, torch.tensor([77.0]))
+        x = jpeg_compress(x, torch.tensor([77.0]), "nearest")
         x = filter2d(F.interpolate(x, size=(16, 16), mode="area"), sinc)
     expected = (x * 255).round().clamp(0, 255) / 255
     torch.testing.assert_close(lq, expected, atol=1e-6, rtol=0)

@@ -125,7 +125,9 @@ class DegradationConfig:
     final_resize_modes: tuple[str, ...] = RESIZE_MODES
     resize_before_jpeg_prob: float = 0.5  # [resize + sinc, JPEG] rather than [JPEG, resize + sinc]
     # -- JPEG emulation --
-    jpeg_chroma_upsampling: str = "fancy"  # "fancy" = libjpeg's default decoder; "nearest" = the official DiffJPEG
+    # "nearest" repeats each chroma sample 2x2 as the official DiffJPEG does, so the LR statistics match the official
+    # (libjpeg's "fancy" triangular upsampling lowers the JPEG error by 2.5-12 % in MSE: a measurable shift).
+    jpeg_chroma_upsampling: str = "nearest"
 
     def __post_init__(self) -> None:
         self.validate()
