@@ -36,35 +36,15 @@ def register(subparsers) -> None:
 
 
 def _load_rgb(path: Path):
-    """Float32 [3,H,W] tensor in [0,1]; greyscale is replicated, alpha dropped, 16-bit kept at full precision."""
-    import numpy as np
+    """Float32 [3,H,W] tensor in [0,1]: grey replicated, alpha dropped (the official reads colour only)."""
     import torch
-    from PIL import Image, UnidentifiedImageError
 
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode.startswith("I;16"):
-                arr = np.asarray(im, dtype=np.float32) / 65535.0
-                arr = np.repeat(arr[..., None], 3, axis=2)
-            elif im.mode == "I":  # 32-bit integer greyscale: 16-bit content when above 8-bit range
-                raw = np.asarray(im, dtype=np.float32)
-                arr = np.repeat((np.clip(raw, 0, None) / (65535.0 if raw.max() > 255 else 255.0))[..., None], 3, axis=2)
-            elif im.mode == "F":
-                arr = np.repeat(np.clip(np.asarray(im, dtype=np.float32), 0, 1)[..., None], 3, axis=2)
-            else:
-                arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    except FileNotFoundError:
-        raise ImageReadError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageReadError(f"{path}: is a directory") from None
-    except UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not an image file Pillow can decode") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise ImageReadError(f"{path}: cannot read image ({err})") from None
+    from realesr.infer.io import read_rgb
+
+    arr = read_rgb(path)
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ImageReadError(f"{path}: empty image")
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+    return torch.from_numpy(arr).permute(2, 0, 1)
 
 
 def _save_png(image, path: Path) -> None:

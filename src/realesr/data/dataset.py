@@ -20,7 +20,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, Sampler
 
-from realesr.errors import DataError
+from realesr.errors import DataError, ImageReadError
+from realesr.infer.io import read_rgb
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -95,18 +96,6 @@ def scan_images(paths: list[Path], min_size: int, small_images: str = "pad") -> 
     if n_small:
         notes.append(f"{n_small} image(s) smaller than the {min_size}px patch will be reflect-padded")
     return records, notes
-
-
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image to HxWx3 float32 RGB in [0, 1] (16-bit kept; alpha dropped; grey expanded)."""
-    with Image.open(path) as im:
-        im.load()
-        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-            arr = np.asarray(im, dtype=np.float32) / 65535.0
-            arr = np.repeat(arr[..., None], 3, axis=2)
-        else:
-            arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    return np.ascontiguousarray(arr)
 
 
 def samples_per_epoch(num_images: int, global_batch: int) -> int:
@@ -191,7 +180,7 @@ class TrainPatchDataset(Dataset):
                 continue
             try:
                 return read_rgb(self.records[i].path)
-            except (OSError, ValueError, UnidentifiedImageError, SyntaxError) as err:
+            except (ImageReadError, OSError, ValueError) as err:
                 self._bad.add(i)
                 log.warning("training image %s cannot be decoded (%s); skipped", self.records[i].path, err)
         raise DataError("none of the training images can be decoded")

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from realesr.errors import DataError, ImageReadError
+from realesr.errors import DataError
+from realesr.infer.io import read_rgb as read_rgb_float
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 
@@ -81,20 +81,6 @@ def read_rgb(path: Path) -> np.ndarray:
     """An HxWx3 uint8 RGB array, as the benchmark protocol reads images.
 
     Greyscale (L, or RGB with equal channels) becomes RGB with equal channels, alpha is dropped and 16-bit
-    samples are scaled to 8 bits.
+    samples are scaled to 8 bits (rounded).
     """
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                wide = np.asarray(img, dtype=np.float64)
-                grey = np.clip(np.round(wide / 257.0), 0, 255).astype(np.uint8)
-                return np.repeat(grey[:, :, None], 3, axis=2)
-            if img.mode == "F":
-                grey = np.clip(np.round(np.asarray(img, dtype=np.float64)), 0, 255).astype(np.uint8)
-                return np.repeat(grey[:, :, None], 3, axis=2)
-            return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
-    except FileNotFoundError as err:
-        raise ImageReadError(f"{path}: no such file") from err
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise ImageReadError(f"{path}: not a readable image ({err})") from err
+    return np.round(read_rgb_float(path) * 255.0).astype(np.uint8)

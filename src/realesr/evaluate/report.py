@@ -9,7 +9,6 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from realesr.atomic import atomic_write_bytes

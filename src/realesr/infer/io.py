@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from realesr.atomic import atomic_write_bytes
 from realesr.errors import ImageReadError, ImageWriteError
 
-__all__ = ["LoadedImage", "read_image", "write_image", "WRITE_FORMATS", "format_for_path"]
+__all__ = ["LoadedImage", "read_image", "read_rgb", "write_image", "WRITE_FORMATS", "format_for_path"]
 
 # Extension -> Pillow format name of the files write_image can produce.
 WRITE_FORMATS = {
@@ -86,6 +86,18 @@ class LoadedImage:
 def _one_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """HxWx3 float32 RGB in [0, 1], as training, degradation and evaluation see an image: every format
+    :func:`read_image` reads (16-bit kept at full precision, EXIF orientation applied), grey replicated to three
+    channels, alpha dropped. Raises :class:`ImageReadError`."""
+    array = read_image(path).array
+    if array.ndim == 2:
+        array = array[..., None]
+    colour = array[..., :3] if array.shape[2] >= 3 else np.repeat(array[..., :1], 3, axis=2)
+    peak = 65535.0 if array.dtype == np.uint16 else 255.0
+    return np.ascontiguousarray(colour, dtype=np.float32) / np.float32(peak)
 
 
 def read_image(path: str | os.PathLike) -> LoadedImage:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from realesr.errors import UsageError
-from realesr.metrics.color import as_rgb_array, rgb_to_y
+from realesr.metrics.color import rgb_to_y
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
