@@ -34,7 +34,7 @@ def worker(part: str, height: int, width: int) -> None:
     from torch.nn import functional as F
 
     from realesr.infer import Upscaler
-    from realesr.infer.upscaler import available_memory_bytes
+    from realesr.devices import available_memory_bytes
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realesr.infer import DEFAULT_TILE_PAD, read_image
+from realesr.imagefiles import read_image
+from realesr.infer import DEFAULT_TILE_PAD
 from realesr.infer.tiling import tiled_forward
 from realesr.weights import load_model
 

@@ -53,7 +53,7 @@ def official_enhance(model, img_bgr: np.ndarray) -> np.ndarray:
 
 
 def load_input(path: Path, crop: int) -> np.ndarray:
-    from realesr.infer import read_image
+    from realesr.imagefiles import read_image
 
     rgb = read_image(path).array
     if rgb.ndim == 2:

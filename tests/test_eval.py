@@ -250,7 +250,11 @@ def test_written_files_are_atomic_and_get_normal_permissions(tmp_path):
 
 
 def test_images_are_read_as_the_protocol_reads_them(shared_data, tmp_path):
-    from realesr.evaluate import read_rgb
+    from realesr.imagefiles import read_rgb as read_rgb_float
+    from realesr.imagefiles import to_uint8
+
+    def read_rgb(path):  # what the protocol reads: the one reader, rounded to 8 bits
+        return to_uint8(read_rgb_float(path))
 
     bridge = shared_data / "test" / "Set14" / "bridge.png"  # stored as 8-bit greyscale (L)
     grey = np.asarray(Image.open(bridge))

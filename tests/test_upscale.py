@@ -15,7 +15,8 @@ from torch.nn import functional as F
 
 from realesr.archs import RRDBNet, SRVGGNetCompact
 from realesr.errors import UsageError
-from realesr.infer import Upscaler, read_image
+from realesr.imagefiles import read_image
+from realesr.infer import Upscaler
 from realesr.infer import upscaler as upscaler_module
 from realesr.infer.tiling import axis_weights, split_axis, tiled_forward
 

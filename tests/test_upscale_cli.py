@@ -11,7 +11,7 @@ from PIL import Image, ImageCms
 
 from realesr.archs import SRVGGNetCompact
 from realesr.cli import main
-from realesr.infer import read_image
+from realesr.imagefiles import read_image
 from realesr.weights import save_model
 
 INPUTS = "real_lr/RealESRGAN_inputs"
@@ -111,8 +111,9 @@ def test_input_is_never_overwritten(tmp_path, shared_data, tiny_model, capsys):
     small_copy(shared_data / INPUTS / "00003.png", source, size=16)
     before = source.read_bytes()
     code = main(["upscale", str(source), "-m", str(tiny_model), "-o", str(tmp_path), "--suffix", ""])
-    assert code == 1
-    assert "refusing to overwrite the input" in capsys.readouterr().err
+    assert code == 2  # a collision found by the plan, before any work
+    err = capsys.readouterr().err
+    assert "would overwrite the input" in err and "--suffix" in err and "Traceback" not in err
     assert source.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]  # and no temporary file left behind
 

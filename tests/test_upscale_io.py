@@ -1,4 +1,4 @@
-"""realesr.infer.io: decoding real files, exact 16-bit, EXIF orientation, ICC, bad files, atomic writes."""
+"""realesr.imagefiles: decoding real files, exact 16-bit, EXIF orientation, ICC, bad files, atomic writes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 
 from realesr.errors import ImageReadError, ImageWriteError
-from realesr.infer.io import LoadedImage, read_image, write_image
+from realesr.imagefiles import LoadedImage, read_image, write_image
 
 INPUTS = "real_lr/RealESRGAN_inputs"
 EXPECTED_MODES = {

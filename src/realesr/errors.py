@@ -4,9 +4,17 @@ from __future__ import annotations
 
 
 class RealesrError(Exception):
-    """Base class: a problem the user can act on. ``str(err)`` is the message shown to them."""
+    """Base class: a problem the user can act on. ``str(err)`` is the message shown to them.
+
+    ``params``: the library parameters (e.g. "outscale", "device") the user can change to avoid it; the library
+    names no command-line flags, the CLI maps these to its options and adds them to the message.
+    """
 
     exit_code = 1
+
+    def __init__(self, *args: object, params: tuple[str, ...] | list[str] = ()) -> None:
+        super().__init__(*args)
+        self.params = tuple(params)
 
 
 class UsageError(RealesrError):

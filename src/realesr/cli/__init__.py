@@ -1,7 +1,15 @@
 """The `realesr` command: each sub-command lives in its own module with `register(subparsers)`.
 
-A sub-command module registers its parser and sets ``func(args) -> int``. The library raises
-:class:`realesr.errors.RealesrError`; only here are errors printed and exit codes chosen.
+A sub-command module registers its parser and sets ``func(args) -> int`` (and may set ``flags``: library parameter
+name -> its option, used to name the option in a message). The library raises :class:`realesr.errors.RealesrError`;
+only here are errors printed and exit codes chosen, by one rule:
+
+- 0 all went well; 1 some input failed (or an error with exit_code 1: a file that cannot be read or written);
+- 2 a usage error: a bad option (argparse), a missing model, a collision of outputs, a bad config;
+- 130 interrupted by Ctrl-C (SIGINT), 143 terminated (SIGTERM): no temporary file is left (atomic writes clean up
+  on any exception), finished outputs stay.
+
+Sub-command modules import nothing heavy at module level (torch, numpy): `realesr --help` builds every parser.
 """
 
 from __future__ import annotations
@@ -9,12 +17,32 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+from collections.abc import Mapping
 
 from realesr import __version__
 from realesr.errors import RealesrError
 
 COMMANDS = ("upscale", "models", "convert", "degrade", "eval", "train")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it unwinds like Ctrl-C (temporary files removed)."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def describe(err: BaseException, flags: Mapping[str, str] | None = None) -> str:
+    """The one-line message of ``err``, with the options (from the error's ``params``) that avoid it."""
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    params = getattr(err, "params", ()) or ()
+    options = list(dict.fromkeys(flags[p] for p in params if flags and p in flags))
+    if options:
+        text += f" (option{'s' if len(options) > 1 else ''}: {', '.join(options)})"
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,19 +59,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse: 2 for a usage error (message printed), 0 for --help/--version
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    flags = getattr(args, "flags", None)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (an embedding program): leave its signals alone
+        previous = None
     try:
         return int(args.func(args) or 0)
     except RealesrError as err:
-        print(f"realesr: error: {err}", file=sys.stderr)
+        print(f"realesr: error: {describe(err, flags)}", file=sys.stderr)
         return err.exit_code
+    except Terminated:
+        print("realesr: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("realesr: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # `realesr models | head`: the reader left; silence the flush at exit as well.
-        sys.stdout = open(os.devnull, "w")
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - kept open until exit
         return 0
+    except (OSError, MemoryError) as err:  # the system refused something the command did not foresee
+        print(f"realesr: error: {describe(err)}", file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -7,7 +7,6 @@ import sys
 import zlib
 from pathlib import Path
 
-from realesr.atomic import atomic_path
 from realesr.errors import ImageReadError, ImageWriteError, RealesrError, UsageError
 
 
@@ -21,7 +20,7 @@ def register(subparsers) -> None:
             "from, before sharpening)."
         ),
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (PNG, JPEG, ...)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs or .txt lists of images")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder (created if missing)")
     p.add_argument("--scale", type=int, default=4, choices=(2, 4, 8), help="SR scale (default 4)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same LR (default 0)")
@@ -32,14 +31,17 @@ def register(subparsers) -> None:
     p.add_argument("--sheet", action="store_true",
                    help="also write NAME_sheet.png: the GT crop beside its K LR versions, labelled")
     p.add_argument("--device", default="cpu", help="torch device for the image operations (default cpu)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, flags=FLAGS)
+
+
+FLAGS = {"output": "-o", "device": "--device", "crop": "--crop", "per_image": "--per-image"}
 
 
 def _load_rgb(path: Path):
     """Float32 [3,H,W] tensor in [0,1]: grey replicated, alpha dropped (the official reads colour only)."""
     import torch
 
-    from realesr.infer.io import read_rgb
+    from realesr.imagefiles import read_rgb
 
     arr = read_rgb(path)
     if arr.shape[0] < 1 or arr.shape[1] < 1:
@@ -47,46 +49,66 @@ def _load_rgb(path: Path):
     return torch.from_numpy(arr).permute(2, 0, 1)
 
 
-def _save_png(image, path: Path) -> None:
-    try:
-        with atomic_path(path, ".png") as tmp:
-            image.save(tmp, format="PNG")
-    except OSError as err:
-        raise ImageWriteError(f"{path}: cannot write ({err})") from None
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
     from tqdm import tqdm
 
-    from realesr.degrade import DegradationConfig, contact_sheet, label_lines, synthesize_pairs, tensor_to_pil
+    from realesr.degrade import (
+        DegradationConfig,
+        contact_sheet,
+        label_lines,
+        synthesize_pairs,
+        tensor_to_pil,
+    )
+    from realesr.devices import pick_device
+    from realesr.imagefiles import (
+        PlannedOutput,
+        check_outputs,
+        expand_inputs,
+        write_image,
+    )
 
     if args.per_image < 1:
         raise UsageError(f"--per-image must be at least 1, got {args.per_image}")
     if args.crop < 0 or args.crop % args.scale:
         raise UsageError(f"--crop must be 0 or a positive multiple of the scale {args.scale}, got {args.crop}")
-    try:
-        device = torch.device(args.device)
-        torch.empty(0, device=device)
-    except (RuntimeError, ValueError) as err:
-        raise UsageError(f"--device {args.device!r} is not usable here ({str(err).splitlines()[0]})") from None
+    device = pick_device(args.device)
     out_dir: Path = args.output
+
+    # The whole plan first: every output named and checked against every input before any work.
+    entries = expand_inputs(args.inputs)
+    used_names: dict[str, int] = {}
+    plan: list[tuple[Path, str | None, list[Path]]] = []  # (input, error, outputs)
+    planned: list[PlannedOutput] = []
+    for entry in entries:
+        if entry.error is not None:
+            plan.append((entry.path, f"{entry.path}: {entry.error}", []))
+            continue
+        name = entry.path.stem
+        key = name.casefold()
+        used_names[key] = used_names.get(key, 0) + 1
+        if used_names[key] > 1:
+            name = f"{name}-{used_names[key]}"
+        targets = [out_dir / f"{name}_{k}_{kind}.png" for k in range(args.per_image) for kind in ("lr", "gt")]
+        if args.sheet:
+            targets.append(out_dir / f"{name}_sheet.png")
+        planned.extend(PlannedOutput(t, f"an output of {entry.path}", ("output",)) for t in targets)
+        plan.append((entry.path, None, targets))
+    check_outputs(planned, [e.path for e in entries if e.error is None])
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ImageWriteError(f"{out_dir}: cannot create the output folder ({err})") from None
+        raise ImageWriteError(f"{out_dir}: cannot create the output folder ({err.strerror or err})",
+                              params=("output",)) from None
 
     cfg = DegradationConfig.for_scale(args.scale)
-    inputs = [Path(p) for p in args.inputs]
-    input_paths = {p.resolve() for p in inputs if p.exists()}
-    used_names: dict[str, int] = {}
     failures = written = 0
-    for path in tqdm(inputs, desc="degrade", unit="image", disable=None):
-        name = path.stem
-        used_names[name] = used_names.get(name, 0) + 1
-        if used_names[name] > 1:
-            name = f"{name}-{used_names[name]}"
+    for path, error, targets in tqdm(plan, desc="degrade", unit="image", disable=None):
+        if error is not None:
+            failures += 1
+            tqdm.write(f"realesr degrade: error: {error}", file=sys.stderr)
+            continue
         try:
             gt = _load_rgb(path).to(device)
             # Seeded per (seed, file name): an image's LR does not depend on the other inputs or their order.
@@ -96,18 +118,15 @@ def run(args: argparse.Namespace) -> int:
             gt_crop, lqs, params = synthesize_pairs(
                 gt, cfg, args.scale, args.per_image, rng, generator, crop=args.crop, sharpen=not args.no_usm
             )
-            targets = []
+            images = []
             for k in range(args.per_image):
-                targets.append((tensor_to_pil(lqs[k]), out_dir / f"{name}_{k}_lr.png"))
-                targets.append((tensor_to_pil(gt_crop), out_dir / f"{name}_{k}_gt.png"))
+                images.append(tensor_to_pil(lqs[k]))
+                images.append(tensor_to_pil(gt_crop))
             if args.sheet:
                 labels = [label_lines(params, k) for k in range(args.per_image)]
-                sheet = contact_sheet(gt_crop, lqs, labels, title=f"GT {path.name}")
-                targets.append((sheet, out_dir / f"{name}_sheet.png"))
-            for image, target in targets:
-                if target.resolve() in input_paths:
-                    raise ImageWriteError(f"{target}: refusing to overwrite an input")
-                _save_png(image, target)
+                images.append(contact_sheet(gt_crop, lqs, labels, title=f"GT {path.name}"))
+            for image, target in zip(images, targets, strict=True):
+                write_image(target, np.asarray(image), source=path)
                 written += 1
         except RealesrError as err:
             failures += 1
@@ -115,5 +134,5 @@ def run(args: argparse.Namespace) -> int:
         except (RuntimeError, MemoryError) as err:  # e.g. out of memory on a huge --crop 0 image
             failures += 1
             tqdm.write(f"realesr degrade: error: {path}: {str(err).splitlines()[0]}", file=sys.stderr)
-    print(f"wrote {written} files to {out_dir} ({len(inputs) - failures} of {len(inputs)} images)")
+    print(f"wrote {written} files to {out_dir} ({len(plan) - failures} of {len(plan)} images)")
     return 1 if failures else 0

@@ -62,7 +62,7 @@ def register(subparsers) -> None:
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images of each dataset")
     parser.add_argument("--no-download", action="store_true", help="never download weights; skip models not present")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, flags=FLAGS)
 
 
 def _parse_metrics(text: str | None, no_ref: bool) -> tuple[str, ...]:
@@ -72,6 +72,30 @@ def _parse_metrics(text: str | None, no_ref: bool) -> tuple[str, ...]:
     if not metrics:
         raise ConfigError("--metrics: give at least one of psnr, ssim, niqe")
     return metrics
+
+
+FLAGS = {"data": "--data", "scale": "--scale", "output": "-o", "per_image": "--per-image", "figure": "--figure",
+         "save_images": "--save-images", "fmt": "--format", "device": "--device", "tile": "--tile"}
+
+
+def _check_plan(args: argparse.Namespace, models, datasets) -> None:
+    """Every file eval will write, checked against every input (images, lists, weights) and each other."""
+    from realesr.evaluate.protocol import planned_outputs
+    from realesr.imagefiles import PlannedOutput, check_folder_writable, check_outputs
+
+    outputs = []
+    for value, param, what in ((args.output, "output", "the table (-o)"),
+                               (args.per_image, "per_image", "the per-image CSV (--per-image)"),
+                               (args.figure, "figure", "the figure (--figure)")):
+        if value is not None:
+            check_folder_writable(value.parent if str(value.parent) else Path("."), (param,))
+            outputs.append(PlannedOutput(value, what, (param,)))
+    if args.save_images is not None:
+        check_folder_writable(args.save_images, ("save_images",))
+        outputs.extend(planned_outputs(models, datasets, args.save_images, args.scale))
+    inputs = [path for dataset in datasets for path in dataset.paths]
+    inputs += [Path(spec) for spec in list(args.data) + list(args.models) if Path(spec).is_file()]
+    check_outputs(outputs, inputs)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,10 +124,12 @@ def run(args: argparse.Namespace) -> int:
     protocol = "no-ref" if no_ref else ("degrade" if args.degrade else "bicubic")
     config = EvalConfig(scale=args.scale, metrics=metrics, protocol=protocol, seed=args.seed,
                         crop_border=args.crop_border)
+    if args.figure is not None and args.figure.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise UsageError(f"--figure {args.figure}: use a .png, .jpg or .webp file name")
     try:
         datasets = find_datasets(args.data, limit=args.limit or None)
     except DataError as err:
-        raise UsageError(str(err)) from err
+        raise UsageError(str(err), params=err.params) from err
 
     models, skipped = [], []
     for spec in dict.fromkeys(args.models):
@@ -115,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
             warn(f"model {spec} skipped: {err}")
     if not models:
         raise UsageError(f"no usable model among {', '.join(args.models)}")
+
+    _check_plan(args, models, datasets)
 
     crop = args.figure_crop or (40 * args.scale if no_ref else 160)
     result = evaluate(models, datasets, config, save_dir=args.save_images,

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import glob
 import math
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from realesr.errors import RealesrError, UsageError
 
-INPUT_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif", ".ppm", ".pgm", ".tga"}
-OUTPUT_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 EXT_CHOICES = ("auto", "png", "jpg", "webp", "tif", "bmp")
 
 
@@ -63,7 +59,8 @@ def register(subparsers) -> None:
                     "16-bit PNG/TIFF stay 16-bit, grey stays grey, alpha is kept, ICC profile and EXIF are "
                     "carried over. Exit code 1 if any file failed, 2 for a usage error.",
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="image files, folders, glob patterns or .txt lists of image paths")
     parser.add_argument("-o", "--output", default="results", metavar="OUT",
                         help="output folder (created if needed; default: results), or a file name for one input")
     parser.add_argument("-m", "--model", default="RealESRGAN_x4plus", metavar="MODEL",
@@ -89,95 +86,24 @@ def register(subparsers) -> None:
     parser.add_argument("--denoise-strength", type=_unit_float, default=None, metavar="D",
                         help="realesr-general-x4v3 only: 0 keeps noise, 1 removes it (blends with the wdn weights)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, flags=FLAGS)
 
 
-@dataclass
-class Job:
-    source: Path
-    error: str | None = None  # set when the input could not even be found
-
-
-def collect_inputs(patterns: list[str]) -> list[Job]:
-    """Files, folders (their image files, sorted) and globs -> jobs, in order, without duplicates.
-
-    A pattern that names nothing becomes a failed job, so that it is reported while the rest go on.
-    """
-    jobs: list[Job] = []
-    seen: set[Path] = set()
-
-    def add(path: Path) -> None:
-        key = path.resolve()
-        if key not in seen:
-            seen.add(key)
-            jobs.append(Job(path))
-
-    for pattern in patterns:
-        path = Path(pattern)
-        if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in INPUT_EXTENSIONS)
-            if not files:
-                jobs.append(Job(path, "folder holds no image files"))
-            for file in files:
-                add(file)
-        elif path.exists():
-            add(path)
-        elif glob.has_magic(pattern):
-            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
-            files = [p for p in matches if p.is_file() and (p.suffix.lower() in INPUT_EXTENSIONS)]
-            if not files:
-                jobs.append(Job(path, "no image file matches this pattern"))
-            for file in files:
-                add(file)
-        else:
-            jobs.append(Job(path, "no such file or folder"))
-    return jobs
-
-
-def _output_target(args: argparse.Namespace, jobs: list[Job]) -> tuple[Path, bool]:
-    """(path, is_file): OUT is a file name when it has an image extension and there is one input."""
-    out = Path(args.output)
-    if out.suffix.lower() in OUTPUT_EXTENSIONS and not out.is_dir():
-        if len(jobs) != 1:
-            raise UsageError(f"-o {out} is a file name, but there are {len(jobs)} inputs: give a folder")
-        folder = out.parent if str(out.parent) else Path(".")
-        _check_folder(folder)
-        return out, True
-    _check_folder(out)
-    return out, False
-
-
-def _check_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UsageError(f"cannot create output folder {folder}: {err.strerror or err}") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"output folder {folder} is not writable")
-
-
-def _output_extension(args: argparse.Namespace, source: Path, has_alpha: bool) -> tuple[str, str | None]:
-    """(extension, note): PNG replaces formats that cannot hold alpha."""
-    if args.ext != "auto":
-        ext = "." + args.ext
-    else:
-        ext = source.suffix.lower() if source.suffix.lower() in OUTPUT_EXTENSIONS else ".png"
-    if has_alpha and ext in (".jpg", ".jpeg", ".bmp"):
-        return ".png", f"{ext[1:].upper()} holds no alpha: wrote PNG"
-    return ext, None
+FLAGS = {"output": "-o", "suffix": "--suffix", "ext": "--ext", "outscale": "-s/--outscale", "device": "--device",
+         "quality": "--quality", "tile": "--tile", "model": "-m"}
 
 
 def run(args: argparse.Namespace) -> int:
     if args.tile is not None and 0 < args.tile < 16:
         raise UsageError(f"--tile must be 0 or at least 16, not {args.tile}")
-    if os.sep in args.suffix or (os.altsep and os.altsep in args.suffix):
-        raise UsageError(f"--suffix must not contain a path separator: {args.suffix!r}")
-    jobs = collect_inputs(args.inputs)
-    target, target_is_file = _output_target(args, jobs)
+    from realesr.cli import describe
+    from realesr.infer.files import OutputOptions, plan_upscale, upscale_item
+
+    options = OutputOptions(suffix=args.suffix, ext=args.ext, quality=args.quality, compare=args.compare)
+    plan = plan_upscale(args.inputs, args.output, options)
 
     from tqdm import tqdm
 
-    from realesr.infer.io import read_image, write_image
     from realesr.infer.upscaler import Upscaler
 
     show_progress = not args.no_progress and sys.stderr.isatty()
@@ -192,62 +118,55 @@ def run(args: argparse.Namespace) -> int:
         denoise_strength=args.denoise_strength,
         progress=not args.no_progress,
     )
+    plan.check_sizes(upscaler)
+    plan.prepare()
     failures: list[tuple[Path, str]] = []
     written: list[Path] = []
     notes: list[str] = []
     started = time.perf_counter()
-    bar = tqdm(jobs, unit="image", desc="upscale", disable=not show_progress or len(jobs) < 2, file=sys.stderr)
-    for job in bar:
-        if job.error:
-            failures.append((job.source, job.error))
-            tqdm.write(f"failed: {job.source}: {job.error}", file=sys.stderr)
+    items = plan.items
+    bar = tqdm(items, unit="image", desc="upscale", disable=not show_progress or len(items) < 2, file=sys.stderr)
+    for item in bar:
+        if item.error:
+            message = describe(RealesrError(item.error, params=item.error_params), FLAGS)
+            failures.append((item.source, message))
+            tqdm.write(f"failed: {message}", file=sys.stderr)
             continue
+        tiles_bar = None
+
+        def on_tile(done: int, total: int, name: str = item.source.name) -> None:
+            nonlocal tiles_bar
+            if total < 2 or not show_progress:
+                return
+            if tiles_bar is None:
+                tiles_bar = tqdm(total=total, unit="tile", desc=name, leave=False, file=sys.stderr)
+            tiles_bar.n = done
+            tiles_bar.refresh()
+
         try:
-            image = read_image(job.source)
-            tiles_bar = None
-
-            def on_tile(done: int, total: int) -> None:
-                nonlocal tiles_bar
-                if total < 2 or not show_progress:
-                    return
-                if tiles_bar is None:
-                    tiles_bar = tqdm(total=total, unit="tile", desc=job.source.name, leave=False, file=sys.stderr)
-                tiles_bar.n = done
-                tiles_bar.refresh()
-
-            result = upscaler.upscale_image(image, on_tile=on_tile)
+            result = upscale_item(upscaler, item, options, on_progress=on_tile)
+            written.append(result.output)
+            notes.extend(f"{item.source}: {note}" for note in result.notes)
+        except RealesrError as err:
+            message = _strip_path(describe(err, FLAGS), item.source)
+            failures.append((item.source, message))
+            tqdm.write(f"failed: {message}", file=sys.stderr)
+        except (OSError, ValueError, MemoryError) as err:  # anything else about this one file
+            failures.append((item.source, f"{type(err).__name__}: {err}"))
+            tqdm.write(f"failed: {item.source}: {type(err).__name__}: {err}", file=sys.stderr)
+        finally:
             if tiles_bar is not None:
                 tiles_bar.close()
-            ext, note = _output_extension(args, job.source, result.has_alpha)
-            if target_is_file:
-                out_path = target
-                if note and target.suffix.lower() in (".jpg", ".jpeg", ".bmp"):
-                    out_path = target.with_suffix(".png")
-            else:
-                name = f"{job.source.stem}_{args.suffix}" if args.suffix else job.source.stem
-                out_path = target / f"{name}{ext}"
-            write_image(out_path, result, quality=args.quality, source=job.source)
-            written.append(out_path)
-            if note:
-                notes.append(f"{job.source}: {note}")
-            if args.compare:
-                compare_path = out_path.with_name(f"{job.source.stem}_compare.png")
-                write_image(compare_path, _comparison(image.array, result.array, upscaler.model_name),
-                            source=job.source)
-        except RealesrError as err:
-            failures.append((job.source, str(err)))
-            tqdm.write(f"failed: {_strip_path(str(err), job.source)}", file=sys.stderr)
-        except (OSError, ValueError, MemoryError) as err:  # anything else about this one file
-            failures.append((job.source, f"{type(err).__name__}: {err}"))
-            tqdm.write(f"failed: {job.source}: {type(err).__name__}: {err}", file=sys.stderr)
     bar.close()
     elapsed = time.perf_counter() - started
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    where = target if target_is_file else f"{target}{os.sep}"
-    summary = f"{len(written)} of {len(jobs)} image(s) upscaled with {upscaler.model_name} -> {where} ({elapsed:.1f} s)"
+    where = plan.target if plan.target_is_file else f"{plan.target}{os.sep}"
+    summary = f"{len(written)} of {len(items)} image(s) upscaled with {upscaler.model_name} -> {where} ({elapsed:.1f} s)"
     if failures:
         summary += f"; {len(failures)} failed"
+    if plan.skipped:
+        summary += f"; {len(plan.skipped)} earlier result(s) of realesr in the output folder skipped as inputs"
     print(summary)
     if upscaler.fell_back_to_fp32:
         print(f"note: {upscaler.precision} overflowed; fp32 was used", file=sys.stderr)
@@ -256,36 +175,3 @@ def run(args: argparse.Namespace) -> int:
 
 def _strip_path(message: str, source: Path) -> str:
     return message if message.startswith(str(source)) else f"{source}: {message}"
-
-
-def _comparison(low, high, model_name: str):
-    """Bicubic (left) and the result (right) at the result's size, over a grey checkerboard if transparent."""
-    import numpy as np
-    from PIL import Image, ImageDraw, ImageFont
-
-    def to_rgba8(array):
-        if array.dtype == np.uint16:
-            array = ((array.astype(np.uint32) + 128) // 257).astype(np.uint8)
-        if array.ndim == 2:
-            return Image.fromarray(array).convert("RGBA")
-        mode = {2: "LA", 3: "RGB", 4: "RGBA"}[array.shape[2]]
-        return Image.fromarray(array, mode=mode if mode != "LA" else None).convert("RGBA")
-
-    result = to_rgba8(high)
-    bicubic = to_rgba8(low).resize(result.size, Image.Resampling.BICUBIC)
-    width, height = result.size
-    font = ImageFont.load_default(size=max(12, min(48, height // 24)))
-    label_height = int(font.size * 1.6)
-    canvas = Image.new("RGBA", (2 * width, height + label_height), (255, 255, 255, 255))
-    checker = Image.new("RGBA", (width, height), (204, 204, 204, 255))
-    step = 16
-    draw_checker = ImageDraw.Draw(checker)
-    for y in range(0, height, step):
-        for x in range((y // step) % 2 * step, width, 2 * step):
-            draw_checker.rectangle([x, y, x + step - 1, y + step - 1], fill=(255, 255, 255, 255))
-    for index, panel in enumerate((bicubic, result)):
-        canvas.paste(Image.alpha_composite(checker, panel), (index * width, label_height))
-    draw = ImageDraw.Draw(canvas)
-    for index, label in enumerate(("bicubic", model_name)):
-        draw.text((index * width + 8, int(font.size * 0.25)), label, fill=(0, 0, 0, 255), font=font)
-    return np.asarray(canvas.convert("RGB"))

@@ -1,7 +1,6 @@
 """Training data: image listing and checks, deterministic resumable sampling, patch loading."""
 
 from realesr.data.dataset import (
-    IMAGE_EXTENSIONS,
     ImageRecord,
     ResumableSampler,
     TrainPatchDataset,
@@ -12,7 +11,6 @@ from realesr.data.dataset import (
 )
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
     "ImageRecord",
     "ResumableSampler",
     "TrainPatchDataset",

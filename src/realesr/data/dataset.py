@@ -21,10 +21,9 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, Sampler
 
 from realesr.errors import DataError, ImageReadError
-from realesr.infer.io import read_rgb
+from realesr.imagefiles import READ_EXTENSIONS, list_folder, read_path_list, read_rgb
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
     "ImageRecord",
     "list_images",
     "scan_images",
@@ -35,9 +34,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("realesr.train")
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-
 
 @dataclass(frozen=True)
 class ImageRecord:
@@ -50,17 +46,15 @@ def list_images(source: str | os.PathLike) -> list[Path]:
     """Image paths of a folder (recursive, sorted) or of a .txt list (one path per line, relative to the list)."""
     source = Path(source)
     if source.is_dir():
-        paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        paths = list_folder(source, recursive=True)
         if not paths:
-            raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {source}")
+            raise DataError(f"no images ({', '.join(sorted(READ_EXTENSIONS))}) under {source}")
         return paths
     if source.is_file() and source.suffix.lower() == ".txt":
-        paths = []
-        for line in source.read_text(encoding="utf-8").splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                p = Path(line)
-                paths.append(p if p.is_absolute() else source.parent / p)
+        try:
+            paths = read_path_list(source)
+        except ImageReadError as err:
+            raise DataError(str(err)) from None
         if not paths:
             raise DataError(f"the image list {source} is empty")
         return paths

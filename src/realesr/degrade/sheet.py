@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from realesr.degrade.kernels import KERNEL_TYPE_NAMES
 from realesr.degrade.config import RESIZE_MODES
+from realesr.degrade.kernels import KERNEL_TYPE_NAMES
+from realesr.imagefiles import to_uint8
 
 _DIRECTIONS = ("up", "down", "keep")
 
@@ -62,8 +62,7 @@ def label_lines(params: Mapping[str, torch.Tensor], i: int) -> list[str]:
 
 def tensor_to_pil(x: torch.Tensor) -> Image.Image:
     """[3,H,W] float in [0,1] -> 8-bit RGB PIL image."""
-    arr = (x.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
-    return Image.fromarray(arr)
+    return Image.fromarray(to_uint8(x.detach().permute(1, 2, 0).cpu().numpy()))
 
 
 def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:

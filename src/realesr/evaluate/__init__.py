@@ -1,6 +1,6 @@
 """``realesr eval``: the SR benchmark protocol (PSNR/SSIM on Y), blind degradations and NIQE on real photos."""
 
-from realesr.evaluate.data import Dataset, find_dataset, find_datasets, read_rgb
+from realesr.evaluate.data import Dataset, find_dataset, find_datasets
 from realesr.evaluate.models import BICUBIC, EvalModel, bicubic_model, load_eval_model
 from realesr.evaluate.protocol import (
     EvalConfig,
@@ -10,7 +10,12 @@ from realesr.evaluate.protocol import (
     SummaryRow,
     evaluate,
 )
-from realesr.evaluate.report import format_table, render_figure, save_figure, write_per_image_csv
+from realesr.evaluate.report import (
+    format_table,
+    render_figure,
+    save_figure,
+    write_per_image_csv,
+)
 
 __all__ = [
     "BICUBIC",
@@ -27,7 +32,6 @@ __all__ = [
     "find_datasets",
     "format_table",
     "load_eval_model",
-    "read_rgb",
     "render_figure",
     "save_figure",
     "write_per_image_csv",

@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 
 from realesr.errors import ModelNotFoundError
+from realesr.imagefiles import to_uint8
 from realesr.infer import Upscaler
 from realesr.metrics import imresize
 from realesr.weights import load_model
@@ -25,13 +26,9 @@ class EvalModel:
     scale: int | None
 
 
-def to_uint8(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(x), 0, 255).astype(np.uint8)
-
-
 def bicubic_model(scale: int) -> EvalModel:
     """MATLAB-style bicubic upscaling rounded to uint8 (the baseline of every SR table)."""
-    return EvalModel(label=BICUBIC, upscale=lambda lr: to_uint8(imresize(lr, scale=scale)), scale=scale)
+    return EvalModel(label=BICUBIC, upscale=lambda lr: to_uint8(imresize(lr, scale=scale), peak=255.0), scale=scale)
 
 
 def label_for(model) -> str:

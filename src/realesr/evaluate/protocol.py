@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,14 +9,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import default_collate
 
-from realesr.atomic import atomic_write_bytes
 from realesr.degrade import DegradationConfig, degrade, sample_degradation_params, usm_sharpen
 from realesr.errors import ConfigError, RealesrError, UsageError
-from realesr.evaluate.data import Dataset, read_rgb
-from realesr.evaluate.models import EvalModel, bicubic_model, to_uint8
+from realesr.evaluate.data import Dataset
+from realesr.evaluate.models import EvalModel, bicubic_model
+from realesr.imagefiles import PlannedOutput, read_rgb, to_uint8, write_image
 from realesr.metrics import imresize, niqe, psnr, ssim
 
 METRICS = ("psnr", "ssim", "niqe")
@@ -133,7 +131,7 @@ def degraded_lr(hr: np.ndarray, scale: int, seed: int, index: int) -> np.ndarray
     generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + index)
     with torch.no_grad():
         lq = degrade(usm_sharpen(gt), params, cfg, scale, generator=generator)
-    return to_uint8(lq[0].permute(1, 2, 0).cpu().numpy() * 255.0)
+    return to_uint8(lq[0].permute(1, 2, 0).cpu().numpy())
 
 
 def detail_window(img: np.ndarray, size: int) -> tuple[int, int]:
@@ -197,14 +195,9 @@ def evaluate(
 
     scale = config.scale
     usable = []
-    labels: dict[str, int] = {}
-    for model in models:
-        count = labels.get(model.label, 0) + 1
-        labels[model.label] = count
-        if count > 1:  # two files named alike: keep their rows apart
-            model = EvalModel(label=f"{model.label}-{count}", upscale=model.upscale, scale=model.scale)
+    for model in unique_labels(models):
         if model.scale is not None and model.scale != scale:
-            problem(f"model {model.label} upscales x{model.scale}, not x{scale} (--scale): skipped")
+            problem(f"model {model.label} upscales x{model.scale}, not x{scale} (the scale evaluated): skipped")
         else:
             usable.append(model)
     figure_bicubic = bicubic_model(scale)
@@ -223,7 +216,7 @@ def evaluate(
         bar = tqdm(dataset.paths, desc=f"{dataset.name}", unit="img", disable=not progress, leave=False)
         for index, path in enumerate(bar):
             try:
-                image = read_rgb(path)
+                image = to_uint8(read_rgb(path))
                 if config.protocol == "no-ref":
                     hr, lr = None, image
                 else:
@@ -233,7 +226,7 @@ def evaluate(
                     if config.protocol == "degrade":
                         lr = degraded_lr(hr, scale, config.seed, index)
                     else:
-                        lr = to_uint8(imresize(hr, scale=1.0 / scale))
+                        lr = to_uint8(imresize(hr, scale=1.0 / scale), peak=255.0)
             except RealesrError as err:
                 problem(f"{dataset.name}: {err}")
                 for label in failed:
@@ -277,7 +270,7 @@ def evaluate(
                 per_image.append(score)
                 scores[model.label].append(score)
                 if save_dir is not None:
-                    _save_output(save_dir / dataset.name / _safe(model.label) / f"{path.stem}.png", sr, problem)
+                    _save_output(saved_image_path(save_dir, dataset.name, model.label, path), sr, problem)
                 if sample is not None:
                     sample.panels[model.label] = _crop(sr, sample)
                     sample.captions[model.label] = _fmt_caption(score)
@@ -301,6 +294,39 @@ def evaluate(
                 )
             )
     return EvalResult(rows=rows, per_image=per_image, problems=problems, figure_samples=samples)
+
+
+def unique_labels(models: Sequence[EvalModel]) -> list[EvalModel]:
+    """The models with labels made unique (``x``, ``x-2``): two files named alike keep their rows apart."""
+    labels: dict[str, int] = {}
+    out = []
+    for model in models:
+        count = labels.get(model.label, 0) + 1
+        labels[model.label] = count
+        if count > 1:
+            model = EvalModel(label=f"{model.label}-{count}", upscale=model.upscale, scale=model.scale)
+        out.append(model)
+    return out
+
+
+def saved_image_path(save_dir: Path, dataset: str, label: str, image: Path) -> Path:
+    """Where ``save_dir`` keeps a model's output of an image: SAVE_DIR/DATASET/MODEL/NAME.png."""
+    return Path(save_dir) / dataset / _safe(label) / f"{Path(image).stem}.png"
+
+
+def planned_outputs(models: Sequence[EvalModel], datasets: Sequence[Dataset], save_dir: Path | None,
+                    scale: int) -> list[PlannedOutput]:
+    """Every image :func:`evaluate` would save, for the output plan (checked before any model runs)."""
+    if save_dir is None:
+        return []
+    return [
+        PlannedOutput(saved_image_path(save_dir, dataset.name, model.label, path),
+                      f"the output of {model.label} for {path}", ("save_images",))
+        for dataset in datasets
+        for model in unique_labels(models)
+        if model.scale is None or model.scale == scale
+        for path in dataset.paths
+    ]
 
 
 def _safe(label: str) -> str:
@@ -341,9 +367,10 @@ def _start_sample(dataset, path, hr, lr, scale, crop, bicubic: EvalModel, protoc
 
 
 def _save_output(path: Path, img: np.ndarray, problem: Callable[[str], None]) -> None:
-    buffer = io.BytesIO()
-    Image.fromarray(img).save(buffer, format="PNG")
     try:
-        atomic_write_bytes(path, buffer.getvalue())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_image(path, img)
     except OSError as err:
         problem(f"cannot write {path}: {err}")
+    except RealesrError as err:
+        problem(str(err))

@@ -9,11 +9,13 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from realesr.atomic import atomic_write_bytes
 from realesr.errors import ImageWriteError, UsageError
 from realesr.evaluate.protocol import FigureSample, ImageScore, SummaryRow
+from realesr.imagefiles import write_image
 
 FORMATS = ("md", "json", "csv")
 SUMMARY_FIELDS = ("model", "dataset", "n", "psnr", "ssim", "niqe", "failed", "protocol", "scale")
@@ -39,7 +41,7 @@ def _json_value(value):
 def format_table(rows: Sequence[SummaryRow], fmt: str = "md", metrics: Sequence[str] = ("psnr", "ssim", "niqe")) -> str:
     """The summary as a markdown table, a JSON list of objects or CSV (metrics not computed are null/empty)."""
     if fmt not in FORMATS:
-        raise UsageError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise UsageError(f"table format: expected one of {', '.join(FORMATS)}, got {fmt!r}", params=("fmt",))
     if fmt == "json":
         return json.dumps([{k: _json_value(v) for k, v in row.as_dict().items()} for row in rows], indent=2) + "\n"
     if fmt == "csv":
@@ -161,15 +163,8 @@ def render_figure(samples: Sequence[FigureSample], zoom: int = 1, footer: str | 
 
 def save_figure(path: Path, samples: Sequence[FigureSample], zoom: int = 1, footer: str | None = None) -> None:
     path = Path(path)
-    suffix = path.suffix.lower()
-    formats = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
-    if suffix not in formats:
-        raise ImageWriteError(f"--figure {path}: use a .png, .jpg or .webp file name")
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise ImageWriteError(f"{path}: use a .png, .jpg or .webp file name for the figure", params=("figure",))
     figure = render_figure(samples, zoom=zoom, footer=footer)
-    buffer = io.BytesIO()
-    options = {"optimize": True} if formats[suffix] == "PNG" else {"quality": 92}
-    figure.save(buffer, format=formats[suffix], **options)
-    try:
-        atomic_write_bytes(path, buffer.getvalue())
-    except OSError as err:
-        raise ImageWriteError(f"cannot write {path}: {err}") from err
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_image(path, np.asarray(figure.convert("RGB")), quality=92)

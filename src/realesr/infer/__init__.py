@@ -1,6 +1,6 @@
-"""Inference: image files in and out (``read_image``/``write_image``) and the ``Upscaler``."""
+"""Inference: the ``Upscaler`` (tensors and arrays) and ``files`` (upscaling image files, the rules of `realesr
+upscale` for every front end). Reading and writing image files is :mod:`realesr.imagefiles`."""
 
-from realesr.infer.io import LoadedImage, read_image, read_rgb, write_image
 from realesr.infer.upscaler import DEFAULT_MODEL, DEFAULT_TILE_PAD, Upscaler
 
-__all__ = ["LoadedImage", "read_image", "read_rgb", "write_image", "Upscaler", "DEFAULT_MODEL", "DEFAULT_TILE_PAD"]
+__all__ = ["DEFAULT_MODEL", "DEFAULT_TILE_PAD", "Upscaler"]

@@ -13,11 +13,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from realesr.devices import available_memory_bytes, pick_device
 from realesr.errors import RealesrError, UsageError
-from realesr.infer.io import LoadedImage
+from realesr.imagefiles import LoadedImage
 from realesr.infer.tiling import tiled_forward
 
-__all__ = ["Upscaler", "DEFAULT_TILE_PAD", "DEFAULT_MODEL", "resolve_device", "available_memory_bytes"]
+__all__ = ["Upscaler", "DEFAULT_TILE_PAD", "DEFAULT_MODEL"]
 
 DEFAULT_MODEL = "RealESRGAN_x4plus"
 # Input pixels each tile reads beyond its core on every side. RRDBNet's receptive field spans hundreds of pixels:
@@ -26,66 +27,9 @@ DEFAULT_MODEL = "RealESRGAN_x4plus"
 DEFAULT_TILE_PAD = 48
 MIN_TILE = 16
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-DEVICES = ("auto", "cpu", "cuda", "mps")
 ALPHA_MODES = ("model", "bicubic")
 # BT.601 luma, as the official tool's BGR2GRAY, to turn the 3-channel output of a grey input back into grey.
 _LUMA = (0.299, 0.587, 0.114)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" -> cuda, else mps, else cpu; an explicit device that is not available is a UsageError."""
-    if isinstance(device, torch.device):
-        return device
-    name = str(device).lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    kind = name.split(":")[0]
-    if kind not in ("cpu", "cuda", "mps"):
-        raise UsageError(f"device must be one of {', '.join(DEVICES)} (or cuda:N), not {device!r}")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise UsageError("device 'cuda' requested but this PyTorch build sees no CUDA GPU")
-    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UsageError("device 'mps' requested but Apple MPS is not available")
-    return torch.device(name)
-
-
-def available_memory_bytes() -> int:
-    """Memory the process may still use: MemAvailable, capped by a cgroup limit when there is one."""
-    available = None
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
-                    break
-    except OSError:
-        pass
-    for limit_file, usage_file in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
-    ):
-        try:
-            with open(limit_file) as f:
-                raw = f.read().strip()
-            if raw == "max":
-                continue
-            with open(usage_file) as f:
-                used = int(f.read().strip())
-            room = int(raw) - used
-            if room > 0 and int(raw) < (1 << 60):
-                available = room if available is None else min(available, room)
-        except (OSError, ValueError):
-            continue
-    if available is None:
-        try:
-            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            available = 8 << 30
-    return int(available)
 
 
 def _is_out_of_memory(err: BaseException) -> bool:
@@ -171,7 +115,7 @@ class Upscaler:
             raise UsageError(f"alpha must be one of {', '.join(ALPHA_MODES)}, not {alpha!r}")
         if tile is not None and 0 < tile < MIN_TILE:
             raise UsageError(f"tile must be 0 or at least {MIN_TILE} pixels, not {tile}")
-        self.device = resolve_device(device)
+        self.device = pick_device(device)
         resolved = _resolve_model(model, denoise_strength, allow_download, progress)
         self.model_name = resolved.name
         self.model_source = resolved.source
@@ -296,7 +240,14 @@ class Upscaler:
             self.fell_back_to_fp32 = True
             self._net, self._dtype = self._net_fp32, torch.float32
             out = self._run_with_retries(x, on_tile)
-        return out[:, :, : height * self.scale, : width * self.scale]
+        out = out[:, :, : height * self.scale, : width * self.scale]
+        if not torch.isfinite(out).all():
+            # Clamping would turn NaN into black and Inf into white: a wrong picture written as if all were well.
+            raise RealesrError(
+                f"the network's output is not finite (NaN or Inf): the weights of {self.model_name} "
+                "are broken or the network overflows on this input"
+            )
+        return out
 
     def _run_with_retries(self, x: torch.Tensor, on_tile) -> torch.Tensor:
         batch, _, height, width = x.shape

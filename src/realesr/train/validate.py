@@ -11,16 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from torch.utils.data import default_collate
 
-from realesr.atomic import atomic_path
 from realesr.data import list_images, read_rgb
 from realesr.degrade import degrade, sample_degradation_params, usm_sharpen
+from realesr.imagefiles import write_image
 from realesr.metrics import imresize, psnr, ssim
 
-__all__ = ["ValImage", "build_validation_set", "validate", "to_uint8", "save_png"]
+__all__ = ["ValImage", "build_validation_set", "validate", "to_uint8"]
 
 
 @dataclass
@@ -35,11 +34,6 @@ def to_uint8(t: torch.Tensor) -> np.ndarray:
     if t.dim() == 4:
         t = t[0]
     return (t.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-
-
-def save_png(path: Path, img: np.ndarray) -> None:
-    with atomic_path(path, ".png") as tmp:
-        Image.fromarray(img).save(tmp)
 
 
 def build_validation_set(folder: str, scale: int, size_multiple: int, max_images: int, max_size: int, seed: int,
@@ -97,7 +91,8 @@ def validate(net: nn.Module, images: list[ValImage], device: torch.device, crop_
                 acc[1] += ssim(sr_img, item.hr, crop_border=crop_border, y_channel=True)
                 acc[2] += 1
                 if sample_dir is not None and index < num_samples:
-                    save_png(sample_dir / f"{item.name}_{kind}.png", sr_img)
+                    sample_dir.mkdir(parents=True, exist_ok=True)
+                    write_image(sample_dir / f"{item.name}_{kind}.png", sr_img)
     finally:
         net.train(was_training)
     return {kind: {"psnr": s[0] / s[2], "ssim": s[1] / s[2]} for kind, s in sums.items()}

@@ -1,4 +1,6 @@
-"""Reading and writing the image files an upscaler meets, without losing bit depth, alpha, ICC profile or EXIF.
+"""Image files, for every part of realesr: reading, writing, listing, and the plan of every output a command writes.
+
+Reading and writing keep bit depth, alpha, ICC profile and EXIF.
 
 Pillow decodes 16-bit RGB/RGBA/LA PNGs (and 16-bit RGB TIFFs) to 8 bits, dropping the low byte. For those the
 file is decoded twice by Pillow's own C decoder with the tile's raw mode switched so that once the high and
@@ -10,11 +12,15 @@ Deflate-compressed).
 
 from __future__ import annotations
 
+import glob
 import io
 import os
 import struct
 import sys
+import warnings
 import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,10 +28,43 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from realesr.atomic import atomic_write_bytes
-from realesr.errors import ImageReadError, ImageWriteError
+from realesr.errors import ImageReadError, ImageWriteError, UsageError
 
-__all__ = ["LoadedImage", "read_image", "read_rgb", "write_image", "WRITE_FORMATS", "format_for_path"]
+__all__ = [
+    "READ_EXTENSIONS",
+    "SOFTWARE",
+    "WRITE_FORMATS",
+    "ImageHeader",
+    "InputFile",
+    "LoadedImage",
+    "OutputCollision",
+    "PlannedOutput",
+    "check_outputs",
+    "expand_inputs",
+    "format_for_path",
+    "is_image_name",
+    "list_folder",
+    "made_by_realesr",
+    "path_key",
+    "read_header",
+    "read_image",
+    "read_path_list",
+    "read_rgb",
+    "to_uint8",
+    "write_image",
+]
 
+# Extensions of the files realesr reads when it lists a folder, a glob or a .txt list (a file named on the command
+# line is tried whatever its name).
+READ_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".jfif", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".pgm", ".pnm", ".tga"}
+)
+# The EXIF "Software" value (and TIFF tag) realesr writes into its outputs: it is how a later run tells an earlier
+# result of its own (which it may replace, and must not upscale again) from a user's file (which it must not touch).
+SOFTWARE = "realesr"
+
+# Largest side each format can hold.
+MAX_SIDE = {"JPEG": 65_500, "WEBP": 16_383, "BMP": 2**31 - 1, "PNG": 2**31 - 1, "TIFF": 2**31 - 1}
 # Extension -> Pillow format name of the files write_image can produce.
 WRITE_FORMATS = {
     ".png": "PNG",
@@ -88,6 +127,85 @@ def _one_line(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Pillow's warnings (DecompressionBombWarning, "Corrupt EXIF data", palette notes) are not the user's business:
+    what matters about a file is raised as ImageReadError or reported by the caller."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What a file's header says, read without decoding its pixels."""
+
+    width: int
+    height: int
+    mode: str
+    format: str | None
+    frames: int
+    has_alpha: bool
+
+
+def read_header(path: str | os.PathLike) -> ImageHeader:
+    """Size, mode, frame count and alpha of ``path`` from its header (cheap even for a 20000x20000 file);
+    raises :class:`ImageReadError`. The orientation is applied: width and height are as the image is seen."""
+    path = Path(path)
+    _check_readable(path)
+    try:
+        with _quiet(), Image.open(path) as im:
+            width, height = im.size
+            orientation = 1
+            if im.format in ("JPEG", "TIFF", "WEBP", "MPO"):  # (PNG keeps eXIf after the pixels at times: not read)
+                orientation = int(im.getexif().get(0x0112, 1) or 1)
+            if orientation in (5, 6, 7, 8):
+                width, height = height, width
+            mode = im.mode
+            alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+                mode == "P" and ("transparency" in im.info or (im.palette is not None and im.palette.mode == "RGBA"))
+            )
+            return ImageHeader(width, height, mode, im.format, int(getattr(im, "n_frames", 1) or 1), alpha)
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path}: not an image file Pillow can decode") from None
+    except PermissionError:
+        raise ImageReadError(f"{path}: permission denied") from None
+    except Image.DecompressionBombError:
+        raise ImageReadError(f"{path}: more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, refused as a decompression bomb") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error) as err:
+        raise ImageReadError(f"{path}: broken or truncated image ({_one_line(err)})") from None
+
+
+def made_by_realesr(path: str | os.PathLike) -> bool:
+    """True when ``path`` is an image whose EXIF Software tag (TIFF: tag 305) is realesr's (see :data:`SOFTWARE`)."""
+    try:
+        with _quiet(), Image.open(path) as im:
+            software = im.getexif().get(0x0131)
+    except Exception:  # noqa: BLE001 - anything unreadable is not ours
+        return False
+    return isinstance(software, str) and software.split(" ", 1)[0] == SOFTWARE
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise ImageReadError(f"{path}: {'broken symbolic link' if path.is_symlink() else 'no such file'}")
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a folder, not an image")
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise ImageReadError(f"{path}: cannot read ({_one_line(err)})") from None
+    if size == 0:
+        raise ImageReadError(f"{path}: empty file")
+
+
+def to_uint8(values: np.ndarray, peak: float = 1.0) -> np.ndarray:
+    """Float samples in [0, ``peak``] -> uint8 (x * 255 / peak rounded half to even, clipped); same layout."""
+    values = np.asarray(values)
+    scaled = values * (255.0 / peak) if peak != 255.0 else values
+    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+
+
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """HxWx3 float32 RGB in [0, 1], as training, degradation and evaluation see an image: every format
     :func:`read_image` reads (16-bit kept at full precision, EXIF orientation applied), grey replicated to three
@@ -103,18 +221,9 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
 def read_image(path: str | os.PathLike) -> LoadedImage:
     """Decode ``path`` into a :class:`LoadedImage`; raises :class:`ImageReadError` with a one-line reason."""
     path = Path(path)
-    if not path.exists():
-        raise ImageReadError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageReadError(f"{path}: is a folder, not an image")
+    _check_readable(path)
     try:
-        size = path.stat().st_size
-    except OSError as err:
-        raise ImageReadError(f"{path}: cannot read ({_one_line(err)})") from None
-    if size == 0:
-        raise ImageReadError(f"{path}: empty file")
-    try:
-        with Image.open(path) as im:
+        with _quiet(), Image.open(path) as im:
             return _decode(im, path)
     except ImageReadError:
         raise
@@ -122,7 +231,9 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
         raise ImageReadError(f"{path}: not an image file Pillow can decode") from None
     except PermissionError:
         raise ImageReadError(f"{path}: permission denied") from None
-    except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError:
+        raise ImageReadError(f"{path}: more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, refused as a decompression bomb") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error) as err:
         raise ImageReadError(f"{path}: broken or truncated image ({_one_line(err)})") from None
 
 
@@ -196,7 +307,7 @@ def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
             src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
             dst = ImageCms.createProfile("sRGB")
             return ImageCms.profileToProfile(im, src, dst, outputMode="RGB")
-        except Exception:  # noqa: BLE001 - a broken profile: fall back to the plain conversion
+        except Exception:  # noqa: BLE001, S110 - a broken profile: fall back to the plain conversion
             pass
     return im.convert("RGB")
 
@@ -286,13 +397,15 @@ def write_image(
     icc_profile: bytes | None = None,
     exif: bytes | None = None,
     source: str | os.PathLike | None = None,
+    mark: bool = False,
 ) -> Path:
     """Write ``image`` to ``path`` atomically (temporary file in the same folder, then ``os.replace``).
 
     The format comes from the extension. 16-bit arrays stay 16-bit in PNG and TIFF; JPEG, WebP and BMP hold
     8 bits, so 16-bit data is rounded to 8 there. ICC profile and EXIF (from the LoadedImage, or the keyword
     arguments, which win) are embedded where the format allows. ``source``: the input file this output is made
-    from; writing over it is refused.
+    from; writing over it is refused. ``mark``: record realesr as the EXIF/TIFF Software (JPEG, PNG, WebP, TIFF),
+    so that a later run recognises the file as its own result (:func:`made_by_realesr`).
     """
     path = Path(path)
     if isinstance(image, LoadedImage):
@@ -316,7 +429,14 @@ def write_image(
     if not folder.is_dir():
         raise ImageWriteError(f"{path}: output folder {folder} does not exist")
 
-    data = _encode(array, fmt, quality, icc_profile, exif)
+    software = None
+    if mark:
+        from realesr import __version__
+
+        software = f"{SOFTWARE} {__version__}"
+        if fmt != "TIFF":
+            exif = _with_software(exif, software)
+    data = _encode(array, fmt, quality, icc_profile, exif, software)
     try:
         atomic_write_bytes(path, data)
     except OSError as err:
@@ -331,12 +451,23 @@ def _to_8bit(array: np.ndarray) -> np.ndarray:
     return ((array.astype(np.uint32) + 128) // 257).astype(np.uint8)
 
 
-def _encode(array: np.ndarray, fmt: str, quality: int, icc: bytes | None, exif: bytes | None) -> bytes:
+def _with_software(exif: bytes | None, software: str) -> bytes:
+    block = Image.Exif()
+    if exif:
+        with _quiet():
+            block.load(exif)
+    block[0x0131] = software
+    return block.tobytes()
+
+
+def _encode(
+    array: np.ndarray, fmt: str, quality: int, icc: bytes | None, exif: bytes | None, software: str | None = None
+) -> bytes:
     channels = 1 if array.ndim == 2 else array.shape[2]
     if array.dtype == np.uint16 and fmt == "PNG":
         return encode_png16(array, icc=icc, exif=exif)
     if array.dtype == np.uint16 and fmt == "TIFF":
-        return encode_tiff16(array, icc=icc, exif=exif)
+        return encode_tiff16(array, icc=icc, exif=exif, software=software)
     array8 = _to_8bit(array)
     if fmt in ("JPEG", "BMP") and channels in (2, 4):
         # (Pillow's BMP writer drops alpha, and most BMP readers ignore it anyway.)
@@ -356,6 +487,8 @@ def _encode(array: np.ndarray, fmt: str, quality: int, icc: bytes | None, exif: 
         kwargs.update(compress_level=6)
     elif fmt == "TIFF":
         kwargs.update(compression="tiff_deflate")
+        if software:
+            kwargs["software"] = software
     elif fmt == "BMP":
         kwargs.pop("icc_profile", None)
     buffer = io.BytesIO()
@@ -405,7 +538,9 @@ def encode_png16(array: np.ndarray, icc: bytes | None = None, exif: bytes | None
     return b"".join(parts)
 
 
-def encode_tiff16(array: np.ndarray, icc: bytes | None = None, exif: bytes | None = None) -> bytes:
+def encode_tiff16(
+    array: np.ndarray, icc: bytes | None = None, exif: bytes | None = None, software: str | None = None
+) -> bytes:
     """A baseline little-endian 16-bit TIFF, one Deflate-compressed strip (grey, grey+alpha, RGB, RGBA).
 
     EXIF is not written into TIFF (it would need a separate EXIF IFD); the ICC profile is (tag 34675).
@@ -421,7 +556,7 @@ def encode_tiff16(array: np.ndarray, icc: bytes | None = None, exif: bytes | Non
     entries: list[tuple[int, int, int, bytes]] = []  # tag, type, count, value bytes
 
     def add(tag: int, kind: int, values: list[int] | bytes) -> None:
-        if kind == 7:
+        if kind in (2, 7):  # ASCII, UNDEFINED: bytes as they are
             entries.append((tag, kind, len(values), bytes(values)))
             return
         fmt = {3: "<H", 4: "<I"}[kind]
@@ -438,6 +573,8 @@ def encode_tiff16(array: np.ndarray, icc: bytes | None = None, exif: bytes | Non
     add(278, 4, [h])
     add(279, 4, [len(strip)])
     add(284, 3, [1])
+    if software:
+        add(305, 2, software.encode("ascii", "replace") + b"\x00")
     if channels in (2, 4):
         add(338, 3, [2])  # unassociated alpha
     if icc:
@@ -462,3 +599,194 @@ def encode_tiff16(array: np.ndarray, icc: bytes | None = None, exif: bytes | Non
         ifd += struct.pack("<I", value_offsets[tag]) if tag in value_offsets else value.ljust(4, b"\x00")
     ifd += struct.pack("<I", 0)
     return b"II*\x00" + struct.pack("<I", header_size) + bytes(ifd) + bytes(extra) + strip
+
+
+# --------------------------------------------------------------------------------------------------- listing
+
+
+def is_image_name(path: str | os.PathLike) -> bool:
+    """An image extension, and not a hidden file (our own temporaries are ``.NAME.xxxx.tmp``)."""
+    name = os.path.basename(path)
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in READ_EXTENSIONS
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a symlink loop, a name too long
+        return False
+
+
+def list_folder(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """The image files of ``folder`` (sorted; with ``recursive`` its sub-folders too, not following symlinked
+    folders, so a link loop cannot trap it). Hidden files and other extensions are skipped."""
+    folder = Path(folder)
+    found: list[Path] = []
+    if recursive:
+        for root, dirs, files in os.walk(folder):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            found.extend(Path(root) / f for f in files if is_image_name(f) and _is_file(Path(root) / f))
+    else:
+        try:
+            entries = list(folder.iterdir())
+        except OSError:
+            return []
+        found = [p for p in entries if is_image_name(p) and _is_file(p)]
+    return sorted(found)
+
+
+def read_path_list(listing: str | os.PathLike) -> list[Path]:
+    """A .txt list: one image path per line, relative to the list's folder; blank lines and lines starting
+    with '#' are skipped. Raises :class:`ImageReadError` when the list cannot be read."""
+    listing = Path(listing)
+    try:
+        lines = listing.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ImageReadError(f"cannot read the image list {listing}: {_one_line(err)}") from None
+    paths = []
+    for line in lines:
+        entry = line.strip()
+        if entry and not entry.startswith("#"):
+            path = Path(entry).expanduser()
+            paths.append(path if path.is_absolute() else listing.parent / path)
+    return paths
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One file an input argument names or expands to. ``named``: given itself (not found in a folder, glob or
+    list). ``error``: why the argument yields nothing (a missing file, an empty folder), reported as a failure."""
+
+    path: Path
+    spec: str
+    named: bool
+    error: str | None = None
+
+
+def expand_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False) -> list[InputFile]:
+    """Files, folders (their image files), globs and .txt lists -> files in order, each file once (a file reached
+    twice, also through a symlink or a hard link, counts once). An argument that names nothing becomes an
+    :class:`InputFile` with ``error`` so that it is reported while the rest goes on."""
+    out: list[InputFile] = []
+    seen: set[object] = set()
+
+    def add(path: Path, spec: str, named: bool) -> None:
+        key = _identity(path)
+        if key not in seen:
+            seen.add(key)
+            out.append(InputFile(path, spec, named))
+
+    for raw in specs:
+        spec = os.fspath(raw)
+        path = Path(spec).expanduser()
+        try:
+            is_dir = path.is_dir()
+            exists = path.exists()
+        except OSError as err:
+            out.append(InputFile(path, spec, True, _one_line(err)))
+            continue
+        if is_dir:
+            files = list_folder(path, recursive=recursive)
+            if not files:
+                out.append(InputFile(path, spec, True, "folder holds no image files"))
+            for file in files:
+                add(file, spec, False)
+        elif exists and path.suffix.lower() == ".txt":
+            files = read_path_list(path)
+            if not files:
+                out.append(InputFile(path, spec, True, "the list names no image"))
+            for file in files:
+                add(file, spec, True)  # named one by one by the user, so never skipped as an earlier result
+        elif exists:
+            add(path, spec, True)
+        elif path.is_symlink():
+            out.append(InputFile(path, spec, True, "broken symbolic link"))
+        elif glob.has_magic(spec):
+            matches = sorted(Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True))
+            files = [p for p in matches if is_image_name(p) and _is_file(p)]
+            if not files:
+                out.append(InputFile(path, spec, True, "no image file matches this pattern"))
+            for file in files:
+                add(file, spec, False)
+        else:
+            out.append(InputFile(path, spec, True, "no such file or folder"))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- output plan
+
+
+def path_key(path: str | os.PathLike) -> str:
+    """A path compared as a file system would: the real folder, the name casefolded. Case-only differences count
+    as the same file everywhere, so that a batch planned on Linux behaves the same on macOS or Windows."""
+    path = Path(path)
+    folder = os.path.realpath(path.parent if str(path.parent) else ".")
+    return os.path.join(folder, path.name).casefold()
+
+
+def _identity(path: Path) -> object:
+    """(device, inode) of an existing file (the same for symlinks and hard links to it), else its path key."""
+    try:
+        st = os.stat(path)
+        return (st.st_dev, st.st_ino)
+    except OSError:
+        return path_key(path)
+
+
+@dataclass(frozen=True)
+class PlannedOutput:
+    """A file a command will write. ``what``: how to name it to the user ("the result of a.png", "the table");
+    ``params``: the parameters (library names, e.g. "suffix", "output") whose change avoids a clash."""
+
+    path: Path
+    what: str
+    params: tuple[str, ...] = ()
+
+
+class OutputCollision(UsageError):
+    """Two planned outputs at one place, or an output that would overwrite an input (exit code 2).
+    ``params`` names the parameters that avoid it; the CLI shows them as its options."""
+
+
+def check_outputs(outputs: Sequence[PlannedOutput], inputs: Iterable[str | os.PathLike]) -> None:
+    """Raise :class:`OutputCollision` for the first planned output that lands on another planned output or on an
+    input (same path, case aside; or the same file through a symlink or a hard link)."""
+    input_keys: dict[object, Path] = {}
+    for raw in inputs:
+        path = Path(raw)
+        input_keys.setdefault(path_key(path), path)
+        input_keys.setdefault(_identity(path), path)
+    planned: dict[str, PlannedOutput] = {}
+    for output in outputs:
+        key = path_key(output.path)
+        other = planned.get(key)
+        if other is not None:
+            same = "" if str(other.path) == str(output.path) else f" and {output.path}"
+            raise OutputCollision(
+                f"{other.what} and {output.what} would both be written to {other.path}{same}",
+                params=tuple(dict.fromkeys(other.params + output.params)),
+            )
+        planned[key] = output
+        source = input_keys.get(key) or input_keys.get(_identity(output.path))
+        if source is not None:
+            via = "" if path_key(source) == key else f" (the same file as {output.path})"
+            raise OutputCollision(f"{output.what} would overwrite the input {source}{via}", params=output.params)
+
+
+def existing_ancestor(path: str | os.PathLike) -> Path:
+    """``path`` itself if it exists, else its nearest existing parent."""
+    found = Path(os.path.abspath(path))
+    while not found.exists() and found.parent != found:
+        found = found.parent
+    return found
+
+
+def check_folder_writable(folder: str | os.PathLike, params: tuple[str, ...] = ("output",)) -> None:
+    """The folder exists and is writable, or can be created: a check before the work, that creates nothing."""
+    folder = Path(folder)
+    ancestor = existing_ancestor(folder)
+    if not ancestor.is_dir():
+        raise UsageError(f"cannot create the folder {folder}: {ancestor} is a file", params=params)
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        what = f"folder {folder}" if ancestor == Path(os.path.abspath(folder)) else f"folder {ancestor} (to create {folder})"
+        raise UsageError(f"the {what} is not writable", params=params)

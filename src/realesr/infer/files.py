@@ -1,0 +1,353 @@
+"""Upscaling image files: the naming, planning and writing rules of `realesr upscale`, for every front end.
+
+The CLI, the web server, multi-device runs and Ray call these, so that the same input and options give the same
+bytes everywhere::
+
+    plan = plan_upscale(["photos/", "scan.tif"], "out", OutputOptions(suffix="x4"))   # names, collisions
+    plan.check_sizes(upscaler)                                                           # needs the model's scale
+    plan.prepare()                                                                       # creates the folder
+    for item in plan.items:
+        if item.error is None:
+            result = upscale_item(upscaler, item, plan.options)
+
+or, for one file, ``upscale_file(upscaler, "a.png", "out/", options)`` which does all of it.
+
+Rules (docs/upscale.md): outputs are ``NAME_SUFFIX.EXT`` in the output folder (or exactly the file given for one
+input), plus ``NAME_compare.png`` with ``compare``. Every output is planned before the first pixel and checked
+against every input and against the other outputs (:func:`realesr.imagefiles.check_outputs`). When a folder is
+both input and output, a file found there that is the planned output of another input and carries realesr's mark
+(an earlier result) is skipped, and replaced; one without the mark is the user's file: the plan is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from realesr.errors import RealesrError, UsageError
+from realesr.imagefiles import (
+    MAX_SIDE,
+    WRITE_FORMATS,
+    ImageHeader,
+    InputFile,
+    PlannedOutput,
+    check_folder_writable,
+    check_outputs,
+    existing_ancestor,
+    expand_inputs,
+    made_by_realesr,
+    path_key,
+    read_header,
+    read_image,
+    to_uint8,
+    write_image,
+)
+
+__all__ = [
+    "EXTENSIONS",
+    "FileResult",
+    "OutputOptions",
+    "PlanItem",
+    "UpscalePlan",
+    "plan_upscale",
+    "upscale_file",
+    "upscale_item",
+]
+
+EXTENSIONS = ("png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp")
+_NO_ALPHA = (".jpg", ".jpeg", ".bmp")
+# Rough compressed bytes per sample byte, on the low side, for the free-disk check (refuse only when clearly short).
+_DISK_RATIO = {"PNG": 0.3, "TIFF": 0.3, "BMP": 1.0, "JPEG": 0.03, "WEBP": 0.02}
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """How outputs are named and encoded. ``ext``: "auto" keeps the input's format (PNG when the input's format
+    cannot be written, or holds no alpha and the image has some); ``suffix``: "" names the output like the input;
+    ``quality``: JPEG/WebP; ``compare``: also write NAME_compare.png (bicubic beside the result)."""
+
+    suffix: str = "out"
+    ext: str = "auto"
+    quality: int = 95
+    compare: bool = False
+
+    def __post_init__(self) -> None:
+        if os.sep in self.suffix or (os.altsep and os.altsep in self.suffix) or "\0" in self.suffix:
+            raise UsageError(f"the suffix must not contain a path separator: {self.suffix!r}", params=("suffix",))
+        if self.ext.lower().lstrip(".") not in EXTENSIONS + ("auto",):
+            raise UsageError(f"the output format must be auto or one of {', '.join(EXTENSIONS)}, not {self.ext!r}",
+                             params=("ext",))
+        if not 1 <= int(self.quality) <= 100:
+            raise UsageError(f"the quality must be in 1..100, not {self.quality}", params=("quality",))
+
+
+@dataclass
+class PlanItem:
+    """One input's work: where its result (and comparison sheet) go, or why it fails before any work."""
+
+    source: Path
+    output: Path | None = None
+    compare: Path | None = None
+    header: ImageHeader | None = None
+    out_size: tuple[int, int] | None = None  # (width, height), once check_sizes has run
+    error: str | None = None
+    error_params: tuple[str, ...] = ()  # the parameters that would avoid the error
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class UpscalePlan:
+    items: list[PlanItem]
+    options: OutputOptions
+    target: Path  # the output folder, or the output file when target_is_file
+    target_is_file: bool
+    skipped: list[Path] = field(default_factory=list)  # earlier results found among the inputs
+
+    @property
+    def folder(self) -> Path:
+        return (self.target.parent if str(self.target.parent) else Path(".")) if self.target_is_file else self.target
+
+    def check_sizes(self, upscaler, available_bytes: int | None = None) -> None:
+        """Per item: refuse (``item.error``) an output too large for its format or for the memory here, from the
+        header size, before anything is decoded; then refuse the whole plan when the disk is clearly too small."""
+        if available_bytes is None:
+            from realesr.devices import available_memory_bytes
+
+            available_bytes = available_memory_bytes()
+        disk_need = 0.0
+        for item in self.items:
+            if item.error is not None or item.header is None or item.output is None:
+                continue
+            header = item.header
+            try:
+                out_h, out_w = upscaler.output_size(header.height, header.width)
+            except (OverflowError, ValueError):
+                out_h = out_w = 10**30
+            item.out_size = (out_w, out_h)
+            fmt = WRITE_FORMATS[item.output.suffix.lower()]
+            channels = (2 if header.mode.startswith(("L", "I", "1")) else 4) if header.has_alpha else (
+                1 if header.mode in ("L", "1", "I", "I;16", "I;16B", "I;16L", "I;16N", "F") else 3)
+            sample = 2 if header.mode.startswith("I") or "16" in header.mode else 1
+            pixels = float(out_h) * float(out_w)
+            # The float32 result on the device (3 colour + alpha planes) and the integer array written out.
+            memory = pixels * (4 * max(channels, 3) + channels * sample)
+            if memory > available_bytes:
+                item.error = (f"{item.source}: the output would be {_size(out_w, out_h)} and need about "
+                              f"{_bytes(memory)} of memory, {_bytes(available_bytes)} are available: "
+                              "lower the output scale or crop the image")
+                item.error_params = ("outscale",)
+            elif max(out_h, out_w) > MAX_SIDE[fmt]:
+                item.error = (f"{item.source}: the output would be {_size(out_w, out_h)}, more than {fmt} can hold "
+                              f"({MAX_SIDE[fmt]} px a side): write PNG or TIFF, or lower the output scale")
+                item.error_params = ("ext", "outscale")
+            else:
+                disk_need += pixels * channels * sample * _DISK_RATIO[fmt]
+        folder = existing_ancestor(self.folder)
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            return
+        if disk_need > free:
+            raise UsageError(f"the outputs need about {_bytes(disk_need)} and {folder} has {_bytes(free)} free",
+                             params=("output",))
+
+    def prepare(self) -> None:
+        """Create the output folder (after the plan has been checked: a refused plan writes nothing)."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UsageError(f"cannot create the output folder {self.folder}: {err.strerror or err}",
+                             params=("output",)) from None
+
+
+@dataclass
+class FileResult:
+    source: Path
+    output: Path
+    compare: Path | None
+    size: tuple[int, int]  # (width, height) of the output
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+def _size(width: int, height: int) -> str:
+    if max(width, height) >= 10**7:
+        return f"{float(width):.3g} x {float(height):.3g} px"
+    return f"{width} x {height} px"
+
+
+def _bytes(count: float) -> str:
+    if count >= 1e15:
+        return "more than 1000 TB"
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if count >= scale:
+            return f"{count / scale:.3g} {unit}"
+    return f"{count / 1e3:.3g} kB"
+
+
+def _extension(options: OutputOptions, source: Path, has_alpha: bool) -> tuple[str, str | None]:
+    """(extension, note): PNG replaces formats that cannot hold alpha."""
+    if options.ext.lower() != "auto":
+        ext = "." + options.ext.lower().lstrip(".")
+    else:
+        ext = source.suffix.lower() if source.suffix.lower() in WRITE_FORMATS else ".png"
+    if has_alpha and ext in _NO_ALPHA:
+        return ".png", f"{ext[1:].upper()} holds no alpha: wrote PNG"
+    return ext, None
+
+
+def plan_upscale(
+    inputs: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    options: OutputOptions | None = None,
+    recursive: bool = False,
+) -> UpscalePlan:
+    """Expand ``inputs`` (files, folders, globs, .txt lists), name every output, and check them all.
+
+    ``output`` is a folder, or a file name (with an image extension, not an existing folder) for one input.
+    Raises :class:`realesr.imagefiles.OutputCollision` (two outputs at one place, an output on an input) or
+    :class:`UsageError` (an output folder that cannot be written); inputs that are missing or whose header is
+    unreadable become items with ``error``. Nothing is written.
+    """
+    options = options or OutputOptions()
+    entries = expand_inputs(inputs, recursive=recursive)
+    files = [e for e in entries if e.error is None]
+    target = Path(output).expanduser()
+    target_is_file = target.suffix.lower() in WRITE_FORMATS and not target.is_dir()
+    if target_is_file and len(entries) != 1:
+        raise UsageError(f"the output {target} is a file name, but there are {len(entries)} inputs: give a folder",
+                         params=("output",))
+    plan = UpscalePlan([], options, target, target_is_file)
+    check_folder_writable(plan.folder, params=("output",))
+
+    by_entry: list[tuple[InputFile, PlanItem]] = []
+    for entry in entries:
+        item = PlanItem(entry.path)
+        if entry.error is not None:
+            item.error = f"{entry.path}: {entry.error}"
+        else:
+            try:
+                item.header = read_header(entry.path)
+            except RealesrError as err:
+                item.error = str(err)
+        if item.header is not None:
+            ext, note = _extension(options, entry.path, item.header.has_alpha)
+            if target_is_file:
+                item.output = target.with_suffix(".png") if note and target.suffix.lower() in _NO_ALPHA else target
+                note = note if item.output != target else None
+            else:
+                stem = entry.path.stem
+                item.output = target / f"{stem}_{options.suffix}{ext}" if options.suffix else target / f"{stem}{ext}"
+            if note:
+                item.notes.append(note)
+            if options.compare:
+                item.compare = item.output.with_name(f"{entry.path.stem}_compare.png")
+            if item.header.frames > 1:
+                item.notes.append(f"{item.header.frames} frames: only the first was upscaled")
+        by_entry.append((entry, item))
+
+    # Earlier results: found (not named) in the output folder, planned as another input's output, and ours.
+    planned = {path_key(p): item for _e, item in by_entry for p in (item.output, item.compare) if p is not None}
+    folder_key = os.path.realpath(plan.folder).casefold()
+    kept: list[tuple[InputFile, PlanItem]] = []
+    for entry, item in by_entry:
+        owner = planned.get(path_key(entry.path)) if entry.error is None else None
+        if (owner is not None and owner is not item and not entry.named
+                and os.path.realpath(entry.path.parent).casefold() == folder_key and made_by_realesr(entry.path)):
+            plan.skipped.append(entry.path)
+            continue
+        kept.append((entry, item))
+    skipped_keys = {path_key(p) for p in plan.skipped}
+    planned_outputs: list[PlannedOutput] = []
+    for _entry, item in kept:
+        if item.output is not None:
+            params = ("output",) if target_is_file else ("suffix", "output")
+            if options.ext.lower() != "auto":
+                params += ("ext",)
+            planned_outputs.append(PlannedOutput(item.output, f"the result of {item.source}", params))
+        if item.compare is not None:
+            planned_outputs.append(PlannedOutput(item.compare, f"the comparison sheet of {item.source}",
+                                                 ("suffix", "output")))
+    inputs_to_protect = [e.path for e in files if path_key(e.path) not in skipped_keys]
+    check_outputs(planned_outputs, inputs_to_protect)
+    plan.items = [item for _e, item in kept]
+    return plan
+
+
+def upscale_item(
+    upscaler,
+    item: PlanItem,
+    options: OutputOptions,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> FileResult:
+    """Read, upscale and write (atomically, marked as realesr's) one planned item; raises RealesrError."""
+    if item.error is not None or item.output is None:
+        raise RealesrError(item.error or f"{item.source}: nothing planned")
+    started = time.perf_counter()
+    image = read_image(item.source)
+    result = upscaler.upscale_image(image, on_tile=on_progress)
+    write_image(item.output, result, quality=options.quality, source=item.source, mark=True)
+    if item.compare is not None:
+        sheet = comparison_sheet(image.array, result.array, upscaler.model_name)
+        write_image(item.compare, sheet, source=item.source, mark=True)
+    return FileResult(item.source, item.output, item.compare, (result.width, result.height),
+                      time.perf_counter() - started, list(item.notes))
+
+
+def upscale_file(
+    upscaler,
+    source: str | os.PathLike,
+    dest: str | os.PathLike,
+    options: OutputOptions | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> FileResult:
+    """Upscale one file exactly as `realesr upscale SOURCE -o DEST` would (DEST a folder, or a file name).
+
+    ``on_progress(done, total)`` is called per tile. Raises RealesrError (OutputCollision for a clash with the
+    input, ImageReadError, ImageWriteError, ...) with a one-line message.
+    """
+    plan = plan_upscale([source], dest, options)
+    plan.check_sizes(upscaler)
+    item = plan.items[0]
+    if item.error is not None:
+        raise RealesrError(item.error, params=item.error_params)
+    plan.prepare()
+    return upscale_item(upscaler, item, plan.options, on_progress)
+
+
+def comparison_sheet(low: np.ndarray, high: np.ndarray, model_name: str) -> np.ndarray:
+    """Bicubic (left) and the result (right) at the result's size, over a grey checkerboard if transparent."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    def to_rgba8(array: np.ndarray) -> Image.Image:
+        if array.dtype == np.uint16:
+            array = to_uint8(array, peak=65535.0)
+        if array.ndim == 2:
+            return Image.fromarray(array).convert("RGBA")
+        mode = {2: "LA", 3: "RGB", 4: "RGBA"}[array.shape[2]]
+        return Image.fromarray(array, mode=mode if mode != "LA" else None).convert("RGBA")
+
+    result = to_rgba8(high)
+    bicubic = to_rgba8(low).resize(result.size, Image.Resampling.BICUBIC)
+    width, height = result.size
+    font = ImageFont.load_default(size=max(12, min(48, height // 24)))
+    label_height = int(font.size * 1.6)
+    canvas = Image.new("RGBA", (2 * width, height + label_height), (255, 255, 255, 255))
+    checker = Image.new("RGBA", (width, height), (204, 204, 204, 255))
+    step = 16
+    draw_checker = ImageDraw.Draw(checker)
+    for y in range(0, height, step):
+        for x in range((y // step) % 2 * step, width, 2 * step):
+            draw_checker.rectangle([x, y, x + step - 1, y + step - 1], fill=(255, 255, 255, 255))
+    for index, panel in enumerate((bicubic, result)):
+        canvas.paste(Image.alpha_composite(checker, panel), (index * width, label_height))
+    draw = ImageDraw.Draw(canvas)
+    for index, label in enumerate(("bicubic", model_name)):
+        draw.text((index * width + 8, int(font.size * 0.25)), label, fill=(0, 0, 0, 255), font=font)
+    return np.asarray(canvas.convert("RGB"))

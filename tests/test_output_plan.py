@@ -1,0 +1,231 @@
+"""The output plan of `realesr upscale` (realesr.infer.files): every output named and checked against every input
+and against itself before any work; earlier results recognised; pre-work refusals; the per-file API."""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from realesr.archs import SRVGGNetCompact
+from realesr.cli import main
+from realesr.errors import RealesrError
+from realesr.imagefiles import OutputCollision, made_by_realesr, read_header, read_image
+from realesr.infer import Upscaler
+from realesr.infer.files import OutputOptions, plan_upscale, upscale_file
+from realesr.weights import save_model
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+PHOTO = "real_lr/RealESRGAN_inputs/0014.jpg"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny_x4.safetensors"
+    save_model(SRVGGNetCompact(num_feat=8, num_conv=2, upscale=4), path)
+    return path
+
+
+@pytest.fixture
+def photo(shared_data):
+    """A 24x24 crop of a real photo (RGB)."""
+    with Image.open(shared_data / PHOTO) as im:
+        return np.asarray(im.convert("RGB").crop((40, 40, 64, 64))).copy()
+
+
+def upscale(*args: str) -> int:
+    return main(["upscale", *args, "--no-progress"])
+
+
+def listing(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_unrelated_planned_output_in_the_input_folder_is_neither_overwritten_nor_upscaled(tmp_path, photo, tiny_model,
+                                                                                          capsys):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    Image.fromarray(photo).save(folder / "a.png")
+    Image.fromarray(photo[::-1]).save(folder / "a_out.png")  # the user's own file, not a realesr result
+    before = (folder / "a_out.png").read_bytes()
+    code = upscale(str(folder), "-o", str(folder), "-m", str(tiny_model))
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "a.png" in lines[0] and "a_out.png" in lines[0] and "--suffix" in lines[0]
+    assert (folder / "a_out.png").read_bytes() == before
+    assert listing(folder) == ["a.png", "a_out.png"]
+
+
+def test_rerun_into_the_input_folder_replaces_its_earlier_results_and_skips_them(tmp_path, photo, tiny_model, capsys):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    Image.fromarray(photo).save(folder / "a.png")
+    assert upscale(str(folder), "-o", str(folder), "-m", str(tiny_model), "--compare") == 0
+    assert listing(folder) == ["a.png", "a_compare.png", "a_out.png"]
+    assert made_by_realesr(folder / "a_out.png") and made_by_realesr(folder / "a_compare.png")
+    assert not made_by_realesr(folder / "a.png")
+    capsys.readouterr()
+    assert upscale(str(folder), "-o", str(folder), "-m", str(tiny_model), "--compare") == 0
+    out = capsys.readouterr().out
+    assert "1 of 1 image(s) upscaled" in out and "2 earlier result(s)" in out
+    assert listing(folder) == ["a.png", "a_compare.png", "a_out.png"]  # no a_out_out.png, no a_compare_out.png
+
+
+@pytest.mark.parametrize(
+    ("names", "extra", "option"),
+    [
+        (("a.png", "a.jpg"), ["--ext", "png"], "--ext"),  # two inputs, one output name
+        (("a.png",), ["--suffix", "compare", "--compare"], "--suffix"),  # result and sheet at one path
+    ],
+)
+def test_two_outputs_at_one_path_are_refused_before_any_work(tmp_path, photo, tiny_model, capsys, names, extra,
+                                                              option):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in names:
+        Image.fromarray(photo).save(folder / name)
+    out = tmp_path / "out"
+    code = upscale(*(str(folder / n) for n in names), "-o", str(out), "-m", str(tiny_model), *extra)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "would both be written to" in err[0] and option in err[0]
+    assert not out.exists()  # nothing written, not even the folder
+
+
+def test_an_input_named_like_the_comparison_sheet_is_protected(tmp_path, photo, tiny_model, capsys):
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    Image.fromarray(photo).save(tmp_path / "a_compare.png")
+    before = (tmp_path / "a_compare.png").read_bytes()
+    assert upscale(str(tmp_path / "a.png"), str(tmp_path / "a_compare.png"), "-o", str(tmp_path),
+                   "-m", str(tiny_model), "--compare") == 2
+    assert "a_compare.png" in capsys.readouterr().err
+    assert (tmp_path / "a_compare.png").read_bytes() == before
+    assert listing(tmp_path) == ["a.png", "a_compare.png"]
+
+
+def test_hard_links_symlinks_and_case_only_clashes_are_collisions(tmp_path, photo):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(photo).save(src / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    os.link(src / "a.png", out / "a_out.png")  # the planned output is the input under another name
+    with pytest.raises(OutputCollision, match="same file"):
+        plan_upscale([src / "a.png"], out)
+    (tmp_path / "link").symlink_to(src, target_is_directory=True)  # the output folder is the input folder
+    with pytest.raises(OutputCollision, match="would overwrite the input"):
+        plan_upscale([src / "a.png"], tmp_path / "link", OutputOptions(suffix=""))
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.fromarray(photo).save(other / "A.png")
+    with pytest.raises(OutputCollision, match="would both be written") as caught:
+        plan_upscale([src / "a.png", other / "A.png"], tmp_path / "fresh")
+    assert "output" in caught.value.params and "suffix" in caught.value.params
+    assert not (tmp_path / "fresh").exists()
+
+
+def _png_header_only(path, width, height):
+    """A PNG whose header says width x height (its pixels are never read by the plan)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+
+
+def test_huge_outputs_are_refused_from_the_header_and_the_batch_goes_on(tmp_path, photo, tiny_model, capsys):
+    _png_header_only(tmp_path / "huge.png", 20000, 20000)
+    Image.fromarray(photo).save(tmp_path / "small.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a DecompressionBombWarning would fail here
+        assert (read_header(tmp_path / "huge.png").width, read_header(tmp_path / "huge.png").height) == (20000, 20000)
+    out = tmp_path / "out"
+    code = upscale(str(tmp_path / "huge.png"), str(tmp_path / "small.png"), "-o", str(out), "-m", str(tiny_model))
+    captured = capsys.readouterr()
+    assert code == 1
+    failed = [line for line in captured.err.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 1 and "huge.png" in failed[0] and "80000 x 80000 px" in failed[0]
+    assert "-s/--outscale" in failed[0] and "Traceback" not in captured.err and "Warning" not in captured.err
+    assert listing(out) == ["small_out.png"]
+
+
+@pytest.mark.parametrize("outscale", ["1e6", "1e300", "1e308"])
+def test_absurd_outscale_fails_each_file_with_the_size_it_would_need(tmp_path, photo, tiny_model, capsys, outscale):
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    Image.fromarray(photo).save(tmp_path / "b.png")
+    code = upscale(str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o", str(tmp_path / "out"),
+                   "-m", str(tiny_model), "-s", outscale)
+    captured = capsys.readouterr()
+    assert code == 1 and "Traceback" not in captured.err
+    failed = [line for line in captured.err.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 2 and all("the output would be" in line for line in failed), captured.err
+    assert "0 of 2 image(s) upscaled" in captured.out
+
+
+def test_webp_side_limit_is_checked_before_work(tmp_path, tiny_model, capsys):
+    _png_header_only(tmp_path / "wide.png", 5000, 10)  # x4: 20000 px wide, more than WebP holds
+    code = upscale(str(tmp_path / "wide.png"), "-o", str(tmp_path / "out"), "-m", str(tiny_model), "--ext", "webp")
+    err = capsys.readouterr().err
+    assert code == 1 and "WEBP can hold" in err and "--ext" in err
+
+
+def test_nan_weights_fail_the_file_instead_of_writing_black(tmp_path, photo, capsys):
+    net = SRVGGNetCompact(num_feat=8, num_conv=2, upscale=4)
+    with torch.no_grad():
+        net.body[0].weight[0, 0, 0, 0] = float("nan")
+    model = tmp_path / "nan.safetensors"
+    save_model(net, model)
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    code = upscale(str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "-m", str(model))
+    err = capsys.readouterr().err
+    assert code == 1 and "not finite" in err and "Traceback" not in err
+    assert listing(tmp_path / "out") == []
+
+
+def test_multi_frame_input_gets_a_note(tmp_path, photo, tiny_model, capsys):
+    frames = [Image.fromarray(photo), Image.fromarray(photo[::-1])]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    assert upscale(str(tmp_path / "anim.gif"), "-o", str(tmp_path / "out"), "-m", str(tiny_model)) == 0
+    assert "2 frames: only the first was upscaled" in capsys.readouterr().err
+
+
+def test_upscale_file_writes_the_same_bytes_as_the_cli(tmp_path, photo, tiny_model, capsys):
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    assert upscale(str(tmp_path / "a.png"), "-o", str(tmp_path / "cli"), "-m", str(tiny_model), "--compare") == 0
+    upscaler = Upscaler(str(tiny_model), device="cpu")
+    progress = []
+    result = upscale_file(upscaler, tmp_path / "a.png", tmp_path / "api", OutputOptions(compare=True),
+                          on_progress=lambda done, total: progress.append((done, total)))
+    assert result.output == tmp_path / "api" / "a_out.png" and result.size == (96, 96)
+    assert (tmp_path / "api" / "a_out.png").read_bytes() == (tmp_path / "cli" / "a_out.png").read_bytes()
+    assert (tmp_path / "api" / "a_compare.png").read_bytes() == (tmp_path / "cli" / "a_compare.png").read_bytes()
+    assert progress and progress[-1][0] == progress[-1][1]
+    # The pixels are the Upscaler's, and the input is protected from the API as from the CLI.
+    assert np.array_equal(read_image(result.output).array, upscaler(photo))
+    with pytest.raises(OutputCollision):
+        upscale_file(upscaler, tmp_path / "a.png", tmp_path, OutputOptions(suffix=""))
+    with pytest.raises(RealesrError, match="no such file"):
+        upscale_file(upscaler, tmp_path / "missing.png", tmp_path / "api")
+
+
+def test_unwritable_output_folder_is_refused_before_work(tmp_path, photo, tiny_model, capsys):
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        assert upscale(str(tmp_path / "a.png"), "-o", str(locked / "sub"), "-m", str(tiny_model)) == 2
+        assert "not writable" in capsys.readouterr().err
+    finally:
+        locked.chmod(0o700)
