@@ -11,7 +11,7 @@ only here are errors printed and exit codes chosen, by one rule:
 
 Start-up: only the module of the sub-command being run is imported (``realesr --help`` imports none, so it
 answers in a few tens of ms whatever the sub-command modules import); the one-line help of each sub-command for
-that listing is in ``COMMANDS``. Sub-command modules import torch/numpy inside ``run``, so that
+that listing is in ``HELP``. Sub-command modules import torch/numpy inside ``run``, so that
 ``realesr upscale --help`` is fast too (bench/bench_cli_startup.py measures both).
 """
 
@@ -28,7 +28,7 @@ from realesr import __version__
 from realesr.errors import RealesrError
 
 # Sub-command -> its one-line help in `realesr --help` (add a new command here and as realesr/cli/<name>.py).
-COMMANDS = {
+HELP = {
     "upscale": "upscale images (files, folders, globs)",
     "models": "list the official models and where their weights are",
     "convert": "convert weights to safetensors (or ncnn)",
@@ -36,6 +36,7 @@ COMMANDS = {
     "eval": "score models (PSNR/SSIM/NIQE) on benchmark folders or real photos",
     "train": "train or fine-tune a model (Real-ESRNet, then Real-ESRGAN) from a YAML config",
 }
+COMMANDS = tuple(HELP)
 
 
 class Terminated(KeyboardInterrupt):
@@ -66,11 +67,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"realesr {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
-    for name, help_text in COMMANDS.items():
+    for name in COMMANDS:
         if argv is None or name == chosen:
             importlib.import_module(f"realesr.cli.{name}").register(subparsers)
         else:
-            subparsers.add_parser(name, help=help_text)
+            subparsers.add_parser(name, help=HELP.get(name))
     return parser
 
 
