@@ -35,6 +35,7 @@ HELP = {
     "degrade": "synthesise LR/GT training pairs from images with the Real-ESRGAN degradation model",
     "eval": "score models (PSNR/SSIM/NIQE) on benchmark folders or real photos",
     "train": "train or fine-tune a model (Real-ESRNet, then Real-ESRGAN) from a YAML config",
+    "serve": "a local web page for upscaling (needs the web extra)",
 }
 COMMANDS = tuple(HELP)
 
