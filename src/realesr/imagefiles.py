@@ -601,6 +601,14 @@ def encode_tiff16(
     return b"II*\x00" + struct.pack("<I", header_size) + bytes(ifd) + bytes(extra) + strip
 
 
+def write_figure(path: str | os.PathLike, figure, dpi: float = 100) -> Path:
+    """A matplotlib figure (Agg canvas), rendered at ``dpi`` and written by :func:`write_image` (atomic)."""
+    figure.set_dpi(dpi)
+    figure.canvas.draw()
+    rgba = np.asarray(figure.canvas.buffer_rgba())
+    return write_image(path, np.ascontiguousarray(rgba[..., :3]))
+
+
 # --------------------------------------------------------------------------------------------------- listing
 
 
