@@ -93,6 +93,11 @@ class LoadedImage:
     format: str | None = None
     info: dict = field(default_factory=dict)
 
+    def with_array(self, array: np.ndarray) -> LoadedImage:
+        """The same file's metadata (ICC profile, EXIF, format) with other pixels (an upscaled version)."""
+        return LoadedImage(array=array, icc_profile=self.icc_profile, exif=self.exif, format=self.format,
+                           info=dict(self.info))
+
     @property
     def bit_depth(self) -> int:
         return 16 if self.array.dtype == np.uint16 else 8
@@ -368,6 +373,60 @@ def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
     if orientation not in ops:
         return array
     return np.ascontiguousarray(ops[orientation](array))
+
+
+# ------------------------------------------------------------------------------------- arrays and PIL images
+
+
+@dataclass(frozen=True)
+class ArrayLayout:
+    """How an image array maps onto network planes: ``planes`` is HxW or HxWxC (C = 2 grey+alpha, 3, 4) without a
+    trailing 1-channel axis; ``peak`` the value of full intensity (None: float in [0, 1])."""
+
+    planes: np.ndarray
+    peak: float | None
+    squeeze: bool  # the input was HxWx1: give the result that shape back
+    channels: int
+    colour_channels: int  # 1 (grey, grey+alpha) or 3
+    has_alpha: bool
+
+
+def array_layout(array: np.ndarray) -> ArrayLayout:
+    """Check an image array (HxW, HxWx1..4; uint8, uint16 or float in [0, 1]) and describe its planes;
+    raises :class:`UsageError` for anything else."""
+    array = np.asarray(array)
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
+        raise UsageError(f"expected an HxW or HxWxC image (C = 1..4), got shape {array.shape}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise UsageError(f"empty image of shape {array.shape}")
+    peaks = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): None,
+             np.dtype(np.float64): None}
+    if array.dtype not in peaks:
+        raise UsageError(f"pixels must be uint8, uint16 or float in [0,1], not {array.dtype}")
+    squeeze = array.ndim == 3 and array.shape[2] == 1
+    planes = np.ascontiguousarray(array[..., 0] if squeeze else array)
+    channels = 1 if planes.ndim == 2 else planes.shape[2]
+    return ArrayLayout(planes, peaks[array.dtype], squeeze, channels, 1 if channels in (1, 2) else 3,
+                       channels in (2, 4))
+
+
+def pil_to_array(image: Image.Image) -> np.ndarray:
+    """A PIL image of any mode -> HxW / HxWxC uint8 or uint16 array (L, LA, RGB, RGBA), as files are decoded."""
+    with _quiet():
+        return _pixels_of(image)
+
+
+def array_to_pil(array: np.ndarray, like: Image.Image | None = None) -> Image.Image:
+    """uint8 HxW/HxWxC or uint16 grey -> a PIL image, with ``like``'s ICC profile, EXIF and dpi in its info.
+    PIL has no 16-bit colour mode: that is a :class:`UsageError` (use numpy arrays or read_image/write_image)."""
+    if array.dtype == np.uint16 and array.ndim == 3:
+        raise UsageError(
+            "PIL has no 16-bit colour mode; pass a numpy array or use realesr.imagefiles.read_image for 16-bit colour"
+        )
+    result = Image.fromarray(array)
+    if like is not None:
+        result.info.update({k: v for k, v in like.info.items() if k in ("icc_profile", "exif", "dpi")})
+    return result
 
 
 # --------------------------------------------------------------------------------------------------- writing
