@@ -251,3 +251,26 @@ def test_cache_dir_of_an_unknown_user_is_one_line(monkeypatch, capsys, tmp_path,
     assert upscale(str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "-m", "RealESRGAN_x4plus") == 2
     err = capsys.readouterr().err
     assert "REALESR_CACHE_DIR" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (["-o", "{tmp}/out.gif"], 2, "cannot write GIF"),  # not silently a folder named out.gif
+        (["-o", "{tmp}/out", "--suffix", "x" * 300], 2, "too long"),  # refused before the work, not after
+        (["-o", "{tmp}/a.png/sub"], 2, "is a file"),
+    ],
+)
+def test_careless_outputs_are_refused_before_work(tmp_path, photo, tiny_model, capsys, args, code, fragment):
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    before = listing(tmp_path)
+    assert upscale(str(tmp_path / "a.png"), "-m", str(tiny_model), *(a.format(tmp=tmp_path) for a in args)) == code
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert listing(tmp_path) == before
+
+
+def test_a_named_pipe_input_fails_at_once(tmp_path, tiny_model, capsys):
+    os.mkfifo(tmp_path / "pipe.png")
+    assert upscale(str(tmp_path / "pipe.png"), "-o", str(tmp_path / "out"), "-m", str(tiny_model)) == 1
+    assert "not a regular file" in capsys.readouterr().err

@@ -196,6 +196,8 @@ def _check_readable(path: Path) -> None:
         raise ImageReadError(f"{path}: {'broken symbolic link' if path.is_symlink() else 'no such file'}")
     if path.is_dir():
         raise ImageReadError(f"{path}: is a folder, not an image")
+    if not path.is_file():
+        raise ImageReadError(f"{path}: not a regular file (a pipe, a socket or a device)")
     try:
         size = path.stat().st_size
     except OSError as err:
@@ -818,6 +820,18 @@ class OutputCollision(UsageError):
 def check_outputs(outputs: Sequence[PlannedOutput], inputs: Iterable[str | os.PathLike]) -> None:
     """Raise :class:`OutputCollision` for the first planned output that lands on another planned output or on an
     input (same path, case aside; or the same file through a symlink or a hard link)."""
+    limits: dict[str, int] = {}
+    for output in outputs:
+        folder = str(existing_ancestor(output.path.parent if str(output.path.parent) else "."))
+        if folder not in limits:
+            try:
+                limits[folder] = int(os.pathconf(folder, "PC_NAME_MAX"))
+            except (OSError, ValueError, AttributeError):
+                limits[folder] = 255
+        # The temporary file beside it is ".NAME.<12 hex>.tmp": 18 bytes longer.
+        if len(os.fsencode(output.path.name)) + 18 > limits[folder]:
+            raise UsageError(f"the name of {output.what} ({len(output.path.name)} characters) is too long for "
+                                  f"the file system (at most {limits[folder] - 18})", params=output.params)
     input_keys: dict[object, Path] = {}
     for raw in inputs:
         path = Path(raw)

@@ -33,6 +33,7 @@ import numpy as np
 from realesr.errors import RealesrError, UsageError
 from realesr.imagefiles import (
     MAX_SIDE,
+    READ_EXTENSIONS,
     WRITE_FORMATS,
     ImageHeader,
     InputFile,
@@ -220,6 +221,11 @@ def plan_upscale(
     files = [e for e in entries if e.error is None]
     target = Path(output).expanduser()
     target_is_file = target.suffix.lower() in WRITE_FORMATS and not target.is_dir()
+    if target.suffix.lower() in READ_EXTENSIONS and not target_is_file and not target.is_dir():
+        # "-o out.gif" would otherwise become a folder named out.gif
+        raise UsageError(f"the output {target}: cannot write {target.suffix[1:].upper()} files "
+                         f"(use one of {', '.join('.' + e for e in EXTENSIONS)}, or a folder name)",
+                         params=("output",))
     if target_is_file and len(entries) != 1:
         raise UsageError(f"the output {target} is a file name, but there are {len(entries)} inputs: give a folder",
                          params=("output",))
