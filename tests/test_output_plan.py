@@ -274,3 +274,22 @@ def test_a_named_pipe_input_fails_at_once(tmp_path, tiny_model, capsys):
     os.mkfifo(tmp_path / "pipe.png")
     assert upscale(str(tmp_path / "pipe.png"), "-o", str(tmp_path / "out"), "-m", str(tiny_model)) == 1
     assert "not a regular file" in capsys.readouterr().err
+
+
+def test_degrade_into_its_input_folder_skips_its_earlier_outputs_and_protects_the_users(tmp_path, photo, capsys):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    Image.fromarray(photo).save(folder / "a.png")
+    args = ["degrade", str(folder), "-o", str(folder), "--crop", "0", "--scale", "2"]
+    assert main(args) == 0
+    first = {n: (folder / n).read_bytes() for n in listing(folder)}
+    assert sorted(first) == ["a.png", "a_0_gt.png", "a_0_lr.png"]
+    capsys.readouterr()
+    assert main(args) == 0  # the same folder again: a_0_lr.png is not degraded into a_0_lr_0_lr.png
+    assert "2 earlier output(s)" in capsys.readouterr().out
+    assert {n: (folder / n).read_bytes() for n in listing(folder)} == first  # same seed, same bytes
+    Image.fromarray(photo[::-1]).save(folder / "a_0_lr.png")  # now a user's file at a planned output
+    user = (folder / "a_0_lr.png").read_bytes()
+    assert main(args) == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert (folder / "a_0_lr.png").read_bytes() == user

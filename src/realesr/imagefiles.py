@@ -817,6 +817,26 @@ class OutputCollision(UsageError):
     ``params`` names the parameters that avoid it; the CLI shows them as its options."""
 
 
+def earlier_results(entries: Sequence[InputFile], outputs_of: Sequence[Sequence[Path]],
+                    folder: str | os.PathLike) -> set[int]:
+    """Indices of the entries that are results of an earlier run, not inputs of this one: found (through a folder
+    or a glob, not named one by one) in the output ``folder``, planned as the output of another entry
+    (``outputs_of[i]``: the planned outputs of entry i), and carrying realesr's mark. Any other input at a planned
+    output place is left to :func:`check_outputs`, which refuses it."""
+    owner: dict[str, int] = {}
+    for index, paths in enumerate(outputs_of):
+        for path in paths:
+            owner.setdefault(path_key(path), index)
+    folder_key = os.path.realpath(folder).casefold()
+    found = set()
+    for index, entry in enumerate(entries):
+        other = owner.get(path_key(entry.path))
+        if (entry.error is None and not entry.named and other is not None and other != index
+                and os.path.realpath(entry.path.parent).casefold() == folder_key and made_by_realesr(entry.path)):
+            found.add(index)
+    return found
+
+
 def check_outputs(outputs: Sequence[PlannedOutput], inputs: Iterable[str | os.PathLike]) -> None:
     """Raise :class:`OutputCollision` for the first planned output that lands on another planned output or on an
     input (same path, case aside; or the same file through a symlink or a hard link)."""

@@ -40,9 +40,9 @@ from realesr.imagefiles import (
     PlannedOutput,
     check_folder_writable,
     check_outputs,
+    earlier_results,
     existing_ancestor,
     expand_inputs,
-    made_by_realesr,
     path_key,
     read_header,
     read_image,
@@ -258,17 +258,11 @@ def plan_upscale(
                 item.notes.append(f"{item.header.frames} frames: only the first was upscaled")
         by_entry.append((entry, item))
 
-    # Earlier results: found (not named) in the output folder, planned as another input's output, and ours.
-    planned = {path_key(p): item for _e, item in by_entry for p in (item.output, item.compare) if p is not None}
-    folder_key = os.path.realpath(plan.folder).casefold()
-    kept: list[tuple[InputFile, PlanItem]] = []
-    for entry, item in by_entry:
-        owner = planned.get(path_key(entry.path)) if entry.error is None else None
-        if (owner is not None and owner is not item and not entry.named
-                and os.path.realpath(entry.path.parent).casefold() == folder_key and made_by_realesr(entry.path)):
-            plan.skipped.append(entry.path)
-            continue
-        kept.append((entry, item))
+    # Earlier results of realesr in the output folder are not inputs of this run (docs/upscale.md).
+    outputs_of = [[p for p in (item.output, item.compare) if p is not None] for _e, item in by_entry]
+    earlier = earlier_results([e for e, _i in by_entry], outputs_of, plan.folder)
+    plan.skipped = [entry.path for i, (entry, _item) in enumerate(by_entry) if i in earlier]
+    kept = [pair for i, pair in enumerate(by_entry) if i not in earlier]
     skipped_keys = {path_key(p) for p in plan.skipped}
     planned_outputs: list[PlannedOutput] = []
     for _entry, item in kept:
