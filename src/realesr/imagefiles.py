@@ -65,6 +65,8 @@ SOFTWARE = "realesr"
 
 # Largest side each format can hold.
 MAX_SIDE = {"JPEG": 65_500, "WEBP": 16_383, "BMP": 2**31 - 1, "PNG": 2**31 - 1, "TIFF": 2**31 - 1}
+# Formats that hold no alpha channel (images with alpha are written as PNG instead where realesr picks the format).
+NO_ALPHA_FORMATS = frozenset({"JPEG", "BMP"})
 # Extension -> Pillow format name of the files write_image can produce.
 WRITE_FORMATS = {
     ".png": "PNG",
@@ -530,7 +532,7 @@ def _encode(
     if array.dtype == np.uint16 and fmt == "TIFF":
         return encode_tiff16(array, icc=icc, exif=exif, software=software)
     array8 = _to_8bit(array)
-    if fmt in ("JPEG", "BMP") and channels in (2, 4):
+    if fmt in NO_ALPHA_FORMATS and channels in (2, 4):
         # (Pillow's BMP writer drops alpha, and most BMP readers ignore it anyway.)
         raise ImageWriteError(f"{fmt} has no alpha channel: write PNG, WebP or TIFF for images with transparency")
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[array8.shape[2] if array8.ndim == 3 else 1]

@@ -33,6 +33,7 @@ import numpy as np
 from realesr.errors import RealesrError, UsageError
 from realesr.imagefiles import (
     MAX_SIDE,
+    NO_ALPHA_FORMATS,
     READ_EXTENSIONS,
     WRITE_FORMATS,
     ImageHeader,
@@ -62,7 +63,6 @@ __all__ = [
 ]
 
 EXTENSIONS = ("png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp")
-_NO_ALPHA = (".jpg", ".jpeg", ".bmp")
 # Rough compressed bytes per sample byte, on the low side, for the free-disk check (refuse only when clearly short).
 _DISK_RATIO = {"PNG": 0.3, "TIFF": 0.3, "BMP": 1.0, "JPEG": 0.03, "WEBP": 0.02}
 
@@ -198,7 +198,7 @@ def _extension(options: OutputOptions, source: Path, has_alpha: bool) -> tuple[s
         ext = "." + options.ext.lower().lstrip(".")
     else:
         ext = source.suffix.lower() if source.suffix.lower() in WRITE_FORMATS else ".png"
-    if has_alpha and ext in _NO_ALPHA:
+    if has_alpha and WRITE_FORMATS[ext] in NO_ALPHA_FORMATS:
         return ".png", f"{ext[1:].upper()} holds no alpha: wrote PNG"
     return ext, None
 
@@ -245,7 +245,7 @@ def plan_upscale(
         if item.header is not None:
             ext, note = _extension(options, entry.path, item.header.has_alpha)
             if target_is_file:
-                item.output = target.with_suffix(".png") if note and target.suffix.lower() in _NO_ALPHA else target
+                item.output = target.with_suffix(".png") if note and WRITE_FORMATS[target.suffix.lower()] in NO_ALPHA_FORMATS else target
                 note = note if item.output != target else None
             else:
                 stem = entry.path.stem
