@@ -293,3 +293,27 @@ def test_degrade_into_its_input_folder_skips_its_earlier_outputs_and_protects_th
     assert main(args) == 2
     assert "would overwrite the input" in capsys.readouterr().err
     assert (folder / "a_0_lr.png").read_bytes() == user
+
+
+def test_too_little_free_disk_is_refused_before_work(tmp_path, photo, tiny_model, capsys, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 100, 100))
+    assert upscale(str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "-m", str(tiny_model)) == 2
+    err = capsys.readouterr().err
+    assert "free" in err and "-o" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_pillow_warnings_do_not_leak(tmp_path, photo, monkeypatch):
+    Image.fromarray(photo[:10, :15]).save(tmp_path / "a.png")  # 150 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 100 < 150 < 200: Pillow warns of a decompression bomb
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(Image.DecompressionBombWarning):  # (the warning is real: Pillow alone raises it here)
+            Image.open(tmp_path / "a.png").load()
+        assert read_image(tmp_path / "a.png").array.shape == (10, 15, 3)
+        assert read_header(tmp_path / "a.png").width == 15
