@@ -124,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
     protocol = "no-ref" if no_ref else ("degrade" if args.degrade else "bicubic")
     config = EvalConfig(scale=args.scale, metrics=metrics, protocol=protocol, seed=args.seed,
                         crop_border=args.crop_border)
+    if args.figure is not None and args.figure_count == 0:
+        raise UsageError("--figure with --figure-count 0 would draw nothing: give --figure-count N >= 1")
     if args.figure is not None:
         from realesr.imagefiles import format_for_path
 
