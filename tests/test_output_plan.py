@@ -317,3 +317,16 @@ def test_pillow_warnings_do_not_leak(tmp_path, photo, monkeypatch):
             Image.open(tmp_path / "a.png").load()
         assert read_image(tmp_path / "a.png").array.shape == (10, 15, 3)
         assert read_header(tmp_path / "a.png").width == 15
+
+
+def test_tilde_of_an_unknown_user_is_a_message_not_a_traceback(tmp_path, photo, tiny_model, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    assert upscale("~no-such-user-x/a.png", "-o", "out", "-m", str(tiny_model)) == 1
+    assert "no such file" in capsys.readouterr().err
+    assert upscale("a.png", "-o", "~no-such-user-x/out", "-m", str(tiny_model)) == 2
+    assert "no user 'no-such-user-x'" in capsys.readouterr().err
+    assert main(["eval", "-m", "bicubic", "--data", "~no-such-user-x/set"]) == 2
+    assert main(["degrade", "~no-such-user-x/a.png", "-o", "out"]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+    assert listing(tmp_path) == ["a.png"]  # no folder literally named "~no-such-user-x", no empty out/

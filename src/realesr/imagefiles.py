@@ -718,7 +718,7 @@ def read_path_list(listing: str | os.PathLike) -> list[Path]:
     for line in lines:
         entry = line.strip()
         if entry and not entry.startswith("#"):
-            path = Path(entry).expanduser()
+            path = Path(os.path.expanduser(entry))
             paths.append(path if path.is_absolute() else listing.parent / path)
     return paths
 
@@ -749,7 +749,7 @@ def expand_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False) -
 
     for raw in specs:
         spec = os.fspath(raw)
-        path = Path(spec).expanduser()
+        path = Path(os.path.expanduser(spec))
         try:
             is_dir = path.is_dir()
             exists = path.exists()

@@ -103,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     skipped = {path_key(entries[i].path) for i in earlier}
     check_outputs(planned, [e.path for e in entries if e.error is None and path_key(e.path) not in skipped])
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        if any(err is None for _path, err, _targets in plan):
+            out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ImageWriteError(f"{out_dir}: cannot create the output folder ({err.strerror or err})",
                               params=("output",)) from None

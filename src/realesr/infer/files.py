@@ -219,7 +219,10 @@ def plan_upscale(
     options = options or OutputOptions()
     entries = expand_inputs(inputs, recursive=recursive)
     files = [e for e in entries if e.error is None]
-    target = Path(output).expanduser()
+    target = Path(os.path.expanduser(output))
+    if str(target).startswith("~"):  # "~name/..." of a user unknown here: not a folder literally named "~name"
+        user = str(target).split(os.sep, 1)[0]
+        raise UsageError(f"the output {output}: there is no user {user[1:]!r} here", params=("output",))
     target_is_file = target.suffix.lower() in WRITE_FORMATS and not target.is_dir()
     if target.suffix.lower() in READ_EXTENSIONS and not target_is_file and not target.is_dir():
         # "-o out.gif" would otherwise become a folder named out.gif
