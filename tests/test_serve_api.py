@@ -21,12 +21,12 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 pytest.importorskip("httpx")
 
-import httpx  # noqa: E402
-from starlette.testclient import TestClient  # noqa: E402
+import httpx
+from serve_helpers import AUTH, TOKEN, live_server, tiny_weights
+from starlette.testclient import TestClient
 
-from realesr.serve.app import Limits, create_app, file_model  # noqa: E402
-from realesr.serve.jobs import JobOptions, JobQueue  # noqa: E402
-from serve_helpers import AUTH, TOKEN, live_server, tiny_weights  # noqa: E402
+from realesr.serve.app import Limits, create_app, file_model
+from realesr.serve.jobs import JobOptions, JobQueue
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 INPUTS = "real_lr/RealESRGAN_inputs"

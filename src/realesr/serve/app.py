@@ -21,12 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from realesr.errors import RealesrError, UsageError
-from realesr.serve.jobs import JobOptions, JobQueue, QueueFull, clean_name, parse_options
+from realesr.serve.jobs import (
+    JobOptions,
+    JobQueue,
+    QueueFull,
+    clean_name,
+    parse_options,
+)
 from realesr.serve.security import Guard, _UploadTooLarge, allowed_host_names
 
 STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "text/html"}
@@ -172,7 +179,7 @@ def create_app(
             except _UploadTooLarge:
                 return error(413, f"the upload is larger than the server's limit of "
                                   f"{limits.max_upload_bytes / 1e6:g} MB (max_upload_mb)")
-            except Exception as err:  # a malformed body or a client that went away: nothing is kept
+            except Exception as err:  # noqa: BLE001 -- a malformed body or a client that went away: nothing is kept
                 return error(400, f"could not read the upload: {err}")
             upload = form.get("file")
             if upload is None or isinstance(upload, str):
@@ -183,13 +190,12 @@ def create_app(
                 return error(400, str(err))
             name = clean_name(upload.filename)
             received = folder / "upload"
-            with open(received, "wb") as out:
-                shutil.copyfileobj(upload.file, out, 1 << 20)
-            size = received.stat().st_size
+            # Disk work off the event loop: other clients are answered while a large upload is stored.
+            size = await run_in_threadpool(_store, upload.file, received)
             await upload.close()
             if size == 0:
                 return error(400, f"{name} is empty")
-            refusal = _check_image(received, name, limits)
+            refusal = await run_in_threadpool(_check_image, received, name, limits)
             if refusal is not None:
                 return refusal
             name = _with_image_extension(name, received)
@@ -274,6 +280,12 @@ def create_app(
     guarded = Guard(inner, token, allowed_host_names(host, port), port, limits.max_upload_bytes)
     guarded.state = inner.state  # type: ignore[attr-defined]
     return guarded
+
+
+def _store(source: Any, path: Path) -> int:
+    with open(path, "wb") as out:
+        shutil.copyfileobj(source, out, 1 << 20)
+    return path.stat().st_size
 
 
 def _check_image(path: Path, name: str, limits: Limits) -> JSONResponse | None:

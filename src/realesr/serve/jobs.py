@@ -262,7 +262,7 @@ class JobQueue:
         except MemoryError:
             self._finish(job, "failed", "out of memory: choose a smaller output scale or a smaller model")
             return
-        except Exception as err:  # a bad file must never stop the worker: the job says what happened
+        except Exception as err:  # noqa: BLE001 -- a bad file must never stop the worker: the job says what happened
             message = f"{type(err).__name__}: {err}"
             if "out of memory" in message.lower():
                 message = "out of memory: choose a smaller output scale or a smaller model"
