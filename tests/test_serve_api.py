@@ -171,6 +171,26 @@ def test_a_result_is_the_very_file_the_cli_writes(weights, shared_data, tmp_path
     assert r.content == expected
 
 
+@pytest.mark.parametrize("name", ["tree_alpha_16bit.png", "wolf_gray.jpg"])
+def test_a_result_keeps_16_bit_alpha_icc_and_exif_as_the_cli(client, weights, shared_data, tmp_path, name):
+    """The originals, uncropped (a Pillow crop would drop to 8 bits): facts read from the files themselves."""
+    source = shared_data / INPUTS / name
+    expected = cli_output(weights, source, tmp_path / "cli").read_bytes()
+    job = post(client, source).json()
+    assert wait_done(client, job["id"])["state"] == "done"
+    got = client.get(f"/api/jobs/{job['id']}/result", headers=AUTH).content
+    assert got == expected
+    with Image.open(source) as src, Image.open(io.BytesIO(got)) as out:
+        assert out.size == (src.width * 2, src.height * 2)
+        assert out.info.get("icc_profile") == src.info["icc_profile"]  # both inputs carry a profile
+        if "exif" in src.info:
+            for tag in (0x0131, 0x0132):  # Software and DateTime, both in wolf_gray.jpg's EXIF
+                assert out.getexif().get(tag) == src.getexif()[tag]
+    if name.endswith(".png"):
+        assert got[24:26] == bytes([16, 6])  # IHDR: 16 bits per sample, RGBA, as the input
+        assert source.read_bytes()[24:26] == bytes([16, 6])
+
+
 def test_format_and_scale_options_match_the_cli(weights, small_png, tmp_path):
     expected = cli_output(weights, small_png, tmp_path / "cli", "--ext", "jpg", "-s", "3").read_bytes()
     app = make_app(weights)
