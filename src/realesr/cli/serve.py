@@ -8,7 +8,7 @@ import secrets
 import socket
 import sys
 
-from realesr.errors import UsageError
+from realesr.errors import RealesrError, UsageError
 
 FLAGS = {"model": "--model", "device": "--device", "host": "--host", "port": "--port"}
 
@@ -79,10 +79,9 @@ def _devices(text: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 - checked here, used in _serve
 
         from realesr.serve.app import Limits, create_app, file_model, official_models
-        from realesr.serve.security import is_loopback
     except ImportError as err:
         raise UsageError(f"realesr serve needs the web extra ({err.name} is missing): "
                          "pip install 'realesr[web]'") from None
@@ -93,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
     devices = _devices(args.device)
     models = [] if args.only else official_models()
     for path in args.model:
-        models.append(file_model(path))
+        try:
+            models.append(file_model(path))
+        except RealesrError as err:  # a model the user named that cannot be served: a usage error
+            raise UsageError(str(err), params=("model",)) from None
     if not models:
         raise UsageError("--only without --model leaves no model to serve")
     if args.model:  # the user's own weights first: they asked for them
@@ -104,6 +106,20 @@ def run(args: argparse.Namespace) -> int:
     limits = Limits(int(args.max_upload_mb * 1e6), int(args.max_pixels * 1e6), args.max_jobs)
     app = create_app(models, token=token, host=args.host, port=port, devices=devices, precision=args.precision,
                      limits=limits, allow_download=not args.no_download)
+    try:
+        _serve(app, sock, args, token, devices, models)
+    finally:
+        # Also when a signal comes before uvicorn has taken over: every upload and result is deleted.
+        app.state.jobs.close()
+    return 0
+
+
+def _serve(app, sock: socket.socket, args: argparse.Namespace, token: str, devices: list[str], models: list) -> None:
+    import uvicorn
+
+    from realesr.serve.security import is_loopback
+
+    port = sock.getsockname()[1]
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     shown = f"[{shown}]" if ":" in shown else shown
     url = f"http://{shown}:{port}/?token={token}"
@@ -118,9 +134,7 @@ def run(args: argparse.Namespace) -> int:
 
         webbrowser.open(url)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
-    server.run(sockets=[sock])
-    return 0
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -89,7 +89,8 @@ class Job:
             "denoise_strength": self.options.denoise_strength,
             "result_name": self.result.name if self.result is not None else None,
             "result_size": list(self.result_size) if self.result_size else None,
-            "seconds": None if self.started is None or self.finished is None else round(self.finished - self.started, 3),
+            "seconds": None if self.started is None or self.finished is None
+            else round(self.finished - self.started, 3),
             "device": self.device,
         }
 
@@ -201,8 +202,10 @@ class JobQueue:
         return job
 
     def close(self) -> None:
-        """Stop the workers (running jobs are cancelled) and delete every upload and result."""
+        """Stop the workers (running jobs are cancelled) and delete every upload and result. Idempotent."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             for job in self._jobs.values():
                 if job.state in ("queued", "running"):
