@@ -36,7 +36,7 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
-from realesr.archs import RRDBNet, SRVGGNetCompact, UNetDiscriminatorSN
+from realesr.archs import UNetDiscriminatorSN, arch_named
 from realesr.data import ResumableSampler, TrainPatchDataset, list_images, samples_per_epoch, scan_images
 from realesr.errors import RealesrError
 from realesr.train import checkpoint as ckpt
@@ -75,12 +75,10 @@ class TrainResult:
 
 
 def build_generator(cfg: TrainConfig) -> nn.Module:
-    net = cfg.network
-    if net.arch == "RRDBNet":
-        return RRDBNet(3, 3, num_feat=net.num_feat, num_block=net.num_block, num_grow_ch=net.num_grow_ch,
-                       scale=cfg.scale)
-    return SRVGGNetCompact(3, 3, num_feat=net.num_feat, num_conv=net.num_conv, upscale=cfg.scale,
-                           act_type=net.act_type)
+    arch = arch_named(cfg.network.arch)
+    if arch.from_config is None:
+        raise RealesrError(f"network.arch {arch.name} cannot be trained here (its record has no from_config)")
+    return arch.build(arch.from_config(cfg.network, cfg.scale))
 
 
 def _load_source_state_dict(source: str, allow_download: bool = True) -> dict[str, torch.Tensor]:
