@@ -33,12 +33,14 @@ def cache_dir() -> Path:
     or the platform's user cache."""
     env = os.environ.get(CACHE_ENV)
     if env:
-        path = Path(env).expanduser()
-        # expanduser leaves an unknown ~user as it is: a folder literally named "~nouser" is never meant.
-        if path.parts and path.parts[0].startswith("~"):
-            raise UsageError(f"{CACHE_ENV}={env!r}: no user {path.parts[0][1:]!r} on this machine to expand "
-                             f"{path.parts[0]!r}; set {CACHE_ENV} to an existing folder's path")
-        return path
+        # os.path.expanduser (not Path's, which raises RuntimeError) leaves an unknown ~user as it is; a folder
+        # literally named "~nouser" is never what was meant.
+        expanded = os.path.expanduser(env)
+        if expanded.startswith("~"):
+            head = expanded.split(os.sep, 1)[0]
+            raise UsageError(f"{CACHE_ENV}={env!r}: no user {head[1:]!r} on this machine to expand {head!r} "
+                             f"(or no HOME for '~'); set {CACHE_ENV} to an existing folder's path")
+        return Path(expanded)
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("realesr", appauthor=False)) / "models"

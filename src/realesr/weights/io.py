@@ -17,7 +17,7 @@ from realesr.atomic import atomic_path
 from realesr.weights.ncnn import MAGIC, read_ncnn
 from realesr.weights.spec import ModelSpec, check_resize_factor, detect_arch, spec_of
 
-__all__ = ["load_state_dict", "unwrap_state_dict", "save_model", "read_weights", "WeightsFile"]
+__all__ = ["load_strict", "load_state_dict", "unwrap_state_dict", "save_model", "read_weights", "WeightsFile"]
 
 # Official BasicSR checkpoints keep the EMA weights (the released ones) under params_ema.
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net_g", "generator")
@@ -191,3 +191,25 @@ def save_state_dict(sd: Mapping[str, torch.Tensor], spec: ModelSpec, path: str |
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
     return path
+
+
+def load_strict(net: nn.Module, sd: Mapping[str, torch.Tensor], what: str) -> None:
+    """``net.load_state_dict(sd)`` (strict), but a mismatch is one WeightsFormatError naming the keys and shapes
+    that differ (e.g. a run resumed with another network width), not PyTorch's multi-line RuntimeError."""
+    own = net.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    wrong = [f"{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+             if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
+    parts = []
+    if wrong:
+        parts.append(f"{len(wrong)} shape{'s' if len(wrong) > 1 else ''} differ (file vs network): "
+                     + ", ".join(wrong[:3]) + (" ..." if len(wrong) > 3 else ""))
+    if missing:
+        parts.append(f"missing {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else ""))
+    if unexpected:
+        parts.append(f"unexpected {', '.join(unexpected[:3])}" + (" ..." if len(unexpected) > 3 else ""))
+    if parts:
+        raise WeightsFormatError(f"{what} does not fit the network: {'; '.join(parts)}; was the network "
+                                 f"configuration (width, blocks, scale) changed?")
+    net.load_state_dict(sd)

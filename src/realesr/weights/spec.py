@@ -80,6 +80,8 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         archs.arch_named(self.arch)  # an unknown name is a WeightsFormatError listing the known ones
+        if self.output_resize is not None:
+            check_resize_factor(self.output_resize, self.net_scale)
 
     @property
     def architecture(self) -> Architecture:
