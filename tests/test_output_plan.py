@@ -229,3 +229,25 @@ def test_unwritable_output_folder_is_refused_before_work(tmp_path, photo, tiny_m
         assert "not writable" in capsys.readouterr().err
     finally:
         locked.chmod(0o700)
+
+
+def test_txt_lists_globs_and_symlink_loops_as_inputs(tmp_path, photo, tiny_model, capsys):
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    Image.fromarray(photo).save(folder / "a.png")
+    Image.fromarray(photo).save(folder / ".hidden.png")  # hidden files (our temporaries among them) are skipped
+    (folder / "loop").symlink_to(folder / "loop")  # a symlink loop is not an image and does not hang the listing
+    (tmp_path / "list.txt").write_text("# comment\npics/a.png\n\npics/missing.png\n")
+    code = upscale(str(tmp_path / "list.txt"), str(folder), "-o", str(tmp_path / "out"), "-m", str(tiny_model))
+    captured = capsys.readouterr()
+    assert code == 1 and "missing.png: no such file" in captured.err
+    assert "1 of 2 image(s) upscaled" in captured.out  # a.png named twice (list and folder) is upscaled once
+    assert listing(tmp_path / "out") == ["a_out.png"]
+
+
+def test_cache_dir_of_an_unknown_user_is_one_line(monkeypatch, capsys, tmp_path, photo):
+    monkeypatch.setenv("REALESR_CACHE_DIR", "~no-such-user-here/cache")
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    assert upscale(str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "-m", "RealESRGAN_x4plus") == 2
+    err = capsys.readouterr().err
+    assert "REALESR_CACHE_DIR" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

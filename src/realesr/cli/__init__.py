@@ -9,7 +9,10 @@ only here are errors printed and exit codes chosen, by one rule:
 - 130 interrupted by Ctrl-C (SIGINT), 143 terminated (SIGTERM): no temporary file is left (atomic writes clean up
   on any exception), finished outputs stay.
 
-Sub-command modules import nothing heavy at module level (torch, numpy): `realesr --help` builds every parser.
+Start-up: only the module of the sub-command being run is imported (``realesr --help`` imports none, so it
+answers in a few tens of ms whatever the sub-command modules import); the one-line help of each sub-command for
+that listing is in ``HELP``. Sub-command modules import torch/numpy inside ``run``, so that
+``realesr upscale --help`` is fast too (bench/bench_cli_startup.py measures both).
 """
 
 from __future__ import annotations
@@ -24,7 +27,16 @@ from collections.abc import Mapping
 from realesr import __version__
 from realesr.errors import RealesrError
 
-COMMANDS = ("upscale", "models", "convert", "degrade", "eval", "train")
+# Sub-command -> its one-line help in `realesr --help` (add a new command here and as realesr/cli/<name>.py).
+HELP = {
+    "upscale": "upscale images (files, folders, globs)",
+    "models": "list the official models and where their weights are",
+    "convert": "convert weights to safetensors (or ncnn)",
+    "degrade": "synthesise LR/GT training pairs from images with the Real-ESRGAN degradation model",
+    "eval": "score models (PSNR/SSIM/NIQE) on benchmark folders or real photos",
+    "train": "train or fine-tune a model (Real-ESRNet, then Real-ESRGAN) from a YAML config",
+}
+COMMANDS = tuple(HELP)
 
 
 class Terminated(KeyboardInterrupt):
@@ -45,20 +57,27 @@ def describe(err: BaseException, flags: Mapping[str, str] | None = None) -> str:
     return text
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv``, only the sub-command it names gets its full parser (the others a stub that
+    lists it), so that nothing but that one module is imported. Without ``argv``: every sub-command in full."""
     parser = argparse.ArgumentParser(
         prog="realesr",
         description="Real-ESRGAN blind super-resolution: upscale, degrade, train and evaluate.",
     )
     parser.add_argument("--version", action="version", version=f"realesr {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
     for name in COMMANDS:
-        importlib.import_module(f"realesr.cli.{name}").register(subparsers)
+        if argv is None or name == chosen:
+            importlib.import_module(f"realesr.cli.{name}").register(subparsers)
+        else:
+            subparsers.add_parser(name, help=HELP.get(name))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse: 2 for a usage error (message printed), 0 for --help/--version

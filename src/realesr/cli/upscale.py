@@ -119,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     plan.check_sizes(upscaler)
-    plan.prepare()
+    if any(item.error is None for item in plan.items):
+        plan.prepare()
     failures: list[tuple[Path, str]] = []
     written: list[Path] = []
     notes: list[str] = []

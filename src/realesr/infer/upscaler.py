@@ -274,7 +274,8 @@ class Upscaler:
                 if tile < MIN_TILE:
                     raise RealesrError(
                         f"out of memory even with tiles of {current} px on {self.device}; "
-                        "free memory or use --device cpu"
+                        "free memory or run on another device",
+                        params=("device",),
                     ) from None
 
     # ------------------------------------------------------------------------------------------ images

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from realesr.errors import ModelNotFoundError, RealesrError, WeightsFormatError
+from realesr.errors import ModelNotFoundError, RealesrError, UsageError, WeightsFormatError
 from realesr.atomic import atomic_path
 from realesr.weights.io import read_weights
 from realesr.weights.spec import ModelSpec, OutputResize, detect_arch
@@ -104,7 +104,11 @@ def cache_dir() -> Path:
     """Where downloaded and user-provided weights live: ``$REALESR_CACHE_DIR`` or the platform's user cache."""
     env = os.environ.get(CACHE_ENV)
     if env:
-        return Path(env).expanduser()
+        try:
+            return Path(env).expanduser()
+        except RuntimeError:  # "~name" of a user that does not exist here
+            raise UsageError(f"{CACHE_ENV}={env}: there is no such user's home folder here; "
+                             "give an absolute path") from None
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("realesr", appauthor=False)) / "models"
