@@ -33,6 +33,7 @@ from realesr.infer.files import FileResult, OutputOptions, PlanItem
 
 __all__ = [
     "CRASH_HOOK",
+    "CRASH_ONCE",
     "PoolEvent",
     "PoolReport",
     "UpscalerSpec",
@@ -43,10 +44,12 @@ __all__ = [
     "upscale_items",
 ]
 
-# Fault injection for tests (a worker that dies mid-file, as an out-of-memory kill would):
-# "NAME" or "NAME@WORKER": the worker (any, or number WORKER) calls os._exit(3) on reaching the input NAME.
+# Fault injection for tests (a worker that dies mid-file, as an out-of-memory kill would): a worker reaching the
+# input named CRASH_HOOK calls os._exit(3); with CRASH_ONCE (a path), only the one that creates that file.
 CRASH_HOOK = "REALESR_TEST_WORKER_EXIT_ON"
-_RETRIES = 1
+CRASH_ONCE = "REALESR_TEST_WORKER_EXIT_ONCE"
+_RETRIES = 1  # a file that stopped a worker gets one more worker; stopping that one too, it fails
+_RESTARTS = 3  # fresh processes per device after deaths
 
 
 @dataclass(frozen=True)
@@ -146,12 +149,18 @@ def split_complete(items: Iterable[PlanItem]) -> tuple[list[PlanItem], list[Plan
     return todo, done
 
 
-def _crash_hook(worker: int) -> str | None:
-    spec = os.environ.get(CRASH_HOOK)
-    if not spec:
-        return None
-    name, _, who = spec.partition("@")
-    return name if not who or who == str(worker) else None
+def _crash_hook() -> str | None:
+    return os.environ.get(CRASH_HOOK) or None
+
+
+def _crash(name: str) -> None:
+    once = os.environ.get(CRASH_ONCE)
+    if once:
+        try:
+            os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+    os._exit(3)
 
 
 def upscale_items(
@@ -159,7 +168,6 @@ def upscale_items(
     items: Sequence[PlanItem],
     options: OutputOptions,
     batch: int = 1,
-    worker: int = 0,
 ) -> Iterator[tuple[PlanItem, FileResult | None, str | None]]:
     """Read, upscale and write ``items`` (planned by :func:`realesr.infer.files.plan_upscale`), yielding
     ``(item, result, None)`` or ``(item, None, one-line error)`` per item, in order. Never raises for one file.
@@ -170,11 +178,11 @@ def upscale_items(
     from realesr.imagefiles import LoadedImage, read_image, write_image
     from realesr.infer.files import comparison_sheet, upscale_item
 
-    crash_on = _crash_hook(worker)
+    crash_on = _crash_hook()
     if batch <= 1:
         for item in items:
             if crash_on is not None and item.source.name == crash_on:
-                os._exit(3)
+                _crash(crash_on)
             try:
                 yield item, upscale_item(upscaler, item, options), None
             except RealesrError as err:
@@ -188,7 +196,7 @@ def upscale_items(
         loaded: list[tuple[PlanItem, LoadedImage, float]] = []
         for item in chunk:
             if crash_on is not None and item.source.name == crash_on:
-                os._exit(3)
+                _crash(crash_on)
             began = time.perf_counter()
             try:
                 if item.error is not None or item.output is None:
@@ -285,7 +293,7 @@ def _worker_main(conn: Connection, worker: int, device: str, spec: UpscalerSpec,
             return
         if task is None:
             return
-        for item, result, error in upscale_items(upscaler, task, options, batch=batch, worker=worker):
+        for item, result, error in upscale_items(upscaler, task, options, batch=batch):
             conn.send(("done", str(item.source), result) if error is None else ("failed", str(item.source), error))
         conn.send(("idle", upscaler.fell_back_to_fp32))
 
@@ -298,24 +306,31 @@ class _Worker:
     conn: Connection
     ready: bool = False
     alive: bool = True
-    held: list[PlanItem] = field(default_factory=list)
+    held: list[PlanItem] = field(default_factory=list)  # sent and not yet reported
+    busy: bool = False  # a task is out; until its "idle", no other is sent
 
 
-def _tasks(items: Sequence[PlanItem], batch: int) -> collections.deque[list[PlanItem]]:
+@dataclass
+class _Task:
+    items: list[PlanItem]
+    avoid: int | None = None  # the worker slot this file stopped, for a retry
+
+
+def _tasks(items: Sequence[PlanItem], batch: int) -> collections.deque[_Task]:
     """Work units: single files, or with ``batch`` > 1 runs of up to ``batch`` files of one size and mode (from
     the planned headers), in input order."""
     if batch <= 1:
-        return collections.deque([item] for item in items)
+        return collections.deque(_Task([item]) for item in items)
     groups: dict[tuple, list[PlanItem]] = {}
-    tasks: collections.deque[list[PlanItem]] = collections.deque()
+    tasks: collections.deque[_Task] = collections.deque()
     for item in items:
         header = item.header
         key = (header.width, header.height, header.mode, header.has_alpha) if header else ("?", id(item))
         group = groups.setdefault(key, [])
         group.append(item)
         if len(group) == batch:
-            tasks.append(groups.pop(key))
-    tasks.extend(groups.values())
+            tasks.append(_Task(groups.pop(key)))
+    tasks.extend(_Task(group) for group in groups.values())
     return tasks
 
 
@@ -351,50 +366,72 @@ def run_pool(
     context = multiprocessing.get_context("spawn")
     threads = cpu_threads(devices)
     workers: list[_Worker] = []
+    restarts: collections.Counter[int] = collections.Counter()
     finished = False
+
+    def start(slot: int) -> None:
+        parent_end, child_end = context.Pipe()
+        device = devices[slot]
+        process = context.Process(target=_worker_main, name=f"realesr-upscale-{device}",
+                                  args=(child_end, slot, device, spec, options, threads, batch), daemon=True)
+        process.start()
+        child_end.close()
+        workers.append(_Worker(slot, device, process, parent_end))
+
+    def lose(worker: _Worker, why: str) -> None:
+        worker.alive = False
+        worker.conn.close()
+        worker.process.join(timeout=5)
+        code = worker.process.exitcode
+        reason = why or (f"exit code {code}" if code is not None and code >= 0 else
+                         f"killed by signal {-code}" if code is not None else "no exit code")
+        line = f"worker {worker.number} on {worker.device} stopped ({reason})"
+        report.lost.append(line)
+        emit(PoolEvent("lost", worker.device, worker.number, message=line))
+        # A worker that had loaded the model died of a file (out of memory, a crash): its device gets a fresh
+        # process, a few times; one that could not start is not restarted.
+        if worker.ready and restarts[worker.number] < _RESTARTS and (pending or worker.held):
+            restarts[worker.number] += 1
+            start(worker.number)
+        others = any(w.alive for w in workers)
+        for item in reversed(worker.held):  # back to the front of the queue, one file per task
+            key = id(item)
+            attempts[key] += 1
+            if attempts[key] <= _RETRIES and others:
+                pending.appendleft(_Task([item], avoid=worker.number))
+                emit(PoolEvent("retry", worker.device, worker.number, item=item, message=line))
+            else:
+                message = f"{item.source}: the worker process upscaling it stopped ({reason})"
+                if attempts[key] > 1:
+                    message += f", {attempts[key]} times"
+                report.failures.append((item.source, message))
+                emit(PoolEvent("failed", worker.device, worker.number, item=item, message=message))
+        worker.held = []
+
+    def next_task(worker: _Worker, live: list[_Worker]) -> _Task | None:
+        """The first task for ``worker``; a retried file goes elsewhere than where it died while elsewhere
+        exists."""
+        for index, task in enumerate(pending):
+            if task.avoid != worker.number or not any(w.number != task.avoid for w in live):
+                del pending[index]
+                return task
+        return None
+
     try:
-        for number, device in enumerate(devices):
-            parent_end, child_end = context.Pipe()
-            process = context.Process(target=_worker_main, name=f"realesr-upscale-{device}",
-                                      args=(child_end, number, device, spec, options, threads, batch), daemon=True)
-            process.start()
-            child_end.close()
-            workers.append(_Worker(number, device, process, parent_end))
-
-        def lose(worker: _Worker, why: str) -> None:
-            worker.alive = False
-            worker.conn.close()
-            worker.process.join(timeout=5)
-            code = worker.process.exitcode
-            reason = why or (f"exit code {code}" if code is not None and code >= 0 else
-                             f"killed by signal {-code}" if code is not None else "no exit code")
-            line = f"worker {worker.number} on {worker.device} stopped ({reason})"
-            report.lost.append(line)
-            emit(PoolEvent("lost", worker.device, worker.number, message=line))
-            others = any(w.alive for w in workers)
-            for item in reversed(worker.held):  # back to the front of the queue, one file per task
-                key = id(item)
-                attempts[key] += 1
-                if attempts[key] <= _RETRIES and others:
-                    pending.appendleft([item])
-                    emit(PoolEvent("retry", worker.device, worker.number, item=item, message=line))
-                else:
-                    message = f"{item.source}: the worker process upscaling it stopped ({reason})"
-                    if attempts[key] > 1:
-                        message += f", {attempts[key]} times"
-                    report.failures.append((item.source, message))
-                    emit(PoolEvent("failed", worker.device, worker.number, item=item, message=message))
-            worker.held = []
-
+        for slot in range(len(devices)):
+            start(slot)
         while True:
             live = [w for w in workers if w.alive]
             if not live:
                 break
             for worker in live:
-                if worker.ready and not worker.held and pending:
-                    worker.held = pending.popleft()
-                    worker.conn.send(worker.held)
-            if not pending and not any(w.held for w in live):
+                if worker.ready and not worker.busy and pending:
+                    task = next_task(worker, live)
+                    if task is not None:
+                        worker.held = list(task.items)
+                        worker.busy = True
+                        worker.conn.send(worker.held)
+            if not pending and not any(w.busy for w in live):
                 break
             waitables = {w.conn: w for w in live}
             for ready in wait(list(waitables)):
@@ -421,12 +458,12 @@ def run_pool(
                         report.failures.append((item.source, message[2]))
                         emit(PoolEvent("failed", worker.device, worker.number, item=item, message=message[2]))
                 elif kind == "idle":
-                    worker.held = []
+                    worker.busy = False
                     if message[1] and worker.device not in report.fell_back:
                         report.fell_back.append(worker.device)
         if not any(w.ready for w in workers):
             raise RealesrError("no worker process could start: " + "; ".join(report.lost))
-        leftover = [item for task in pending for item in task]
+        leftover = [item for task in pending for item in task.items]
         for item in leftover:
             message = f"{item.source}: not upscaled: no worker process left ({'; '.join(report.lost)})"
             report.failures.append((item.source, message))

@@ -21,6 +21,7 @@ Plan on the driver, run on the cluster::
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
@@ -88,14 +89,22 @@ def upscale_dataset(
     batch_size: int = 1,
     batch: int = 1,
 ):
-    """``ds`` (rows of :func:`plan_rows`) -> the lazy Dataset of result rows (columns ``COLUMNS``)."""
+    """``ds`` (rows of :func:`plan_rows`) -> the lazy Dataset of result rows (columns ``COLUMNS``).
+
+    ``concurrency``: actors (an int), or (min, max) for an autoscaling pool."""
+    from ray.data import ActorPoolStrategy
+
     threads = None if num_gpus else max(1, int(num_cpus))
+    if isinstance(concurrency, tuple):
+        compute = ActorPoolStrategy(min_size=concurrency[0], max_size=concurrency[1])
+    else:
+        compute = ActorPoolStrategy(size=int(concurrency))
     return ds.map_batches(
         UpscaleActor,
         fn_constructor_kwargs={"spec": spec, "options": options, "device": "auto" if num_gpus else "cpu",
                                "threads": threads, "batch": batch},
         batch_size=max(1, int(batch_size)),
-        concurrency=concurrency,
+        compute=compute,
         num_gpus=num_gpus or None,
         num_cpus=num_cpus,
         batch_format="numpy",
@@ -137,13 +146,15 @@ def run_ray(
         kwargs.setdefault("log_to_driver", False)
         kwargs.setdefault("configure_logging", False)
         try:
-            ray.init(address=address, **kwargs)
+            ray.init(address=address or "local", **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as err:
             where = address or "a local Ray"
             raise UsageError(f"cannot start or join {where}: {str(err).strip().splitlines()[0]}",
                              params=("ray",)) from None
         started_here = True
     try:
+        # Ray Data's own progress lines and statistics: the caller reports progress from the rows.
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.print_on_execution_start = False
