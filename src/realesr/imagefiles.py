@@ -65,6 +65,8 @@ SOFTWARE = "realesr"
 
 # Largest side each format can hold.
 MAX_SIDE = {"JPEG": 65_500, "WEBP": 16_383, "BMP": 2**31 - 1, "PNG": 2**31 - 1, "TIFF": 2**31 - 1}
+# Formats that hold no alpha channel (images with alpha are written as PNG instead where realesr picks the format).
+NO_ALPHA_FORMATS = frozenset({"JPEG", "BMP"})
 # Extension -> Pillow format name of the files write_image can produce.
 WRITE_FORMATS = {
     ".png": "PNG",
@@ -92,6 +94,11 @@ class LoadedImage:
     exif: bytes | None = None
     format: str | None = None
     info: dict = field(default_factory=dict)
+
+    def with_array(self, array: np.ndarray) -> LoadedImage:
+        """The same file's metadata (ICC profile, EXIF, format) with other pixels (an upscaled version)."""
+        return LoadedImage(array=array, icc_profile=self.icc_profile, exif=self.exif, format=self.format,
+                           info=dict(self.info))
 
     @property
     def bit_depth(self) -> int:
@@ -191,6 +198,8 @@ def _check_readable(path: Path) -> None:
         raise ImageReadError(f"{path}: {'broken symbolic link' if path.is_symlink() else 'no such file'}")
     if path.is_dir():
         raise ImageReadError(f"{path}: is a folder, not an image")
+    if not path.is_file():
+        raise ImageReadError(f"{path}: not a regular file (a pipe, a socket or a device)")
     try:
         size = path.stat().st_size
     except OSError as err:
@@ -370,6 +379,60 @@ def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(ops[orientation](array))
 
 
+# ------------------------------------------------------------------------------------- arrays and PIL images
+
+
+@dataclass(frozen=True)
+class ArrayLayout:
+    """How an image array maps onto network planes: ``planes`` is HxW or HxWxC (C = 2 grey+alpha, 3, 4) without a
+    trailing 1-channel axis; ``peak`` the value of full intensity (None: float in [0, 1])."""
+
+    planes: np.ndarray
+    peak: float | None
+    squeeze: bool  # the input was HxWx1: give the result that shape back
+    channels: int
+    colour_channels: int  # 1 (grey, grey+alpha) or 3
+    has_alpha: bool
+
+
+def array_layout(array: np.ndarray) -> ArrayLayout:
+    """Check an image array (HxW, HxWx1..4; uint8, uint16 or float in [0, 1]) and describe its planes;
+    raises :class:`UsageError` for anything else."""
+    array = np.asarray(array)
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
+        raise UsageError(f"expected an HxW or HxWxC image (C = 1..4), got shape {array.shape}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise UsageError(f"empty image of shape {array.shape}")
+    peaks = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): None,
+             np.dtype(np.float64): None}
+    if array.dtype not in peaks:
+        raise UsageError(f"pixels must be uint8, uint16 or float in [0,1], not {array.dtype}")
+    squeeze = array.ndim == 3 and array.shape[2] == 1
+    planes = np.ascontiguousarray(array[..., 0] if squeeze else array)
+    channels = 1 if planes.ndim == 2 else planes.shape[2]
+    return ArrayLayout(planes, peaks[array.dtype], squeeze, channels, 1 if channels in (1, 2) else 3,
+                       channels in (2, 4))
+
+
+def pil_to_array(image: Image.Image) -> np.ndarray:
+    """A PIL image of any mode -> HxW / HxWxC uint8 or uint16 array (L, LA, RGB, RGBA), as files are decoded."""
+    with _quiet():
+        return _pixels_of(image)
+
+
+def array_to_pil(array: np.ndarray, like: Image.Image | None = None) -> Image.Image:
+    """uint8 HxW/HxWxC or uint16 grey -> a PIL image, with ``like``'s ICC profile, EXIF and dpi in its info.
+    PIL has no 16-bit colour mode: that is a :class:`UsageError` (use numpy arrays or read_image/write_image)."""
+    if array.dtype == np.uint16 and array.ndim == 3:
+        raise UsageError(
+            "PIL has no 16-bit colour mode; pass a numpy array or use realesr.imagefiles.read_image for 16-bit colour"
+        )
+    result = Image.fromarray(array)
+    if like is not None:
+        result.info.update({k: v for k, v in like.info.items() if k in ("icc_profile", "exif", "dpi")})
+    return result
+
+
 # --------------------------------------------------------------------------------------------------- writing
 
 
@@ -469,7 +532,7 @@ def _encode(
     if array.dtype == np.uint16 and fmt == "TIFF":
         return encode_tiff16(array, icc=icc, exif=exif, software=software)
     array8 = _to_8bit(array)
-    if fmt in ("JPEG", "BMP") and channels in (2, 4):
+    if fmt in NO_ALPHA_FORMATS and channels in (2, 4):
         # (Pillow's BMP writer drops alpha, and most BMP readers ignore it anyway.)
         raise ImageWriteError(f"{fmt} has no alpha channel: write PNG, WebP or TIFF for images with transparency")
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[array8.shape[2] if array8.ndim == 3 else 1]
@@ -601,6 +664,14 @@ def encode_tiff16(
     return b"II*\x00" + struct.pack("<I", header_size) + bytes(ifd) + bytes(extra) + strip
 
 
+def write_figure(path: str | os.PathLike, figure, dpi: float = 100) -> Path:
+    """A matplotlib figure (Agg canvas), rendered at ``dpi`` and written by :func:`write_image` (atomic)."""
+    figure.set_dpi(dpi)
+    figure.canvas.draw()
+    rgba = np.asarray(figure.canvas.buffer_rgba())
+    return write_image(path, np.ascontiguousarray(rgba[..., :3]))
+
+
 # --------------------------------------------------------------------------------------------------- listing
 
 
@@ -647,7 +718,7 @@ def read_path_list(listing: str | os.PathLike) -> list[Path]:
     for line in lines:
         entry = line.strip()
         if entry and not entry.startswith("#"):
-            path = Path(entry).expanduser()
+            path = Path(os.path.expanduser(entry))
             paths.append(path if path.is_absolute() else listing.parent / path)
     return paths
 
@@ -678,7 +749,7 @@ def expand_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False) -
 
     for raw in specs:
         spec = os.fspath(raw)
-        path = Path(spec).expanduser()
+        path = Path(os.path.expanduser(spec))
         try:
             is_dir = path.is_dir()
             exists = path.exists()
@@ -748,9 +819,41 @@ class OutputCollision(UsageError):
     ``params`` names the parameters that avoid it; the CLI shows them as its options."""
 
 
+def earlier_results(entries: Sequence[InputFile], outputs_of: Sequence[Sequence[Path]],
+                    folder: str | os.PathLike) -> set[int]:
+    """Indices of the entries that are results of an earlier run, not inputs of this one: found (through a folder
+    or a glob, not named one by one) in the output ``folder``, planned as the output of another entry
+    (``outputs_of[i]``: the planned outputs of entry i), and carrying realesr's mark. Any other input at a planned
+    output place is left to :func:`check_outputs`, which refuses it."""
+    owner: dict[str, int] = {}
+    for index, paths in enumerate(outputs_of):
+        for path in paths:
+            owner.setdefault(path_key(path), index)
+    folder_key = os.path.realpath(folder).casefold()
+    found = set()
+    for index, entry in enumerate(entries):
+        other = owner.get(path_key(entry.path))
+        if (entry.error is None and not entry.named and other is not None and other != index
+                and os.path.realpath(entry.path.parent).casefold() == folder_key and made_by_realesr(entry.path)):
+            found.add(index)
+    return found
+
+
 def check_outputs(outputs: Sequence[PlannedOutput], inputs: Iterable[str | os.PathLike]) -> None:
     """Raise :class:`OutputCollision` for the first planned output that lands on another planned output or on an
     input (same path, case aside; or the same file through a symlink or a hard link)."""
+    limits: dict[str, int] = {}
+    for output in outputs:
+        folder = str(existing_ancestor(output.path.parent if str(output.path.parent) else "."))
+        if folder not in limits:
+            try:
+                limits[folder] = int(os.pathconf(folder, "PC_NAME_MAX"))
+            except (OSError, ValueError, AttributeError):
+                limits[folder] = 255
+        # The temporary file beside it is ".NAME.<12 hex>.tmp": 18 bytes longer.
+        if len(os.fsencode(output.path.name)) + 18 > limits[folder]:
+            raise UsageError(f"the name of {output.what} ({len(output.path.name)} characters) is too long for "
+                                  f"the file system (at most {limits[folder] - 18})", params=output.params)
     input_keys: dict[object, Path] = {}
     for raw in inputs:
         path = Path(raw)

@@ -15,10 +15,10 @@ from torch.nn import functional as F
 
 from realesr.devices import available_memory_bytes, pick_device
 from realesr.errors import RealesrError, UsageError
-from realesr.imagefiles import LoadedImage
+from realesr.imagefiles import LoadedImage, array_layout, array_to_pil, pil_to_array
 from realesr.infer.tiling import tiled_forward
 
-__all__ = ["Upscaler", "DEFAULT_TILE_PAD", "DEFAULT_MODEL"]
+__all__ = ["DEFAULT_MODEL", "DEFAULT_TILE_PAD", "Upscaler"]
 
 DEFAULT_MODEL = "RealESRGAN_x4plus"
 # Input pixels each tile reads beyond its core on every side. RRDBNet's receptive field spans hundreds of pixels:
@@ -54,7 +54,7 @@ def _resolve_model(model, denoise_strength: float | None, allow_download: bool, 
         if denoise_strength is not None:
             raise UsageError("denoise_strength applies to model names, not to an nn.Module")
         return _Resolved(model, type(model).__name__, "module")
-    if hasattr(model, "net") and isinstance(getattr(model, "net"), nn.Module):  # a weights.LoadedModel
+    if hasattr(model, "net") and isinstance(model.net, nn.Module):  # a weights.LoadedModel
         return _Resolved(model.net, str(getattr(model, "name", type(model.net).__name__)), str(getattr(model, "source", "")))
     if isinstance(model, (str, os.PathLike)):
         try:
@@ -298,13 +298,7 @@ class Upscaler:
 
     def upscale_image(self, image: LoadedImage, on_tile=None) -> LoadedImage:
         """A decoded file -> the upscaled one, with the same ICC profile and EXIF."""
-        return LoadedImage(
-            array=self.upscale_array(image.array, on_tile=on_tile),
-            icc_profile=image.icc_profile,
-            exif=image.exif,
-            format=image.format,
-            info=dict(image.info),
-        )
+        return image.with_array(self.upscale_array(image.array, on_tile=on_tile))
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         if self.outscale is None:
@@ -318,24 +312,10 @@ class Upscaler:
         uint16 goes through the network in floating point from the full 16-bit values and is rounded once, at
         the end, to 16 bits.
         """
-        array = np.asarray(array)
-        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
-            raise UsageError(f"expected an HxW or HxWxC image (C = 1..4), got shape {array.shape}")
-        if array.shape[0] == 0 or array.shape[1] == 0:
-            raise UsageError(f"empty image of shape {array.shape}")
-        if array.dtype == np.uint8:
-            top = 255.0
-        elif array.dtype == np.uint16:
-            top = 65535.0
-        elif array.dtype in (np.float32, np.float64):
-            top = None
-        else:
-            raise UsageError(f"pixels must be uint8, uint16 or float in [0,1], not {array.dtype}")
-        squeeze = array.ndim == 3 and array.shape[2] == 1
-        planes = array[..., 0] if squeeze else array
-        channels = 1 if planes.ndim == 2 else planes.shape[2]
-        colour_count = 1 if channels in (1, 2) else 3
-        planes = np.ascontiguousarray(planes)
+        layout = array_layout(array)
+        dtype, top, squeeze, channels = np.asarray(array).dtype, layout.peak, layout.squeeze, layout.channels
+        planes = layout.planes
+        colour_count = layout.colour_channels
         tensor = torch.from_numpy(planes if planes.flags.writeable else planes.copy())
         tensor = tensor[..., None] if channels == 1 else tensor
         tensor = tensor.permute(2, 0, 1)[None]  # [1,C,H,W] view, still integer
@@ -343,7 +323,7 @@ class Upscaler:
         height, width = planes.shape[:2]
         out_h, out_w = self.output_size(height, width)
 
-        has_alpha = channels in (2, 4)
+        has_alpha = layout.has_alpha
         steps = 2 if has_alpha and self.alpha == "model" and not self._alpha_is_opaque(tensor, top) else 1
         progress = None
         if on_tile is not None:
@@ -357,7 +337,7 @@ class Upscaler:
             del alpha
         if (out_h, out_w) != tuple(result.shape[-2:]):
             result = _resize(result, out_h, out_w)
-        return self._to_array(result, array.dtype, squeeze)
+        return self._to_array(result, dtype, squeeze)
 
     @torch.inference_mode()
     def upscale_arrays(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
@@ -440,30 +420,7 @@ class Upscaler:
         return np.ascontiguousarray(array)
 
     def _upscale_pil(self, img):
-        from PIL import Image
-
-        mode = img.mode
-        if mode in ("L", "LA", "RGB", "RGBA"):
-            array = np.asarray(img)
-        elif mode.startswith("I;16") or mode == "I":
-            array = np.asarray(img).astype(np.uint16)
-        elif mode == "P" and ("transparency" in img.info):
-            array, mode = np.asarray(img.convert("RGBA")), "RGBA"
-        elif mode in ("PA", "RGBa", "La") or "A" in mode:
-            array, mode = np.asarray(img.convert("RGBA")), "RGBA"
-        else:
-            array, mode = np.asarray(img.convert("RGB")), "RGB"
-        out = self.upscale_array(array)
-        if out.dtype == np.uint16 and out.ndim == 2:
-            result = Image.fromarray(out)  # I;16
-        elif out.dtype == np.uint16:
-            raise UsageError(
-                "PIL has no 16-bit colour mode; pass a numpy array or use realesr.infer.read_image for 16-bit colour"
-            )
-        else:
-            result = Image.fromarray(out)
-        result.info.update({k: v for k, v in img.info.items() if k in ("icc_profile", "exif", "dpi")})
-        return result
+        return array_to_pil(self.upscale_array(pil_to_array(img)), like=img)
 
 
 class _StepProgress:

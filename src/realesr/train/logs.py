@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from realesr.atomic import atomic_path
+from realesr.imagefiles import write_figure
 
 __all__ = ["setup_logging", "MetricsLog", "plot_curves"]
 
@@ -106,7 +107,7 @@ def plot_curves(run_dir: Path) -> list[Path]:
         fig.suptitle(f"{run_dir.name}: training losses")
         fig.tight_layout()
         path = out_dir / "losses.png"
-        fig.savefig(path, dpi=100)
+        write_figure(path, fig, dpi=100)
         plt.close(fig)
         written.append(path)
 
@@ -126,7 +127,7 @@ def plot_curves(run_dir: Path) -> list[Path]:
             ax.legend()
         fig.tight_layout()
         path = out_dir / "validation.png"
-        fig.savefig(path, dpi=100)
+        write_figure(path, fig, dpi=100)
         plt.close(fig)
         written.append(path)
     return written
