@@ -59,8 +59,12 @@ def devices_of(args: argparse.Namespace) -> list[str] | None:
 
 
 def routed(args: argparse.Namespace) -> bool:
-    """Whether this run leaves the process (several devices, a batch, or Ray)."""
-    return args.ray is not None or args.batch > 1 or devices_of(args) is not None
+    """Whether this run leaves the process (several devices, a batch, or Ray). ``--device all`` with fewer than
+    two GPUs becomes ``auto`` (the one GPU, else the CPU) for the single process."""
+    devices = devices_of(args)
+    if devices is None and str(args.device).strip().lower() == "all":
+        args.device = "auto"
+    return args.ray is not None or args.batch > 1 or devices is not None
 
 
 def kept_items(args: argparse.Namespace, plan) -> list:
