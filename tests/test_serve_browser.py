@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 playwright = pytest.importorskip("playwright.sync_api")
-from serve_helpers import tiny_weights  # noqa: E402
+from serve_helpers import tiny_weights
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]

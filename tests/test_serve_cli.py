@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 pytest.importorskip("uvicorn")
-from serve_helpers import tiny_weights  # noqa: E402
+from serve_helpers import tiny_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
@@ -61,7 +61,7 @@ def test_a_busy_port_is_one_line_and_exit_2():
         s.listen(1)
         port = s.getsockname()[1]
         result = subprocess.run([sys.executable, "-m", "realesr", "serve", "--port", str(port), "--device", "cpu",
-                                 "--no-download"], capture_output=True, text=True, env=ENV, timeout=120)
+                                 "--no-download"], check=False, capture_output=True, text=True, env=ENV, timeout=120)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "cannot listen on 127.0.0.1" in result.stderr
     assert "Traceback" not in result.stderr
@@ -69,7 +69,7 @@ def test_a_busy_port_is_one_line_and_exit_2():
 
 def test_a_missing_weights_file_is_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "realesr", "serve", "--model", str(tmp_path / "none.pth")],
-                            capture_output=True, text=True, env=ENV, timeout=120)
+                            check=False, capture_output=True, text=True, env=ENV, timeout=120)
     assert result.returncode == 2 and "none.pth" in result.stderr and "Traceback" not in result.stderr
 
 
