@@ -274,3 +274,59 @@ def test_a_named_pipe_input_fails_at_once(tmp_path, tiny_model, capsys):
     os.mkfifo(tmp_path / "pipe.png")
     assert upscale(str(tmp_path / "pipe.png"), "-o", str(tmp_path / "out"), "-m", str(tiny_model)) == 1
     assert "not a regular file" in capsys.readouterr().err
+
+
+def test_degrade_into_its_input_folder_skips_its_earlier_outputs_and_protects_the_users(tmp_path, photo, capsys):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    Image.fromarray(photo).save(folder / "a.png")
+    args = ["degrade", str(folder), "-o", str(folder), "--crop", "0", "--scale", "2"]
+    assert main(args) == 0
+    first = {n: (folder / n).read_bytes() for n in listing(folder)}
+    assert sorted(first) == ["a.png", "a_0_gt.png", "a_0_lr.png"]
+    capsys.readouterr()
+    assert main(args) == 0  # the same folder again: a_0_lr.png is not degraded into a_0_lr_0_lr.png
+    assert "2 earlier output(s)" in capsys.readouterr().out
+    assert {n: (folder / n).read_bytes() for n in listing(folder)} == first  # same seed, same bytes
+    Image.fromarray(photo[::-1]).save(folder / "a_0_lr.png")  # now a user's file at a planned output
+    user = (folder / "a_0_lr.png").read_bytes()
+    assert main(args) == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert (folder / "a_0_lr.png").read_bytes() == user
+
+
+def test_too_little_free_disk_is_refused_before_work(tmp_path, photo, tiny_model, capsys, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 100, 100))
+    assert upscale(str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "-m", str(tiny_model)) == 2
+    err = capsys.readouterr().err
+    assert "free" in err and "-o" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_pillow_warnings_do_not_leak(tmp_path, photo, monkeypatch):
+    Image.fromarray(photo[:10, :15]).save(tmp_path / "a.png")  # 150 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 100 < 150 < 200: Pillow warns of a decompression bomb
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(Image.DecompressionBombWarning):  # (the warning is real: Pillow alone raises it here)
+            Image.open(tmp_path / "a.png").load()
+        assert read_image(tmp_path / "a.png").array.shape == (10, 15, 3)
+        assert read_header(tmp_path / "a.png").width == 15
+
+
+def test_tilde_of_an_unknown_user_is_a_message_not_a_traceback(tmp_path, photo, tiny_model, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    assert upscale("~no-such-user-x/a.png", "-o", "out", "-m", str(tiny_model)) == 1
+    assert "no such file" in capsys.readouterr().err
+    assert upscale("a.png", "-o", "~no-such-user-x/out", "-m", str(tiny_model)) == 2
+    assert "no user 'no-such-user-x'" in capsys.readouterr().err
+    assert main(["eval", "-m", "bicubic", "--data", "~no-such-user-x/set"]) == 2
+    assert main(["degrade", "~no-such-user-x/a.png", "-o", "out"]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+    assert listing(tmp_path) == ["a.png"]  # no folder literally named "~no-such-user-x", no empty out/

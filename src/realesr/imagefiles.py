@@ -65,6 +65,8 @@ SOFTWARE = "realesr"
 
 # Largest side each format can hold.
 MAX_SIDE = {"JPEG": 65_500, "WEBP": 16_383, "BMP": 2**31 - 1, "PNG": 2**31 - 1, "TIFF": 2**31 - 1}
+# Formats that hold no alpha channel (images with alpha are written as PNG instead where realesr picks the format).
+NO_ALPHA_FORMATS = frozenset({"JPEG", "BMP"})
 # Extension -> Pillow format name of the files write_image can produce.
 WRITE_FORMATS = {
     ".png": "PNG",
@@ -530,7 +532,7 @@ def _encode(
     if array.dtype == np.uint16 and fmt == "TIFF":
         return encode_tiff16(array, icc=icc, exif=exif, software=software)
     array8 = _to_8bit(array)
-    if fmt in ("JPEG", "BMP") and channels in (2, 4):
+    if fmt in NO_ALPHA_FORMATS and channels in (2, 4):
         # (Pillow's BMP writer drops alpha, and most BMP readers ignore it anyway.)
         raise ImageWriteError(f"{fmt} has no alpha channel: write PNG, WebP or TIFF for images with transparency")
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[array8.shape[2] if array8.ndim == 3 else 1]
@@ -716,7 +718,7 @@ def read_path_list(listing: str | os.PathLike) -> list[Path]:
     for line in lines:
         entry = line.strip()
         if entry and not entry.startswith("#"):
-            path = Path(entry).expanduser()
+            path = Path(os.path.expanduser(entry))
             paths.append(path if path.is_absolute() else listing.parent / path)
     return paths
 
@@ -747,7 +749,7 @@ def expand_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False) -
 
     for raw in specs:
         spec = os.fspath(raw)
-        path = Path(spec).expanduser()
+        path = Path(os.path.expanduser(spec))
         try:
             is_dir = path.is_dir()
             exists = path.exists()
@@ -815,6 +817,26 @@ class PlannedOutput:
 class OutputCollision(UsageError):
     """Two planned outputs at one place, or an output that would overwrite an input (exit code 2).
     ``params`` names the parameters that avoid it; the CLI shows them as its options."""
+
+
+def earlier_results(entries: Sequence[InputFile], outputs_of: Sequence[Sequence[Path]],
+                    folder: str | os.PathLike) -> set[int]:
+    """Indices of the entries that are results of an earlier run, not inputs of this one: found (through a folder
+    or a glob, not named one by one) in the output ``folder``, planned as the output of another entry
+    (``outputs_of[i]``: the planned outputs of entry i), and carrying realesr's mark. Any other input at a planned
+    output place is left to :func:`check_outputs`, which refuses it."""
+    owner: dict[str, int] = {}
+    for index, paths in enumerate(outputs_of):
+        for path in paths:
+            owner.setdefault(path_key(path), index)
+    folder_key = os.path.realpath(folder).casefold()
+    found = set()
+    for index, entry in enumerate(entries):
+        other = owner.get(path_key(entry.path))
+        if (entry.error is None and not entry.named and other is not None and other != index
+                and os.path.realpath(entry.path.parent).casefold() == folder_key and made_by_realesr(entry.path)):
+            found.add(index)
+    return found
 
 
 def check_outputs(outputs: Sequence[PlannedOutput], inputs: Iterable[str | os.PathLike]) -> None:

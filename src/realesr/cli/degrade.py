@@ -64,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     from realesr.imagefiles import (
         PlannedOutput,
         check_outputs,
+        earlier_results,
         expand_inputs,
+        path_key,
         write_image,
     )
 
@@ -78,11 +80,10 @@ def run(args: argparse.Namespace) -> int:
     # The whole plan first: every output named and checked against every input before any work.
     entries = expand_inputs(args.inputs)
     used_names: dict[str, int] = {}
-    plan: list[tuple[Path, str | None, list[Path]]] = []  # (input, error, outputs)
-    planned: list[PlannedOutput] = []
+    outputs_of: list[list[Path]] = []
     for entry in entries:
         if entry.error is not None:
-            plan.append((entry.path, f"{entry.path}: {entry.error}", []))
+            outputs_of.append([])
             continue
         name = entry.path.stem
         key = name.casefold()
@@ -92,11 +93,17 @@ def run(args: argparse.Namespace) -> int:
         targets = [out_dir / f"{name}_{k}_{kind}.png" for k in range(args.per_image) for kind in ("lr", "gt")]
         if args.sheet:
             targets.append(out_dir / f"{name}_sheet.png")
-        planned.extend(PlannedOutput(t, f"an output of {entry.path}", ("output",)) for t in targets)
-        plan.append((entry.path, None, targets))
-    check_outputs(planned, [e.path for e in entries if e.error is None])
+        outputs_of.append(targets)
+    # Earlier results of realesr in the output folder are not inputs of this run; anything else is protected.
+    earlier = earlier_results(entries, outputs_of, out_dir)
+    plan = [(e.path, None if e.error is None else f"{e.path}: {e.error}", targets)
+            for i, (e, targets) in enumerate(zip(entries, outputs_of, strict=True)) if i not in earlier]
+    planned = [PlannedOutput(t, f"an output of {path}", ("output",)) for path, _err, targets in plan for t in targets]
+    skipped = {path_key(entries[i].path) for i in earlier}
+    check_outputs(planned, [e.path for e in entries if e.error is None and path_key(e.path) not in skipped])
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        if any(err is None for _path, err, _targets in plan):
+            out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ImageWriteError(f"{out_dir}: cannot create the output folder ({err.strerror or err})",
                               params=("output",)) from None
@@ -124,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
                 labels = [label_lines(params, k) for k in range(args.per_image)]
                 images.append(contact_sheet(gt_crop, lqs, labels, title=f"GT {path.name}"))
             for image, target in zip(images, targets, strict=True):
-                write_image(target, np.asarray(image), source=path)
+                write_image(target, np.asarray(image), source=path, mark=True)
                 written += 1
         except RealesrError as err:
             failures += 1
@@ -132,5 +139,8 @@ def run(args: argparse.Namespace) -> int:
         except (RuntimeError, MemoryError) as err:  # e.g. out of memory on a huge --crop 0 image
             failures += 1
             tqdm.write(f"realesr degrade: error: {path}: {str(err).splitlines()[0]}", file=sys.stderr)
-    print(f"wrote {written} files to {out_dir} ({len(plan) - failures} of {len(plan)} images)")
+    summary = f"wrote {written} files to {out_dir} ({len(plan) - failures} of {len(plan)} images)"
+    if earlier:
+        summary += f"; {len(earlier)} earlier output(s) of realesr in the output folder skipped as inputs"
+    print(summary)
     return 1 if failures else 0

@@ -124,8 +124,15 @@ def run(args: argparse.Namespace) -> int:
     protocol = "no-ref" if no_ref else ("degrade" if args.degrade else "bicubic")
     config = EvalConfig(scale=args.scale, metrics=metrics, protocol=protocol, seed=args.seed,
                         crop_border=args.crop_border)
-    if args.figure is not None and args.figure.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
-        raise UsageError(f"--figure {args.figure}: use a .png, .jpg or .webp file name")
+    if args.figure is not None and args.figure_count == 0:
+        raise UsageError("--figure with --figure-count 0 would draw nothing: give --figure-count N >= 1")
+    if args.figure is not None:
+        from realesr.imagefiles import format_for_path
+
+        try:
+            format_for_path(args.figure)  # an image format we write, checked before any work
+        except RealesrError as err:
+            raise UsageError(str(err), params=("figure",)) from None
     try:
         datasets = find_datasets(args.data, limit=args.limit or None)
     except DataError as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ class Dataset:
 
 def find_dataset(spec: str | Path, limit: int | None = None) -> Dataset:
     """A dataset from a folder of images, one image or a .txt list; raises DataError when it yields no image."""
-    path = Path(spec).expanduser()
+    path = Path(os.path.expanduser(spec))
     if path.is_dir():
         paths = list_folder(path)
         name = path.resolve().name

@@ -6,8 +6,8 @@ import csv
 import io
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 from realesr.atomic import atomic_write_bytes
 from realesr.errors import ImageWriteError, UsageError
 from realesr.evaluate.protocol import FigureSample, ImageScore, SummaryRow
-from realesr.imagefiles import write_image
+from realesr.imagefiles import format_for_path, write_image
 
 FORMATS = ("md", "json", "csv")
 SUMMARY_FIELDS = ("model", "dataset", "n", "psnr", "ssim", "niqe", "failed", "protocol", "scale")
@@ -163,8 +163,7 @@ def render_figure(samples: Sequence[FigureSample], zoom: int = 1, footer: str | 
 
 def save_figure(path: Path, samples: Sequence[FigureSample], zoom: int = 1, footer: str | None = None) -> None:
     path = Path(path)
-    if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
-        raise ImageWriteError(f"{path}: use a .png, .jpg or .webp file name for the figure", params=("figure",))
+    format_for_path(path)  # before the drawing: ImageWriteError for an extension we do not write
     figure = render_figure(samples, zoom=zoom, footer=footer)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_image(path, np.asarray(figure.convert("RGB")), quality=92)

@@ -33,6 +33,7 @@ import numpy as np
 from realesr.errors import RealesrError, UsageError
 from realesr.imagefiles import (
     MAX_SIDE,
+    NO_ALPHA_FORMATS,
     READ_EXTENSIONS,
     WRITE_FORMATS,
     ImageHeader,
@@ -40,9 +41,9 @@ from realesr.imagefiles import (
     PlannedOutput,
     check_folder_writable,
     check_outputs,
+    earlier_results,
     existing_ancestor,
     expand_inputs,
-    made_by_realesr,
     path_key,
     read_header,
     read_image,
@@ -61,8 +62,7 @@ __all__ = [
     "upscale_item",
 ]
 
-EXTENSIONS = ("png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp")
-_NO_ALPHA = (".jpg", ".jpeg", ".bmp")
+EXTENSIONS = tuple(ext.lstrip(".") for ext in WRITE_FORMATS)  # the values of the ext option besides "auto"
 # Rough compressed bytes per sample byte, on the low side, for the free-disk check (refuse only when clearly short).
 _DISK_RATIO = {"PNG": 0.3, "TIFF": 0.3, "BMP": 1.0, "JPEG": 0.03, "WEBP": 0.02}
 
@@ -198,7 +198,7 @@ def _extension(options: OutputOptions, source: Path, has_alpha: bool) -> tuple[s
         ext = "." + options.ext.lower().lstrip(".")
     else:
         ext = source.suffix.lower() if source.suffix.lower() in WRITE_FORMATS else ".png"
-    if has_alpha and ext in _NO_ALPHA:
+    if has_alpha and WRITE_FORMATS[ext] in NO_ALPHA_FORMATS:
         return ".png", f"{ext[1:].upper()} holds no alpha: wrote PNG"
     return ext, None
 
@@ -219,7 +219,10 @@ def plan_upscale(
     options = options or OutputOptions()
     entries = expand_inputs(inputs, recursive=recursive)
     files = [e for e in entries if e.error is None]
-    target = Path(output).expanduser()
+    target = Path(os.path.expanduser(output))
+    if str(target).startswith("~"):  # "~name/..." of a user unknown here: not a folder literally named "~name"
+        user = str(target).split(os.sep, 1)[0]
+        raise UsageError(f"the output {output}: there is no user {user[1:]!r} here", params=("output",))
     target_is_file = target.suffix.lower() in WRITE_FORMATS and not target.is_dir()
     if target.suffix.lower() in READ_EXTENSIONS and not target_is_file and not target.is_dir():
         # "-o out.gif" would otherwise become a folder named out.gif
@@ -245,7 +248,7 @@ def plan_upscale(
         if item.header is not None:
             ext, note = _extension(options, entry.path, item.header.has_alpha)
             if target_is_file:
-                item.output = target.with_suffix(".png") if note and target.suffix.lower() in _NO_ALPHA else target
+                item.output = target.with_suffix(".png") if note and WRITE_FORMATS[target.suffix.lower()] in NO_ALPHA_FORMATS else target
                 note = note if item.output != target else None
             else:
                 stem = entry.path.stem
@@ -258,17 +261,11 @@ def plan_upscale(
                 item.notes.append(f"{item.header.frames} frames: only the first was upscaled")
         by_entry.append((entry, item))
 
-    # Earlier results: found (not named) in the output folder, planned as another input's output, and ours.
-    planned = {path_key(p): item for _e, item in by_entry for p in (item.output, item.compare) if p is not None}
-    folder_key = os.path.realpath(plan.folder).casefold()
-    kept: list[tuple[InputFile, PlanItem]] = []
-    for entry, item in by_entry:
-        owner = planned.get(path_key(entry.path)) if entry.error is None else None
-        if (owner is not None and owner is not item and not entry.named
-                and os.path.realpath(entry.path.parent).casefold() == folder_key and made_by_realesr(entry.path)):
-            plan.skipped.append(entry.path)
-            continue
-        kept.append((entry, item))
+    # Earlier results of realesr in the output folder are not inputs of this run (docs/upscale.md).
+    outputs_of = [[p for p in (item.output, item.compare) if p is not None] for _e, item in by_entry]
+    earlier = earlier_results([e for e, _i in by_entry], outputs_of, plan.folder)
+    plan.skipped = [entry.path for i, (entry, _item) in enumerate(by_entry) if i in earlier]
+    kept = [pair for i, pair in enumerate(by_entry) if i not in earlier]
     skipped_keys = {path_key(p) for p in plan.skipped}
     planned_outputs: list[PlannedOutput] = []
     for _entry, item in kept:

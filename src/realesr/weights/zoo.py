@@ -307,7 +307,7 @@ def load_model(name_or_path: str | os.PathLike, denoise_strength: float | None =
                                      f"replace the file")
         name = text
     else:
-        path = Path(text).expanduser()
+        path = Path(os.path.expanduser(text))
         if not path.exists() and not (path.suffix in (".param", ".bin") and path.with_suffix(".param").exists()):
             close = [n for n in ZOO if n.lower() in (text.lower(), Path(text).stem.lower())]
             hint = f" Did you mean {close[0]!r}?" if close else f" Known names: {', '.join(ZOO)}."
