@@ -41,7 +41,7 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
-from realesr.archs import RRDBNet, SRVGGNetCompact, UNetDiscriminatorSN
+from realesr.archs import UNetDiscriminatorSN, arch_named
 from realesr.data import (
     ResumableSampler,
     TrainPatchDataset,
@@ -49,7 +49,7 @@ from realesr.data import (
     samples_per_epoch,
     scan_images,
 )
-from realesr.errors import ConfigError, RealesrError, UsageError
+from realesr.errors import ConfigError, RealesrError, UsageError, WeightsFormatError
 from realesr.train import checkpoint as ckpt
 from realesr.train.config import TrainConfig, config_to_dict, save_config
 from realesr.train.distributed import (
@@ -74,7 +74,7 @@ from realesr.train.losses import (
 )
 from realesr.train.synth import PairSynthesizer, degradation_config, params_sampler
 from realesr.train.validate import build_validation_set, validate
-from realesr.weights import load_model, load_state_dict, save_model
+from realesr.weights import load_model, load_state_dict, load_strict, save_model
 
 __all__ = [
     "LRSchedule",
@@ -125,12 +125,10 @@ class TrainResult:
 
 
 def build_generator(cfg: TrainConfig) -> nn.Module:
-    net = cfg.network
-    if net.arch == "RRDBNet":
-        return RRDBNet(3, 3, num_feat=net.num_feat, num_block=net.num_block, num_grow_ch=net.num_grow_ch,
-                       scale=cfg.scale)
-    return SRVGGNetCompact(3, 3, num_feat=net.num_feat, num_conv=net.num_conv, upscale=cfg.scale,
-                           act_type=net.act_type)
+    arch = arch_named(cfg.network.arch)
+    if arch.from_config is None:
+        raise RealesrError(f"network.arch {arch.name} cannot be trained here (its record has no from_config)")
+    return arch.build(arch.from_config(cfg.network, cfg.scale))
 
 
 def _load_source_state_dict(source: str, allow_download: bool = True) -> dict[str, torch.Tensor]:
@@ -150,7 +148,8 @@ def init_generator_from(net: nn.Module, source_sd: dict[str, torch.Tensor], stri
     if strict:
         missing = [k for k in own if k not in source_sd]
         unexpected = [k for k in source_sd if k not in own]
-        mismatched = [k for k in own if k in source_sd and source_sd[k].shape != own[k].shape]
+        mismatched = [f"{k} {tuple(source_sd[k].shape)} vs {tuple(own[k].shape)}" for k in own
+                      if k in source_sd and source_sd[k].shape != own[k].shape]
         if missing or unexpected or mismatched:
             details = "; ".join(
                 part for part in (
@@ -492,7 +491,7 @@ def restore(run: Run, folder: Path) -> None:
                     f"cannot resume {folder}: config key '{key}' is {now[key]!r} here but {then[key]!r} in the "
                     f"checkpoint's run; set {key}: {then[key]!r}, or start a new run (another name)", key=key)
     try:
-        run.net_g.load_state_dict(weights["net_g"])
+        load_strict(run.net_g, weights["net_g"], f"checkpoint {folder}")
         if run.net_g_ema is not None:
             run.net_g_ema.load_state_dict(weights.get("net_g_ema", weights["net_g"]))
         if run.net_d is not None:
@@ -500,7 +499,7 @@ def restore(run: Run, folder: Path) -> None:
                 raise ckpt.CheckpointError(f"{folder} has no discriminator (an esrnet checkpoint?); "
                                            "start the esrgan stage with init_from instead of resuming", key="stage")
             run.net_d.load_state_dict(weights["net_d"])
-    except RuntimeError as err:  # shapes differ, and no saved config said which key
+    except (RuntimeError, WeightsFormatError) as err:  # shapes differ, and no saved config said which key
         first = str(err).strip().splitlines()[-1].strip()
         raise ckpt.CheckpointError(f"cannot resume {folder}: its networks have other shapes than this config's "
                                    f"network / discriminator keys ({first})", key="network") from None
