@@ -25,12 +25,12 @@ from realesr.imagefiles import READ_EXTENSIONS, list_folder, read_path_list, rea
 
 __all__ = [
     "ImageRecord",
-    "list_images",
-    "scan_images",
-    "read_rgb",
-    "TrainPatchDataset",
     "ResumableSampler",
+    "TrainPatchDataset",
+    "list_images",
+    "read_rgb",
     "samples_per_epoch",
+    "scan_images",
 ]
 
 log = logging.getLogger("realesr.train")

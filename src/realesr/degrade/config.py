@@ -164,15 +164,15 @@ class DegradationConfig:
             or not all(isinstance(v, int) and v > 0 and v % 2 == 1 for v in ks)
             or ks[0] > ks[1]
         ):
-            raise ConfigError(f"degradation.kernel_size_range: expected [low, high] odd positive integers, got {ks!r}", key=f"degradation.kernel_size_range")
+            raise ConfigError(f"degradation.kernel_size_range: expected [low, high] odd positive integers, got {ks!r}", key="degradation.kernel_size_range")
         self.kernel_size_range = (int(ks[0]), int(ks[1]))
         for key in ("blur_kernel_size", "blur_kernel_size2"):
             if self.kernel_size_range[1] > getattr(self, key):
                 raise ConfigError(
-                    f"degradation.kernel_size_range: largest size {ks[1]} exceeds {key} {getattr(self, key)}", key=f"degradation.kernel_size_range"
+                    f"degradation.kernel_size_range: largest size {ks[1]} exceeds {key} {getattr(self, key)}", key="degradation.kernel_size_range"
                 )
         if not isinstance(self.sinc_small_kernel_limit, int):
-            raise ConfigError(f"degradation.sinc_small_kernel_limit: expected an integer, got {self.sinc_small_kernel_limit!r}", key=f"degradation.sinc_small_kernel_limit")
+            raise ConfigError(f"degradation.sinc_small_kernel_limit: expected an integer, got {self.sinc_small_kernel_limit!r}", key="degradation.sinc_small_kernel_limit")
         for key in ("sinc_cutoff_small", "sinc_cutoff_large", "final_sinc_cutoff"):
             low, high = _pair(getattr(self, key), key)
             if low <= 0 or high > math.pi + 1e-9:
@@ -205,12 +205,12 @@ class DegradationConfig:
         if self.jpeg_chroma_upsampling not in CHROMA_UPSAMPLING:
             raise ConfigError(
                 f"degradation.jpeg_chroma_upsampling: expected one of {', '.join(CHROMA_UPSAMPLING)}, "
-                f"got {self.jpeg_chroma_upsampling!r}", key=f"degradation.jpeg_chroma_upsampling"
+                f"got {self.jpeg_chroma_upsampling!r}", key="degradation.jpeg_chroma_upsampling"
             )
 
     # ------------------------------------------------------------------ presets and (de)serialisation
     @classmethod
-    def for_scale(cls, scale: int) -> "DegradationConfig":
+    def for_scale(cls, scale: int) -> DegradationConfig:
         """Preset for an SR scale.
 
         x2 and x4 are the official x2plus / x4plus settings, which are identical: the second stage works relative to
@@ -218,11 +218,11 @@ class DegradationConfig:
         which leaves stage one in the HR domain (as for x2/x4) and stage two in the LR domain.
         """
         if scale not in SUPPORTED_SCALES:
-            raise ConfigError(f"degradation.scale: expected one of {SUPPORTED_SCALES}, got {scale!r}", key=f"degradation.scale")
+            raise ConfigError(f"degradation.scale: expected one of {SUPPORTED_SCALES}, got {scale!r}", key="degradation.scale")
         return cls()
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "DegradationConfig":
+    def from_dict(cls, data: dict[str, Any] | None) -> DegradationConfig:
         """Build from a mapping (e.g. a YAML section); unknown keys raise ConfigError naming them."""
         if data is None:
             return cls()
@@ -238,8 +238,8 @@ class DegradationConfig:
         """Plain YAML-friendly mapping (tuples become lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
-    def replace(self, **changes: Any) -> "DegradationConfig":
+    def replace(self, **changes: Any) -> DegradationConfig:
         return dataclasses.replace(self, **changes)
 
 
-__all__ = ["DegradationConfig", "KERNEL_TYPES", "RESIZE_MODES", "SUPPORTED_SCALES"]
+__all__ = ["KERNEL_TYPES", "RESIZE_MODES", "SUPPORTED_SCALES", "DegradationConfig"]

@@ -22,20 +22,20 @@ from realesr.atomic import atomic_write_text
 from realesr.errors import ConfigError
 
 __all__ = [
-    "TrainConfig",
-    "NetworkConfig",
-    "DiscriminatorConfig",
     "DataConfig",
-    "OptimConfig",
-    "PerceptualConfig",
+    "DiscriminatorConfig",
     "GanConfig",
     "LossConfig",
-    "ValConfig",
+    "NetworkConfig",
+    "OptimConfig",
+    "PerceptualConfig",
     "RuntimeConfig",
-    "load_config",
+    "TrainConfig",
+    "ValConfig",
+    "apply_overrides",
     "config_from_dict",
     "config_to_dict",
-    "apply_overrides",
+    "load_config",
     "resolve",
     "save_config",
 ]
@@ -347,7 +347,10 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     _check(cfg.log_every >= 1, "log_every", f"must be at least 1; got {cfg.log_every}")
     _check(cfg.keep_last >= 1, "keep_last", f"must be at least 1; got {cfg.keep_last}")
 
-    from realesr.archs import arch_named, arch_names  # torch only once a config is checked
+    from realesr.archs import (  # torch only once a config is checked
+        arch_named,
+        arch_names,
+    )
 
     net = cfg.network
     _one_of(net.arch, "network.arch", arch_names())
@@ -374,7 +377,9 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     _check(data.pool_size >= 0, "data.pool_size", "must be 0 (off) or positive")
     _check(data.pool_size % cfg.batch_size == 0, "data.pool_size",
            f"must be a multiple of batch_size ({cfg.batch_size}); got {data.pool_size}")
-    from realesr.train.synth import degradation_config  # the degradation model's own checks, keys named
+    from realesr.train.synth import (
+        degradation_config,  # the degradation model's own checks, keys named
+    )
 
     degradation_config(cfg.scale, data.degradation)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from realesr.atomic import atomic_path
 from realesr.imagefiles import write_figure
 
-__all__ = ["setup_logging", "attach_log_file", "close_logging", "MetricsLog", "plot_curves"]
+__all__ = ["MetricsLog", "attach_log_file", "close_logging", "plot_curves", "setup_logging"]
 
 log = logging.getLogger("realesr.train")
 

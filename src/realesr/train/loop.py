@@ -487,9 +487,14 @@ def restore(run: Run, folder: Path) -> None:
     if then is not None:
         for key in _SHAPE_KEYS:
             if key in then and then[key] != now[key]:
+                try:  # which tensors differ, for the message
+                    load_strict(run.net_g, weights["net_g"], "the generator")
+                    detail = ""
+                except WeightsFormatError as err:
+                    detail = f" ({err})"
                 raise ckpt.CheckpointError(
                     f"cannot resume {folder}: config key '{key}' is {now[key]!r} here but {then[key]!r} in the "
-                    f"checkpoint's run; set {key}: {then[key]!r}, or start a new run (another name)", key=key)
+                    f"checkpoint's run; set {key}: {then[key]!r}, or start a new run (another name){detail}", key=key)
     try:
         load_strict(run.net_g, weights["net_g"], f"checkpoint {folder}")
         if run.net_g_ema is not None:

@@ -20,7 +20,7 @@ from realesr.degrade import DegradationConfig, degraded_lr
 from realesr.imagefiles import write_image
 from realesr.metrics import imresize, psnr, ssim
 
-__all__ = ["ValImage", "build_validation_set", "validate", "to_uint8"]
+__all__ = ["ValImage", "build_validation_set", "to_uint8", "validate"]
 
 
 @dataclass
