@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from realesr.devices import pick_device
     from realesr.imagefiles import (
         PlannedOutput,
+        check_folder_writable,
         check_outputs,
         earlier_results,
         expand_inputs,
@@ -78,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir: Path = args.output
 
     # The whole plan first: every output named and checked against every input before any work.
+    check_folder_writable(out_dir, params=("output",))
     entries = expand_inputs(args.inputs)
     used_names: dict[str, int] = {}
     outputs_of: list[list[Path]] = []
