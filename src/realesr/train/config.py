@@ -69,6 +69,7 @@ class DiscriminatorConfig:
 @dataclass
 class DataConfig:
     train: str = ""  # a folder (searched recursively) or a .txt list of image paths, one per line
+    root: str = ""  # the folder the lines of a .txt list are relative to; empty: the list's folder
     load_size: int = 400  # the patch each worker cuts from an image before degradation (official crop_pad_size)
     gt_size: int = 256  # the GT crop after degradation; LQ is gt_size // scale
     use_hflip: bool = True

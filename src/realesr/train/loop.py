@@ -381,7 +381,8 @@ def build(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resuming:
     if cfg.val.folder and not Path(cfg.val.folder).is_dir():
         raise ConfigError(f"config key 'val.folder': validation folder not found: {cfg.val.folder}", key="val.folder")
     deg_cfg = degradation_config(cfg.scale, cfg.data.degradation)
-    records, notes = scan_images(list_images(cfg.data.train), cfg.data.load_size, cfg.data.small_images)
+    records, notes = scan_images(list_images(cfg.data.train, cfg.data.root or None), cfg.data.load_size,
+                                 cfg.data.small_images)
     _seed_everything(cfg.seed)  # the same initial networks on every rank (and EMA copies made before DDP's broadcast)
 
     # data: workers cut patches and draw degradation parameters; the device applies the chain
