@@ -109,3 +109,53 @@ def test_drop_an_image_watch_it_slide_and_download_the_clis_bytes(server, shared
             assert outside == []  # nothing fetched from anywhere but the server
         finally:
             browser.close()
+
+
+def test_choose_and_paste_several_files_errors_in_words_and_the_zip(server, shared_data, tmp_path):
+    """The other ways in (the file chooser with several files, a paste), ×3 chosen on the page, a broken file
+    failing in words while the others finish, and "Download all" holding the CLI's bytes."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    url, weights = server
+    with Image.open(shared_data / "real_lr" / "RealESRGAN_inputs" / "0014.jpg") as im:
+        im.crop((20, 20, 68, 52)).save(tmp_path / "crop.png")
+        im.crop((80, 60, 120, 100)).save(tmp_path / "pasted.png")
+    (tmp_path / "broken.png").write_bytes(b"this is not a picture")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    expected = {}
+    for name in ("crop.png", "pasted.png"):
+        subprocess.run([sys.executable, "-m", "realesr", "upscale", str(tmp_path / name), "-m", str(weights), "-o",
+                        str(tmp_path / "cli"), "-s", "3", "--no-progress"], check=True, env=env, capture_output=True,
+                       timeout=300)
+        expected[name.replace(".png", "_out.png")] = (tmp_path / "cli" / name.replace(".png", "_out.png")).read_bytes()
+
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(accept_downloads=True)
+            page.goto(url)
+            page.wait_for_selector("#model option[value='tiny']", state="attached")
+            page.select_option("#scale", "3")
+            page.set_input_files("#files", [str(tmp_path / "crop.png"), str(tmp_path / "broken.png")])
+            data = base64.b64encode((tmp_path / "pasted.png").read_bytes()).decode()
+            page.evaluate(
+                """(data) => {
+                    const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+                    const dt = new DataTransfer();
+                    dt.items.add(new File([bytes], 'pasted.png', {type: 'image/png'}));
+                    document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: dt}));
+                }""", data)
+            page.wait_for_selector(".job.failed", timeout=60_000)
+            _wait_until(lambda: page.locator(".job.done").count() == 2, timeout=120)
+            failed = page.locator(".job.failed")
+            assert failed.locator(".job-name").inner_text() == "broken.png"
+            assert "not an image" in failed.locator(".job-error").inner_text()
+            with page.expect_download() as info:
+                page.click("#download-all")
+            with zipfile.ZipFile(io.BytesIO(Path(info.value.path()).read_bytes())) as archive:
+                assert {n: archive.read(n) for n in archive.namelist()} == expected
+        finally:
+            browser.close()
