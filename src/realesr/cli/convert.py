@@ -9,9 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from realesr.errors import ImageWriteError, UsageError
-from realesr.weights.io import save_model, save_state_dict
-from realesr.weights.ncnn import export_ncnn, ncnn_paths
-from realesr.weights.zoo import ZOO, load_model, read_model
 
 
 def register(subparsers) -> None:
@@ -34,6 +31,11 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # torch comes with these: imported here, not at module level, so that `realesr convert --help` is fast.
+    from realesr.weights.io import save_model, save_state_dict
+    from realesr.weights.ncnn import export_ncnn, ncnn_paths
+    from realesr.weights.zoo import ZOO, load_model, read_model
+
     out = Path(args.output)
     if out.suffix not in (".safetensors", ".param"):
         raise UsageError(f"OUT must end in .safetensors or .param, not {out.name!r}")

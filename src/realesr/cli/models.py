@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from realesr.errors import RealesrError, UsageError
-from realesr.weights.zoo import ZOO, cache_dir, check_model, fetch_model
 
 
 def register(subparsers) -> None:
@@ -25,6 +24,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from realesr.weights.zoo import ZOO, cache_dir, check_model  # torch: not at import, so --help is fast
+
     if args.download:
         return _download(args.download)
     rows = [("name", "scale", "architecture", "params", "found")]
@@ -68,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _download(names: list[str]) -> int:
+    from realesr.weights.zoo import ZOO, fetch_model
+
     if "all" in names:
         names = [n for n, e in ZOO.items() if not e.weights_of]
     unknown = [n for n in names if n not in ZOO]
