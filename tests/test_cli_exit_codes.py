@@ -46,7 +46,8 @@ def test_every_command_maps_errors_to_one_line_and_its_exit_code(monkeypatch, ca
     monkeypatch.setattr(module, "run", _raiser(exc))
     argv = {"upscale": ["upscale", "x.png"], "degrade": ["degrade", "x.png", "-o", "out"],
             "eval": ["eval", "-m", "bicubic", "--data", "d"], "train": ["train", "c.yaml"],
-            "convert": ["convert", "a.pth", "b.safetensors"], "models": ["models"], "serve": ["serve"]}[command]
+            "convert": ["convert", "a.pth", "b.safetensors"], "models": ["models"], "serve": ["serve"],
+            "prepare": ["prepare", "hr", "out"], "runs": ["runs"]}[command]
     assert main(argv) == code
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -120,3 +121,59 @@ def test_sigterm_mid_batch_leaves_finished_outputs_and_no_temporary_file(tmp_pat
         with Image.open(out / name) as im:
             im.load()
             assert im.size == (640, 640)
+
+
+@pytest.fixture()
+def tiny_weights(tmp_path):
+    from realesr.archs import SRVGGNetCompact
+    from realesr.weights import save_model
+
+    path = tmp_path / "tiny.safetensors"
+    save_model(SRVGGNetCompact(num_feat=8, num_conv=2, upscale=4), path)
+    return path
+
+
+@pytest.mark.parametrize("command", ["upscale", "convert"])
+def test_a_model_that_is_a_folder_or_an_image_is_a_usage_error(tmp_path, capsys, command):
+    Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(tmp_path / "in.png")
+    (tmp_path / "folder").mkdir()
+    for model, fragment in [(tmp_path / "folder", "is a folder"), (tmp_path / "in.png", "not a weights file")]:
+        argv = (["upscale", str(tmp_path / "in.png"), "-m", str(model), "-o", str(tmp_path / "out")]
+                if command == "upscale" else ["convert", str(model), str(tmp_path / "o.safetensors")])
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert fragment in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "o.safetensors").exists()
+
+
+def test_denoise_strength_with_another_model_is_a_usage_error(tmp_path, capsys, tiny_weights):
+    Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(tmp_path / "in.png")
+    argv = ["upscale", str(tmp_path / "in.png"), "-m", str(tiny_weights), "-o", str(tmp_path / "out"),
+            "--denoise-strength", "0.5"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "realesr-general-x4v3 only" in err and "--denoise-strength" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+    assert main(["convert", str(tiny_weights), str(tmp_path / "o.param"), "--denoise-strength", "0.5"]) == 2
+    assert "realesr-general-x4v3 only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("crop", [32, 10**7])
+def test_degrade_crop_larger_than_an_image_fails_that_file_from_its_header(tmp_path, capsys, crop):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (16, 24, 3), dtype=np.uint8)).save(tmp_path / "small.png")
+    Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(tmp_path / "big.png")
+    out = tmp_path / "out"
+    code = main(["degrade", str(tmp_path / "small.png"), str(tmp_path / "big.png"), "--crop", str(crop), "--scale",
+                 "2", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and "MemoryError" not in err
+    lines = [ln for ln in err.splitlines() if "error:" in ln]
+    if crop == 32:  # the small image fails in one line naming its size, the big one is degraded
+        assert len(lines) == 1 and "small.png" in lines[0] and "24x16" in lines[0] and "--crop" in lines[0]
+        assert sorted(p.name for p in out.iterdir()) == ["big_0_gt.png", "big_0_lr.png"]
+        with Image.open(out / "big_0_gt.png") as im:
+            assert im.size == (32, 32)
+    else:  # both fail before any work, each in its line
+        assert len(lines) == 2 and all("smaller than the crop" in ln for ln in lines)
+        assert not out.exists() or not any(out.iterdir())

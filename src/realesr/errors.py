@@ -43,6 +43,13 @@ class WeightsFormatError(RealesrError):
     """A weights file whose content is not a network realesr recognises."""
 
 
+class NotWeightsError(WeightsFormatError):
+    """A model path that is a folder or a file of another kind (an image, a text): the user named the wrong thing,
+    a usage error (exit code 2) like a missing model; a damaged weights file stays a WeightsFormatError (1)."""
+
+    exit_code = 2
+
+
 class ConfigError(RealesrError):
     """An invalid training or degradation configuration; the message names the key."""
 

@@ -48,6 +48,25 @@ def _load_rgb(path: Path):
     return torch.from_numpy(arr).permute(2, 0, 1)
 
 
+def _check_crop(entry, crop: int):
+    """``entry`` failed from its header, before any work, when ``crop`` is larger than the image: the GT would be
+    mostly mirror padding (and a huge --crop runs out of memory); that file fails in one line, the rest go on."""
+    from dataclasses import replace
+
+    from realesr.imagefiles import read_header
+
+    if entry.error is not None or not crop:
+        return entry
+    try:
+        header = read_header(entry.path)
+    except RealesrError as err:
+        return replace(entry, error=str(err).removeprefix(f"{entry.path}: "))
+    if min(header.width, header.height) < crop:
+        return replace(entry, error=f"the image is {header.width}x{header.height}, smaller than the crop {crop}; "
+                                    "give a smaller --crop, or --crop 0 for the whole image")
+    return entry
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
@@ -80,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
     # The whole plan first: every output named and checked against every input before any work.
     check_folder_writable(out_dir, params=("output",))
-    entries = expand_inputs(args.inputs)
+    entries = [_check_crop(entry, args.crop) for entry in expand_inputs(args.inputs)]
     used_names: dict[str, int] = {}
     outputs_of: list[list[Path]] = []
     for entry in entries:

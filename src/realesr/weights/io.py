@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from realesr.errors import WeightsFormatError
+from realesr.errors import NotWeightsError, WeightsFormatError
 from realesr.atomic import atomic_path
 from realesr.weights.ncnn import MAGIC, read_ncnn
 from realesr.weights.spec import ModelSpec, check_resize_factor, detect_arch, spec_of
@@ -91,7 +91,7 @@ def read_weights(path: str | os.PathLike) -> WeightsFile:
     """Read a weights file of any supported format; see :func:`load_state_dict`."""
     path = Path(path)
     if path.is_dir():
-        raise WeightsFormatError(f"{path} is a folder, not a weights file")
+        raise NotWeightsError(f"{path} is a folder, not a weights file")
     if not path.exists() and path.suffix not in (".param", ".bin"):
         raise WeightsFormatError(f"{path}: no such file")
     # A named pipe or a device would block (or never end) on open(): only regular files are read.
@@ -106,7 +106,7 @@ def read_weights(path: str | os.PathLike) -> WeightsFile:
         return _read_safetensors(path)
     if kind == "pytorch":
         return WeightsFile(_read_torch(path), "pytorch")
-    raise WeightsFormatError(f"{path}: not a weights file realesr reads (.pth/.pt, .safetensors, ncnn .param+.bin)")
+    raise NotWeightsError(f"{path}: not a weights file realesr reads (.pth/.pt, .safetensors, ncnn .param+.bin)")
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:

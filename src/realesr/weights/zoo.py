@@ -14,7 +14,7 @@ from torch import nn
 
 from realesr import cache
 from realesr.cache import CACHE_ENV, Checksum, DownloadError, Progress, cache_dir
-from realesr.errors import ModelNotFoundError, RealesrError, WeightsFormatError
+from realesr.errors import ModelNotFoundError, RealesrError, UsageError, WeightsFormatError
 from realesr.weights.io import read_weights
 from realesr.weights.spec import ModelSpec, OutputResize, check_resize_factor, detect_arch
 
@@ -342,9 +342,10 @@ def load_model(name_or_path: str | os.PathLike, denoise_strength: float | None =
 
     if denoise_strength is not None:
         if name != "realesr-general-x4v3":
-            raise RealesrError(f"denoise_strength applies to realesr-general-x4v3 only, not {name!r}")
+            raise UsageError(f"denoise_strength applies to realesr-general-x4v3 only, not {name!r}",
+                             params=("denoise_strength",))
         if not 0.0 <= float(denoise_strength) <= 1.0:
-            raise RealesrError(f"denoise_strength must be in [0, 1], not {denoise_strength}")
+            raise UsageError(f"denoise_strength must be in [0, 1], not {denoise_strength}", params=("denoise_strength",))
         s = float(denoise_strength)
         if s != 1.0:
             wdn_sd, wdn_spec, wdn_source = _resolve("realesr-general-wdn-x4v3", allow_download, progress)
