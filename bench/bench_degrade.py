@@ -105,7 +105,8 @@ def main() -> None:
     gt = load_crops(args.batch, args.size, seed=0).to(device)
     b = args.batch
     print(f"realesr degrade bench: batch {b} x {args.size}^2, x{args.scale}, device {device}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {platform.processor() or platform.machine()}")
+          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+          f"{platform.processor() or platform.machine()}")
 
     rng = np.random.default_rng(0)
     t_params, params = timed(lambda: sample_degradation_batch(cfg, rng, b), device, args.repeats)
@@ -115,8 +116,8 @@ def main() -> None:
     rows = [("kernel + parameter sampling (numpy, per worker)", t_params)]
     rows.append(("USM sharpening", t_usm))
     for on_canvas in (False, True):
-        t, lq = timed(lambda: degrade(gt_usm, params, cfg, args.scale, generator=gen, on_canvas=on_canvas),
-                      device, args.repeats)
+        t, lq = timed(lambda canvas=on_canvas: degrade(gt_usm, params, cfg, args.scale, generator=gen,
+                                                       on_canvas=canvas), device, args.repeats)
         rows.append((f"degradation chain ({'one canvas' if on_canvas else 'per-sample sizes'})", t))
     crop = args.size // 2 - (args.size // 2) % args.scale
     t_crop, _ = timed(lambda: paired_random_crop([gt, gt_usm], lq, crop, args.scale, generator=gen), device,

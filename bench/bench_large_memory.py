@@ -33,8 +33,8 @@ def worker(part: str, height: int, width: int) -> None:
     from torch import nn
     from torch.nn import functional as F
 
-    from realesr.infer import Upscaler
     from realesr.devices import available_memory_bytes
+    from realesr.infer import Upscaler
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)

@@ -120,7 +120,7 @@ def interleaved(image: Path, crop: int, runs: int) -> dict:
     upscaler = Upscaler(loaded, device="cpu", precision="fp32", tile=0)
     paths = {"official": lambda: official_enhance(official_net, bgr), "ours": lambda: upscaler(rgb)}
     times: dict[str, list[float]] = {"official": [], "ours": []}
-    for name, run in paths.items():
+    for run in paths.values():
         run()  # warm-up
     for index in range(runs):
         order = ("official", "ours") if index % 2 == 0 else ("ours", "official")
@@ -182,7 +182,8 @@ def main() -> None:
         times = interleaved(args.image, args.crop, args.interleaved)
         print(f"interleaved in one process, {args.interleaved} runs each:")
         for variant in ("official", "ours"):
-            print(f"  {variant:<10} best {min(times[variant]):6.2f} s   median {statistics.median(times[variant]):6.2f} s")
+            best, median = min(times[variant]), statistics.median(times[variant])
+            print(f"  {variant:<10} best {best:6.2f} s   median {median:6.2f} s")
         print(f"  speed-up: best {min(times['official']) / min(times['ours']):.2f}x, "
               f"median {statistics.median(times['official']) / statistics.median(times['ours']):.2f}x")
 

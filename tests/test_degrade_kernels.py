@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from realesr.degrade import DegradationConfig, KERNEL_TYPE_NAMES, filter2d
+from realesr.degrade import KERNEL_TYPE_NAMES, DegradationConfig, filter2d
 from realesr.degrade.kernels import (
     circular_lowpass_kernel,
     gaussian_kernel,
@@ -15,7 +15,6 @@ from realesr.degrade.kernels import (
     random_blur_kernel,
     random_final_sinc,
 )
-
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 

@@ -8,9 +8,15 @@ import pytest
 import torch
 from PIL import Image
 
-from realesr.degrade import (DegradationConfig, add_noise, gaussian_noise, jpeg_compress, poisson_noise,
-                             quantization_tables, usm_sharpen)
-
+from realesr.degrade import (
+    DegradationConfig,
+    add_noise,
+    gaussian_noise,
+    jpeg_compress,
+    poisson_noise,
+    quantization_tables,
+    usm_sharpen,
+)
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 

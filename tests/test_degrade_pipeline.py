@@ -18,7 +18,6 @@ from realesr.degrade import (
 )
 from realesr.errors import ConfigError, DataError
 
-
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 import realesr.cli as cli
-from realesr.evaluate import EvalConfig, EvalModel, evaluate, find_dataset, format_table
 from realesr.errors import ConfigError
+from realesr.evaluate import EvalConfig, EvalModel, evaluate, find_dataset, format_table
 
 
 @pytest.fixture
@@ -62,7 +62,8 @@ def test_json_output_and_per_image_csv(run_cli, shared_data, tmp_path):
 
 
 def test_csv_format(run_cli, shared_data):
-    code, out, _ = run_cli("-m", "bicubic", "--data", str(shared_data / "test" / "Set5"), "--format", "csv", "--limit", "2")
+    code, out, _ = run_cli("-m", "bicubic", "--data", str(shared_data / "test" / "Set5"), "--format", "csv",
+                           "--limit", "2")
     assert code == 0
     records = list(csv.DictReader(out.splitlines()))
     assert records[0]["model"] == "bicubic" and records[0]["n"] == "2" and records[0]["niqe"] == ""
@@ -82,7 +83,8 @@ def test_bad_data_paths_give_one_line_error_and_exit_2(run_cli, tmp_path, bad):
 
 
 def test_a_single_image_is_a_dataset_of_one(run_cli, shared_data):
-    code, out, _ = run_cli("-m", "bicubic", "--data", str(shared_data / "test" / "Set5" / "bird.png"), "--format", "json")
+    code, out, _ = run_cli("-m", "bicubic", "--data", str(shared_data / "test" / "Set5" / "bird.png"),
+                           "--format", "json")
     assert code == 0
     (row,) = json.loads(out)
     assert (row["dataset"], row["n"]) == ("bird", 1)

@@ -85,7 +85,8 @@ def test_ssim_single_window_by_hand():
     rng = np.random.default_rng(2)
     x = rng.integers(0, 256, size=(11, 11)).astype(np.float64)
     y = np.clip(x + rng.normal(0, 20, size=(11, 11)), 0, 255).round()
-    weights = np.array([[math.exp(-((i - 5) ** 2 + (j - 5) ** 2) / (2 * 1.5**2)) for j in range(11)] for i in range(11)])
+    weights = np.array([[math.exp(-((i - 5) ** 2 + (j - 5) ** 2) / (2 * 1.5**2)) for j in range(11)]
+                        for i in range(11)])
     weights /= weights.sum()
     mx, my = (weights * x).sum(), (weights * y).sum()
     vx = (weights * (x - mx) ** 2).sum()
@@ -120,7 +121,8 @@ def test_linear_ramp_is_reproduced_away_from_borders():
     up = imresize(ramp, scale=2)
     j = np.arange(up.shape[1])
     inner = slice(4, -4)
-    np.testing.assert_allclose(up[:, inner], np.broadcast_to(((j + 1) / 2 - 0.75)[inner], up[:, inner].shape), atol=1e-12)
+    expected = np.broadcast_to(((j + 1) / 2 - 0.75)[inner], up[:, inner].shape)
+    np.testing.assert_allclose(up[:, inner], expected, atol=1e-12)
     # x2 down: output column j averages around 0-based position 2j + 0.5 with a symmetric kernel.
     down = imresize(ramp, scale=0.5)
     j = np.arange(down.shape[1])

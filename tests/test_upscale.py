@@ -134,7 +134,8 @@ def test_size_multiple_is_padded_and_cropped():
     net = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, scale=2)  # pixel-unshuffle: sides must be even
     out = Upscaler(net, device="cpu")(np.zeros((7, 9, 3), np.uint8))
     assert out.shape == (14, 18, 3)
-    out = Upscaler(Nearest(2, size_multiple=4), device="cpu", tile=16, tile_pad=4)(np.arange(35 * 33, dtype=np.uint16).reshape(35, 33))
+    ramp = np.arange(35 * 33, dtype=np.uint16).reshape(35, 33)
+    out = Upscaler(Nearest(2, size_multiple=4), device="cpu", tile=16, tile_pad=4)(ramp)
     np.testing.assert_array_equal(out, np.arange(35 * 33, dtype=np.uint16).reshape(35, 33).repeat(2, 0).repeat(2, 1))
 
 

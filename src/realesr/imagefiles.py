@@ -179,7 +179,8 @@ def read_header(path: str | os.PathLike) -> ImageHeader:
     except PermissionError:
         raise ImageReadError(f"{path}: permission denied") from None
     except Image.DecompressionBombError:
-        raise ImageReadError(f"{path}: more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, refused as a decompression bomb") from None
+        raise ImageReadError(f"{path}: more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, refused as a decompression "
+                             "bomb") from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error) as err:
         raise ImageReadError(f"{path}: broken or truncated image ({_one_line(err)})") from None
 
@@ -242,7 +243,8 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     except PermissionError:
         raise ImageReadError(f"{path}: permission denied") from None
     except Image.DecompressionBombError:
-        raise ImageReadError(f"{path}: more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, refused as a decompression bomb") from None
+        raise ImageReadError(f"{path}: more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, refused as a decompression "
+                             "bomb") from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error) as err:
         raise ImageReadError(f"{path}: broken or truncated image ({_one_line(err)})") from None
 
@@ -898,5 +900,6 @@ def check_folder_writable(folder: str | os.PathLike, params: tuple[str, ...] = (
     if not ancestor.is_dir():
         raise UsageError(f"cannot create the folder {folder}: {ancestor} is a file", params=params)
     if not os.access(ancestor, os.W_OK | os.X_OK):
-        what = f"folder {folder}" if ancestor == Path(os.path.abspath(folder)) else f"folder {ancestor} (to create {folder})"
+        is_it = ancestor == Path(os.path.abspath(folder))
+        what = f"folder {folder}" if is_it else f"folder {ancestor} (to create {folder})"
         raise UsageError(f"the {what} is not writable", params=params)

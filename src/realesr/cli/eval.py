@@ -168,9 +168,11 @@ def run(args: argparse.Namespace) -> int:
         write_per_image_csv(args.per_image, result.per_image)
     if args.figure is not None:
         if result.figure_samples:
-            description = {"bicubic": "LR = MATLAB bicubic of the HR", "degrade": f"LR = degradation chain, seed {args.seed}",
+            description = {"bicubic": "LR = MATLAB bicubic of the HR",
+                           "degrade": f"LR = degradation chain, seed {args.seed}",
                            "no-ref": "real low-resolution inputs"}[protocol]
-            save_figure(args.figure, result.figure_samples, footer=f"x{args.scale}; {description}; crops at output resolution")
+            save_figure(args.figure, result.figure_samples,
+                        footer=f"x{args.scale}; {description}; crops at output resolution")
         else:
             warn(f"--figure {args.figure}: no image was evaluated, no figure written")
     return 1 if (skipped or result.problems) else 0

@@ -170,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     where = plan.target if plan.target_is_file else f"{plan.target}{os.sep}"
-    summary = f"{len(written)} of {len(items)} image(s) upscaled with {upscaler.model_name} -> {where} ({elapsed:.1f} s)"
+    summary = (f"{len(written)} of {len(items)} image(s) upscaled with {upscaler.model_name} -> {where} "
+               f"({elapsed:.1f} s)")
     if failures:
         summary += f"; {len(failures)} failed"
     if plan.skipped:

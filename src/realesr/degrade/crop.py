@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -34,10 +34,10 @@ def paired_random_crop(gt: torch.Tensor | Sequence[torch.Tensor], lq: torch.Tens
     dev = generator.device if generator is not None else torch.device("cpu")
     tops = torch.randint(0, h_lq - lq_size + 1, (b,), generator=generator, device=dev).tolist()
     lefts = torch.randint(0, w_lq - lq_size + 1, (b,), generator=generator, device=dev).tolist()
-    lq_c = torch.stack([lq[i, :, t : t + lq_size, l : l + lq_size] for i, (t, l) in enumerate(zip(tops, lefts))])
+    lq_c = torch.stack([lq[i, :, t : t + lq_size, x : x + lq_size] for i, (t, x) in enumerate(zip(tops, lefts))])
     gt_c = [
-        torch.stack([g[i, :, t * scale : t * scale + gt_size, l * scale : l * scale + gt_size]
-                     for i, (t, l) in enumerate(zip(tops, lefts))])
+        torch.stack([g[i, :, t * scale : t * scale + gt_size, x * scale : x * scale + gt_size]
+                     for i, (t, x) in enumerate(zip(tops, lefts))])
         for g in gts
     ]
     return (gt_c[0] if single else gt_c), lq_c

@@ -134,7 +134,8 @@ def random_mixed_kernel(
     else:
         sigma_y, theta = sigma_x, 0.0
     if name in ("iso", "aniso"):
-        return KernelDraw(gaussian_kernel(size, sigma_x, sigma_y, theta), type_index, size, sigma_x, sigma_y, theta, 1.0)
+        kernel = gaussian_kernel(size, sigma_x, sigma_y, theta)
+        return KernelDraw(kernel, type_index, size, sigma_x, sigma_y, theta, 1.0)
     if name.startswith("generalized"):
         beta = _split_beta(rng, betag_range)
         kernel = generalized_gaussian_kernel(size, sigma_x, sigma_y, theta, beta)

@@ -8,7 +8,7 @@ device the images are on.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -11,7 +11,7 @@ different sizes are batched.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch

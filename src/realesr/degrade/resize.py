@@ -11,7 +11,7 @@ placed, and noise is per pixel, so on the canvas every sample comes out as if it
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -352,7 +352,8 @@ def _start_sample(dataset, path, hr, lr, scale, crop, bicubic: EvalModel, protoc
         window=window,
     )
     if hr is not None and protocol == "degrade":  # the degraded input is part of the story
-        sample.panels[f"input (x{scale} nearest)"] = _crop(np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1), sample)
+        nearest = np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1)
+        sample.panels[f"input (x{scale} nearest)"] = _crop(nearest, sample)
     up = bicubic.upscale(lr)
     sample.panels["bicubic"] = _crop(up, sample)
     if hr is not None:

@@ -128,9 +128,12 @@ def render_figure(samples: Sequence[FigureSample], zoom: int = 1, footer: str | 
     title_h = 4 + 18 * max(len(lines) for lines in titles)
     cols = len(labels)
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    texts = [footer or ""] + [f"{s.dataset}/{s.image}  (crop {s.window[2]}x{s.window[2]} at x={s.window[1]}, y={s.window[0]})"
-                              for s in samples]
-    width = max(pad + cols * (panel_size + pad), 2 * pad + int(max(measure.textlength(t, font=caption_font) for t in texts)))
+    texts = [footer or ""] + [
+        f"{s.dataset}/{s.image}  (crop {s.window[2]}x{s.window[2]} at x={s.window[1]}, y={s.window[0]})"
+        for s in samples
+    ]
+    widest = int(max(measure.textlength(t, font=caption_font) for t in texts))
+    width = max(pad + cols * (panel_size + pad), 2 * pad + widest)
     row_h = row_title_h + panel_size + caption_h + pad
     height = title_h + pad + len(samples) * row_h + (22 if footer else 0)
     canvas = Image.new("RGB", (width, height), "white")

@@ -248,7 +248,8 @@ def plan_upscale(
         if item.header is not None:
             ext, note = _extension(options, entry.path, item.header.has_alpha)
             if target_is_file:
-                item.output = target.with_suffix(".png") if note and WRITE_FORMATS[target.suffix.lower()] in NO_ALPHA_FORMATS else target
+                drops_alpha = note and WRITE_FORMATS[target.suffix.lower()] in NO_ALPHA_FORMATS
+                item.output = target.with_suffix(".png") if drops_alpha else target
                 note = note if item.output != target else None
             else:
                 stem = entry.path.stem

@@ -4,8 +4,9 @@ RRDBNet's receptive field spans hundreds of pixels, so a tile's output near its 
 whole-image pass gives there. Cropping each tile's padded output and pasting it (the official RealESRGANer) leaves
 those differences as hard steps: visible seams. Here neighbouring tiles overlap by ``2 * pad`` input pixels and
 their outputs are cross-faded across the middle half of that overlap with a raised-cosine ramp, so a tile is
-never used closer than ``pad / 2`` to the edge of what it read. The 1-D weights of all tiles along an axis sum to exactly 1 everywhere, so the 2-D weights (outer
-products) also sum to 1 and no normalisation buffer the size of the output is needed.
+never used closer than ``pad / 2`` to the edge of what it read. The 1-D weights of all tiles along an axis sum to
+exactly 1 everywhere, so the 2-D weights (outer products) also sum to 1 and no normalisation buffer the size of the
+output is needed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ __all__ = ["TileSpan", "axis_weights", "split_axis", "tiled_forward"]
 
 @dataclass(frozen=True)
 class TileSpan:
-    """One tile along one axis, in input pixels: core ``[start, end)`` and the padded read ``[read_start, read_end)``."""
+    """One tile along one axis, in input pixels: core ``[start, end)``, padded read ``[read_start, read_end)``."""
 
     start: int
     end: int

@@ -55,7 +55,8 @@ def _resolve_model(model, denoise_strength: float | None, allow_download: bool, 
             raise UsageError("denoise_strength applies to model names, not to an nn.Module")
         return _Resolved(model, type(model).__name__, "module")
     if hasattr(model, "net") and isinstance(model.net, nn.Module):  # a weights.LoadedModel
-        return _Resolved(model.net, str(getattr(model, "name", type(model.net).__name__)), str(getattr(model, "source", "")))
+        name = str(getattr(model, "name", type(model.net).__name__))
+        return _Resolved(model.net, name, str(getattr(model, "source", "")))
     if isinstance(model, (str, os.PathLike)):
         try:
             from realesr.weights import load_model
@@ -104,12 +105,15 @@ class Upscaler:
         channels_last: bool = True,
     ) -> None:
         if precision not in PRECISIONS:
-            raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}", params=("precision",))
+            raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}",
+                             params=("precision",))
         if tile is not None and (not isinstance(tile, int) or tile < 0):
-            raise UsageError(f"tile must be 0 (whole image) or a positive number of pixels, not {tile!r}", params=("tile",))
+            raise UsageError(f"tile must be 0 (whole image) or a positive number of pixels, not {tile!r}",
+                             params=("tile",))
         if tile_pad is not None and (not isinstance(tile_pad, int) or tile_pad < 0):
             raise UsageError(f"tile_pad must be a number of pixels >= 0, not {tile_pad!r}", params=("tile_pad",))
-        if outscale is not None and not (isinstance(outscale, (int, float)) and math.isfinite(outscale) and outscale > 0):
+        if outscale is not None and not (isinstance(outscale, (int, float)) and math.isfinite(outscale)
+                                         and outscale > 0):
             raise UsageError(f"outscale must be a number > 0, not {outscale!r}", params=("outscale",))
         if alpha not in ALPHA_MODES:
             raise UsageError(f"alpha must be one of {', '.join(ALPHA_MODES)}, not {alpha!r}", params=("alpha",))

@@ -11,7 +11,7 @@ The resize is separable: along each dimension every output sample is a weighted 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -30,7 +30,9 @@ def cubic_kernel(x: np.ndarray) -> np.ndarray:
     return inner + outer
 
 
-def contributions(in_length: int, out_length: int, scale: float, antialiasing: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def contributions(
+    in_length: int, out_length: int, scale: float, antialiasing: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Source indices and weights ``[out_length, taps]`` so that ``out[i] = sum_t weights[i, t] * in[indices[i, t]]``.
 
     ``scale`` is the factor MATLAB uses for the kernel (the requested one, not ``out/in`` after rounding). Indices

@@ -84,7 +84,8 @@ def _block_features(block: np.ndarray) -> list[float]:
     for shift in _NEIGHBOUR_SHIFTS:
         products = block * np.roll(block, shift, axis=(0, 1))
         alpha, beta_l, beta_r = _aggd_fit(products)
-        mean = (beta_r - beta_l) * math.gamma(2.0 / alpha) / math.gamma(1.0 / alpha) if math.isfinite(alpha) else math.nan
+        finite = math.isfinite(alpha)
+        mean = (beta_r - beta_l) * math.gamma(2.0 / alpha) / math.gamma(1.0 / alpha) if finite else math.nan
         features.extend([alpha, mean, beta_l, beta_r])
     return features
 
