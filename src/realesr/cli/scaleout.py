@@ -12,43 +12,24 @@ import sys
 import time
 from pathlib import Path
 
+from realesr.cli._options import number
 from realesr.errors import RealesrError, UsageError
 
 FLAGS = {"ray": "--ray", "batch": "--batch", "workers": "--ray-workers"}
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, not {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("several devices and clusters (docs/scaleout.md)")
-    group.add_argument("--batch", type=_positive_int, default=1, metavar="N",
+    group.add_argument("--batch", type=number(int, low=1), default=1, metavar="N",
                        help="images of one size go through the network N at a time (for GPUs; default 1)")
     group.add_argument("--resume", action="store_true",
                        help="skip inputs whose outputs are already complete (written by realesr, planned size)")
     group.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                        help="run on Ray: no ADDRESS starts a local Ray, 'auto' joins the running cluster, "
                             "or ray://HOST:10001 / HOST:6379 (needs realesr[ray]; outputs on a shared filesystem)")
-    group.add_argument("--ray-workers", type=_positive_int, default=None, metavar="N",
+    group.add_argument("--ray-workers", type=number(int, low=1), default=None, metavar="N",
                        help="Ray actors, each loading the model once (default: the cluster's GPUs, else its CPUs)")
-    group.add_argument("--ray-gpus", type=_non_negative_float, default=None, metavar="G",
+    group.add_argument("--ray-gpus", type=number(float, low=0), default=None, metavar="G",
                        help="GPUs per Ray actor (default: 1 when the cluster has GPUs, else 0)")
 
 

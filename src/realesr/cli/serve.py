@@ -8,32 +8,10 @@ import secrets
 import socket
 import sys
 
+from realesr.cli._options import number
 from realesr.errors import RealesrError, UsageError
 
 FLAGS = {"model": "--model", "device": "--device", "host": "--host", "port": "--port"}
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be in 0..65535, not {text}")
-    return value
-
-
-def _positive(kind: type) -> object:
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, not {text}")
-        return value
-
-    return parse
 
 
 def register(subparsers) -> None:
@@ -48,7 +26,8 @@ def register(subparsers) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1, this machine only; anything else makes the "
                              "token the only guard)")
-    parser.add_argument("--port", type=_port, default=7860, help="port (default 7860; 0 picks a free one)")
+    parser.add_argument("--port", type=number(int, 0, 65535), default=7860,
+                        help="port (default 7860; 0 picks a free one)")
     parser.add_argument("--device", default="auto",
                         help="where the networks run: auto, cpu, cuda, cuda:N, mps, or a comma list "
                              "(one worker per device)")
@@ -60,11 +39,11 @@ def register(subparsers) -> None:
     parser.add_argument("--only", action="store_true", help="offer only the --model files, not the official models")
     parser.add_argument("--no-download", action="store_true",
                         help="never download official weights: models not on this machine fail")
-    parser.add_argument("--max-upload-mb", type=_positive(float), default=200.0, metavar="MB",
+    parser.add_argument("--max-upload-mb", type=number(float, above=0), default=200.0, metavar="MB",
                         help="largest upload (default 200 MB)")
-    parser.add_argument("--max-pixels", type=_positive(float), default=50.0, metavar="MP",
+    parser.add_argument("--max-pixels", type=number(float, above=0), default=50.0, metavar="MP",
                         help="largest input image in megapixels (default 50)")
-    parser.add_argument("--max-jobs", type=_positive(int), default=100, metavar="N",
+    parser.add_argument("--max-jobs", type=number(int, above=0), default=100, metavar="N",
                         help="most jobs queued or running at once (default 100)")
     parser.add_argument("--open", action="store_true", help="open the page in the default browser")
     parser.set_defaults(func=run, flags=FLAGS)

@@ -3,52 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
 from pathlib import Path
 
+from realesr.cli._options import number
 from realesr.errors import RealesrError
 
 EXT_CHOICES = ("auto", "png", "jpg", "webp", "tif", "bmp")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, not {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
-    return value
-
-
-def _unit_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], not {text}")
-    return value
-
-
-def _quality(text: str) -> int:
-    value = _non_negative_int(text)
-    if not 1 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"must be in 1..100, not {text}")
-    return value
 
 
 def register(subparsers) -> None:
@@ -65,11 +28,11 @@ def register(subparsers) -> None:
                         help="output folder (created if needed; default: results), or a file name for one input")
     parser.add_argument("-m", "--model", default="RealESRGAN_x4plus", metavar="MODEL",
                         help="model name (see `realesr models`) or weights path (default: RealESRGAN_x4plus)")
-    parser.add_argument("-s", "--outscale", type=_positive_float, default=None, metavar="OUTSCALE",
+    parser.add_argument("-s", "--outscale", type=number(float, above=0), default=None, metavar="OUTSCALE",
                         help="final scale factor, any number > 0 (default: the model's scale)")
-    parser.add_argument("--tile", type=_non_negative_int, default=None, metavar="N",
+    parser.add_argument("--tile", type=number(int, low=0), default=None, metavar="N",
                         help="tile size in input pixels; 0 = whole image (default: automatic from free memory)")
-    parser.add_argument("--tile-pad", type=_non_negative_int, default=None, metavar="P",
+    parser.add_argument("--tile-pad", type=number(int, low=0), default=None, metavar="P",
                         help="input pixels each tile reads beyond its core (default: 48)")
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                         help="auto: fp32 on the CPU, bf16/fp16 on a GPU (fp32 again if half overflows)")
@@ -79,12 +42,13 @@ def register(subparsers) -> None:
     parser.add_argument("--suffix", default="out", metavar="S", help="output name suffix (default: out)")
     parser.add_argument("--ext", choices=EXT_CHOICES, default="auto",
                         help="output format; auto keeps the input's (PNG for images with alpha)")
-    parser.add_argument("--quality", type=_quality, default=95, metavar="Q", help="JPEG/WebP quality (default 95)")
+    parser.add_argument("--quality", type=number(int, 1, 100), default=95, metavar="Q",
+                        help="JPEG/WebP quality (default 95)")
     parser.add_argument("--alpha", choices=("model", "bicubic"), default="model",
                         help="how the alpha channel is upscaled (default: model)")
     parser.add_argument("--compare", action="store_true",
                         help="also write NAME_compare.png: bicubic and the result side by side")
-    parser.add_argument("--denoise-strength", type=_unit_float, default=None, metavar="D",
+    parser.add_argument("--denoise-strength", type=number(float, 0, 1), default=None, metavar="D",
                         help="realesr-general-x4v3 only: 0 keeps noise, 1 removes it (blends with the wdn weights)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     from realesr.cli import scaleout

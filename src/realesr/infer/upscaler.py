@@ -364,9 +364,9 @@ class Upscaler:
             if self._auto_tile(*padded, batch=len(arrays)) != self._auto_tile(*padded, batch=1):
                 half = len(arrays) // 2
                 return self.upscale_arrays(arrays[:half]) + self.upscale_arrays(arrays[half:])
-        top = 255.0 if first.dtype == np.uint8 else 65535.0
-        squeeze = first.ndim == 3 and first.shape[2] == 1
-        planes = [np.ascontiguousarray(a[..., 0] if squeeze else a) for a in arrays]
+        layouts = [array_layout(a) for a in arrays]  # one shape and dtype: one peak, one squeeze for all
+        top, squeeze = layouts[0].peak, layouts[0].squeeze
+        planes = [layout.planes for layout in layouts]
         stacked = torch.stack([torch.from_numpy(p if p.flags.writeable else p.copy()) for p in planes])
         stacked = stacked[..., None] if stacked.ndim == 3 else stacked
         colour = self._to_unit(stacked.permute(0, 3, 1, 2), top)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from realesr import imagefiles
 from realesr.data import list_images, read_rgb
 from realesr.degrade import DegradationConfig, degraded_lr
 from realesr.imagefiles import write_image
@@ -31,10 +32,11 @@ class ValImage:
 
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:
-    """[1, 3, H, W] (or [3, H, W]) float in [0, 1] -> HxWx3 uint8, rounded."""
+    """[1, 3, H, W] (or [3, H, W]) float in [0, 1] -> HxWx3 uint8, rounded as every image written
+    (:func:`realesr.imagefiles.to_uint8`)."""
     if t.dim() == 4:
         t = t[0]
-    return (t.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return imagefiles.to_uint8(t.detach().float().permute(1, 2, 0).cpu().numpy())
 
 
 def build_validation_set(folder: str, scale: int, size_multiple: int, max_images: int, max_size: int, seed: int,
