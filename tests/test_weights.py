@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import io
 import json
 import urllib.error
@@ -11,6 +13,7 @@ import torch
 
 import realesr.cli as cli
 from realesr.archs import RRDBNet, SRVGGNetCompact, UNetDiscriminatorSN
+from realesr.cache import Checksum
 from realesr.errors import ModelNotFoundError, RealesrError, WeightsFormatError
 from realesr.weights import (ZOO, OutputResize, detect_arch, load_model, load_state_dict, save_model, spec_of,
                              unwrap_state_dict)
@@ -227,6 +230,12 @@ def test_missing_model_is_one_clear_paragraph(empty_cache):
         load_model("realesrgan_x4plus")
 
 
+def pin_checksum(monkeypatch, name: str, payload: bytes) -> None:
+    """Make the zoo expect ``payload`` (the fake release file) as ``name``'s download."""
+    entry = ZOO[name]
+    monkeypatch.setitem(ZOO, name, dataclasses.replace(entry, checksum=Checksum(hashlib.sha256(payload).hexdigest())))
+
+
 class FakeResponse(io.BytesIO):
     def __init__(self, data: bytes, length: int | None = None) -> None:
         super().__init__(data)
@@ -247,7 +256,15 @@ def test_download_goes_to_the_cache_atomically_with_a_size_check(empty_cache, tm
 
     seen = []
     monkeypatch.setattr(zoo_module, "_urlopen", lambda url, timeout=30.0: seen.append(url) or FakeResponse(payload))
-    loaded = load_model("realesr-general-x4v3", progress=False)
+    # Not the official file: its SHA-256 differs from the pinned one, so it is refused and nothing is kept.
+    with pytest.raises(ModelNotFoundError, match=r"is not the expected file: got \d+ bytes, expected 4885111"):
+        load_model("realesr-general-x4v3", progress=False)
+    assert list(cache.iterdir()) == []
+    pin_checksum(monkeypatch, "realesr-general-x4v3", payload)
+    reported = []
+    seen.clear()
+    loaded = load_model("realesr-general-x4v3", progress=lambda done, total: reported.append((done, total)))
+    assert reported and reported[-1] == (len(payload), len(payload))
     assert seen == ["https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.5.0/realesr-general-x4v3.pth"]
     assert [p.name for p in cache.iterdir()] == ["realesr-general-x4v3.pth"]
     assert loaded.source.startswith("downloaded") and loaded.spec.kwargs["num_conv"] == 32
@@ -285,9 +302,47 @@ def test_cache_comes_before_the_data_package_and_wrong_files_are_named(empty_cac
     # The x2 model is the same weights plus the bicubic resize.
     x2 = load_model("realesr-animevideov3-x2")
     assert x2.source.startswith("cache") and x2.spec.scale == 2 and x2.net.scale == 2
+    # A file of another network in the cache is skipped for the next source (the data package), and named.
     torch.save(random_state_dict(SRVGGNetCompact, num_feat=64, num_conv=32), cache / "realesr-animevideov3.pth")
-    with pytest.raises(WeightsFormatError, match="not realesr-animevideov3"):
+    assert load_model("realesr-animevideov3", allow_download=False).source.startswith("data package")
+    found, problems = zoo_module.check_model("realesr-animevideov3")
+    assert found.where == "package" and len(problems) == 1 and "not realesr-animevideov3" in problems[0]
+
+
+@pytest.mark.parametrize("junk", [b"\x80\x02garbage that is no pickle", b"PK\x03\x04truncated zip", b""])
+def test_a_corrupt_cached_file_is_reported_as_corrupt_and_the_next_source_used(empty_cache, capsys, monkeypatch,
+                                                                                junk):
+    cache, calls = empty_cache
+    cache.mkdir()
+    (cache / "RealESRGAN_x4plus.pth").write_bytes(junk)
+    loaded = load_model("RealESRGAN_x4plus", allow_download=False)
+    assert loaded.source.startswith("data package")
+    found, problems = zoo_module.check_model("RealESRGAN_x4plus")
+    assert len(problems) == 1 and "corrupt" in problems[0] and "run code" not in problems[0]
+    # Without the data package the download is tried next: it fails here (no network), naming the corrupt file.
+    (cache / "realesr-animevideov3.pth").write_bytes(junk)
+    monkeypatch.setitem(ZOO, "realesr-animevideov3", dataclasses.replace(ZOO["realesr-animevideov3"],
+                                                                         package_file=None))
+    with pytest.raises(ModelNotFoundError) as info:
         load_model("realesr-animevideov3")
+    assert "corrupt, skipped" in str(info.value) and calls
+    monkeypatch.setattr(cli, "COMMANDS", ("models", "convert"))
+    assert cli.main(["models"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.split()}
+    assert "corrupt" in rows["RealESRGAN_x4plus"] and "data package" in rows["RealESRGAN_x4plus"]
+    assert "corrupt" in rows["realesr-animevideov3"]
+
+
+def test_a_fifo_as_model_does_not_hang(tmp_path, capsys, monkeypatch):
+    import os
+
+    fifo = tmp_path / "model.pth"
+    os.mkfifo(fifo)
+    with pytest.raises(WeightsFormatError, match="not a regular file"):
+        load_model(str(fifo))
+    monkeypatch.setattr(cli, "COMMANDS", ("models", "convert"))
+    assert cli.main(["convert", str(fifo), str(tmp_path / "o.safetensors")]) == 1
+    assert "not a regular file" in capsys.readouterr().err
 
 
 def test_the_data_package_serves_the_default_model_offline(empty_cache):
@@ -342,6 +397,7 @@ def test_models_download_fetches_release_files_into_the_cache(empty_cache, capsy
     buf = io.BytesIO()
     torch.save({"params": random_state_dict(SRVGGNetCompact, num_feat=64, num_conv=16)}, buf)
     monkeypatch.setattr(zoo_module, "_urlopen", lambda url, timeout=30.0: FakeResponse(buf.getvalue()))
+    pin_checksum(monkeypatch, "realesr-animevideov3", buf.getvalue())
     # Held by the data package, yet the exact release file is fetched; the cache then takes precedence.
     assert cli.main(["models", "--download", "realesr-animevideov3-x2"]) == 0
     assert (cache / "realesr-animevideov3.pth").is_file()

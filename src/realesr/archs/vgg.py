@@ -7,15 +7,13 @@ the perceptual loss of Real-ESRGAN reads the conv outputs *before* the ReLU.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import urllib.request
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from realesr.atomic import atomic_path
+from realesr.cache import Checksum, DownloadError, Progress, cache_dir, download
 from realesr.errors import ModelNotFoundError, WeightsFormatError
 
 __all__ = [
@@ -115,55 +113,64 @@ class VGGFeatureExtractor(nn.Module):
 
 def vgg19_weights_path() -> Path:
     """Where the ImageNet VGG19 weights are looked for and downloaded to."""
-    # Imported here, not at the top: realesr.weights builds its networks from realesr.archs.
-    from realesr.weights import cache_dir
-
     return cache_dir() / VGG19_FILENAME
 
 
-def _download(url: str, dest: Path, progress: bool = True) -> None:
-    """Download atomically and check torchvision's hash prefix (first 8 hex digits of the SHA-256)."""
-    from tqdm import tqdm
-
-    expected_prefix = dest.stem.rsplit("-", 1)[-1]
-    sha = hashlib.sha256()
+def _download(url: str, dest: Path, progress: Progress | None = None) -> None:
+    # torchvision names its files by the first 8 hex digits of their SHA-256.
+    checksum = Checksum(sha256_prefix=dest.stem.rsplit("-", 1)[-1])
     try:
-        with atomic_path(dest, ".part") as tmp:
-            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
-                total = int(resp.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
-                    while chunk := resp.read(1 << 20):
-                        out.write(chunk)
-                        sha.update(chunk)
-                        bar.update(len(chunk))
-            if not sha.hexdigest().startswith(expected_prefix):
-                raise ModelNotFoundError(f"downloaded {url} but its SHA-256 does not start with {expected_prefix}")
-    except OSError as err:
+        download(url, dest, checksum, progress)
+    except DownloadError as err:
         raise ModelNotFoundError(
             f"VGG19 ImageNet weights are not in {dest.parent} and downloading {url} failed ({err}); "
             f"put {dest.name} there (or set REALESR_CACHE_DIR), or set loss.perceptual.weights to a .pth path"
         ) from None
 
 
-def load_vgg19_imagenet(source: str = "imagenet", allow_download: bool = True,
-                        progress: bool = True) -> dict[str, torch.Tensor]:
-    """The torchvision VGG19 ImageNet state dict: ``imagenet`` (cache, else download) or a .pth path."""
-    if source == "imagenet":
-        path = vgg19_weights_path()
-        if not path.is_file():
-            if not allow_download:
-                raise ModelNotFoundError(f"VGG19 ImageNet weights not found at {path} (downloads disabled); "
-                                         f"put {VGG19_URL} there, or set loss.perceptual.weights to a .pth path")
-            log.info("downloading VGG19 ImageNet weights from %s to %s", VGG19_URL, path)
-            _download(VGG19_URL, path, progress=progress)
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ModelNotFoundError(f"VGG19 weights file not found: {path}")
+def _read(path: Path) -> dict[str, torch.Tensor] | str:
+    """The state dict in ``path``, or why it is not one (one line)."""
+    if not path.is_file():
+        return "not a regular file"
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a weights file"
-        raise WeightsFormatError(f"{path} is not a readable VGG19 weights file: {err}") from None
-    if not isinstance(sd, dict):
-        raise WeightsFormatError(f"{path} does not hold a state dict")
+        return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        return "it does not hold a state dict of tensors"
+    return sd
+
+
+def load_vgg19_imagenet(source: str = "imagenet", allow_download: bool = True,
+                        progress: bool | Progress = False) -> dict[str, torch.Tensor]:
+    """The torchvision VGG19 ImageNet state dict: ``imagenet`` (cache, else download) or a .pth path.
+
+    A corrupt file in the cache is downloaded again when downloads are allowed, else reported in one line."""
+    callback = progress if callable(progress) else None
+    if source != "imagenet":
+        path = Path(source)
+        if not path.exists():
+            raise ModelNotFoundError(f"VGG19 weights file not found: {path}")
+        sd = _read(path)
+        if isinstance(sd, str):
+            raise WeightsFormatError(f"{path} is not a readable VGG19 weights file ({sd})")
+        return sd
+    path = vgg19_weights_path()
+    if path.is_file():
+        sd = _read(path)
+        if not isinstance(sd, str):
+            return sd
+        if not allow_download:
+            raise WeightsFormatError(f"{path} is corrupt ({sd}); delete it so it is downloaded again from "
+                                     f"{VGG19_URL}, or set loss.perceptual.weights to a .pth path")
+        log.warning("%s is corrupt (%s); downloading it again from %s", path, sd, VGG19_URL)
+    elif not allow_download:
+        raise ModelNotFoundError(f"VGG19 ImageNet weights not found at {path} (downloads disabled); "
+                                 f"put {VGG19_URL} there, or set loss.perceptual.weights to a .pth path")
+    else:
+        log.info("downloading VGG19 ImageNet weights from %s to %s", VGG19_URL, path)
+    _download(VGG19_URL, path, callback)
+    sd = _read(path)
+    if isinstance(sd, str):
+        raise WeightsFormatError(f"{path}: the downloaded VGG19 weights are not readable ({sd})")
     return sd

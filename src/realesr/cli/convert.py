@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
-from realesr.errors import UsageError
+from realesr.errors import ImageWriteError, UsageError
 from realesr.weights.io import save_model, save_state_dict
 from realesr.weights.ncnn import export_ncnn, ncnn_paths
 from realesr.weights.zoo import ZOO, load_model, read_model
@@ -34,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix not in (".safetensors", ".param"):
         raise UsageError(f"OUT must end in .safetensors or .param, not {out.name!r}")
+    _check_writable_folder(out)
     source = Path(args.input)
     is_file = args.input not in ZOO
     if is_file and not any(p.exists() for p in (source, *ncnn_paths(source)[:1])):
@@ -46,14 +50,39 @@ def run(args: argparse.Namespace) -> int:
     if is_file and out.suffix == ".safetensors" and args.denoise_strength is None:
         # Straight from the file's tensors: bit-exact, dtype kept (no fp32 round trip of fp16 weights).
         sd, spec = read_model(source)
-        save_state_dict(sd, spec, out)
+        with _writing(out):
+            save_state_dict(sd, spec, out)
         print(f"{args.input} -> {out}: {spec.description}")
         return 0
     loaded = load_model(args.input, denoise_strength=args.denoise_strength, allow_download=not args.no_download)
     if out.suffix == ".param":
-        param, binary = export_ncnn(loaded.net, out, fp16=not args.fp32)
+        with _writing(out):
+            param, binary = export_ncnn(loaded.net, out, fp16=not args.fp32)
         print(f"{loaded.name} -> {param} + {binary.name}: {loaded.spec.description}")
     else:
-        save_model(loaded.net, out, metadata={"source": loaded.name})
+        with _writing(out):
+            save_model(loaded.net, out, metadata={"source": loaded.name})
         print(f"{loaded.name} -> {out}: {loaded.spec.description}")
     return 0
+
+
+def _check_writable_folder(out: Path) -> None:
+    """Refuse before any work an OUT whose folder cannot exist (a file on its path) or is read-only."""
+    folder = out.parent if str(out.parent) else Path(".")
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"cannot write {out}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write {out}: the folder {probe} is not writable; choose another OUT")
+
+
+@contextlib.contextmanager
+def _writing(out: Path) -> Iterator[None]:
+    # The writes are atomic (temporary file + rename), so a failure leaves no partial OUT behind.
+    try:
+        yield
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise ImageWriteError(f"cannot write {out}: {reason}; nothing was written") from None

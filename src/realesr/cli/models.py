@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from realesr.errors import RealesrError, UsageError
-from realesr.weights.zoo import ZOO, cache_dir, fetch_model, find_model
+from realesr.weights.zoo import ZOO, cache_dir, check_model, fetch_model
 
 
 def register(subparsers) -> None:
@@ -29,8 +29,9 @@ def run(args: argparse.Namespace) -> int:
         return _download(args.download)
     rows = [("name", "scale", "architecture", "params", "found")]
     urls = []
+    corrupt = []
     for name, entry in ZOO.items():
-        found = find_model(name)
+        found, problems = check_model(name)
         if found.where == "cache":
             where = f"cache: {found.path.name}"
         elif found.where == "package":
@@ -38,9 +39,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             where = "not found (downloads on first use)" if (entry.url or ZOO.get(entry.weights_of or "")) \
                 else "not found"
+        if problems:
+            where += f" ({len(problems)} corrupt file{'s' if len(problems) > 1 else ''} skipped)"
+            corrupt += [f"{name}: {p}" for p in problems]
         spec = entry.spec
-        arch = (f"RRDBNet {spec.kwargs['num_block']} blocks" if spec.arch == "RRDBNet"
-                else f"SRVGGNetCompact {spec.kwargs['num_conv']} convs")
+        arch = f"{spec.arch} {spec.shape.split(',')[0]}"
         if spec.output_resize:
             arch += f" + bicubic x{spec.output_resize:g}"
         rows.append((name, f"x{spec.scale}", arch, f"{spec.num_params:,}", where))
@@ -53,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
         if i == 0:
             print("  ".join("-" * w for w in widths))
     print(f"\ncache folder: {cache_dir()} (set REALESR_CACHE_DIR to change it)")
+    if corrupt:
+        print("\ncorrupt files (delete them, or `realesr models --download NAME` fetches the release file):")
+        for line in dict.fromkeys(corrupt):
+            print(f"  {line}")
     if args.urls:
         print()
         for name, url in urls:
@@ -69,10 +76,28 @@ def _download(names: list[str]) -> int:
     failed = 0
     for name in dict.fromkeys(names):
         try:
-            path, how = fetch_model(name, progress=True, force=True)
+            path, how = fetch_model(name, progress=_bar(name), force=True)
         except RealesrError as err:
             print(f"realesr: error: {name}: {err}", file=sys.stderr)
             failed += 1
             continue
         print(f"{name}: {'downloaded to' if how == 'downloaded' else 'already in'} {path}")
     return 1 if failed else 0
+
+
+def _bar(name: str):
+    """A tqdm bar on stderr driven by the library's ``progress(done, total)`` callback."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def report(done: int, total: int | None) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=name, leave=False,
+                       file=sys.stderr, disable=not sys.stderr.isatty())
+        bar.update(done - bar.n)
+        if total is not None and done >= total:
+            bar.close()
+
+    return report

@@ -342,8 +342,10 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     _check(cfg.log_every >= 1, "log_every", f"must be at least 1; got {cfg.log_every}")
     _check(cfg.keep_last >= 1, "keep_last", f"must be at least 1; got {cfg.keep_last}")
 
+    from realesr.archs import arch_named, arch_names  # torch only once a config is checked
+
     net = cfg.network
-    _one_of(net.arch, "network.arch", ("RRDBNet", "SRVGGNetCompact"))
+    _one_of(net.arch, "network.arch", arch_names())
     for key in ("num_feat", "num_block", "num_grow_ch", "num_conv"):
         _check(getattr(net, key) >= 1, f"network.{key}", f"must be at least 1; got {getattr(net, key)}")
     _one_of(net.act_type, "network.act_type", ("prelu", "relu", "leakyrelu"))
@@ -353,9 +355,12 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     _check(bool(data.train), "data.train", "must name a folder or a .txt list of training images")
     _check(data.gt_size >= 8 and data.gt_size % cfg.scale == 0, "data.gt_size",
            f"must be at least 8 and a multiple of scale {cfg.scale}; got {data.gt_size}")
-    if net.arch == "RRDBNet" and cfg.scale == 2:
-        _check((data.gt_size // cfg.scale) % 2 == 0, "data.gt_size",
-               "must give an even LQ size at scale 2 (RRDBNet folds the input by pixel-unshuffle)")
+    arch = arch_named(net.arch)
+    _check(cfg.scale in arch.scales, "scale", f"{net.arch} takes scales {list(arch.scales)}; got {cfg.scale}")
+    multiple = arch.size_multiple(arch.from_config(net, cfg.scale)) if arch.from_config else 1
+    _check((data.gt_size // cfg.scale) % multiple == 0, "data.gt_size",
+           f"must give an LQ size that is a multiple of {multiple} at scale {cfg.scale} ({net.arch} folds the "
+           f"input by pixel-unshuffle)")
     if cfg.stage == "esrgan":
         _check(data.gt_size % 8 == 0, "data.gt_size", "must be a multiple of 8 for the U-Net discriminator")
     _check(data.load_size >= data.gt_size, "data.load_size",

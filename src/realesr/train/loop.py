@@ -36,7 +36,7 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
-from realesr.archs import RRDBNet, SRVGGNetCompact, UNetDiscriminatorSN
+from realesr.archs import UNetDiscriminatorSN, arch_named
 from realesr.data import ResumableSampler, TrainPatchDataset, list_images, samples_per_epoch, scan_images
 from realesr.errors import RealesrError
 from realesr.train import checkpoint as ckpt
@@ -47,7 +47,7 @@ from realesr.train.logs import MetricsLog, close_logging, plot_curves, setup_log
 from realesr.train.losses import build_perceptual_loss, gan_loss_discriminator, gan_loss_generator
 from realesr.train.synth import PairSynthesizer, degradation_config, params_sampler
 from realesr.train.validate import build_validation_set, validate
-from realesr.weights import load_model, load_state_dict, save_model
+from realesr.weights import load_model, load_state_dict, load_strict, save_model
 
 __all__ = ["train", "TrainResult", "NonFiniteLossError", "build_generator", "generator_losses",
            "discriminator_frozen", "init_generator_from"]
@@ -75,12 +75,10 @@ class TrainResult:
 
 
 def build_generator(cfg: TrainConfig) -> nn.Module:
-    net = cfg.network
-    if net.arch == "RRDBNet":
-        return RRDBNet(3, 3, num_feat=net.num_feat, num_block=net.num_block, num_grow_ch=net.num_grow_ch,
-                       scale=cfg.scale)
-    return SRVGGNetCompact(3, 3, num_feat=net.num_feat, num_conv=net.num_conv, upscale=cfg.scale,
-                           act_type=net.act_type)
+    arch = arch_named(cfg.network.arch)
+    if arch.from_config is None:
+        raise RealesrError(f"network.arch {arch.name} cannot be trained here (its record has no from_config)")
+    return arch.build(arch.from_config(cfg.network, cfg.scale))
 
 
 def _load_source_state_dict(source: str, allow_download: bool = True) -> dict[str, torch.Tensor]:
@@ -100,7 +98,8 @@ def init_generator_from(net: nn.Module, source_sd: dict[str, torch.Tensor], stri
     if strict:
         missing = [k for k in own if k not in source_sd]
         unexpected = [k for k in source_sd if k not in own]
-        mismatched = [k for k in own if k in source_sd and source_sd[k].shape != own[k].shape]
+        mismatched = [f"{k} {tuple(source_sd[k].shape)} vs {tuple(own[k].shape)}" for k in own
+                      if k in source_sd and source_sd[k].shape != own[k].shape]
         if missing or unexpected or mismatched:
             details = "; ".join(
                 part for part in (
@@ -338,7 +337,7 @@ def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dis
     iteration, best_psnr, skipped_total = 0, -math.inf, 0
     if resume_from is not None:
         weights, state = ckpt.load_checkpoint(resume_from)
-        net_g.load_state_dict(weights["net_g"])
+        load_strict(net_g, weights["net_g"], f"checkpoint {resume_from}")
         if net_g_ema is not None:
             net_g_ema.load_state_dict(weights.get("net_g_ema", weights["net_g"]))
         if net_d is not None:

