@@ -57,8 +57,8 @@ __all__ = [
 
 # Extensions of the video files a folder listing picks up (a file named on the command line is probed whatever
 # its name).
-VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mkv", ".webm", ".mov", ".avi", ".ts", ".mts", ".flv", ".wmv",
-                              ".mpg", ".mpeg", ".ogv", ".3gp"})
+from realesr.imagefiles import SOFTWARE, VIDEO_EXTENSIONS
+
 # Containers written (others become .mkv, which holds every codec).
 WRITE_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
 ANIMATION_FORMATS = frozenset({"GIF", "WEBP", "PNG"})  # Pillow formats whose multi-frame files are animations
@@ -323,7 +323,6 @@ def _upscale_batch(upscaler, arrays: list[np.ndarray], out_size: tuple[int, int]
     """HxWx3 uint8/uint16 arrays of one size -> upscaled arrays of the same dtype (one forward pass)."""
     import torch
 
-    from realesr.infer.upscaler import _resize
 
     dtype = arrays[0].dtype
     top = 65535.0 if dtype == np.uint16 else 255.0
@@ -497,7 +496,7 @@ class _VideoJob:
             raise VideoError(f"{self.source}: the output would be {width} x {height}, too small to encode",
                              params=("outscale",))
         self.out_size = (new_w, new_h)
-        self.rotation = int(round(first.rotation or 0))
+        self.rotation = round(first.rotation or 0)
         self.time_base = stream.time_base
         self.rate = stream.average_rate or stream.guessed_rate or Fraction(24)
         self.sar = stream.codec_context.sample_aspect_ratio
@@ -669,7 +668,6 @@ class _VideoJob:
 
     def run(self) -> VideoResult:
         started = time.perf_counter()
-        av = self.av
         container = self._open_input()
         with container:
             if not container.streams.video:
@@ -844,6 +842,7 @@ class _VideoJob:
                 copies = self._copy_streams(source, out)
                 for key, value in source.metadata.items():
                     out.metadata[key] = value
+                out.metadata["comment"] = f"{SOFTWARE} {self.upscaler.model_name}"  # marks our own results
                 self._copy_chapters(source, out)
                 offset = self._start_offset(in_video)
                 streams = [source.streams[i] for i in copies]
