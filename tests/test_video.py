@@ -46,7 +46,7 @@ def picture(i: int, w: int = W, h: int = H) -> np.ndarray:
 
 def make_clip(path: Path, n: int = N, vfr: bool = False, audio: bool = True, pix_fmt: str = "yuv420p",
               rotation: int = 0, subtitles: bool = False, w: int = W, h: int = H, colorspace=None,
-              color_range=None, frames=None) -> Path:
+              color_range=None, frames=None, sar=None) -> Path:
     oc = av.open(str(path), "w")
     v = oc.add_stream("libx264", rate=FPS, options={"threads": "1", "crf": "10"})
     v.width, v.height, v.pix_fmt = w, h, pix_fmt
@@ -54,6 +54,8 @@ def make_clip(path: Path, n: int = N, vfr: bool = False, audio: bool = True, pix
     v.codec_context.time_base = tb
     if rotation:
         v.set_display_rotation(rotation)
+    if sar is not None:
+        v.codec_context.sample_aspect_ratio = sar
     if colorspace is not None:
         v.codec_context.colorspace, v.codec_context.color_range = colorspace, color_range
     if audio:
@@ -365,3 +367,23 @@ def test_resume_after_kill_is_bit_exact(tmp_path):
     assert [x[0] for x in a] == [x[0] for x in b]
     assert all(np.array_equal(x[2], y[2]) for x, y in zip(a, b)), f"killed at {kill_at}"
     assert packets(resumed, "audio") == packets(clip, "audio")
+
+
+def test_chapters_and_display_aspect_ratio_kept(tmp_path):
+    clip = make_clip(tmp_path / "plain.mkv", n=24, audio=False, sar=Fraction(4, 3))
+    chaptered = tmp_path / "ch.mkv"
+    with av.open(str(clip)) as src, av.open(str(chaptered), "w") as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        out.set_chapters([{"id": 1, "start": 0, "end": 500, "time_base": Fraction(1, 1000), "metadata": {"title": "One"}},
+                          {"id": 2, "start": 500, "end": 1000, "time_base": Fraction(1, 1000),
+                           "metadata": {"title": "Two"}}])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.size:
+                packet.stream = stream
+                out.mux(packet)
+    upscale_video(tiny_upscaler(), chaptered, tmp_path / "o.mkv", VideoOptions())
+    with av.open(str(chaptered)) as a, av.open(str(tmp_path / "o.mkv")) as b:
+        assert [c["metadata"]["title"] for c in b.chapters()] == ["One", "Two"]
+        assert [float(c["start"] * c["time_base"]) for c in b.chapters()] == [0.0, 0.5]
+        assert a.streams.video[0].sample_aspect_ratio == Fraction(4, 3)
+        assert b.streams.video[0].display_aspect_ratio == a.streams.video[0].display_aspect_ratio

@@ -60,11 +60,23 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
                        help="encoder speed preset (x264/x265: ultrafast..veryslow, default medium; av1/vp9: a number)")
     group.add_argument("--pix-fmt", default=None, metavar="FMT",
                        help="output pixel format, e.g. yuv420p10le (default: the input's where the encoder takes it)")
-    group.add_argument("--batch", type=_positive_int, default=1, metavar="N",
-                       help="frames per forward pass (default 1; more helps on a GPU)")
     group.add_argument("--start", type=_time, default=None, metavar="T", help="start time (seconds or hh:mm:ss)")
     group.add_argument("--end", type=_time, default=None, metavar="T", help="end time (seconds or hh:mm:ss)")
     group.add_argument("--no-audio", action="store_true", help="leave out audio, subtitle and data streams")
+
+
+def check_video_routing(args: argparse.Namespace, plan) -> bool:
+    """Whether a run that scale-out would take (--batch, several devices, --ray) can go there: a plan with videos
+    stays in this process (--batch then sets the frames per forward pass), on one device."""
+    if not any(item.video is not None for item in plan.items):
+        return True
+    from realesr.cli import scaleout
+    from realesr.errors import UsageError
+
+    if getattr(args, "ray", None) is not None or scaleout.devices_of(args) is not None:
+        raise UsageError("videos are upscaled in this process on one device: give one --device and no --ray "
+                         "(upscale the images separately to spread them)", params=("device",))
+    return False
 
 
 def video_options(args: argparse.Namespace):

@@ -30,6 +30,7 @@ import json
 import os
 import queue
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -60,7 +61,8 @@ __all__ = [
 from realesr.imagefiles import SOFTWARE, VIDEO_EXTENSIONS
 
 # Containers written (others become .mkv, which holds every codec).
-WRITE_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
+# (.avi is not written: it needs Annex B H.264, the segments hold avcC; an .avi input gives an .mkv.)
+WRITE_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
 ANIMATION_FORMATS = frozenset({"GIF", "WEBP", "PNG"})  # Pillow formats whose multi-frame files are animations
 
 # codec family -> (encoder, family name shown to the user)
@@ -174,6 +176,11 @@ def probe_video(path: str | os.PathLike) -> VideoInfo | None:
     (GIF/WebP/APNG with more than one frame) -> VideoInfo; anything else -> None. By content, not by name.
     Raises VideoError for a file that is a container but has no video stream."""
     path = Path(path)
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or a device would block the first read
+            return None
+    except OSError:
+        return None
     animation = _probe_animation(path)
     if animation is not None:
         return animation
@@ -242,6 +249,10 @@ def _codec_family(info: VideoInfo | str, options: VideoOptions) -> str:
     if options.codec is not None:
         return CODEC_ALIASES[options.codec.lower()]
     codec = info.codec if isinstance(info, VideoInfo) else info
+    if codec in ("libdav1d", "libaom-av1"):
+        codec = "av1"
+    if codec == "av1":
+        return "h264"  # no AV1 decoder here to join segments (see _can_decode_av1)
     return codec if codec in ENCODERS else "h264"
 
 
@@ -466,6 +477,11 @@ class _VideoJob:
         self.encoder = ENCODERS[family]
         if self.encoder not in av.codecs_available:
             raise VideoError(f"{self.source}: this PyAV has no {self.encoder} encoder", params=("codec",))
+        if family == "av1" and not _can_decode_av1(av):
+            raise VideoError(f"{self.source}: this PyAV has no AV1 decoder, which joining the resumable segments "
+                             "needs: choose another codec", params=("codec",))
+        if family == "av1":
+            os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its configuration to stderr otherwise
         codec = av.Codec(self.encoder, "w")
         supported = [f.name for f in codec.video_formats or []]
         in_fmt = first.format.name
@@ -909,6 +925,16 @@ class _VideoJob:
                     packet.dts -= shift
             packet.stream = copies[packet.stream.index]
             yield packet
+
+
+def _can_decode_av1(av) -> bool:
+    for name in ("libdav1d", "libaom-av1"):
+        try:
+            av.Codec(name, "r")
+            return True
+        except Exception:  # noqa: BLE001, S112 - listed but not built in
+            continue
+    return False
 
 
 def av_errors(av):
