@@ -330,3 +330,47 @@ def test_tilde_of_an_unknown_user_is_a_message_not_a_traceback(tmp_path, photo, 
     assert main(["degrade", "~no-such-user-x/a.png", "-o", "out"]) == 1
     assert "Traceback" not in capsys.readouterr().err
     assert listing(tmp_path) == ["a.png"]  # no folder literally named "~no-such-user-x", no empty out/
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".webp", ".tif"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_the_mark_of_realesr_survives_every_format_and_keeps_the_source_exif(tmp_path, photo, ext, dtype):
+    from realesr.imagefiles import write_image
+
+    if dtype == np.uint16 and ext in (".jpg", ".webp"):
+        pytest.skip("8-bit formats")
+    array = photo.astype(dtype) * (257 if dtype == np.uint16 else 1)
+    exif = Image.Exif()
+    exif[0x010F] = "realesr-test-camera"  # Make
+    plain, marked = tmp_path / f"plain{ext}", tmp_path / f"marked{ext}"
+    write_image(plain, array, exif=exif.tobytes())
+    write_image(marked, array, exif=exif.tobytes(), mark=True)
+    assert not made_by_realesr(plain) and made_by_realesr(marked)
+    np.testing.assert_array_equal(read_image(marked).array, read_image(plain).array)  # the mark is metadata only
+    if ext != ".tif":  # (TIFF carries no EXIF block, see write_image)
+        with Image.open(marked) as im:
+            assert im.getexif().get(0x010F) == "realesr-test-camera"
+
+
+@pytest.mark.parametrize("option", ["-o", "--per-image", "--figure"])
+def test_eval_never_writes_over_a_data_image(tmp_path, photo, capsys, option):
+    data = tmp_path / "set"
+    data.mkdir()
+    Image.fromarray(photo).save(data / "a.png")
+    before = (data / "a.png").read_bytes()
+    assert main(["eval", "-m", "bicubic", "--data", str(data), option, str(data / "A.PNG"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "would overwrite the input" in err and option in err
+    assert (data / "a.png").read_bytes() == before and listing(data) == ["a.png"]
+
+
+def test_eval_outputs_clashing_with_each_other_are_refused_before_any_model_runs(tmp_path, photo, capsys):
+    data = tmp_path / "set"
+    data.mkdir()
+    Image.fromarray(photo).save(data / "a.png")
+    Image.fromarray(photo).save(data / "a.jpg")  # both would be saved as set/bicubic/a.png
+    assert main(["eval", "-m", "bicubic", "--data", str(data), "--save-images", str(tmp_path / "sv"), "-q"]) == 2
+    assert "--save-images" in capsys.readouterr().err and not (tmp_path / "sv").exists()
+    out = str(tmp_path / "t.png")
+    assert main(["eval", "-m", "bicubic", "--data", str(data), "-o", out, "--figure", out, "-q"]) == 2
+    assert "would both be written" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from realesr.errors import RealesrError, UsageError
+from realesr.errors import RealesrError
 
 EXT_CHOICES = ("auto", "png", "jpg", "webp", "tif", "bmp")
 
@@ -90,12 +90,11 @@ def register(subparsers) -> None:
 
 
 FLAGS = {"output": "-o", "suffix": "--suffix", "ext": "--ext", "outscale": "-s/--outscale", "device": "--device",
-         "quality": "--quality", "tile": "--tile", "model": "-m"}
+         "quality": "--quality", "tile": "--tile", "tile_pad": "--tile-pad", "model": "-m", "precision": "--precision",
+         "alpha": "--alpha", "denoise_strength": "--denoise-strength"}
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.tile is not None and 0 < args.tile < 16:
-        raise UsageError(f"--tile must be 0 or at least 16, not {args.tile}")
     from realesr.cli import describe
     from realesr.infer.files import OutputOptions, plan_upscale, upscale_item
 

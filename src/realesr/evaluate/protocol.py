@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import default_collate
 
-from realesr.degrade import DegradationConfig, degrade, sample_degradation_params, usm_sharpen
+from realesr.degrade import (
+    DegradationConfig,
+    degrade,
+    sample_degradation_params,
+    usm_sharpen,
+)
 from realesr.errors import ConfigError, RealesrError, UsageError
 from realesr.evaluate.data import Dataset
 from realesr.evaluate.models import EvalModel, bicubic_model
@@ -210,7 +215,7 @@ def evaluate(
         picks: set[int] = set()
         if figure_count > 0 and len(samples) < figure_count:
             count = min(figure_count - len(samples), len(dataset.paths))
-            picks = {int(round(i)) for i in np.linspace(0, len(dataset.paths) - 1, count)}
+            picks = {round(i) for i in np.linspace(0, len(dataset.paths) - 1, count)}
         scores = {m.label: [] for m in usable}
         failed = {m.label: 0 for m in usable}
         bar = tqdm(dataset.paths, desc=f"{dataset.name}", unit="img", disable=not progress, leave=False)

@@ -62,7 +62,7 @@ __all__ = [
     "upscale_item",
 ]
 
-EXTENSIONS = ("png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp")
+EXTENSIONS = tuple(ext.lstrip(".") for ext in WRITE_FORMATS)  # the values of the ext option besides "auto"
 # Rough compressed bytes per sample byte, on the low side, for the free-disk check (refuse only when clearly short).
 _DISK_RATIO = {"PNG": 0.3, "TIFF": 0.3, "BMP": 1.0, "JPEG": 0.03, "WEBP": 0.02}
 

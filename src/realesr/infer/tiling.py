@@ -10,13 +10,14 @@ products) also sum to 1 and no normalisation buffer the size of the output is ne
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["TileSpan", "split_axis", "axis_weights", "tiled_forward"]
+__all__ = ["TileSpan", "axis_weights", "split_axis", "tiled_forward"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def split_axis(length: int, tile: int, pad: int, multiple: int = 1) -> list[Tile
     pad = math.ceil(pad / multiple) * multiple
     return [
         TileSpan(start, end, max(0, start - pad), min(length, end + pad))
-        for start, end in zip(bounds[:-1], bounds[1:])
+        for start, end in itertools.pairwise(bounds)
     ]
 
 

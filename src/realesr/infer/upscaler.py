@@ -104,17 +104,17 @@ class Upscaler:
         channels_last: bool = True,
     ) -> None:
         if precision not in PRECISIONS:
-            raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+            raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}", params=("precision",))
         if tile is not None and (not isinstance(tile, int) or tile < 0):
-            raise UsageError(f"tile must be 0 (whole image) or a positive number of pixels, not {tile!r}")
+            raise UsageError(f"tile must be 0 (whole image) or a positive number of pixels, not {tile!r}", params=("tile",))
         if tile_pad is not None and (not isinstance(tile_pad, int) or tile_pad < 0):
-            raise UsageError(f"tile_pad must be a number of pixels >= 0, not {tile_pad!r}")
+            raise UsageError(f"tile_pad must be a number of pixels >= 0, not {tile_pad!r}", params=("tile_pad",))
         if outscale is not None and not (isinstance(outscale, (int, float)) and math.isfinite(outscale) and outscale > 0):
-            raise UsageError(f"outscale must be a number > 0, not {outscale!r}")
+            raise UsageError(f"outscale must be a number > 0, not {outscale!r}", params=("outscale",))
         if alpha not in ALPHA_MODES:
-            raise UsageError(f"alpha must be one of {', '.join(ALPHA_MODES)}, not {alpha!r}")
+            raise UsageError(f"alpha must be one of {', '.join(ALPHA_MODES)}, not {alpha!r}", params=("alpha",))
         if tile is not None and 0 < tile < MIN_TILE:
-            raise UsageError(f"tile must be 0 or at least {MIN_TILE} pixels, not {tile}")
+            raise UsageError(f"tile must be 0 or at least {MIN_TILE} pixels, not {tile}", params=("tile",))
         self.device = pick_device(device)
         resolved = _resolve_model(model, denoise_strength, allow_download, progress)
         self.model_name = resolved.name
