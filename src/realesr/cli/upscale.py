@@ -75,7 +75,8 @@ def register(subparsers) -> None:
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                         help="auto: fp32 on the CPU, bf16/fp16 on a GPU (fp32 again if half overflows)")
     parser.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,mps}",
-                        help="where the network runs (default: auto; also cuda:N)")
+                        help="where the network runs (default: auto; also cuda:N); a list (cuda:0,cuda:1 or "
+                             "cpu,cpu) or 'all' (every GPU) runs one worker process per entry")
     parser.add_argument("--suffix", default="out", metavar="S", help="output name suffix (default: out)")
     parser.add_argument("--ext", choices=EXT_CHOICES, default="auto",
                         help="output format; auto keeps the input's (PNG for images with alpha)")
@@ -87,6 +88,9 @@ def register(subparsers) -> None:
     parser.add_argument("--denoise-strength", type=_unit_float, default=None, metavar="D",
                         help="realesr-general-x4v3 only: 0 keeps noise, 1 removes it (blends with the wdn weights)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from realesr.cli import scaleout
+
+    scaleout.add_arguments(parser)
     parser.set_defaults(func=run, flags=FLAGS)
 
 
@@ -101,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
 
     options = OutputOptions(suffix=args.suffix, ext=args.ext, quality=args.quality, compare=args.compare)
     plan = plan_upscale(args.inputs, args.output, options)
+    from realesr.cli import scaleout
+
+    if scaleout.routed(args):  # several devices, --batch, --ray: cli/scaleout.py
+        return scaleout.run(args, plan, FLAGS)
 
     from tqdm import tqdm
 
@@ -125,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     written: list[Path] = []
     notes: list[str] = []
     started = time.perf_counter()
-    items = plan.items
+    items = scaleout.kept_items(args, plan)
     bar = tqdm(items, unit="image", desc="upscale", disable=not show_progress or len(items) < 2, file=sys.stderr)
     for item in bar:
         if item.error:

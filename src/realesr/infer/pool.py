@@ -1,0 +1,488 @@
+"""Every device of one machine: planned files sharded over one worker process per device.
+
+`realesr upscale --device cuda:0,cuda:1` (or ``all``, or ``cpu,cpu``) plans every output in the parent (the same
+:func:`realesr.infer.files.plan_upscale` as one process), then :func:`run_pool` starts one process per device
+(spawn: CUDA cannot be forked) and hands out work one task at a time, so a fast device takes more. A worker
+reads, upscales and writes each file with the rules of :func:`realesr.infer.files.upscale_item`, so the files are
+the ones a single process writes.
+
+A worker that dies (out of memory, a crash, a kill) takes only itself down: the parent sees its pipe close, and
+the files it held are retried, one by one, on the other workers; a file that kills a second worker is reported
+as failed, as are files left when no worker remains. Progress is reported through ``on_event``; nothing here
+prints.
+
+The building blocks are shared with Ray (:mod:`realesr.infer.ray_data`): :class:`UpscalerSpec` (a picklable
+recipe for an Upscaler), :func:`upscale_items` (read, batch, write; never raises for one file) and
+:func:`split_complete` (``--resume``).
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+
+from realesr.errors import RealesrError, UsageError
+from realesr.infer.files import FileResult, OutputOptions, PlanItem
+
+__all__ = [
+    "CRASH_HOOK",
+    "CRASH_ONCE",
+    "PoolEvent",
+    "PoolReport",
+    "UpscalerSpec",
+    "is_complete",
+    "parse_devices",
+    "run_pool",
+    "split_complete",
+    "upscale_items",
+]
+
+# Fault injection for tests (a worker that dies mid-file, as an out-of-memory kill would): a worker reaching the
+# input named CRASH_HOOK calls os._exit(3); with CRASH_ONCE (a path), only the one that creates that file.
+CRASH_HOOK = "REALESR_TEST_WORKER_EXIT_ON"
+CRASH_ONCE = "REALESR_TEST_WORKER_EXIT_ONCE"
+_RETRIES = 1  # a file that stopped a worker gets one more worker; stopping that one too, it fails
+_RESTARTS = 3  # fresh processes per device after deaths
+
+
+@dataclass(frozen=True)
+class UpscalerSpec:
+    """How to build an :class:`realesr.infer.upscaler.Upscaler` in another process (a model name or path, not a
+    loaded network: each worker loads it once, on its own device)."""
+
+    model: str = "RealESRGAN_x4plus"
+    precision: str = "auto"
+    tile: int | None = None
+    tile_pad: int | None = None
+    outscale: float | None = None
+    alpha: str = "model"
+    denoise_strength: float | None = None
+    allow_download: bool = False
+
+    def build(self, device: str = "auto", threads: int | None = None):
+        import torch
+
+        from realesr.infer.upscaler import Upscaler
+
+        if threads is not None:
+            torch.set_num_threads(max(1, threads))
+        return Upscaler(self.model, device=device, precision=self.precision, tile=self.tile,
+                        tile_pad=self.tile_pad, outscale=self.outscale, alpha=self.alpha,
+                        denoise_strength=self.denoise_strength, allow_download=self.allow_download)
+
+
+def parse_devices(text: str) -> list[str] | None:
+    """``--device`` -> one device per worker process, or None for the ordinary single process.
+
+    ``all`` is every CUDA GPU; with none (a CPU-only or Apple machine) it is None: one process, all cores (the
+    CPU's threads already share one image; ``cpu,cpu,...`` splits the cores into processes explicitly)."""
+    name = str(text).strip().lower()
+    if name == "all":
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [f"cuda:{i}" for i in range(count)] if count > 1 else None
+    if "," not in name:
+        return None
+    devices = [part.strip() for part in name.split(",")]
+    if any(not part for part in devices):
+        raise UsageError(f"empty entry in the device list {text!r}", params=("device",))
+    from realesr.devices import pick_device
+
+    for device in devices:
+        if device == "auto":
+            raise UsageError("a device list names each device (cpu, cuda:N, mps), not auto", params=("device",))
+        pick_device(device)  # a device that does not exist here fails now, before any process starts
+    return devices
+
+
+def cpu_threads(devices: Sequence[str]) -> int:
+    """Torch threads of each CPU worker: the cores split evenly (``cpu,cpu`` on 2 cores: one thread each)."""
+    cpu_workers = sum(1 for d in devices if d == "cpu") or 1
+    return max(1, (os.cpu_count() or 1) // cpu_workers)
+
+
+# ------------------------------------------------------------------------------------------ the work itself
+
+
+def is_complete(item: PlanItem) -> bool:
+    """Whether ``item``'s outputs are already there and complete (``--resume``).
+
+    Complete means: the output (and comparison sheet, if planned) exists, carries realesr's mark, and its header
+    has the planned size. Outputs are written atomically (a temporary file renamed when fully written), so a file
+    at the planned name was written to the end; the mark and the size tell an earlier result of the same
+    options from a user's file or a result of other options, which are redone.
+    """
+    from realesr.imagefiles import made_by_realesr, read_header
+
+    for path in (item.output, item.compare):
+        if path is None:
+            continue
+        if not path.is_file() or not made_by_realesr(path):
+            return False
+    if item.output is None:
+        return False
+    if item.out_size is not None:
+        try:
+            header = read_header(item.output)
+        except RealesrError:
+            return False
+        if (header.width, header.height) != tuple(item.out_size):
+            return False
+    return True
+
+
+def split_complete(items: Iterable[PlanItem]) -> tuple[list[PlanItem], list[PlanItem]]:
+    """(items still to do, items whose outputs are complete); items with a planning error stay to do (they
+    are reported again)."""
+    todo: list[PlanItem] = []
+    done: list[PlanItem] = []
+    for item in items:
+        (done if item.error is None and is_complete(item) else todo).append(item)
+    return todo, done
+
+
+def _crash_hook() -> str | None:
+    return os.environ.get(CRASH_HOOK) or None
+
+
+def _crash(name: str) -> None:
+    once = os.environ.get(CRASH_ONCE)
+    if once:
+        try:
+            os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+    os._exit(3)
+
+
+def upscale_items(
+    upscaler,
+    items: Sequence[PlanItem],
+    options: OutputOptions,
+    batch: int = 1,
+) -> Iterator[tuple[PlanItem, FileResult | None, str | None]]:
+    """Read, upscale and write ``items`` (planned by :func:`realesr.infer.files.plan_upscale`), yielding
+    ``(item, result, None)`` or ``(item, None, one-line error)`` per item, in order. Never raises for one file.
+
+    With ``batch`` > 1, images of one shape go through the network together (:meth:`Upscaler.upscale_arrays`);
+    the files are written exactly as :func:`realesr.infer.files.upscale_item` writes them.
+    """
+    from realesr.imagefiles import LoadedImage, read_image, write_image
+    from realesr.infer.files import comparison_sheet, upscale_item
+
+    crash_on = _crash_hook()
+    if batch <= 1:
+        for item in items:
+            if crash_on is not None and item.source.name == crash_on:
+                _crash(crash_on)
+            try:
+                yield item, upscale_item(upscaler, item, options), None
+            except RealesrError as err:
+                yield item, None, _with_source(str(err), item.source)
+            except Exception as err:  # noqa: BLE001 - one file's trouble (a decoder bug, a full disk) must not end the run
+                yield item, None, f"{item.source}: {type(err).__name__}: {err}"
+        return
+
+    for start in range(0, len(items), batch):
+        chunk = items[start : start + batch]
+        loaded: list[tuple[PlanItem, LoadedImage, float]] = []
+        for item in chunk:
+            if crash_on is not None and item.source.name == crash_on:
+                _crash(crash_on)
+            began = time.perf_counter()
+            try:
+                if item.error is not None or item.output is None:
+                    raise RealesrError(item.error or f"{item.source}: nothing planned")
+                loaded.append((item, read_image(item.source), began))
+            except RealesrError as err:
+                yield item, None, _with_source(str(err), item.source)
+            except Exception as err:  # noqa: BLE001 - one file's trouble must not end the run
+                yield item, None, f"{item.source}: {type(err).__name__}: {err}"
+        groups: dict[tuple, list[int]] = collections.defaultdict(list)
+        for index, (_item, image, _t) in enumerate(loaded):
+            groups[(image.array.shape, image.array.dtype.str)].append(index)
+        arrays: dict[int, object] = {}
+        for members in groups.values():
+            try:
+                outputs = upscaler.upscale_arrays([loaded[i][1].array for i in members])
+                arrays.update(zip(members, outputs))
+            except Exception as err:  # noqa: BLE001 - reported per file below
+                for i in members:
+                    arrays[i] = err
+        for index, (item, image, began) in enumerate(loaded):
+            out = arrays[index]
+            try:
+                if isinstance(out, BaseException):
+                    raise out
+                result = LoadedImage(array=out, icc_profile=image.icc_profile, exif=image.exif,
+                                     format=image.format, info=dict(image.info))
+                assert item.output is not None
+                write_image(item.output, result, quality=options.quality, source=item.source, mark=True)
+                if item.compare is not None:
+                    sheet = comparison_sheet(image.array, result.array, upscaler.model_name)
+                    write_image(item.compare, sheet, source=item.source, mark=True)
+                yield item, FileResult(item.source, item.output, item.compare, (result.width, result.height),
+                                       time.perf_counter() - began, list(item.notes)), None
+            except RealesrError as err:
+                yield item, None, _with_source(str(err), item.source)
+            except Exception as err:  # noqa: BLE001 - one file's trouble must not end the run
+                yield item, None, f"{item.source}: {type(err).__name__}: {err}"
+
+
+def _with_source(message: str, source: Path) -> str:
+    return message if message.startswith(str(source)) else f"{source}: {message}"
+
+
+# ------------------------------------------------------------------------------------------ the pool
+
+
+@dataclass
+class PoolEvent:
+    """What the pool reports to ``on_event``. ``kind``: "ready" (a worker loaded the model), "done", "failed"
+    (a file; ``message`` says why), "retry" (a file given to another worker after its worker died), "lost" (a
+    worker died or could not start; ``message`` says why)."""
+
+    kind: str
+    device: str
+    worker: int
+    item: PlanItem | None = None
+    result: FileResult | None = None
+    message: str = ""
+
+
+@dataclass
+class PoolReport:
+    results: list[FileResult] = field(default_factory=list)
+    failures: list[tuple[Path, str]] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)  # one line per worker that died or did not start
+    fell_back: list[str] = field(default_factory=list)  # devices whose half precision overflowed (fp32 used)
+    model_name: str = ""
+    seconds: float = 0.0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(143)  # unwinds through atomic_path, which removes its temporary file
+
+
+def _worker_main(conn: Connection, worker: int, device: str, spec: UpscalerSpec, options: OutputOptions,
+                 threads: int | None, batch: int) -> None:
+    # Ctrl-C reaches the whole process group: the parent decides, workers just stop (atomic writes clean up).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        upscaler = spec.build(device, threads=threads if device == "cpu" else None)
+    except RealesrError as err:
+        conn.send(("fatal", str(err)))
+        return
+    except Exception as err:  # noqa: BLE001 - any failure to start is reported to the parent as one line
+        conn.send(("fatal", f"{type(err).__name__}: {err}"))
+        return
+    conn.send(("ready", upscaler.model_name))
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        for item, result, error in upscale_items(upscaler, task, options, batch=batch):
+            conn.send(("done", str(item.source), result) if error is None else ("failed", str(item.source), error))
+        conn.send(("idle", upscaler.fell_back_to_fp32))
+
+
+@dataclass
+class _Worker:
+    number: int
+    device: str
+    process: multiprocessing.process.BaseProcess
+    conn: Connection
+    ready: bool = False
+    alive: bool = True
+    held: list[PlanItem] = field(default_factory=list)  # sent and not yet reported
+    busy: bool = False  # a task is out; until its "idle", no other is sent
+
+
+@dataclass
+class _Task:
+    items: list[PlanItem]
+    avoid: int | None = None  # the worker slot this file stopped, for a retry
+
+
+def _tasks(items: Sequence[PlanItem], batch: int) -> collections.deque[_Task]:
+    """Work units: single files, or with ``batch`` > 1 runs of up to ``batch`` files of one size and mode (from
+    the planned headers), in input order."""
+    if batch <= 1:
+        return collections.deque(_Task([item]) for item in items)
+    groups: dict[tuple, list[PlanItem]] = {}
+    tasks: collections.deque[_Task] = collections.deque()
+    for item in items:
+        header = item.header
+        key = (header.width, header.height, header.mode, header.has_alpha) if header else ("?", id(item))
+        group = groups.setdefault(key, [])
+        group.append(item)
+        if len(group) == batch:
+            tasks.append(_Task(groups.pop(key)))
+    tasks.extend(_Task(group) for group in groups.values())
+    return tasks
+
+
+def run_pool(
+    items: Sequence[PlanItem],
+    spec: UpscalerSpec,
+    options: OutputOptions,
+    devices: Sequence[str],
+    batch: int = 1,
+    on_event: Callable[[PoolEvent], None] | None = None,
+) -> PoolReport:
+    """Upscale planned ``items`` on one worker process per entry of ``devices``; returns what happened.
+
+    Items with a planning error are reported as failed without being sent anywhere. Raises RealesrError when no
+    worker could load the model (the reason of the first); on KeyboardInterrupt (SIGINT, or SIGTERM turned into
+    it by the CLI) the workers are stopped and the exception goes on.
+    """
+    emit = on_event or (lambda _event: None)
+    report = PoolReport()
+    started = time.perf_counter()
+    todo = []
+    for item in items:
+        if item.error is not None:
+            report.failures.append((item.source, item.error))
+            emit(PoolEvent("failed", "", -1, item=item, message=item.error))
+        else:
+            todo.append(item)
+    if not todo:
+        report.seconds = time.perf_counter() - started
+        return report
+    pending = _tasks(todo, batch)
+    attempts: dict[int, int] = collections.Counter()
+    context = multiprocessing.get_context("spawn")
+    threads = cpu_threads(devices)
+    workers: list[_Worker] = []
+    restarts: collections.Counter[int] = collections.Counter()
+    finished = False
+
+    def start(slot: int) -> None:
+        parent_end, child_end = context.Pipe()
+        device = devices[slot]
+        process = context.Process(target=_worker_main, name=f"realesr-upscale-{device}",
+                                  args=(child_end, slot, device, spec, options, threads, batch), daemon=True)
+        process.start()
+        child_end.close()
+        workers.append(_Worker(slot, device, process, parent_end))
+
+    def lose(worker: _Worker, why: str) -> None:
+        worker.alive = False
+        worker.conn.close()
+        worker.process.join(timeout=5)
+        code = worker.process.exitcode
+        reason = why or (f"exit code {code}" if code is not None and code >= 0 else
+                         f"killed by signal {-code}" if code is not None else "no exit code")
+        line = f"worker {worker.number} on {worker.device} stopped ({reason})"
+        report.lost.append(line)
+        emit(PoolEvent("lost", worker.device, worker.number, message=line))
+        # A worker that had loaded the model died of a file (out of memory, a crash): its device gets a fresh
+        # process, a few times; one that could not start is not restarted.
+        if worker.ready and restarts[worker.number] < _RESTARTS and (pending or worker.held):
+            restarts[worker.number] += 1
+            start(worker.number)
+        others = any(w.alive for w in workers)
+        for item in reversed(worker.held):  # back to the front of the queue, one file per task
+            key = id(item)
+            attempts[key] += 1
+            if attempts[key] <= _RETRIES and others:
+                pending.appendleft(_Task([item], avoid=worker.number))
+                emit(PoolEvent("retry", worker.device, worker.number, item=item, message=line))
+            else:
+                message = f"{item.source}: the worker process upscaling it stopped ({reason})"
+                if attempts[key] > 1:
+                    message += f", {attempts[key]} times"
+                report.failures.append((item.source, message))
+                emit(PoolEvent("failed", worker.device, worker.number, item=item, message=message))
+        worker.held = []
+
+    def next_task(worker: _Worker, live: list[_Worker]) -> _Task | None:
+        """The first task for ``worker``; a retried file goes elsewhere than where it died while elsewhere
+        exists."""
+        for index, task in enumerate(pending):
+            if task.avoid != worker.number or not any(w.number != task.avoid for w in live):
+                del pending[index]
+                return task
+        return None
+
+    try:
+        for slot in range(len(devices)):
+            start(slot)
+        while True:
+            live = [w for w in workers if w.alive]
+            if not live:
+                break
+            for worker in live:
+                if worker.ready and not worker.busy and pending:
+                    task = next_task(worker, live)
+                    if task is not None:
+                        worker.held = list(task.items)
+                        worker.busy = True
+                        worker.conn.send(worker.held)
+            if not pending and not any(w.busy for w in live):
+                break
+            waitables = {w.conn: w for w in live}
+            for ready in wait(list(waitables)):
+                worker = waitables[ready]  # type: ignore[index]
+                try:
+                    message = worker.conn.recv()
+                except (EOFError, OSError):
+                    lose(worker, "")
+                    continue
+                kind = message[0]
+                if kind == "ready":
+                    worker.ready = True
+                    report.model_name = report.model_name or message[1]
+                    emit(PoolEvent("ready", worker.device, worker.number, message=message[1]))
+                elif kind == "fatal":
+                    lose(worker, message[1])
+                elif kind in ("done", "failed"):
+                    item = next(i for i in worker.held if str(i.source) == message[1])  # inputs are unique
+                    worker.held.remove(item)
+                    if kind == "done":
+                        report.results.append(message[2])
+                        emit(PoolEvent("done", worker.device, worker.number, item=item, result=message[2]))
+                    else:
+                        report.failures.append((item.source, message[2]))
+                        emit(PoolEvent("failed", worker.device, worker.number, item=item, message=message[2]))
+                elif kind == "idle":
+                    worker.busy = False
+                    if message[1] and worker.device not in report.fell_back:
+                        report.fell_back.append(worker.device)
+        if not any(w.ready for w in workers):
+            raise RealesrError("no worker process could start: " + "; ".join(report.lost))
+        leftover = [item for task in pending for item in task.items]
+        for item in leftover:
+            message = f"{item.source}: not upscaled: no worker process left ({'; '.join(report.lost)})"
+            report.failures.append((item.source, message))
+            emit(PoolEvent("failed", "", -1, item=item, message=message))
+        for worker in workers:
+            if worker.alive:
+                worker.conn.send(None)
+        finished = True
+    finally:
+        # Interrupted: stop the workers now (SIGTERM: each removes its temporary file); else let them exit.
+        for worker in workers:
+            if finished and worker.process.is_alive():
+                worker.process.join(timeout=30)
+            if worker.process.is_alive():
+                worker.process.terminate()
+                worker.process.join(timeout=10)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            worker.conn.close()
+    report.seconds = time.perf_counter() - started
+    return report

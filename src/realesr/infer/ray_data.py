@@ -1,0 +1,190 @@
+"""A cluster: the upscaler over a Ray Dataset (extra ``[ray]``).
+
+:class:`UpscaleActor` is a callable class for ``Dataset.map_batches``: each actor loads the model once, then
+reads, upscales and writes the files of its batches itself, with the naming, metadata and atomic writes of
+`realesr upscale` (:func:`realesr.infer.pool.upscale_items`), and returns one row per input: ``status`` "done"
+or "failed" with ``error``, never an exception for one file. The outputs go wherever the rows say, so on a
+cluster they must be paths every worker can write (a shared filesystem).
+
+Plan on the driver, run on the cluster::
+
+    plan = plan_upscale(["/shared/archive/"], "/shared/out")      # names, collisions: before any work
+    plan.check_sizes(Upscaler(model, device="cpu"))
+    plan.prepare()
+    rows = plan_rows(plan.items)                                  # source, output, compare
+    ds = ray.data.from_items(rows)
+    results = upscale_dataset(ds, UpscalerSpec(model), plan.options, concurrency=8, num_gpus=1)
+    for row in results.iter_rows(): ...
+
+:func:`run_ray` does all of it for the CLI (`realesr upscale ... --ray [ADDRESS]`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from realesr.errors import RealesrError, UsageError
+from realesr.infer.files import OutputOptions, PlanItem
+from realesr.infer.pool import UpscalerSpec, upscale_items
+
+__all__ = ["UpscaleActor", "plan_rows", "run_ray", "upscale_dataset"]
+
+COLUMNS = ("source", "output", "compare", "status", "error", "width", "height", "seconds", "host")
+
+
+def plan_rows(items: Sequence[PlanItem]) -> list[dict[str, str]]:
+    """The dataset rows of planned items (strings only: Arrow-friendly and the same on every node)."""
+    return [{"source": str(item.source), "output": str(item.output), "compare": str(item.compare or ""),
+             "notes": "\n".join(item.notes)} for item in items if item.error is None and item.output is not None]
+
+
+class UpscaleActor:
+    """``Dataset.map_batches(UpscaleActor, fn_constructor_kwargs={"spec": ..., "options": ...}, concurrency=N)``.
+
+    ``device``: "auto" takes the GPU Ray gave the actor (``num_gpus=1``), else the CPU; ``threads``: torch
+    threads on the CPU (Ray's ``num_cpus`` per actor is the natural value); ``batch`` > 1 runs images of one size
+    through the network together (a GPU gains from it; see docs/scaleout.md for how exact that is).
+    """
+
+    def __init__(self, spec: UpscalerSpec, options: OutputOptions, device: str = "auto", threads: int | None = None,
+                 batch: int = 1) -> None:
+        self.upscaler = spec.build(device, threads=threads)
+        self.options = options
+        self.batch = max(1, int(batch))
+        self.host = socket.gethostname()
+
+    def __call__(self, rows: dict[str, Any]) -> dict[str, list]:
+        items = []
+        for source, output, compare, notes in zip(rows["source"], rows["output"], rows["compare"], rows["notes"]):
+            items.append(PlanItem(Path(str(source)), output=Path(str(output)),
+                                  compare=Path(str(compare)) if str(compare) else None,
+                                  notes=[n for n in str(notes).split("\n") if n]))
+        out: dict[str, list] = {name: [] for name in COLUMNS}
+        for item, result, error in upscale_items(self.upscaler, items, self.options, batch=self.batch):
+            out["source"].append(str(item.source))
+            out["output"].append(str(item.output))
+            out["compare"].append(str(item.compare or ""))
+            out["status"].append("done" if error is None else "failed")
+            out["error"].append(error or "")
+            out["width"].append(result.size[0] if result else 0)
+            out["height"].append(result.size[1] if result else 0)
+            out["seconds"].append(round(result.seconds, 4) if result else 0.0)
+            out["host"].append(self.host)
+        return out
+
+
+def upscale_dataset(
+    ds,
+    spec: UpscalerSpec,
+    options: OutputOptions,
+    concurrency: int | tuple[int, int] = 1,
+    num_gpus: float = 0,
+    num_cpus: float = 1,
+    batch_size: int = 1,
+    batch: int = 1,
+):
+    """``ds`` (rows of :func:`plan_rows`) -> the lazy Dataset of result rows (columns ``COLUMNS``).
+
+    ``concurrency``: actors (an int), or (min, max) for an autoscaling pool."""
+    from ray.data import ActorPoolStrategy
+
+    threads = None if num_gpus else max(1, int(num_cpus))
+    if isinstance(concurrency, tuple):
+        compute = ActorPoolStrategy(min_size=concurrency[0], max_size=concurrency[1])
+    else:
+        compute = ActorPoolStrategy(size=int(concurrency))
+    return ds.map_batches(
+        UpscaleActor,
+        fn_constructor_kwargs={"spec": spec, "options": options, "device": "auto" if num_gpus else "cpu",
+                               "threads": threads, "batch": batch},
+        batch_size=max(1, int(batch_size)),
+        compute=compute,
+        num_gpus=num_gpus or None,
+        num_cpus=num_cpus,
+        batch_format="numpy",
+    )
+
+
+def run_ray(
+    items: Sequence[PlanItem],
+    spec: UpscalerSpec,
+    options: OutputOptions,
+    address: str | None = None,
+    concurrency: int | None = None,
+    num_gpus: float | None = None,
+    num_cpus: float = 1,
+    batch: int = 1,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+    init_kwargs: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Run planned ``items`` on Ray and return one result row per item (in completion order).
+
+    ``address``: None starts a local Ray (unless this process already joined one), "auto" joins the running
+    cluster, anything else is a cluster address (``ray://HOST:10001``, ``HOST:6379``). ``num_gpus`` per actor:
+    None = 1 when the cluster has GPUs, else 0; ``concurrency``: actors, None = as many as the cluster's GPUs
+    (or CPUs / ``num_cpus``) allow.
+    """
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise UsageError("--ray needs Ray Data: pip install 'realesr[ray]'", params=("ray",)) from None
+    rows = plan_rows(items)
+    if not rows:
+        return []
+    started_here = False
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        kwargs = dict(init_kwargs or {})
+        kwargs.setdefault("include_dashboard", False)
+        kwargs.setdefault("log_to_driver", False)
+        kwargs.setdefault("configure_logging", False)
+        try:
+            ray.init(address=address or "local", **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            where = address or "a local Ray"
+            raise UsageError(f"cannot start or join {where}: {str(err).strip().splitlines()[0]}",
+                             params=("ray",)) from None
+        started_here = True
+    try:
+        # Ray Data's own progress lines and statistics: the caller reports progress from the rows.
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        context.print_on_execution_start = False
+        context.enable_auto_log_stats = False
+        resources = ray.cluster_resources()
+        if num_gpus is None:
+            num_gpus = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
+        if concurrency is None:
+            if num_gpus:
+                concurrency = max(1, int(resources.get("GPU", 1) // num_gpus))
+            else:
+                concurrency = max(1, int(resources.get("CPU", 1) // max(num_cpus, 1e-9)))
+        concurrency = max(1, min(int(concurrency), len(rows)))
+        blocks = min(len(rows), max(concurrency * 4, math.ceil(len(rows) / 64)), 4096)
+        ds = ray.data.from_items(rows, override_num_blocks=blocks)
+        results = upscale_dataset(ds, spec, options, concurrency=concurrency, num_gpus=num_gpus, num_cpus=num_cpus,
+                                  batch_size=max(1, batch), batch=batch)
+        collected: list[dict[str, Any]] = []
+        try:
+            for row in results.iter_rows():
+                row = {key: (value.item() if hasattr(value, "item") else value) for key, value in row.items()}
+                collected.append(row)
+                if on_row is not None:
+                    on_row(row)
+        except ray.exceptions.RayError as err:
+            # A failure of the job itself (an actor that cannot load the model, a lost node twice): one line.
+            lines = [line for line in str(err).splitlines() if line.strip()]
+            cause = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "")
+            raise RealesrError(f"the Ray job failed: {cause.strip()}") from None
+        return collected
+    finally:
+        if started_here:
+            ray.shutdown()
