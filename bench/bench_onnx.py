@@ -23,7 +23,7 @@ from realesr.weights import load_model
 from realesr.weights.onnx import export_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGE = ROOT.parent / "shared/data/real_lr/RealESRGAN_inputs/0014.jpg"
+IMAGE = ROOT.parent / "shared/data/test/BSD100/img_001.png"  # 480x320: room for a 256x256 crop
 
 
 def best_of(fn, repeats: int) -> float:
@@ -57,6 +57,8 @@ def main() -> None:
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         with Image.open(IMAGE) as im:
             photo = np.asarray(im.convert("RGB"))
+        if min(photo.shape[:2]) < max(args.sizes):
+            raise SystemExit(f"{IMAGE} is {photo.shape[1]}x{photo.shape[0]}: too small for {max(args.sizes)} px crops")
         for size in args.sizes:
             crop = photo[:size, :size]
             x = torch.from_numpy(crop.copy()).permute(2, 0, 1)[None].float().div(255)
