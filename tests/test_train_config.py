@@ -71,6 +71,12 @@ def test_overrides_dotted_keys_and_yaml_values():
     ({"network": {"arch": "SwinIR"}}, "network.arch"),
     ({"optim": {"lrg": 1}}, "optim.lrg"),
     ({"data": "folder"}, "data"),
+    ({"scale": "4x"}, "scale"),
+    ({"network": {"act_type": "gelu"}}, "network.act_type"),
+    ({"loss": {"perceptual": {"criterion": "l3"}}}, "loss.perceptual.criterion"),
+    ({"runtime": {"dist_backend": "mpi"}}, "runtime.dist_backend"),
+    ({"data": {"degradation": {"noise_range": [5, 1]}}}, "data.degradation.noise_range"),
+    ({"data": {"degradation": {"noise_rang": [1, 5]}}}, "data.degradation.noise_rang"),
 ])
 def test_validation_errors_name_the_key(raw, key):
     raw.setdefault("data", {})
@@ -79,6 +85,7 @@ def test_validation_errors_name_the_key(raw, key):
     with pytest.raises(ConfigError) as err:
         config_from_dict(raw)
     assert f"'{key}'" in str(err.value)
+    assert err.value.key == key  # a field, not parsed from the message
 
 
 def test_unknown_key_suggests_the_close_one():

@@ -147,12 +147,18 @@ def test_discriminator_gets_no_gradient_from_the_generator_step():
 def test_ragan_generator_loss_uses_the_gt():
     torch.manual_seed(0)
     g = RRDBNet(num_feat=4, num_block=1, num_grow_ch=2, scale=4)
-    d = UNetDiscriminatorSN(num_feat=4)
-    cfg = _esrgan_cfg(perceptual={"weight": 0}, gan={"type": "ragan"})
+    d = UNetDiscriminatorSN(num_feat=4).eval()  # eval: no spectral-norm power iteration, so D is one function
+    cfg = _esrgan_cfg(perceptual={"weight": 0}, gan={"type": "ragan", "weight": 1.0})
+    output = g(torch.rand(1, 3, 8, 8))
+    gt_a, gt_b, gt_usm = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32) * 0.2, torch.rand(1, 3, 32, 32)
     with discriminator_frozen(d):
-        losses = generator_losses(cfg, g(torch.rand(1, 3, 8, 8)), torch.rand(1, 3, 32, 32),
-                                  torch.rand(1, 3, 32, 32), d, None)
-    assert losses["l_g_gan"].item() > 0
+        loss_a = generator_losses(cfg, output, gt_a, gt_usm, d, None)["l_g_gan"]
+        loss_b = generator_losses(cfg, output, gt_b, gt_usm, d, None)["l_g_gan"]
+        # the relativistic loss of the plain GT (gan_gt_usm is false), against its closed form
+        fake, real_a = d(output), d(gt_a)
+    expected_a = 0.5 * (F.softplus(real_a - fake.mean()).mean() + F.softplus(-(fake - real_a.mean())).mean())
+    assert loss_a.item() == pytest.approx(expected_a.item(), rel=1e-5)
+    assert abs(loss_a.item() - loss_b.item()) > 1e-4  # another GT, another loss: the GT is used
 
 
 def test_partial_init_across_scales():

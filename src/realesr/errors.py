@@ -8,13 +8,15 @@ class RealesrError(Exception):
 
     ``params``: the library parameters (e.g. "outscale", "device") the user can change to avoid it; the library
     names no command-line flags, the CLI maps these to its options and adds them to the message.
+    ``key``: for configuration errors, the dotted config key the message is about ("" when none).
     """
 
     exit_code = 1
 
-    def __init__(self, *args: object, params: tuple[str, ...] | list[str] = ()) -> None:
+    def __init__(self, *args: object, params: tuple[str, ...] | list[str] = (), key: str = "") -> None:
         super().__init__(*args)
         self.params = tuple(params)
+        self.key = key
 
 
 class UsageError(RealesrError):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import io
 import os
+import re
 import struct
 import sys
 import warnings
@@ -721,10 +722,15 @@ def list_folder(folder: str | os.PathLike, recursive: bool = False, videos: bool
     return sorted(found)
 
 
-def read_path_list(listing: str | os.PathLike) -> list[Path]:
-    """A .txt list: one image path per line, relative to the list's folder; blank lines and lines starting
-    with '#' are skipped. Raises :class:`ImageReadError` when the list cannot be read."""
+_META_INFO_LINE = re.compile(r"^(.*\S)\s+\(\d+,\s*\d+,\s*\d+\)$")  # BasicSR's "path (h,w,c)"
+
+
+def read_path_list(listing: str | os.PathLike, root: str | os.PathLike | None = None) -> list[Path]:
+    """A .txt list: one image path per line, relative to ``root`` (default: the list's folder); blank lines and
+    lines starting with '#' are skipped; an official meta_info line ``path (h,w,c)`` gives its path. Raises
+    :class:`ImageReadError` when the list cannot be read."""
     listing = Path(listing)
+    base = Path(root) if root else listing.parent
     try:
         lines = listing.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as err:
@@ -733,8 +739,9 @@ def read_path_list(listing: str | os.PathLike) -> list[Path]:
     for line in lines:
         entry = line.strip()
         if entry and not entry.startswith("#"):
-            path = Path(os.path.expanduser(entry))
-            paths.append(path if path.is_absolute() else listing.parent / path)
+            meta = _META_INFO_LINE.match(entry)
+            path = Path(os.path.expanduser(meta.group(1) if meta else entry))
+            paths.append(path if path.is_absolute() else base / path)
     return paths
 
 

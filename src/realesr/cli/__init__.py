@@ -35,6 +35,9 @@ HELP = {
     "degrade": "synthesise LR/GT training pairs from images with the Real-ESRGAN degradation model",
     "eval": "score models (PSNR/SSIM/NIQE) on benchmark folders or real photos",
     "train": "train or fine-tune a model (Real-ESRNet, then Real-ESRGAN) from a YAML config",
+    "prepare": "cut HR images into sub-images for training (as the official extract_subimages.py)",
+    "runs": "a table of the training runs in a folder: stage, progress, best metric, state",
+    "serve": "a local web page for upscaling (needs the web extra)",
 }
 COMMANDS = tuple(HELP)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import zlib
 from pathlib import Path
 
 from realesr.errors import ImageReadError, ImageWriteError, RealesrError, UsageError
@@ -51,12 +50,12 @@ def _load_rgb(path: Path):
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
     from tqdm import tqdm
 
     from realesr.degrade import (
         DegradationConfig,
         contact_sheet,
+        image_generators,
         label_lines,
         synthesize_pairs,
         tensor_to_pil,
@@ -64,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from realesr.devices import pick_device
     from realesr.imagefiles import (
         PlannedOutput,
+        check_folder_writable,
         check_outputs,
         earlier_results,
         expand_inputs,
@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir: Path = args.output
 
     # The whole plan first: every output named and checked against every input before any work.
+    check_folder_writable(out_dir, params=("output",))
     entries = expand_inputs(args.inputs)
     used_names: dict[str, int] = {}
     outputs_of: list[list[Path]] = []
@@ -118,10 +119,9 @@ def run(args: argparse.Namespace) -> int:
             continue
         try:
             gt = _load_rgb(path).to(device)
-            # Seeded per (seed, file name): an image's LR does not depend on the other inputs or their order.
-            seed_seq = np.random.SeedSequence([args.seed, zlib.crc32(path.name.encode())])
-            rng = np.random.default_rng(seed_seq)
-            generator = torch.Generator().manual_seed(int(seed_seq.generate_state(1, np.uint64)[0] >> 1))
+            # Seeded per (seed, file name) as realesr.degrade.degraded_lr: with --crop 0 the first LR is the one
+            # validation and `realesr eval --degrade` make of this image.
+            rng, generator = image_generators(args.seed, path.name)
             gt_crop, lqs, params = synthesize_pairs(
                 gt, cfg, args.scale, args.per_image, rng, generator, crop=args.crop, sharpen=not args.no_usm
             )

@@ -10,6 +10,7 @@ EPILOG = """examples:
   realesr train configs/esrnet_x4.yaml --set data.train=datasets/DF2K
   realesr train configs/esrgan_x4.yaml --set init_from=runs/esrnet_x4/model.safetensors
   realesr train configs/esrnet_x4.yaml --resume auto
+  realesr train configs/esrnet_x4.yaml --overwrite      # move the run already in runs/NAME aside
   torchrun --nproc_per_node=4 -m realesr train configs/esrgan_x4.yaml
 
 Ctrl-C (or SIGTERM) saves a checkpoint and exits; --resume auto continues exactly. docs/train.md lists every key."""
@@ -24,6 +25,8 @@ def register(subparsers) -> None:
     p.add_argument("--resume", metavar="auto|PATH", default=None,
                    help="auto: continue from the newest checkpoint of the run folder (or start if none); "
                         "PATH: a checkpoint folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="the run folder holds another run: move it aside (NAME.old-TIMESTAMP) and start afresh")
     p.add_argument("--no-download", action="store_true", help="never download weights (VGG19, models)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -36,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     try:
         result = train(cfg, resume=args.resume, allow_download=not args.no_download,
-                       show_progress=not args.no_progress)
+                       show_progress=not args.no_progress, overwrite=args.overwrite)
     finally:
         shutdown_distributed()
     return 130 if result.status == "interrupted" else 0

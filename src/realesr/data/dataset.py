@@ -25,12 +25,12 @@ from realesr.imagefiles import READ_EXTENSIONS, list_folder, read_path_list, rea
 
 __all__ = [
     "ImageRecord",
-    "list_images",
-    "scan_images",
-    "read_rgb",
-    "TrainPatchDataset",
     "ResumableSampler",
+    "TrainPatchDataset",
+    "list_images",
+    "read_rgb",
     "samples_per_epoch",
+    "scan_images",
 ]
 
 log = logging.getLogger("realesr.train")
@@ -42,8 +42,9 @@ class ImageRecord:
     height: int
 
 
-def list_images(source: str | os.PathLike) -> list[Path]:
-    """Image paths of a folder (recursive, sorted) or of a .txt list (one path per line, relative to the list)."""
+def list_images(source: str | os.PathLike, root: str | os.PathLike | None = None) -> list[Path]:
+    """Image paths of a folder (recursive, sorted) or of a .txt list (one path per line, relative to ``root``,
+    default the list's folder; official meta_info ``path (h,w,c)`` lines too)."""
     source = Path(source)
     if source.is_dir():
         paths = list_folder(source, recursive=True)
@@ -52,7 +53,7 @@ def list_images(source: str | os.PathLike) -> list[Path]:
         return paths
     if source.is_file() and source.suffix.lower() == ".txt":
         try:
-            paths = read_path_list(source)
+            paths = read_path_list(source, root)
         except ImageReadError as err:
             raise DataError(str(err)) from None
         if not paths:

@@ -4,6 +4,7 @@
 cfg = DegradationConfig()                       # official x4plus; DegradationConfig.for_scale(2|4|8)
 params = sample_degradation_params(cfg, rng)    # one sample, numpy Generator; default_collate stacks them
 lq = degrade(usm_sharpen(gt), batched_params, cfg, scale, generator=None)
+lr = degraded_lr(gt, cfg, scale, seed, "photo.png")  # the seeded LR every command makes of an image
 gt_c, lq_c = paired_random_crop(gt, lq, gt_size, scale, generator=None)
 lq, gt = TrainingPairPool(pool_size, batch_size)(lq, gt)
 ```
@@ -30,6 +31,7 @@ from realesr.degrade.pipeline import (
     synthesize_pairs,
 )
 from realesr.degrade.pool import TrainingPairPool
+from realesr.degrade.seeded import degraded_lr, image_generators
 from realesr.degrade.sheet import contact_sheet, label_lines, tensor_to_pil
 from realesr.degrade.usm import usm_sharpen
 
@@ -44,9 +46,11 @@ __all__ = [
     "circular_lowpass_kernel",
     "contact_sheet",
     "degrade",
+    "degraded_lr",
     "filter2d",
     "gaussian_kernel",
     "gaussian_noise",
+    "image_generators",
     "generalized_gaussian_kernel",
     "jpeg_compress",
     "label_lines",

@@ -23,39 +23,39 @@ SUPPORTED_SCALES = (2, 4, 8)
 
 def _pair(value: Any, key: str) -> tuple[float, float]:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
-        raise ConfigError(f"degradation.{key}: expected a [low, high] pair, got {value!r}")
+        raise ConfigError(f"degradation.{key}: expected a [low, high] pair, got {value!r}", key=f"degradation.{key}")
     try:
         low, high = float(value[0]), float(value[1])
     except (TypeError, ValueError):
-        raise ConfigError(f"degradation.{key}: expected two numbers, got {value!r}") from None
+        raise ConfigError(f"degradation.{key}: expected two numbers, got {value!r}", key=f"degradation.{key}") from None
     if not (math.isfinite(low) and math.isfinite(high)):
-        raise ConfigError(f"degradation.{key}: values must be finite, got {value!r}")
+        raise ConfigError(f"degradation.{key}: values must be finite, got {value!r}", key=f"degradation.{key}")
     if low > high:
-        raise ConfigError(f"degradation.{key}: low {low} is above high {high}")
+        raise ConfigError(f"degradation.{key}: low {low} is above high {high}", key=f"degradation.{key}")
     return low, high
 
 
 def _probs(value: Any, key: str, n: int) -> tuple[float, ...]:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != n:
-        raise ConfigError(f"degradation.{key}: expected {n} probabilities, got {value!r}")
+        raise ConfigError(f"degradation.{key}: expected {n} probabilities, got {value!r}", key=f"degradation.{key}")
     try:
         probs = tuple(float(v) for v in value)
     except (TypeError, ValueError):
-        raise ConfigError(f"degradation.{key}: expected numbers, got {value!r}") from None
+        raise ConfigError(f"degradation.{key}: expected numbers, got {value!r}", key=f"degradation.{key}") from None
     if any(not math.isfinite(p) or p < 0 for p in probs):
-        raise ConfigError(f"degradation.{key}: probabilities must be >= 0, got {value!r}")
+        raise ConfigError(f"degradation.{key}: probabilities must be >= 0, got {value!r}", key=f"degradation.{key}")
     if abs(sum(probs) - 1.0) > 1e-6:
-        raise ConfigError(f"degradation.{key}: probabilities must sum to 1, got {value!r} (sum {sum(probs):.6g})")
+        raise ConfigError(f"degradation.{key}: probabilities must sum to 1, got {value!r} (sum {sum(probs):.6g})", key=f"degradation.{key}")
     return probs
 
 
 def _names(value: Any, key: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
     if isinstance(value, str) or not hasattr(value, "__len__") or len(value) == 0:
-        raise ConfigError(f"degradation.{key}: expected a non-empty list of {what}s, got {value!r}")
+        raise ConfigError(f"degradation.{key}: expected a non-empty list of {what}s, got {value!r}", key=f"degradation.{key}")
     names = tuple(str(v) for v in value)
     for name in names:
         if name not in allowed:
-            raise ConfigError(f"degradation.{key}: unknown {what} {name!r} (known: {', '.join(allowed)})")
+            raise ConfigError(f"degradation.{key}: unknown {what} {name!r} (known: {', '.join(allowed)})", key=f"degradation.{key}")
     return names
 
 
@@ -63,9 +63,9 @@ def _prob(value: Any, key: str) -> float:
     try:
         p = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"degradation.{key}: expected a probability, got {value!r}") from None
+        raise ConfigError(f"degradation.{key}: expected a probability, got {value!r}", key=f"degradation.{key}") from None
     if not (0.0 <= p <= 1.0):
-        raise ConfigError(f"degradation.{key}: probability must be in [0, 1], got {value!r}")
+        raise ConfigError(f"degradation.{key}: probability must be in [0, 1], got {value!r}", key=f"degradation.{key}")
     return p
 
 
@@ -146,16 +146,16 @@ class DegradationConfig:
                 setattr(self, key, _pair(getattr(self, key), key))
             low = getattr(self, f"blur_sigma{suffix}")[0]
             if low <= 0:
-                raise ConfigError(f"degradation.blur_sigma{suffix}: sigma must be > 0, got {low}")
+                raise ConfigError(f"degradation.blur_sigma{suffix}: sigma must be > 0, got {low}", key=f"degradation.blur_sigma{suffix}")
             if getattr(self, f"betag_range{suffix}")[0] <= 0:
-                raise ConfigError(f"degradation.betag_range{suffix}: beta must be > 0")
+                raise ConfigError(f"degradation.betag_range{suffix}: beta must be > 0", key=f"degradation.betag_range{suffix}")
             if getattr(self, f"betap_range{suffix}")[0] <= 0:
-                raise ConfigError(f"degradation.betap_range{suffix}: beta must be > 0")
+                raise ConfigError(f"degradation.betap_range{suffix}: beta must be > 0", key=f"degradation.betap_range{suffix}")
 
         for key in ("blur_kernel_size", "blur_kernel_size2"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
-                raise ConfigError(f"degradation.{key}: expected an odd positive integer, got {value!r}")
+                raise ConfigError(f"degradation.{key}: expected an odd positive integer, got {value!r}", key=f"degradation.{key}")
         ks = self.kernel_size_range
         if (
             isinstance(ks, str)
@@ -164,19 +164,19 @@ class DegradationConfig:
             or not all(isinstance(v, int) and v > 0 and v % 2 == 1 for v in ks)
             or ks[0] > ks[1]
         ):
-            raise ConfigError(f"degradation.kernel_size_range: expected [low, high] odd positive integers, got {ks!r}")
+            raise ConfigError(f"degradation.kernel_size_range: expected [low, high] odd positive integers, got {ks!r}", key="degradation.kernel_size_range")
         self.kernel_size_range = (int(ks[0]), int(ks[1]))
         for key in ("blur_kernel_size", "blur_kernel_size2"):
             if self.kernel_size_range[1] > getattr(self, key):
                 raise ConfigError(
-                    f"degradation.kernel_size_range: largest size {ks[1]} exceeds {key} {getattr(self, key)}"
+                    f"degradation.kernel_size_range: largest size {ks[1]} exceeds {key} {getattr(self, key)}", key="degradation.kernel_size_range"
                 )
         if not isinstance(self.sinc_small_kernel_limit, int):
-            raise ConfigError(f"degradation.sinc_small_kernel_limit: expected an integer, got {self.sinc_small_kernel_limit!r}")
+            raise ConfigError(f"degradation.sinc_small_kernel_limit: expected an integer, got {self.sinc_small_kernel_limit!r}", key="degradation.sinc_small_kernel_limit")
         for key in ("sinc_cutoff_small", "sinc_cutoff_large", "final_sinc_cutoff"):
             low, high = _pair(getattr(self, key), key)
             if low <= 0 or high > math.pi + 1e-9:
-                raise ConfigError(f"degradation.{key}: cutoff must be in (0, pi], got {[low, high]}")
+                raise ConfigError(f"degradation.{key}: cutoff must be in (0, pi], got {[low, high]}", key=f"degradation.{key}")
             setattr(self, key, (low, high))
         for key in ("final_sinc_prob", "gaussian_noise_prob", "gray_noise_prob", "second_blur_prob",
                     "gaussian_noise_prob2", "gray_noise_prob2", "resize_before_jpeg_prob"):
@@ -186,31 +186,31 @@ class DegradationConfig:
         for key in ("resize_range", "resize_range2"):
             low, high = _pair(getattr(self, key), key)
             if low <= 0:
-                raise ConfigError(f"degradation.{key}: scales must be > 0, got {[low, high]}")
+                raise ConfigError(f"degradation.{key}: scales must be > 0, got {[low, high]}", key=f"degradation.{key}")
             if not (low <= 1.0 <= high):
-                raise ConfigError(f"degradation.{key}: range must contain 1 (down below, up above), got {[low, high]}")
+                raise ConfigError(f"degradation.{key}: range must contain 1 (down below, up above), got {[low, high]}", key=f"degradation.{key}")
             setattr(self, key, (low, high))
         for key in ("noise_range", "noise_range2", "poisson_scale_range", "poisson_scale_range2"):
             low, high = _pair(getattr(self, key), key)
             if low < 0:
-                raise ConfigError(f"degradation.{key}: must be >= 0, got {[low, high]}")
+                raise ConfigError(f"degradation.{key}: must be >= 0, got {[low, high]}", key=f"degradation.{key}")
             setattr(self, key, (low, high))
         for key in ("jpeg_range", "jpeg_range2"):
             low, high = _pair(getattr(self, key), key)
             if low < 1 or high > 100:
-                raise ConfigError(f"degradation.{key}: JPEG quality must be in [1, 100], got {[low, high]}")
+                raise ConfigError(f"degradation.{key}: JPEG quality must be in [1, 100], got {[low, high]}", key=f"degradation.{key}")
             setattr(self, key, (low, high))
         for key in ("resize_modes", "resize_modes2", "final_resize_modes"):
             setattr(self, key, _names(getattr(self, key), key, RESIZE_MODES, "resize mode"))
         if self.jpeg_chroma_upsampling not in CHROMA_UPSAMPLING:
             raise ConfigError(
                 f"degradation.jpeg_chroma_upsampling: expected one of {', '.join(CHROMA_UPSAMPLING)}, "
-                f"got {self.jpeg_chroma_upsampling!r}"
+                f"got {self.jpeg_chroma_upsampling!r}", key="degradation.jpeg_chroma_upsampling"
             )
 
     # ------------------------------------------------------------------ presets and (de)serialisation
     @classmethod
-    def for_scale(cls, scale: int) -> "DegradationConfig":
+    def for_scale(cls, scale: int) -> DegradationConfig:
         """Preset for an SR scale.
 
         x2 and x4 are the official x2plus / x4plus settings, which are identical: the second stage works relative to
@@ -218,11 +218,11 @@ class DegradationConfig:
         which leaves stage one in the HR domain (as for x2/x4) and stage two in the LR domain.
         """
         if scale not in SUPPORTED_SCALES:
-            raise ConfigError(f"degradation.scale: expected one of {SUPPORTED_SCALES}, got {scale!r}")
+            raise ConfigError(f"degradation.scale: expected one of {SUPPORTED_SCALES}, got {scale!r}", key="degradation.scale")
         return cls()
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "DegradationConfig":
+    def from_dict(cls, data: dict[str, Any] | None) -> DegradationConfig:
         """Build from a mapping (e.g. a YAML section); unknown keys raise ConfigError naming them."""
         if data is None:
             return cls()
@@ -231,15 +231,15 @@ class DegradationConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"degradation.{unknown[0]}: unknown key (known keys: {', '.join(sorted(known))})")
+            raise ConfigError(f"degradation.{unknown[0]}: unknown key (known keys: {', '.join(sorted(known))})", key=f"degradation.{unknown[0]}")
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-friendly mapping (tuples become lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
-    def replace(self, **changes: Any) -> "DegradationConfig":
+    def replace(self, **changes: Any) -> DegradationConfig:
         return dataclasses.replace(self, **changes)
 
 
-__all__ = ["DegradationConfig", "KERNEL_TYPES", "RESIZE_MODES", "SUPPORTED_SCALES"]
+__all__ = ["KERNEL_TYPES", "RESIZE_MODES", "SUPPORTED_SCALES", "DegradationConfig"]

@@ -9,14 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import default_collate
 
-from realesr.degrade import (
-    DegradationConfig,
-    degrade,
-    sample_degradation_params,
-    usm_sharpen,
-)
+from realesr.degrade import DegradationConfig, degraded_lr
 from realesr.errors import ConfigError, RealesrError, UsageError
 from realesr.evaluate.data import Dataset
 from realesr.evaluate.models import EvalModel, bicubic_model
@@ -127,15 +121,10 @@ def crop_to_multiple(img: np.ndarray, multiple: int) -> np.ndarray:
     return img[: h - h % multiple, : w - w % multiple]
 
 
-def degraded_lr(hr: np.ndarray, scale: int, seed: int, index: int) -> np.ndarray:
-    """The Real-ESRGAN training degradation of ``hr`` (from its unsharp-masked version, as in training)."""
-    cfg = DegradationConfig.for_scale(scale)
-    rng = np.random.default_rng([seed, index])
-    params = default_collate([sample_degradation_params(cfg, rng)])
+def degraded_lr_image(hr: np.ndarray, scale: int, seed: int, name: str) -> np.ndarray:
+    """HxWx3 uint8 -> the seeded degraded LR (uint8) of :func:`realesr.degrade.degraded_lr`."""
     gt = torch.from_numpy(hr.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-    generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + index)
-    with torch.no_grad():
-        lq = degrade(usm_sharpen(gt), params, cfg, scale, generator=generator)
+    lq = degraded_lr(gt, DegradationConfig.for_scale(scale), scale, seed, name)
     return to_uint8(lq[0].permute(1, 2, 0).cpu().numpy())
 
 
@@ -229,7 +218,7 @@ def evaluate(
                     if hr.shape[0] < scale or hr.shape[1] < scale:
                         raise UsageError(f"{path}: smaller than the scale factor")
                     if config.protocol == "degrade":
-                        lr = degraded_lr(hr, scale, config.seed, index)
+                        lr = degraded_lr_image(hr, scale, config.seed, path.name)
                     else:
                         lr = to_uint8(imresize(hr, scale=1.0 / scale), peak=255.0)
             except RealesrError as err:

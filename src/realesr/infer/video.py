@@ -225,6 +225,7 @@ def _probe_animation(path: Path) -> VideoInfo | None:
             total = 0.0
             for index in range(frames):
                 im.seek(index)
+                im.load()  # Pillow's WebP reader sets a frame's duration when the frame is loaded
                 total += float(im.info.get("duration", 0) or 0) / 1000
             return VideoInfo(path, "animation", im.width, im.height, fmt, frames, total or None, fmt.lower())
     except Exception:  # noqa: BLE001 - not an image Pillow can read: maybe a video
@@ -897,7 +898,9 @@ class _VideoJob:
             for i, packet in enumerate(packets):
                 pts = pts_list[i]
                 if shift is None:
-                    shift = pts if self.options.start else 0
+                    # The same shift as the copied streams' (_other_packets): the start time, not the first
+                    # kept frame's time, so that audio and video keep their relative offset.
+                    shift = round(self.options.start / self.time_base) if self.options.start else 0
                 nxt = pts_list[i + 1] if i + 1 < len(pts_list) else None
                 duration = (nxt - pts) if nxt is not None else (durations[i] or (pts - last_end if last_end else 0))
                 last_end = pts
@@ -1002,12 +1005,15 @@ def _upscale_animation(upscaler, source: Path, dest: Path, info: VideoInfo, opti
             loop = im.info.get("loop", 0)
             total = info.frames
             for index, frame in enumerate(ImageSequence.Iterator(im)):
+                rgba = frame.convert("RGBA")  # loads the frame first: WebP's duration is known only then
                 durations.append(int(frame.info.get("duration", im.info.get("duration", 100)) or 0))
-                rgba = frame.convert("RGBA")
                 array = np.asarray(rgba)
                 if bool((array[..., 3] == 255).all()):
                     array = array[..., :3]
                 up = upscaler.upscale_array(np.ascontiguousarray(array))
+                if info.codec == "GIF" and up.ndim == 3 and up.shape[2] == 4:
+                    # GIF transparency is on or off: a network's near-zero alpha would otherwise come out opaque.
+                    up[..., 3] = np.where(up[..., 3] >= 128, 255, 0).astype(up.dtype)
                 frames.append(Image.fromarray(up))
                 if on_progress:
                     on_progress(index + 1, total)

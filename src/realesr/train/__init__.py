@@ -8,5 +8,12 @@
 from realesr.train.config import TrainConfig, config_from_dict, load_config, save_config
 from realesr.train.loop import NonFiniteLossError, TrainResult, train
 
-__all__ = ["TrainConfig", "TrainResult", "NonFiniteLossError", "config_from_dict", "load_config", "save_config",
-           "train"]
+__all__ = [
+           "NonFiniteLossError",
+           "TrainConfig",
+           "TrainResult",
+           "config_from_dict",
+           "load_config",
+           "save_config",
+           "train",
+]

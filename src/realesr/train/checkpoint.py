@@ -22,12 +22,12 @@ from realesr.errors import RealesrError
 
 __all__ = [
     "CheckpointError",
-    "save_checkpoint",
-    "load_checkpoint",
-    "latest_checkpoint",
-    "prune_checkpoints",
     "capture_rng_states",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "prune_checkpoints",
     "restore_rng_states",
+    "save_checkpoint",
 ]
 
 _ITER_DIR = re.compile(r"^iter_(\d{8,})$")

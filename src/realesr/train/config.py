@@ -14,7 +14,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -22,20 +22,20 @@ from realesr.atomic import atomic_write_text
 from realesr.errors import ConfigError
 
 __all__ = [
-    "TrainConfig",
-    "NetworkConfig",
-    "DiscriminatorConfig",
     "DataConfig",
-    "OptimConfig",
-    "PerceptualConfig",
+    "DiscriminatorConfig",
     "GanConfig",
     "LossConfig",
-    "ValConfig",
+    "NetworkConfig",
+    "OptimConfig",
+    "PerceptualConfig",
     "RuntimeConfig",
-    "load_config",
+    "TrainConfig",
+    "ValConfig",
+    "apply_overrides",
     "config_from_dict",
     "config_to_dict",
-    "apply_overrides",
+    "load_config",
     "resolve",
     "save_config",
 ]
@@ -57,7 +57,7 @@ class NetworkConfig:
     num_block: int = 23  # RRDBNet: residual-in-residual dense blocks
     num_grow_ch: int = 32  # RRDBNet: growth channels of the dense blocks
     num_conv: int = 32  # SRVGGNetCompact: body convolutions
-    act_type: str = "prelu"  # SRVGGNetCompact: prelu | relu | leakyrelu
+    act_type: Literal["prelu", "relu", "leakyrelu"] = "prelu"  # SRVGGNetCompact
 
 
 @dataclass
@@ -69,11 +69,12 @@ class DiscriminatorConfig:
 @dataclass
 class DataConfig:
     train: str = ""  # a folder (searched recursively) or a .txt list of image paths, one per line
+    root: str = ""  # the folder the lines of a .txt list are relative to; empty: the list's folder
     load_size: int = 400  # the patch each worker cuts from an image before degradation (official crop_pad_size)
     gt_size: int = 256  # the GT crop after degradation; LQ is gt_size // scale
     use_hflip: bool = True
     use_rot: bool = False  # also random 90-degree rotations and vertical flips
-    small_images: str = "pad"  # images smaller than load_size: pad (reflect) | skip
+    small_images: Literal["pad", "skip"] = "pad"  # images smaller than load_size: pad (reflect) or skip
     num_workers: int = 4  # DataLoader worker processes per rank; 0 loads in the training process
     pool_size: int = 180  # training pair pool (official queue_size); 0 disables it
     degradation: dict[str, Any] = field(default_factory=dict)  # overrides of realesr.degrade.DegradationConfig
@@ -101,12 +102,12 @@ class PerceptualConfig:
     )
     weights: str = "imagenet"  # imagenet (vgg19-dcbb9e9d.pth: cache or download) | a .pth path | random (tests only)
     use_input_norm: bool = True  # ImageNet mean/std normalisation of inputs in [0, 1]
-    criterion: str = "l1"  # l1 | l2
+    criterion: Literal["l1", "l2"] = "l1"
 
 
 @dataclass
 class GanConfig:
-    type: str = "vanilla"  # vanilla (BCE with logits, official) | ragan (relativistic average)
+    type: Literal["vanilla", "ragan"] = "vanilla"  # BCE with logits (official) or relativistic average
     weight: float = 0.1
     real_label: float = 1.0
     fake_label: float = 0.0
@@ -139,12 +140,12 @@ class ValConfig:
 @dataclass
 class RuntimeConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 uses a gradient scaler)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # fp16 uses a gradient scaler
     channels_last: bool = False
     compile: bool = False  # torch.compile the generator and discriminator
     deterministic: bool = False  # cuDNN deterministic algorithms (slower)
     max_nonfinite: int = 10  # abort after this many non-finite steps in a row
-    dist_backend: str = "auto"  # auto (nccl on CUDA, gloo otherwise) | nccl | gloo
+    dist_backend: Literal["auto", "nccl", "gloo"] = "auto"  # auto: nccl on CUDA, gloo otherwise
     num_threads: int = 0  # CPU threads of torch in the training process; 0: torch's default
 
 
@@ -153,8 +154,8 @@ class TrainConfig:
     name: str = "realesr"
     output_dir: str = "runs"  # relative paths are relative to the current directory
     seed: int = 0
-    stage: str = "esrnet"  # esrnet (L1 only) | esrgan (L1 + perceptual + GAN)
-    scale: int = 4  # 2 | 4 | 8
+    stage: Literal["esrnet", "esrgan"] = "esrnet"  # L1 only, or L1 + perceptual + GAN
+    scale: Literal[2, 4, 8] = 4
     total_iters: int | None = None  # None: 1_000_000 (esrnet) or 400_000 (esrgan)
     batch_size: int = 12  # per rank and micro-batch; effective = batch_size * accum_steps * world size
     save_every: int = 5000
@@ -193,43 +194,50 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _convert(value, inner[0], key)
+    if origin is Literal:
+        for choice in args:
+            same_number = isinstance(choice, int) and isinstance(value, (int, float)) and not isinstance(value, bool)
+            if (type(value) is type(choice) or same_number) and value == choice:
+                return choice
+        words = ", ".join(str(c) for c in args)
+        raise ConfigError(f"config key '{key}' must be one of {words}; got {value!r}", key=key)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(f"config key '{key}' must be a mapping of sub-keys, got {value!r}")
+            raise ConfigError(f"config key '{key}' must be a mapping of sub-keys, got {value!r}", key=key)
         return _build(tp, value, key + ".")
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be true or false, got {value!r}", key=key)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}", key=key)
         try:
             number = float(value)
         except ValueError:
-            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}") from None
+            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}", key=key) from None
         if not number.is_integer():
-            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}", key=key)
         return int(number)
     if tp is float:
         # PyYAML reads 1e-4 (no dot) as a string; accept it as the number it obviously is.
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+            raise ConfigError(f"config key '{key}' must be a number, got {value!r}", key=key)
         try:
             return float(value)
         except ValueError:
-            raise ConfigError(f"config key '{key}' must be a number, got {value!r}") from None
+            raise ConfigError(f"config key '{key}' must be a number, got {value!r}", key=key) from None
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be a string, got {value!r}", key=key)
     if origin is list:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
+            raise ConfigError(f"config key '{key}' must be a list, got {value!r}", key=key)
         return [_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"config key '{key}' must be a mapping, got {value!r}")
+            raise ConfigError(f"config key '{key}' must be a mapping, got {value!r}", key=key)
         key_tp, val_tp = args
         return {_convert(k, key_tp, key): _convert(v, val_tp, f"{key}.{k}") for k, v in value.items()}
     if tp is Any:
@@ -245,7 +253,7 @@ def _build(cls: type, raw: dict, prefix: str = "") -> Any:
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f"; known keys: {', '.join(names)}"
-            raise ConfigError(f"unknown config key '{prefix}{key}'{hint}")
+            raise ConfigError(f"unknown config key '{prefix}{key}'{hint}", key=f"{prefix}{key}")
         kwargs[key] = _convert(value, hints[key], prefix + key)
     return cls(**kwargs)
 
@@ -275,13 +283,13 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         try:
             value = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError as err:
-            raise ConfigError(f"--set {dotted}: cannot parse value {text!r}: {err}") from None
+            raise ConfigError(f"--set {dotted}: cannot parse value {text!r}: {err}", key=dotted) from None
         node = raw
         parts = dotted.split(".")
         for i, part in enumerate(parts[:-1]):
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"--set {dotted}: '{'.'.join(parts[: i + 1])}' is not a mapping")
+                raise ConfigError(f"--set {dotted}: '{'.'.join(parts[: i + 1])}' is not a mapping", key=dotted)
             node = child
         node[parts[-1]] = value
     return raw
@@ -315,7 +323,7 @@ def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
 
 def _check(ok: bool, key: str, message: str) -> None:
     if not ok:
-        raise ConfigError(f"config key '{key}' {message}")
+        raise ConfigError(f"config key '{key}' {message}", key=key)
 
 
 def _one_of(value: str, key: str, choices: tuple[str, ...]) -> None:
@@ -326,8 +334,6 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     """Fill stage-dependent defaults and validate every value; returns the same object."""
     _check(bool(cfg.name) and "/" not in cfg.name and cfg.name not in (".", ".."), "name",
            "must be a non-empty folder name without '/'")
-    _one_of(cfg.stage, "stage", ("esrnet", "esrgan"))
-    _check(cfg.scale in (2, 4, 8), "scale", f"must be 2, 4 or 8; got {cfg.scale}")
     defaults = STAGE_DEFAULTS[cfg.stage]
     if cfg.total_iters is None:
         cfg.total_iters = defaults["total_iters"]
@@ -342,13 +348,15 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     _check(cfg.log_every >= 1, "log_every", f"must be at least 1; got {cfg.log_every}")
     _check(cfg.keep_last >= 1, "keep_last", f"must be at least 1; got {cfg.keep_last}")
 
-    from realesr.archs import arch_named, arch_names  # torch only once a config is checked
+    from realesr.archs import (  # torch only once a config is checked
+        arch_named,
+        arch_names,
+    )
 
     net = cfg.network
     _one_of(net.arch, "network.arch", arch_names())
     for key in ("num_feat", "num_block", "num_grow_ch", "num_conv"):
         _check(getattr(net, key) >= 1, f"network.{key}", f"must be at least 1; got {getattr(net, key)}")
-    _one_of(net.act_type, "network.act_type", ("prelu", "relu", "leakyrelu"))
     _check(cfg.discriminator.num_feat >= 1, "discriminator.num_feat", "must be at least 1")
 
     data = cfg.data
@@ -366,11 +374,15 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     _check(data.load_size >= data.gt_size, "data.load_size",
            f"must be at least data.gt_size ({data.gt_size}); got {data.load_size}")
     _check(data.load_size % cfg.scale == 0, "data.load_size", f"must be a multiple of scale {cfg.scale}")
-    _one_of(data.small_images, "data.small_images", ("pad", "skip"))
     _check(data.num_workers >= 0, "data.num_workers", "must be 0 or positive")
     _check(data.pool_size >= 0, "data.pool_size", "must be 0 (off) or positive")
     _check(data.pool_size % cfg.batch_size == 0, "data.pool_size",
            f"must be a multiple of batch_size ({cfg.batch_size}); got {data.pool_size}")
+    from realesr.train.synth import (
+        degradation_config,  # the degradation model's own checks, keys named
+    )
+
+    degradation_config(cfg.scale, data.degradation)
 
     opt = cfg.optim
     _check(opt.lr_g > 0, "optim.lr_g", f"must be positive; got {opt.lr_g}")
@@ -394,12 +406,11 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         if layer not in _vgg19_layer_names():
             close = difflib.get_close_matches(layer, _vgg19_layer_names(), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"config key 'loss.perceptual.layer_weights.{layer}' is not a VGG19 layer{hint}")
+            raise ConfigError(f"config key 'loss.perceptual.layer_weights.{layer}' is not a VGG19 layer{hint}",
+                              key=f"loss.perceptual.layer_weights.{layer}")
     _check(bool(pl.layer_weights) or pl.weight == 0, "loss.perceptual.layer_weights",
            "must name at least one layer when the perceptual loss is on")
     _check(bool(pl.weights), "loss.perceptual.weights", "must be imagenet, random or a .pth path")
-    _one_of(pl.criterion, "loss.perceptual.criterion", ("l1", "l2"))
-    _one_of(loss.gan.type, "loss.gan.type", ("vanilla", "ragan"))
     _check(loss.gan.weight >= 0, "loss.gan.weight", "must be 0 or positive")
     _check(loss.net_d_iters >= 1, "loss.net_d_iters", "must be at least 1")
     _check(loss.net_d_init_iters >= 0, "loss.net_d_init_iters", "must be 0 or positive")
@@ -413,12 +424,10 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         _check(val.degraded or val.bicubic, "val.degraded", "or val.bicubic must be true when val.folder is set")
 
     rt = cfg.runtime
-    _one_of(rt.precision, "runtime.precision", ("fp32", "bf16", "fp16"))
     _check(rt.device == "auto" or rt.device.split(":")[0] in ("cpu", "cuda", "mps"), "runtime.device",
            f"must be auto, cpu, cuda, cuda:N or mps; got {rt.device!r}")
     _check(rt.num_threads >= 0, "runtime.num_threads", "must be 0 (torch's default) or positive")
     _check(rt.max_nonfinite >= 1, "runtime.max_nonfinite", "must be at least 1")
-    _one_of(rt.dist_backend, "runtime.dist_backend", ("auto", "nccl", "gloo"))
     return cfg
 
 

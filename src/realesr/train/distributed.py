@@ -12,9 +12,11 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from realesr.devices import pick_device  # the one device picker; re-exported for train.loop
+from realesr.devices import (
+    pick_device,  # the one device picker; re-exported for train.loop
+)
 
-__all__ = ["DistInfo", "init_distributed", "shutdown_distributed", "all_reduce_sum", "barrier", "pick_device"]
+__all__ = ["DistInfo", "all_reduce_sum", "barrier", "init_distributed", "pick_device", "shutdown_distributed"]
 
 
 @dataclass(frozen=True)

@@ -11,25 +11,49 @@ from pathlib import Path
 from realesr.atomic import atomic_path
 from realesr.imagefiles import write_figure
 
-__all__ = ["setup_logging", "MetricsLog", "plot_curves"]
+__all__ = ["MetricsLog", "attach_log_file", "close_logging", "plot_curves", "setup_logging"]
 
 log = logging.getLogger("realesr.train")
 
 
-def setup_logging(run_dir: Path | None, is_main: bool) -> None:
-    """Rank 0 logs INFO to stderr and ``<run>/train.log``; other ranks only warnings."""
-    log.handlers.clear()
+class _Held(logging.Handler):
+    """Keeps the records logged before the run folder is used, for train.log once it is opened."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+
+
+def setup_logging(is_main: bool) -> None:
+    """Rank 0 logs INFO to stderr (and, from :func:`attach_log_file` on, to ``<run>/train.log``); other ranks only
+    warnings. Until the file is attached the records are held, so a run refused at start writes nothing."""
+    close_logging()
     log.propagate = False
     log.setLevel(logging.INFO if is_main else logging.WARNING)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
     stream = logging.StreamHandler(sys.stderr)
-    stream.setFormatter(fmt)
+    stream.setFormatter(_FORMAT)
     log.addHandler(stream)
-    if is_main and run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
-        fh.setFormatter(fmt)
-        log.addHandler(fh)
+    if is_main:
+        log.addHandler(_Held())
+
+
+def attach_log_file(run_dir: Path) -> None:
+    """Open ``<run>/train.log`` (appending) and write the records held since :func:`setup_logging` into it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fh = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+    fh.setFormatter(_FORMAT)
+    for h in list(log.handlers):
+        if isinstance(h, _Held):
+            for record in h.records:
+                fh.handle(record)
+            log.removeHandler(h)
+    log.addHandler(fh)
 
 
 def close_logging() -> None:

@@ -1,16 +1,20 @@
-"""The training loop of both stages, readable top to bottom: :func:`train`.
+"""The training loop of both stages, read top to bottom: :func:`train`.
 
-One iteration = ``accum_steps`` micro-batches of ``batch_size`` patches per rank:
+``train`` = :func:`build` (networks, optimisers, data; nothing written yet) -> :func:`restore` (a checkpoint, if
+resuming) -> :func:`open_run` (data position, validation inputs, the run folder's records) -> the loop, whose body
+reads like the paper. One iteration = ``accum_steps`` micro-batches of ``batch_size`` patches per rank:
 
 1. synthesise (LQ, GT, sharpened GT) on the device for each micro-batch (degradations + pair pool);
-2. generator step: the discriminator frozen; L1 (+ perceptual + GAN for esrgan); accumulated gradients;
-   a non-finite loss or gradient norm skips the step;
-3. discriminator step (esrgan): BCE on the plain GT versus the detached output;
-4. EMA of the generator; learning-rate schedule; logging, validation and checkpoints on their intervals.
+2. :func:`generator_step`: the discriminator frozen; L1 (+ perceptual + GAN for esrgan); accumulated gradients;
+3. :func:`discriminator_step` (esrgan): BCE on the plain GT versus the detached output;
+4. :func:`reduce_and_check`: one collective for the losses and the decisions; a non-finite loss or gradient norm
+   skips the step; else the optimisers step and the EMA follows;
+5. :func:`log_and_validate`: CSV/TensorBoard rows, validation, plots, checkpoints on their intervals.
 
 Exact resume: every random draw is a function of the seed, the rank and the iteration (data: of the sample's
 (epoch, position); device-side degradations: of a generator re-seeded each iteration), and the rest (pair pool,
-optimisers, schedulers, scaler, global RNG states) is in the checkpoint.
+optimisers, scaler, global RNG states) is in the checkpoint. The learning rate is a pure function of the iteration
+(:class:`LRSchedule`), so a resumed run follows the schedule of its config, changed or not.
 """
 
 from __future__ import annotations
@@ -24,38 +28,84 @@ import random
 import signal
 import threading
 import time
-import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from realesr.archs import UNetDiscriminatorSN, arch_named
-from realesr.data import ResumableSampler, TrainPatchDataset, list_images, samples_per_epoch, scan_images
-from realesr.errors import RealesrError
+from realesr.data import (
+    ResumableSampler,
+    TrainPatchDataset,
+    list_images,
+    samples_per_epoch,
+    scan_images,
+)
+from realesr.errors import ConfigError, RealesrError, UsageError, WeightsFormatError
 from realesr.train import checkpoint as ckpt
-from realesr.train.config import TrainConfig, save_config
-from realesr.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, pick_device
+from realesr.train.config import TrainConfig, config_to_dict, save_config
+from realesr.train.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    barrier,
+    init_distributed,
+    pick_device,
+)
 from realesr.train.ema import ema_update
-from realesr.train.logs import MetricsLog, close_logging, plot_curves, setup_logging
-from realesr.train.losses import build_perceptual_loss, gan_loss_discriminator, gan_loss_generator
+from realesr.train.logs import (
+    MetricsLog,
+    attach_log_file,
+    close_logging,
+    plot_curves,
+    setup_logging,
+)
+from realesr.train.losses import (
+    build_perceptual_loss,
+    gan_loss_discriminator,
+    gan_loss_generator,
+)
 from realesr.train.synth import PairSynthesizer, degradation_config, params_sampler
 from realesr.train.validate import build_validation_set, validate
 from realesr.weights import load_model, load_state_dict, load_strict, save_model
 
-__all__ = ["train", "TrainResult", "NonFiniteLossError", "build_generator", "generator_losses",
-           "discriminator_frozen", "init_generator_from"]
+__all__ = [
+    "LRSchedule",
+    "NonFiniteLossError",
+    "RunFolderError",
+    "TrainResult",
+    "build",
+    "build_generator",
+    "discriminator_frozen",
+    "generator_losses",
+    "init_generator_from",
+    "open_run",
+    "restore",
+    "train",
+]
 
 log = logging.getLogger("realesr.train")
 
 G_LOSSES = ("l_g_pix", "l_g_percep", "l_g_gan")
 D_LOSSES = ("l_d_real", "l_d_fake", "out_d_real", "out_d_fake")
+# config keys a checkpoint's tensors depend on: resuming with another value cannot work
+_SHAPE_KEYS = ("scale", "network.arch", "network.num_feat", "network.num_block", "network.num_grow_ch",
+               "network.num_conv", "network.act_type", "discriminator.num_feat", "discriminator.skip_connection")
+# config keys of the learning-rate schedule: a resumed run follows the new values (and the log lists them)
+_SCHEDULE_KEYS = ("total_iters", "optim.lr_g", "optim.lr_d", "optim.milestones", "optim.gamma", "optim.warmup_iters")
+# files that mark a folder as holding a run
+_RUN_MARKERS = ("config.yaml", "checkpoints", "train_log.csv", "model.safetensors")
+
+
+class RunFolderError(UsageError):
+    """The run folder holds another run and neither resume nor overwrite was asked for (exit code 2)."""
 
 
 class NonFiniteLossError(RealesrError):
@@ -160,7 +210,10 @@ def generator_losses(cfg: TrainConfig, output: torch.Tensor, gt: torch.Tensor, g
 
 
 class LRSchedule:
-    """Linear warm-up, then MultiStepLR: factor = min(1, (step + 1) / warmup) * gamma ** (milestones passed)."""
+    """Linear warm-up, then MultiStepLR: factor = min(1, (step + 1) / warmup) * gamma ** (milestones passed).
+
+    ``step`` is the number of optimiser steps before this one (iteration - 1), as torch's LambdaLR counts.
+    """
 
     def __init__(self, milestones: list[int], gamma: float, warmup_iters: int) -> None:
         self.milestones = list(milestones)
@@ -187,7 +240,7 @@ class _StopFlag:
         for sig, prev in self._previous.items():
             signal.signal(sig, prev)
 
-    def __enter__(self) -> "_StopFlag":
+    def __enter__(self) -> _StopFlag:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handler)
@@ -220,31 +273,95 @@ def _grad_norm(params: list[torch.Tensor], clip: float) -> torch.Tensor:
     return torch.nn.utils.clip_grad_norm_(grads, clip if clip > 0 else float("inf"))
 
 
-# ------------------------------------------------------------------------------------------------------- train
+# ------------------------------------------------------------------------------------------------- the run object
 
 
-def train(cfg: TrainConfig, resume: str | None = None, on_iteration: Callable[[int, dict], None] | None = None,
-          allow_download: bool = True, show_progress: bool = True) -> TrainResult:
-    """Train one stage as ``cfg`` says; ``resume`` is None, ``"auto"`` (newest checkpoint of the run, if any) or a
-    checkpoint folder. ``on_iteration(iteration, losses)`` is called after every iteration (rank 0 too)."""
-    # torchrun's LOCAL_RANK picks this process's GPU before the process group is joined (NCCL needs it set)
-    device = pick_device(cfg.runtime.device, int(os.environ.get("LOCAL_RANK", "0")))
-    dist_info = init_distributed(cfg.runtime.dist_backend, device)
-    is_main = dist_info.is_main
-    run_dir = cfg.run_dir
-    ckpt_root = run_dir / "checkpoints"
-    setup_logging(run_dir if is_main else None, is_main)
-    try:
-        return _train(cfg, resume, on_iteration, allow_download, show_progress, device, dist_info, run_dir,
-                      ckpt_root)
-    finally:
-        close_logging()
+@dataclass
+class Run:
+    """Everything one training process holds; built by :func:`build`, filled by :func:`restore` and
+    :func:`open_run`, advanced by the loop."""
+
+    cfg: TrainConfig
+    device: torch.device
+    dist: DistInfo
+    # data
+    records: list
+    dataset: TrainPatchDataset
+    synth: PairSynthesizer
+    global_batch: int
+    per_epoch: int
+    # networks (net_d and perceptual: esrgan only)
+    net_g: nn.Module
+    net_g_ema: nn.Module | None
+    net_d: nn.Module | None
+    perceptual: nn.Module | None
+    memory_format: torch.memory_format
+    # optimisation
+    schedule: LRSchedule
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer | None
+    scaler: torch.amp.GradScaler
+    autocast_dtype: torch.dtype | None
+    # what runs the forward passes: DDP and/or compiled wrappers around the same parameters (open_run)
+    g_run: nn.Module | None = None
+    d_run: nn.Module | None = None
+    d_plain: nn.Module | None = None
+    loader: DataLoader | None = None
+    batches: Any = None
+    # progress
+    iteration: int = 0
+    best_psnr: float = -math.inf
+    skipped_total: int = 0
+    nonfinite_in_a_row: int = 0
+    last_validation: dict = field(default_factory=dict)
+    # records (rank 0, open_run)
+    val_set: list = field(default_factory=list)
+    tb: Any = None
+    train_log: MetricsLog | None = None
+    val_log: MetricsLog | None = None
+    bar: Any = None
+    t_last: float = 0.0
+    it_last: int = 0
+
+    @property
+    def run_dir(self) -> Path:
+        return self.cfg.run_dir
+
+    @property
+    def ckpt_root(self) -> Path:
+        return self.cfg.run_dir / "checkpoints"
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist.is_main
+
+    def autocast(self):
+        dtype = self.autocast_dtype
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def close(self) -> None:
+        """Idempotent; called on every exit path (normal end, exception, interrupt)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        for records in (self.train_log, self.val_log, self.tb):
+            if records is not None:
+                with contextlib.suppress(Exception):
+                    records.close()
+        self.train_log = self.val_log = self.tb = None
+        # the DataLoader's worker processes end with their iterator
+        self.batches = None
+        self.loader = None
 
 
-def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dist_info: DistInfo, run_dir: Path,
-           ckpt_root: Path) -> TrainResult:
-    is_main, rank, world = dist_info.is_main, dist_info.rank, dist_info.world_size
-    batch, accum = cfg.batch_size, cfg.optim.accum_steps
+# ------------------------------------------------------------------------------------------------------- build
+
+
+def _holds_a_run(run_dir: Path) -> bool:
+    return run_dir.is_dir() and any((run_dir / name).exists() for name in _RUN_MARKERS)
+
+
+def _configure_torch(cfg: TrainConfig, device: torch.device) -> None:
     if cfg.runtime.num_threads:
         torch.set_num_threads(cfg.runtime.num_threads)
     if cfg.runtime.deterministic and device.type == "cuda":
@@ -255,41 +372,35 @@ def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dis
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
-    # checked before anything is written
-    deg_cfg = degradation_config(cfg.scale, cfg.data.degradation)
-    records, notes = scan_images(list_images(cfg.data.train), cfg.data.load_size, cfg.data.small_images)
 
-    # ---- where to start
-    resume_from: Path | None = None
-    if resume == "auto":
-        resume_from = ckpt.latest_checkpoint(ckpt_root)
-    elif resume:
-        resume_from = Path(resume)
-        if not (resume_from / "state.pt").is_file():
-            raise ckpt.CheckpointError(f"--resume {resume}: not a checkpoint folder (no state.pt)")
-    if is_main:
-        save_config(cfg, run_dir / "config.yaml")
-        log.info("run folder %s; device %s; %d process(es); effective batch %d = %d per micro-batch x %d "
-                 "accumulation x %d process(es)", run_dir, device, world, batch * accum * world, batch, accum, world)
+def build(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resuming: bool,
+          allow_download: bool = True) -> Run:
+    """Check what can be checked, then build networks, optimisers and data. Writes nothing."""
+    _configure_torch(cfg, device)
+    is_main, rank = dist_info.is_main, dist_info.rank
+    if cfg.val.folder and not Path(cfg.val.folder).is_dir():
+        raise ConfigError(f"config key 'val.folder': validation folder not found: {cfg.val.folder}", key="val.folder")
+    deg_cfg = degradation_config(cfg.scale, cfg.data.degradation)
+    records, notes = scan_images(list_images(cfg.data.train, cfg.data.root or None), cfg.data.load_size,
+                                 cfg.data.small_images)
     _seed_everything(cfg.seed)  # the same initial networks on every rank (and EMA copies made before DDP's broadcast)
 
-    # ---- data: workers cut patches and draw degradation parameters; the device applies the chain
+    # data: workers cut patches and draw degradation parameters; the device applies the chain
     if is_main:
         for note in notes:
             log.warning("training data: %s", note)
         log.info("training data: %d usable image(s) from %s", len(records), cfg.data.train)
     dataset = TrainPatchDataset(records, cfg.data.load_size, cfg.seed, cfg.data.use_hflip, cfg.data.use_rot,
                                 params_fn=params_sampler(deg_cfg))
-    global_batch = batch * world
-    per_epoch = samples_per_epoch(len(records), global_batch)
-    synth = PairSynthesizer(deg_cfg, cfg.scale, cfg.data.gt_size, cfg.data.pool_size, batch,
+    global_batch = cfg.batch_size * dist_info.world_size
+    synth = PairSynthesizer(deg_cfg, cfg.scale, cfg.data.gt_size, cfg.data.pool_size, cfg.batch_size,
                             seed=_iteration_seed(cfg.seed, rank, 0))
 
-    # ---- networks
+    # networks; the initialisation sources are ignored on resume (the checkpoint replaces them)
     net_g = build_generator(cfg)
-    if cfg.init_from and resume_from is None:
-        source_sd = _load_source_state_dict(cfg.init_from, allow_download)
-        fresh = init_generator_from(net_g, source_sd, cfg.init_strict, cfg.init_from)
+    if cfg.init_from and not resuming:
+        fresh = init_generator_from(net_g, _load_source_state_dict(cfg.init_from, allow_download), cfg.init_strict,
+                                    cfg.init_from)
         if is_main:
             log.info("generator initialised from %s%s", cfg.init_from, " (strict)" if cfg.init_strict else "")
             for name in fresh:
@@ -299,9 +410,9 @@ def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dis
     net_d = perceptual = None
     if cfg.stage == "esrgan":
         net_d = UNetDiscriminatorSN(3, cfg.discriminator.num_feat, cfg.discriminator.skip_connection)
-        if cfg.init_d_from and resume_from is None:
-            source_sd = _load_source_state_dict(cfg.init_d_from, allow_download)
-            fresh = init_generator_from(net_d, source_sd, cfg.init_strict, cfg.init_d_from)
+        if cfg.init_d_from and not resuming:
+            fresh = init_generator_from(net_d, _load_source_state_dict(cfg.init_d_from, allow_download),
+                                        cfg.init_strict, cfg.init_d_from)
             if is_main:
                 log.info("discriminator initialised from %s", cfg.init_d_from)
                 for name in fresh:
@@ -317,375 +428,570 @@ def _train(cfg, resume, on_iteration, allow_download, show_progress, device, dis
         if net is not None:
             net.to(memory_format=memory_format)
 
-    # ---- optimisers, schedules, scaler
+    # optimisers and scaler; the learning rate is set from the schedule at every iteration
     oc = cfg.optim
-    schedule = LRSchedule(oc.milestones, oc.gamma, oc.warmup_iters)
     fused = device.type == "cuda"  # one kernel per step for all tensors (works with the fp16 grad scaler too)
-    opt_g = torch.optim.Adam(net_g.parameters(), lr=oc.lr_g, betas=tuple(oc.betas), weight_decay=oc.weight_decay,
-                             fused=fused)
-    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, schedule)
-    opt_d = sched_d = None
-    if net_d is not None:
-        opt_d = torch.optim.Adam(net_d.parameters(), lr=oc.lr_d, betas=tuple(oc.betas), weight_decay=oc.weight_decay,
-                                 fused=fused)
-        sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, schedule)
+    adam = {"betas": tuple(oc.betas), "weight_decay": oc.weight_decay, "fused": fused}
+    opt_g = torch.optim.Adam(net_g.parameters(), lr=oc.lr_g, **adam)
+    opt_d = torch.optim.Adam(net_d.parameters(), lr=oc.lr_d, **adam) if net_d is not None else None
     precision = cfg.runtime.precision
-    autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    return Run(cfg=cfg, device=device, dist=dist_info, records=records, dataset=dataset, synth=synth,
+               global_batch=global_batch, per_epoch=samples_per_epoch(len(records), global_batch), net_g=net_g,
+               net_g_ema=net_g_ema, net_d=net_d, perceptual=perceptual, memory_format=memory_format,
+               schedule=LRSchedule(oc.milestones, oc.gamma, oc.warmup_iters), opt_g=opt_g, opt_d=opt_d,
+               scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
+               autocast_dtype={"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision])
 
-    # ---- resume
-    iteration, best_psnr, skipped_total = 0, -math.inf, 0
-    if resume_from is not None:
-        weights, state = ckpt.load_checkpoint(resume_from)
-        load_strict(net_g, weights["net_g"], f"checkpoint {resume_from}")
-        if net_g_ema is not None:
-            net_g_ema.load_state_dict(weights.get("net_g_ema", weights["net_g"]))
-        if net_d is not None:
+
+def set_learning_rates(run: Run, iteration: int) -> float:
+    """The lr of ``iteration`` (1-based) from the schedule, into both optimisers; returns the generator's."""
+    factor = run.schedule(iteration - 1)
+    for opt, base in ((run.opt_g, run.cfg.optim.lr_g), (run.opt_d, run.cfg.optim.lr_d)):
+        if opt is not None:
+            for group in opt.param_groups:
+                group["lr"] = base * factor
+    return run.cfg.optim.lr_g * factor
+
+
+# ------------------------------------------------------------------------------------------------------ restore
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "degradation":
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _checkpoint_config(folder: Path, state: dict) -> dict[str, Any] | None:
+    """The flattened config the checkpoint was written under: in its state (newer checkpoints), else the
+    config.yaml of its run folder."""
+    if isinstance(state.get("config"), dict):
+        return _flat(state["config"])
+    path = folder.parent.parent / "config.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return _flat(raw) if isinstance(raw, dict) else None
+
+
+def restore(run: Run, folder: Path) -> None:
+    """Load a checkpoint into ``run``. Raises CheckpointError naming the config key to change when the
+    checkpoint cannot continue under this config; nothing on disk is touched."""
+    cfg, rank = run.cfg, run.dist.rank
+    weights, state = ckpt.load_checkpoint(folder)
+    then, now = _checkpoint_config(folder, state), _flat(config_to_dict(cfg))
+    if then is not None:
+        for key in _SHAPE_KEYS:
+            if key in then and then[key] != now[key]:
+                try:  # which tensors differ, for the message
+                    load_strict(run.net_g, weights["net_g"], "the generator")
+                    detail = ""
+                except WeightsFormatError as err:
+                    detail = f" ({err})"
+                raise ckpt.CheckpointError(
+                    f"cannot resume {folder}: config key '{key}' is {now[key]!r} here but {then[key]!r} in the "
+                    f"checkpoint's run; set {key}: {then[key]!r}, or start a new run (another name){detail}", key=key)
+    try:
+        load_strict(run.net_g, weights["net_g"], f"checkpoint {folder}")
+        if run.net_g_ema is not None:
+            run.net_g_ema.load_state_dict(weights.get("net_g_ema", weights["net_g"]))
+        if run.net_d is not None:
             if "net_d" not in weights:
-                raise ckpt.CheckpointError(f"{resume_from} has no discriminator (an esrnet checkpoint?); "
-                                           "start the esrgan stage with init_from instead of --resume")
-            net_d.load_state_dict(weights["net_d"])
-            opt_d.load_state_dict(state["opt_d"])
-            sched_d.load_state_dict(state["sched_d"])
-        opt_g.load_state_dict(state["opt_g"])
-        sched_g.load_state_dict(state["sched_g"])
-        # The learning rates and schedule follow the config, even one changed for the resumed run.
-        for sched, lr in ((sched_g, oc.lr_g), (sched_d, oc.lr_d)):
-            if sched is not None:
-                sched.lr_lambdas = [schedule]
-                sched.base_lrs = [lr]
-                for group in sched.optimizer.param_groups:
-                    group["lr"] = lr * schedule(sched.last_epoch)
-        scaler.load_state_dict(state["scaler"])
-        synth.load_state_dict(state["synth"][rank] if rank < len(state["synth"]) else {}, device=device)
-        iteration = int(state["iteration"])
-        best_psnr = float(state.get("best_psnr", -math.inf))
-        skipped_total = int(state.get("skipped_total", 0))
-        rng_states = state["rng"]
-        ckpt.restore_rng_states(rng_states[rank] if rank < len(rng_states) else rng_states[0])
-        if int(state.get("world_size", 1)) != world and is_main:
+                raise ckpt.CheckpointError(f"{folder} has no discriminator (an esrnet checkpoint?); "
+                                           "start the esrgan stage with init_from instead of resuming", key="stage")
+            run.net_d.load_state_dict(weights["net_d"])
+    except (RuntimeError, WeightsFormatError) as err:  # shapes differ, and no saved config said which key
+        first = str(err).strip().splitlines()[-1].strip()
+        raise ckpt.CheckpointError(f"cannot resume {folder}: its networks have other shapes than this config's "
+                                   f"network / discriminator keys ({first})", key="network") from None
+    run.opt_g.load_state_dict(state["opt_g"])
+    if run.opt_d is not None:
+        run.opt_d.load_state_dict(state["opt_d"])
+    run.scaler.load_state_dict(state["scaler"])
+    synth_state = state["synth"][rank] if rank < len(state["synth"]) else {}
+    pool = (synth_state or {}).get("pool")
+    if pool is not None and run.synth.pool is not None and (
+            pool["pool_size"], pool["batch_size"]) != (run.synth.pool.pool_size, run.synth.pool.batch_size):
+        key = "batch_size" if pool["batch_size"] != cfg.batch_size else "data.pool_size"
+        raise ckpt.CheckpointError(
+            f"cannot resume {folder}: its training pair pool holds {pool['pool_size']} pairs in batches of "
+            f"{pool['batch_size']}; set batch_size: {pool['batch_size']} and data.pool_size: {pool['pool_size']} "
+            f"to continue it, or start a new run (another name)", key=key)
+    run.synth.load_state_dict(synth_state, device=run.device)
+    run.iteration = int(state["iteration"])
+    run.best_psnr = float(state.get("best_psnr", -math.inf))
+    run.skipped_total = int(state.get("skipped_total", 0))
+    rng_states = state["rng"]
+    ckpt.restore_rng_states(rng_states[rank] if rank < len(rng_states) else rng_states[0])
+    if run.is_main:
+        if int(state.get("world_size", 1)) != run.dist.world_size:
             log.warning("resuming with %d process(es) from a run with %d: the data order differs from an "
-                        "uninterrupted run", world, state.get("world_size"))
-        if is_main:
-            log.info("resumed from %s at iteration %d", resume_from, iteration)
-    elif resume == "auto" and is_main:
-        log.info("--resume auto: no checkpoint in %s, starting from scratch", ckpt_root)
+                        "uninterrupted run", run.dist.world_size, state.get("world_size"))
+        log.info("resumed from %s at iteration %d", folder, run.iteration)
+        changed = [f"{k} {then[k]!r} -> {now[k]!r}" for k in _SCHEDULE_KEYS
+                   if then is not None and k in then and then[k] != now[k]]
+        if changed:
+            log.info("schedule changed on resume, followed from iteration %d on: %s", run.iteration + 1,
+                     "; ".join(changed))
 
-    # ---- data loader, positioned after the samples already consumed
-    consumed = iteration * accum * global_batch
-    sampler = ResumableSampler(len(records), global_batch, cfg.seed, rank, world,
-                               start_epoch=consumed // per_epoch, start_position=consumed % per_epoch)
-    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=cfg.data.num_workers,
-                        pin_memory=device.type == "cuda", worker_init_fn=_worker_init if cfg.data.num_workers else None,
-                        prefetch_factor=4 if cfg.data.num_workers else None,
-                        # its own generator: creating the iterator must not consume the global RNG (exact resume)
-                        generator=torch.Generator().manual_seed(cfg.seed + rank))
-    batches = iter(loader)
 
-    # ---- what runs the forward passes: DDP and/or compiled wrappers around the same parameters
-    g_run = DDP(net_g, device_ids=[device.index] if device.type == "cuda" else None) if dist_info.enabled else net_g
-    d_run = d_plain = net_d
-    if net_d is not None and dist_info.enabled:
-        d_run = DDP(net_d, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.runtime.compile:
-        g_run = torch.compile(g_run)
-        if net_d is not None:
-            d_plain = torch.compile(net_d)
-            d_run = torch.compile(d_run) if dist_info.enabled else d_plain
+# ------------------------------------------------------------------------------------------------------ open_run
 
-    # ---- validation inputs, records
-    val_set = []
-    if is_main and cfg.val.folder:
-        size_multiple = getattr(net_g, "size_multiple", 1)
-        val_set = build_validation_set(cfg.val.folder, cfg.scale, size_multiple, cfg.val.max_images,
-                                       cfg.val.max_size, cfg.val.seed, cfg.val.degraded, cfg.val.bicubic, deg_cfg)
-        log.info("validation: %d image(s) from %s", len(val_set), cfg.val.folder)
-    tb = train_log = val_log = None
-    if is_main:
+
+def _move_aside(run_dir: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = run_dir.with_name(f"{run_dir.name}.old-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = run_dir.with_name(f"{run_dir.name}.old-{stamp}-{n}")
+    os.replace(run_dir, target)
+    return target
+
+
+def _open_tensorboard(run: Run):
+    try:
         from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        log.warning("TensorBoard scalars are off: the tensorboard package is not installed "
+                    "(pip install 'realesr[train]'); the CSV files and plots are written as usual")
+        return None
+    return SummaryWriter(str(run.run_dir / "tb"), purge_step=run.iteration + 1 if run.iteration else None)
 
-        tb = SummaryWriter(str(run_dir / "tb"), purge_step=iteration + 1 if iteration else None)
-        g_cols = ["l_g_pix"] if cfg.loss.pixel_weight > 0 else []
-        g_cols += ["l_g_percep"] if perceptual is not None else []
-        g_cols += ["l_g_gan"] if net_d is not None and cfg.loss.gan.weight > 0 else []
-        d_cols = list(D_LOSSES) if net_d is not None else []
-        columns = ["lr_g", *g_cols, *d_cols, "grad_norm_g", *(["grad_norm_d"] if net_d is not None else []),
-                   "it_per_s", "skipped"]
-        train_log = MetricsLog(run_dir / "train_log.csv", columns, iteration, tb, "train/")
-        val_log = MetricsLog(run_dir / "val_log.csv", ["kind", "psnr", "ssim"], iteration, None)
 
-    def training_state() -> dict:
-        """Everything but the weights that an exact resume needs; gathered from every rank."""
-        per_rank = {"rng": ckpt.capture_rng_states(), "synth": synth.state_dict()}
-        gathered = [per_rank]
-        if dist_info.enabled:
-            gathered = [None] * world
-            torch.distributed.all_gather_object(gathered, per_rank)
-        state = {"iteration": iteration, "world_size": world, "best_psnr": best_psnr,
-                 "skipped_total": skipped_total, "opt_g": opt_g.state_dict(), "sched_g": sched_g.state_dict(),
-                 "scaler": scaler.state_dict(), "rng": [g["rng"] for g in gathered],
-                 "synth": [g["synth"] for g in gathered],
-                 "data": {"samples_consumed": iteration * accum * global_batch, "samples_per_epoch": per_epoch}}
-        if opt_d is not None:
-            state["opt_d"] = opt_d.state_dict()
-            state["sched_d"] = sched_d.state_dict()
-        return state
+def open_run(run: Run, overwrite: bool = False, show_progress: bool = True) -> None:
+    """Position the data after the samples consumed, wrap the networks for DDP/compile, read the validation
+    inputs, and (rank 0) open the run folder's records. The first write into the run folder happens here."""
+    cfg, dist_info, device = run.cfg, run.dist, run.device
+    accum = cfg.optim.accum_steps
+    consumed = run.iteration * accum * run.global_batch
+    sampler = ResumableSampler(len(run.records), run.global_batch, cfg.seed, dist_info.rank, dist_info.world_size,
+                               start_epoch=consumed // run.per_epoch, start_position=consumed % run.per_epoch)
+    workers = cfg.data.num_workers
+    run.loader = DataLoader(run.dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
+                            pin_memory=device.type == "cuda", worker_init_fn=_worker_init if workers else None,
+                            prefetch_factor=4 if workers else None,
+                            # its own generator: creating the iterator must not consume the global RNG (exact resume)
+                            generator=torch.Generator().manual_seed(cfg.seed + dist_info.rank))
+    run.batches = iter(run.loader)
 
-    def save(folder_name: str) -> Path | None:
-        """Collective: every rank must call it (the state gathers from all); rank 0 writes."""
-        state = training_state()
-        if not is_main:
-            return None
-        weights = {"net_g": net_g.state_dict()}
-        if net_g_ema is not None:
-            weights["net_g_ema"] = net_g_ema.state_dict()
-        if net_d is not None:
-            weights["net_d"] = net_d.state_dict()
-        folder = ckpt.save_checkpoint(ckpt_root / folder_name, weights, state)
-        _write_model(net_g_ema if net_g_ema is not None else net_g, run_dir / "model.safetensors", cfg, iteration)
-        if folder_name.startswith("iter_"):
-            ckpt.prune_checkpoints(ckpt_root, cfg.keep_last)
-        log.info("checkpoint saved: %s", folder)
-        return folder
+    ids = [device.index] if device.type == "cuda" else None
+    run.g_run = DDP(run.net_g, device_ids=ids) if dist_info.enabled else run.net_g
+    run.d_run = run.d_plain = run.net_d
+    if run.net_d is not None and dist_info.enabled:
+        run.d_run = DDP(run.net_d, device_ids=ids)
+    if cfg.runtime.compile:
+        run.g_run = torch.compile(run.g_run)
+        if run.net_d is not None:
+            run.d_plain = torch.compile(run.net_d)
+            run.d_run = torch.compile(run.d_run) if dist_info.enabled else run.d_plain
 
-    def run_validation() -> dict:
-        nonlocal best_psnr
-        results = {}
-        if is_main and val_set:
-            net = net_g_ema if net_g_ema is not None else net_g
-            results = validate(net, val_set, device, cfg.val.crop_border,
-                               run_dir / "samples" / f"iter_{iteration:08d}", cfg.val.num_samples, autocast_dtype)
-            for kind, m in results.items():
-                val_log.write(iteration, {"kind": kind, "psnr": m["psnr"], "ssim": m["ssim"]})
-                tb.add_scalar(f"val/{kind}/psnr", m["psnr"], iteration)
-                tb.add_scalar(f"val/{kind}/ssim", m["ssim"], iteration)
-                log.info("validation @%d (%s LR): PSNR %.3f dB, SSIM %.4f", iteration, kind, m["psnr"], m["ssim"])
-        key_metric = next(iter(results.values()))["psnr"] if results else None
-        is_best = torch.tensor([1.0 if key_metric is not None and key_metric > best_psnr else 0.0], device=device)
-        all_reduce_sum(is_best, dist_info)  # rank 0 decides; the others must join the collective save
-        if is_best.item() > 0:
-            if key_metric is not None:
-                best_psnr = key_metric
-            save("best")
-        return results
+    if run.is_main and cfg.val.folder:
+        size_multiple = getattr(run.net_g, "size_multiple", 1)
+        run.val_set = build_validation_set(cfg.val.folder, cfg.scale, size_multiple, cfg.val.max_images,
+                                           cfg.val.max_size, cfg.val.seed, cfg.val.degraded, cfg.val.bicubic,
+                                           run.synth.cfg)
+        log.info("validation: %d image(s) from %s", len(run.val_set), cfg.val.folder)
 
-    # ---- the loop
-    net_g.train()
-    if net_d is not None:
-        net_d.train()
-    g_params = list(net_g.parameters())
-    d_params = list(net_d.parameters()) if net_d is not None else []
-    iter_gen = torch.Generator(device=device)
-    nonfinite_in_a_row = 0
-    last_validation: dict = {}
-    status = "completed"
-    bar = None
-    if is_main and show_progress:
+    barrier(dist_info)  # every rank has checked the run folder before rank 0 changes it
+    if not run.is_main:
+        return
+    run_dir = run.run_dir
+    if overwrite and run.iteration == 0 and _holds_a_run(run_dir):
+        log.warning("overwrite: the run in %s moved aside to %s", run_dir, _move_aside(run_dir))
+    attach_log_file(run_dir)
+    save_config(cfg, run_dir / "config.yaml")
+    world = dist_info.world_size
+    log.info("run folder %s; device %s; %d process(es); effective batch %d = %d per micro-batch x %d "
+             "accumulation x %d process(es)", run_dir, device, world, cfg.batch_size * accum * world, cfg.batch_size,
+             accum, world)
+    run.tb = _open_tensorboard(run)
+    g_cols = ["l_g_pix"] if cfg.loss.pixel_weight > 0 else []
+    g_cols += ["l_g_percep"] if run.perceptual is not None else []
+    g_cols += ["l_g_gan"] if run.net_d is not None and cfg.loss.gan.weight > 0 else []
+    d_cols = list(D_LOSSES) if run.net_d is not None else []
+    columns = ["lr_g", *g_cols, *d_cols, "grad_norm_g", *(["grad_norm_d"] if run.net_d is not None else []),
+               "it_per_s", "skipped"]
+    run.train_log = MetricsLog(run_dir / "train_log.csv", columns, run.iteration, run.tb, "train/")
+    run.val_log = MetricsLog(run_dir / "val_log.csv", ["kind", "psnr", "ssim"], run.iteration, None)
+    if show_progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.total_iters, initial=iteration, desc=cfg.name, unit="it", dynamic_ncols=True)
-    t_last, it_last = time.perf_counter(), iteration
+        run.bar = tqdm(total=cfg.total_iters, initial=run.iteration, desc=cfg.name, unit="it", dynamic_ncols=True)
+    run.t_last, run.it_last = time.perf_counter(), run.iteration
 
-    def autocast():
-        return torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
 
-    with _StopFlag() as stop:
-        while iteration < cfg.total_iters:
-            iteration += 1
-            iter_gen.manual_seed(_iteration_seed(cfg.seed, rank, iteration))
+# ---------------------------------------------------------------------------------------------- one iteration
 
-            # 1. training pairs for each micro-batch
-            micro = []
-            for _ in range(accum):
-                data = next(batches)
-                gt = data["gt"].to(device, non_blocking=True)
-                params = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-                          for k, v in data.get("params", {}).items()}
-                lq, gt, gt_usm = synth(gt, params, iter_gen)
-                micro.append((lq.contiguous(memory_format=memory_format), gt, gt_usm))
 
-            # 2. generator step (the discriminator frozen)
-            loss_sums = dict.fromkeys(G_LOSSES + D_LOSSES, 0.0)
-            g_losses_present: set[str] = set()
-            do_g = net_d is None or (iteration % cfg.loss.net_d_iters == 0
-                                     and iteration > cfg.loss.net_d_init_iters)
-            outputs = []
-            opt_g.zero_grad(set_to_none=True)
-            for k, (lq, gt, gt_usm) in enumerate(micro):
-                sync = k == accum - 1 or not dist_info.enabled
-                with contextlib.ExitStack() as stack:
-                    if not sync:
-                        stack.enter_context(g_run.no_sync())
-                    if net_d is not None:
-                        stack.enter_context(discriminator_frozen(net_d))
-                    if do_g:
-                        with autocast():
-                            output = g_run(lq)
-                            losses = generator_losses(cfg, output, gt, gt_usm, d_plain, perceptual)
-                        total = sum(losses.values())
-                        scaler.scale(total / accum).backward()
-                        for name, v in losses.items():
-                            loss_sums[name] = loss_sums[name] + v.detach().float() / accum
-                            g_losses_present.add(name)
-                    else:
-                        with torch.no_grad(), autocast():
-                            output = g_run(lq)
-                outputs.append(output.detach())
-            grad_norm_g = torch.zeros((), device=device)
+def training_pairs(run: Run, generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(LQ, GT, sharpened GT) for each micro-batch of the iteration, synthesised on the device."""
+    micro = []
+    for _ in range(run.cfg.optim.accum_steps):
+        data = next(run.batches)
+        gt = data["gt"].to(run.device, non_blocking=True)
+        params = {k: v.to(run.device, non_blocking=True) if torch.is_tensor(v) else v
+                  for k, v in data.get("params", {}).items()}
+        lq, gt, gt_usm = run.synth(gt, params, generator)
+        micro.append((lq.contiguous(memory_format=run.memory_format), gt, gt_usm))
+    return micro
+
+
+def _add(sums: dict[str, torch.Tensor | float], name: str, value: torch.Tensor, accum: int) -> None:
+    sums[name] = sums.get(name, 0.0) + value.detach().float() / accum
+
+
+def generator_step(run: Run, micro: list, do_g: bool, sums: dict) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Backward of the generator losses over the micro-batches (gradients accumulated, not yet applied); returns the
+    detached outputs (the discriminator's fakes) and the generator's gradient norm (before clipping)."""
+    cfg, accum = run.cfg, run.cfg.optim.accum_steps
+    outputs = []
+    run.opt_g.zero_grad(set_to_none=True)
+    for k, (lq, gt, gt_usm) in enumerate(micro):
+        sync = k == accum - 1 or not run.dist.enabled  # DDP averages once, in the last backward
+        with contextlib.ExitStack() as stack:
+            if not sync:
+                stack.enter_context(run.g_run.no_sync())
+            if run.net_d is not None:
+                stack.enter_context(discriminator_frozen(run.net_d))
             if do_g:
-                scaler.unscale_(opt_g)
-                grad_norm_g = _grad_norm(g_params, oc.grad_clip).to(device)
-
-            # 3. discriminator step: the plain GT against the detached output
-            grad_norm_d = torch.zeros((), device=device)
-            if net_d is not None:
-                opt_d.zero_grad(set_to_none=True)
-                gc = cfg.loss.gan
-                for k, ((lq, gt, gt_usm), output) in enumerate(zip(micro, outputs)):
-                    gan_gt = gt_usm if cfg.loss.gan_gt_usm else gt
-                    # DDP averages the gradients once, in the last backward of the iteration.
-                    last_sync = contextlib.nullcontext() if k == accum - 1 or not dist_info.enabled \
-                        else d_run.no_sync()
-                    if gc.type == "vanilla":  # the official order: real backward, then fake backward
-                        with d_run.no_sync() if dist_info.enabled else contextlib.nullcontext():
-                            with autocast():
-                                real_pred = d_run(gan_gt)
-                            l_real, _ = gan_loss_discriminator(real_pred, real_pred, "vanilla",
-                                                               gc.real_label, gc.fake_label)
-                            scaler.scale(l_real / accum).backward()
-                        with last_sync:
-                            with autocast():
-                                fake_pred = d_run(output.clone())
-                            _, l_fake = gan_loss_discriminator(fake_pred, fake_pred, "vanilla",
-                                                               gc.real_label, gc.fake_label)
-                            scaler.scale(l_fake / accum).backward()
-                    else:
-                        with last_sync:
-                            with autocast():
-                                real_pred = d_run(gan_gt)
-                                fake_pred = d_run(output.clone())
-                            l_real, l_fake = gan_loss_discriminator(real_pred, fake_pred, "ragan",
-                                                                    gc.real_label, gc.fake_label)
-                            scaler.scale((l_real + l_fake) / accum).backward()
-                    loss_sums["l_d_real"] = loss_sums["l_d_real"] + l_real.detach().float() / accum
-                    loss_sums["l_d_fake"] = loss_sums["l_d_fake"] + l_fake.detach().float() / accum
-                    loss_sums["out_d_real"] = loss_sums["out_d_real"] + real_pred.detach().float().mean() / accum
-                    loss_sums["out_d_fake"] = loss_sums["out_d_fake"] + fake_pred.detach().float().mean() / accum
-                scaler.unscale_(opt_d)
-                grad_norm_d = _grad_norm(d_params, oc.grad_clip).to(device)
-
-            # 4. one collective for the decisions and the logged values: losses, finiteness, stop request
-            names = [n for n in G_LOSSES if n in g_losses_present] + (list(D_LOSSES) if net_d is not None else [])
-            local = torch.stack([torch.as_tensor(loss_sums[n], dtype=torch.float32, device=device).reshape(())
-                                 for n in names]) if names else torch.zeros(0, device=device)
-            local_values = local.tolist()
-            bad_local = [n for n, v in zip(names, local_values) if not math.isfinite(v)]
-            flags = torch.tensor([float(bool(bad_local)), float(stop.requested)], device=device)
-            packed = all_reduce_sum(torch.cat([torch.nan_to_num(local, nan=0.0, posinf=0.0, neginf=0.0), flags]),
-                                    dist_info).tolist()
-            mean_losses = {n: float(packed[i]) / world for i, n in enumerate(names)}
-            any_bad = packed[len(names)] > 0
-            stop_now = packed[len(names) + 1] > 0 or (stop.requested and not dist_info.enabled)
-            fp16 = precision == "fp16"  # there the scaler skips steps with inf/NaN gradients by design
-            bad_grads = []
-            if not fp16:
-                if do_g and not math.isfinite(float(grad_norm_g)):
-                    bad_grads.append("grad_norm_g")
-                if net_d is not None and not math.isfinite(float(grad_norm_d)):
-                    bad_grads.append("grad_norm_d")
-            if any_bad or bad_grads:
-                nonfinite_in_a_row += 1
-                skipped_total += 1
-                what = ", ".join(bad_local + bad_grads) or "a loss on another rank"
-                log.warning("iteration %d: non-finite %s; step skipped (%d in a row)", iteration, what,
-                            nonfinite_in_a_row)
-                opt_g.zero_grad(set_to_none=True)
-                if opt_d is not None:
-                    opt_d.zero_grad(set_to_none=True)
-                scaler.update()  # clears the unscale_ records (and lowers the fp16 scale)
-                if nonfinite_in_a_row >= cfg.runtime.max_nonfinite:
-                    # The weights are those of the last good step: nothing of the skipped iterations was applied.
-                    folder = save(f"iter_{iteration:08d}")
-                    if bar is not None:
-                        bar.close()
-                    raise NonFiniteLossError(
-                        f"{nonfinite_in_a_row} non-finite steps in a row (last: {what}) at iteration {iteration}; "
-                        f"the last good state is saved in {folder or ckpt_root}; lower the learning rate, use fp32 "
-                        f"or bf16, or check the data")
+                with run.autocast():
+                    output = run.g_run(lq)
+                    # The unwrapped discriminator (d_plain): under DDP, a forward of the DDP wrapper here would
+                    # register a gradient reduction for D's (frozen) parameters and expect a backward that never
+                    # comes, and would sync D's buffers (spectral-norm vectors) out of step with the D step.
+                    losses = generator_losses(cfg, output, gt, gt_usm, run.d_plain, run.perceptual)
+                run.scaler.scale(sum(losses.values()) / accum).backward()
+                for name, v in losses.items():
+                    _add(sums, name, v, accum)
             else:
-                nonfinite_in_a_row = 0
-                if do_g:
-                    scaler.step(opt_g)
-                if opt_d is not None:
-                    scaler.step(opt_d)
-                scaler.update()
-                if net_g_ema is not None:
-                    ema_update(net_g_ema, net_g, oc.ema_decay)
-            with warnings.catch_warnings():
-                # the schedule follows the iteration, also when a step was skipped (as BasicSR's)
-                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
-                sched_g.step()
-                if sched_d is not None:
-                    sched_d.step()
+                with torch.no_grad(), run.autocast():
+                    output = run.g_run(lq)
+        outputs.append(output.detach())
+    if not do_g:
+        return outputs, torch.zeros((), device=run.device)
+    run.scaler.unscale_(run.opt_g)
+    return outputs, _grad_norm(list(run.net_g.parameters()), cfg.optim.grad_clip).to(run.device)
+
+
+def discriminator_step(run: Run, micro: list, outputs: list[torch.Tensor], sums: dict) -> torch.Tensor:
+    """Backward of the discriminator losses: the plain GT against the detached outputs; returns its gradient norm."""
+    cfg, accum = run.cfg, run.cfg.optim.accum_steps
+    gc = cfg.loss.gan
+    d_run, scaler = run.d_run, run.scaler
+    run.opt_d.zero_grad(set_to_none=True)
+    for k, ((_lq, gt, gt_usm), output) in enumerate(zip(micro, outputs)):
+        gan_gt = gt_usm if cfg.loss.gan_gt_usm else gt
+        # DDP averages the gradients once, in the last backward of the iteration.
+        last_sync = contextlib.nullcontext() if k == accum - 1 or not run.dist.enabled else d_run.no_sync()
+        if gc.type == "vanilla":  # the official order: real backward, then fake backward
+            with d_run.no_sync() if run.dist.enabled else contextlib.nullcontext():
+                with run.autocast():
+                    real_pred = d_run(gan_gt)
+                l_real, _ = gan_loss_discriminator(real_pred, real_pred, "vanilla", gc.real_label, gc.fake_label)
+                scaler.scale(l_real / accum).backward()
+            with last_sync:
+                with run.autocast():
+                    fake_pred = d_run(output.clone())
+                _, l_fake = gan_loss_discriminator(fake_pred, fake_pred, "vanilla", gc.real_label, gc.fake_label)
+                scaler.scale(l_fake / accum).backward()
+        else:
+            with last_sync:
+                with run.autocast():
+                    real_pred = d_run(gan_gt)
+                    fake_pred = d_run(output.clone())
+                l_real, l_fake = gan_loss_discriminator(real_pred, fake_pred, "ragan", gc.real_label, gc.fake_label)
+                scaler.scale((l_real + l_fake) / accum).backward()
+        _add(sums, "l_d_real", l_real, accum)
+        _add(sums, "l_d_fake", l_fake, accum)
+        _add(sums, "out_d_real", real_pred.detach().float().mean(), accum)
+        _add(sums, "out_d_fake", fake_pred.detach().float().mean(), accum)
+    scaler.unscale_(run.opt_d)
+    return _grad_norm(list(run.net_d.parameters()), cfg.optim.grad_clip).to(run.device)
+
+
+@dataclass
+class StepCheck:
+    mean_losses: dict[str, float]  # averaged over the ranks
+    bad: str  # "" when the step is good, else what was not finite
+    stop: bool  # a stop was requested (on any rank)
+
+
+def reduce_and_check(run: Run, sums: dict, do_g: bool, grad_norm_g: torch.Tensor, grad_norm_d: torch.Tensor,
+                     stop_requested: bool) -> StepCheck:
+    """One collective for the decisions and the logged values: losses, finiteness, stop request."""
+    dist_info, world = run.dist, run.dist.world_size
+    names = [n for n in G_LOSSES if n in sums] + (list(D_LOSSES) if run.net_d is not None else [])
+    local = torch.stack([torch.as_tensor(sums[n], dtype=torch.float32, device=run.device).reshape(())
+                         for n in names]) if names else torch.zeros(0, device=run.device)
+    bad_local = [n for n, v in zip(names, local.tolist()) if not math.isfinite(v)]
+    flags = torch.tensor([float(bool(bad_local)), float(stop_requested)], device=run.device)
+    packed = all_reduce_sum(torch.cat([torch.nan_to_num(local, nan=0.0, posinf=0.0, neginf=0.0), flags]),
+                            dist_info).tolist()
+    mean_losses = {n: float(packed[i]) / world for i, n in enumerate(names)}
+    any_bad = packed[len(names)] > 0
+    stop = packed[len(names) + 1] > 0 or (stop_requested and not dist_info.enabled)
+    bad_grads = []
+    if run.cfg.runtime.precision != "fp16":  # there the scaler skips steps with inf/NaN gradients by design
+        if do_g and not math.isfinite(float(grad_norm_g)):
+            bad_grads.append("grad_norm_g")
+        if run.net_d is not None and not math.isfinite(float(grad_norm_d)):
+            bad_grads.append("grad_norm_d")
+    bad = ", ".join(bad_local + bad_grads) or ("a loss on another rank" if any_bad else "")
+    return StepCheck(mean_losses, bad, stop)
+
+
+def apply_step(run: Run, do_g: bool) -> None:
+    """The optimisers step (through the scaler), then the EMA follows the generator."""
+    run.nonfinite_in_a_row = 0
+    if do_g:
+        run.scaler.step(run.opt_g)
+    if run.opt_d is not None:
+        run.scaler.step(run.opt_d)
+    run.scaler.update()
+    if run.net_g_ema is not None:
+        ema_update(run.net_g_ema, run.net_g, run.cfg.optim.ema_decay)
+
+
+def skip_step(run: Run, what: str) -> None:
+    """Drop the gradients of a non-finite step; too many in a row abort with the last good state saved."""
+    run.nonfinite_in_a_row += 1
+    run.skipped_total += 1
+    log.warning("iteration %d: non-finite %s; step skipped (%d in a row)", run.iteration, what,
+                run.nonfinite_in_a_row)
+    run.opt_g.zero_grad(set_to_none=True)
+    if run.opt_d is not None:
+        run.opt_d.zero_grad(set_to_none=True)
+    run.scaler.update()  # clears the unscale_ records (and lowers the fp16 scale)
+    if run.nonfinite_in_a_row >= run.cfg.runtime.max_nonfinite:
+        # The weights are those of the last good step: nothing of the skipped iterations was applied.
+        folder = save(run, f"iter_{run.iteration:08d}")
+        raise NonFiniteLossError(
+            f"{run.nonfinite_in_a_row} non-finite steps in a row (last: {what}) at iteration {run.iteration}; "
+            f"the last good state is saved in {folder or run.ckpt_root}; lower the learning rate, use fp32 "
+            f"or bf16, or check the data")
+
+
+# --------------------------------------------------------------------------------------------- records, saving
+
+
+def training_state(run: Run) -> dict:
+    """Everything but the weights that an exact resume needs; gathered from every rank."""
+    per_rank = {"rng": ckpt.capture_rng_states(), "synth": run.synth.state_dict()}
+    gathered = [per_rank]
+    if run.dist.enabled:
+        gathered = [None] * run.dist.world_size
+        torch.distributed.all_gather_object(gathered, per_rank)
+    cfg = run.cfg
+    state = {"iteration": run.iteration, "world_size": run.dist.world_size, "best_psnr": run.best_psnr,
+             "skipped_total": run.skipped_total, "opt_g": run.opt_g.state_dict(),
+             "scaler": run.scaler.state_dict(), "rng": [g["rng"] for g in gathered],
+             "synth": [g["synth"] for g in gathered], "config": config_to_dict(cfg),
+             "data": {"samples_consumed": run.iteration * cfg.optim.accum_steps * run.global_batch,
+                      "samples_per_epoch": run.per_epoch}}
+    if run.opt_d is not None:
+        state["opt_d"] = run.opt_d.state_dict()
+    return state
+
+
+def save(run: Run, folder_name: str) -> Path | None:
+    """Collective: every rank must call it (the state gathers from all); rank 0 writes."""
+    state = training_state(run)
+    if not run.is_main:
+        return None
+    weights = {"net_g": run.net_g.state_dict()}
+    if run.net_g_ema is not None:
+        weights["net_g_ema"] = run.net_g_ema.state_dict()
+    if run.net_d is not None:
+        weights["net_d"] = run.net_d.state_dict()
+    folder = ckpt.save_checkpoint(run.ckpt_root / folder_name, weights, state)
+    _write_model(run.net_g_ema if run.net_g_ema is not None else run.net_g, run.run_dir / "model.safetensors",
+                 run.cfg, run.iteration)
+    if folder_name.startswith("iter_"):
+        ckpt.prune_checkpoints(run.ckpt_root, run.cfg.keep_last)
+    log.info("checkpoint saved: %s", folder)
+    return folder
+
+
+def run_validation(run: Run) -> dict:
+    """Validate the EMA generator (rank 0), redraw the plots; the best PSNR on the first LR kind saves ``best``."""
+    results = {}
+    it = run.iteration
+    if run.is_main and run.val_set:
+        net = run.net_g_ema if run.net_g_ema is not None else run.net_g
+        results = validate(net, run.val_set, run.device, run.cfg.val.crop_border,
+                           run.run_dir / "samples" / f"iter_{it:08d}", run.cfg.val.num_samples, run.autocast_dtype)
+        for kind, m in results.items():
+            run.val_log.write(it, {"kind": kind, "psnr": m["psnr"], "ssim": m["ssim"]})
+            if run.tb is not None:
+                run.tb.add_scalar(f"val/{kind}/psnr", m["psnr"], it)
+                run.tb.add_scalar(f"val/{kind}/ssim", m["ssim"], it)
+            log.info("validation @%d (%s LR): PSNR %.3f dB, SSIM %.4f", it, kind, m["psnr"], m["ssim"])
+        plot_curves_safe(run.run_dir)  # every validation: an interrupted run has its plots too
+    key_metric = next(iter(results.values()))["psnr"] if results else None
+    is_best = torch.tensor([1.0 if key_metric is not None and key_metric > run.best_psnr else 0.0],
+                           device=run.device)
+    all_reduce_sum(is_best, run.dist)  # rank 0 decides; the others must join the collective save
+    if is_best.item() > 0:
+        if key_metric is not None:
+            run.best_psnr = key_metric
+        save(run, "best")
+    return results
+
+
+def log_and_validate(run: Run, check: StepCheck, lr: float, grad_norm_g: torch.Tensor,
+                     grad_norm_d: torch.Tensor) -> None:
+    """Progress bar, the CSV/TensorBoard row (``lr``: the one used in this iteration), validation on its interval."""
+    cfg, it = run.cfg, run.iteration
+    if run.bar is not None:
+        postfix = {k.replace("l_", ""): f"{v:.4g}" for k, v in check.mean_losses.items() if k.startswith("l_")}
+        postfix["lr"] = f"{lr:.2e}"
+        if run.device.type == "cuda":
+            postfix["mem"] = f"{torch.cuda.max_memory_allocated(run.device) / 2**30:.1f}G"
+        run.bar.set_postfix(postfix, refresh=False)
+        run.bar.update(1)
+    if run.is_main and (it % cfg.log_every == 0 or it == cfg.total_iters):
+        now = time.perf_counter()
+        speed = (it - run.it_last) / max(now - run.t_last, 1e-9)
+        run.t_last, run.it_last = now, it
+        row = {"lr_g": lr, **check.mean_losses, "grad_norm_g": float(grad_norm_g), "it_per_s": speed,
+               "skipped": run.skipped_total}
+        if run.net_d is not None:
+            row["grad_norm_d"] = float(grad_norm_d)
+        run.train_log.write(it, row)
+    if cfg.val_every and it % cfg.val_every == 0:
+        run.last_validation = run_validation(run) or run.last_validation
+
+
+# ------------------------------------------------------------------------------------------------------- train
+
+
+def train(cfg: TrainConfig, resume: str | None = None, on_iteration: Callable[[int, dict], None] | None = None,
+          allow_download: bool = True, show_progress: bool = True, overwrite: bool = False) -> TrainResult:
+    """Train one stage as ``cfg`` says; ``resume`` is None, ``"auto"`` (newest checkpoint of the run, if any) or a
+    checkpoint folder; ``overwrite`` moves a run already in the run folder aside (``NAME.old-TIMESTAMP``).
+    ``on_iteration(iteration, losses)`` is called after every iteration (rank 0 too)."""
+    # torchrun's LOCAL_RANK picks this process's GPU before the process group is joined (NCCL needs it set)
+    device = pick_device(cfg.runtime.device, int(os.environ.get("LOCAL_RANK", "0")))
+    dist_info = init_distributed(cfg.runtime.dist_backend, device)
+    setup_logging(dist_info.is_main)  # train.log is opened once the run folder is really used (open_run)
+    run = None
+    try:
+        resume_from = _resume_folder(cfg, resume)
+        if resume_from is None and not overwrite and _holds_a_run(cfg.run_dir) and resume != "auto":
+            raise RunFolderError(
+                f"run folder {cfg.run_dir} already holds a run; continue it with --resume auto, give this run "
+                f"another name (--set name=NEW), or pass --overwrite to move the old run aside", key="name")
+        run = build(cfg, device, dist_info, resume_from is not None, allow_download)
+        if resume_from is not None:
+            restore(run, resume_from)
+        elif resume == "auto" and dist_info.is_main:
+            log.info("--resume auto: no checkpoint in %s, starting from scratch", run.ckpt_root)
+        open_run(run, overwrite=overwrite, show_progress=show_progress and dist_info.is_main)
+        status = _loop(run, on_iteration)
+        if status == "completed":
+            _finish(run)
+        barrier(dist_info)
+        return TrainResult(cfg.run_dir, run.iteration, status, run.last_validation,
+                           model=run.net_g_ema if run.net_g_ema is not None else run.net_g)
+    finally:
+        if run is not None:
+            run.close()
+        close_logging()
+
+
+def _resume_folder(cfg: TrainConfig, resume: str | None) -> Path | None:
+    if resume == "auto":
+        return ckpt.latest_checkpoint(cfg.run_dir / "checkpoints")
+    if resume:
+        folder = Path(resume)
+        if not (folder / "state.pt").is_file():
+            raise ckpt.CheckpointError(f"--resume {resume}: not a checkpoint folder (no state.pt)")
+        return folder
+    return None
+
+
+def _loop(run: Run, on_iteration: Callable[[int, dict], None] | None) -> str:
+    """The iterations; returns "completed" or "interrupted"."""
+    cfg, rank = run.cfg, run.dist.rank
+    run.net_g.train()
+    if run.net_d is not None:
+        run.net_d.train()
+    iter_gen = torch.Generator(device=run.device)
+    with _StopFlag() as stop:
+        while run.iteration < cfg.total_iters:
+            run.iteration += 1
+            it = run.iteration
+            lr = set_learning_rates(run, it)  # a function of the iteration, also when a step is skipped
+            iter_gen.manual_seed(_iteration_seed(cfg.seed, rank, it))
+
+            # 1. training pairs: (LQ, GT, sharpened GT) per micro-batch
+            micro = training_pairs(run, iter_gen)
+
+            # 2. generator step (the discriminator frozen), 3. discriminator step on the detached outputs
+            sums: dict = {}
+            do_g = run.net_d is None or (it % cfg.loss.net_d_iters == 0 and it > cfg.loss.net_d_init_iters)
+            outputs, grad_norm_g = generator_step(run, micro, do_g, sums)
+            grad_norm_d = torch.zeros((), device=run.device)
+            if run.net_d is not None:
+                grad_norm_d = discriminator_step(run, micro, outputs, sums)
+
+            # 4. apply the step unless something was not finite
+            check = reduce_and_check(run, sums, do_g, grad_norm_g, grad_norm_d, stop.requested)
+            if check.bad:
+                skip_step(run, check.bad)
+            else:
+                apply_step(run, do_g)
 
             # 5. seeing it
-            if bar is not None:
-                lr_display = opt_g.param_groups[0]["lr"]
-                postfix = {k.replace("l_", ""): f"{v:.4g}" for k, v in mean_losses.items() if k.startswith("l_")}
-                postfix["lr"] = f"{lr_display:.2e}"
-                if device.type == "cuda":
-                    postfix["mem"] = f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f}G"
-                bar.set_postfix(postfix, refresh=False)
-                bar.update(1)
-            if is_main and (iteration % cfg.log_every == 0 or iteration == cfg.total_iters):
-                now = time.perf_counter()
-                speed = (iteration - it_last) / max(now - t_last, 1e-9)
-                t_last, it_last = now, iteration
-                row = {"lr_g": opt_g.param_groups[0]["lr"], **mean_losses, "grad_norm_g": float(grad_norm_g),
-                       "it_per_s": speed, "skipped": skipped_total}
-                if net_d is not None:
-                    row["grad_norm_d"] = float(grad_norm_d)
-                train_log.write(iteration, row)
+            log_and_validate(run, check, lr, grad_norm_g, grad_norm_d)
+            stop_now = check.stop
             if on_iteration is not None:
-                on_iteration(iteration, mean_losses)
+                on_iteration(it, check.mean_losses)
                 # a signal raised during the callback still stops this iteration (one process: no vote needed)
-                stop_now = stop_now or (stop.requested and not dist_info.enabled)
-
-            if cfg.val_every and iteration % cfg.val_every == 0:
-                last_validation = run_validation() or last_validation
+                stop_now = stop_now or (stop.requested and not run.dist.enabled)
             if stop_now:
-                save(f"iter_{iteration:08d}")
-                status = "interrupted"
-                if is_main:
+                save(run, f"iter_{it:08d}")
+                if run.is_main:
                     log.warning("stopped by %s at iteration %d; resume with --resume auto",
-                                stop.signal_name or "a signal on another rank", iteration)
-                break
-            if iteration % cfg.save_every == 0 or iteration == cfg.total_iters:
-                save(f"iter_{iteration:08d}")
+                                stop.signal_name or "a signal on another rank", it)
+                return "interrupted"
+            if it % cfg.save_every == 0 or it == cfg.total_iters:
+                save(run, f"iter_{it:08d}")
+    return "completed"
 
-    if bar is not None:
-        bar.close()
-    if status == "completed":
-        if cfg.val.folder and (not cfg.val_every or iteration % cfg.val_every != 0):
-            last_validation = run_validation() or last_validation
-        if is_main:
-            for path in plot_curves_safe(run_dir):
-                log.info("plot written: %s", path)
-            log.info("done: %d iterations; EMA generator in %s", iteration, run_dir / "model.safetensors")
-    if is_main:
-        train_log.close()
-        val_log.close()
-        tb.close()
-    barrier(dist_info)
-    del batches
-    return TrainResult(run_dir, iteration, status, last_validation,
-                       model=net_g_ema if net_g_ema is not None else net_g)
+
+def _finish(run: Run) -> None:
+    cfg = run.cfg
+    if run.bar is not None:
+        run.bar.close()
+        run.bar = None
+    if cfg.val.folder and (not cfg.val_every or run.iteration % cfg.val_every != 0):
+        run.last_validation = run_validation(run) or run.last_validation
+    if run.is_main:
+        for path in plot_curves_safe(run.run_dir):
+            log.info("plot written: %s", path)
+        log.info("done: %d iterations; EMA generator in %s", run.iteration, run.run_dir / "model.safetensors")
+
+
+_plot_warned = False
 
 
 def plot_curves_safe(run_dir: Path) -> list[Path]:
+    global _plot_warned
     try:
         return plot_curves(run_dir)
-    except Exception as err:  # noqa: BLE001 - a plotting failure must not fail a finished training
+    except ImportError:
+        if not _plot_warned:
+            log.warning("plots are off: matplotlib is not installed (pip install 'realesr[train]')")
+            _plot_warned = True
+        return []
+    except Exception as err:  # noqa: BLE001 - a plotting failure must not fail a training
         log.warning("plots not written: %s", err)
         return []
 

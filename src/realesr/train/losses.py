@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from realesr.archs.vgg import VGGFeatureExtractor, load_vgg19_imagenet
 
-__all__ = ["PerceptualLoss", "build_perceptual_loss", "gan_loss_generator", "gan_loss_discriminator"]
+__all__ = ["PerceptualLoss", "build_perceptual_loss", "gan_loss_discriminator", "gan_loss_generator"]
 
 log = logging.getLogger("realesr.train")
 

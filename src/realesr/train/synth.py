@@ -33,14 +33,16 @@ def degradation_config(scale: int, overrides: dict[str, Any]) -> DegradationConf
     names = {f.name for f in dataclasses.fields(base)}
     for key in overrides:
         if key not in names:
-            raise ConfigError(f"unknown config key 'data.degradation.{key}'; known keys: {', '.join(sorted(names))}")
+            raise ConfigError(f"unknown config key 'data.degradation.{key}'; known keys: {', '.join(sorted(names))}",
+                              key=f"data.degradation.{key}")
     try:
         return dataclasses.replace(base, **overrides)
-    except ConfigError as err:  # its messages read "degradation.KEY: why"
-        key, _, why = str(err).partition(":")
-        raise ConfigError(f"config key 'data.{key.strip()}': {why.strip()}") from None
+    except ConfigError as err:  # its messages read "degradation.KEY: why", its key "degradation.KEY"
+        key = f"data.{err.key or 'degradation'}"
+        why = str(err).split(": ", 1)[-1]
+        raise ConfigError(f"config key '{key}': {why}", key=key) from None
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"config key 'data.degradation': {err}") from None
+        raise ConfigError(f"config key 'data.degradation': {err}", key="data.degradation") from None
 
 
 def _sample(cfg, rng: np.random.Generator) -> dict:

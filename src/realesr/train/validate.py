@@ -1,7 +1,9 @@
 """Validation during training: PSNR/SSIM of the EMA generator on fixed LR inputs, and a few SR samples saved.
 
-The LR inputs are made once per run: the training degradation with a fixed seed per image (so every
-validation sees the same inputs, and so does a resumed run) and MATLAB-bicubic downscaling.
+The LR inputs are made once per run: the training degradation seeded per (val.seed, file name) by
+:func:`realesr.degrade.degraded_lr` (so every validation sees the same inputs, so does a resumed run, and they are
+the LR images ``realesr degrade`` and ``realesr eval --degrade`` make with that seed) and MATLAB-bicubic
+downscaling.
 """
 
 from __future__ import annotations
@@ -12,14 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import default_collate
 
 from realesr.data import list_images, read_rgb
-from realesr.degrade import degrade, sample_degradation_params, usm_sharpen
+from realesr.degrade import DegradationConfig, degraded_lr
 from realesr.imagefiles import write_image
 from realesr.metrics import imresize, psnr, ssim
 
-__all__ = ["ValImage", "build_validation_set", "validate", "to_uint8"]
+__all__ = ["ValImage", "build_validation_set", "to_uint8", "validate"]
 
 
 @dataclass
@@ -37,15 +38,17 @@ def to_uint8(t: torch.Tensor) -> np.ndarray:
 
 
 def build_validation_set(folder: str, scale: int, size_multiple: int, max_images: int, max_size: int, seed: int,
-                         degraded: bool, bicubic: bool, degradation_cfg=None) -> list[ValImage]:
+                         degraded: bool, bicubic: bool,
+                         degradation_cfg: DegradationConfig | None = None) -> list[ValImage]:
     """HR images cropped to a multiple of ``scale * size_multiple`` (and centre-cropped to ``max_size``), with
     their LR versions computed once, on the CPU, from fixed seeds."""
     paths = list_images(folder)
+    degradation_cfg = degradation_cfg if degradation_cfg is not None else DegradationConfig.for_scale(scale)
     if max_images:
         paths = paths[:max_images]
     multiple = scale * size_multiple
     out = []
-    for i, path in enumerate(paths):
+    for path in paths:
         hr = np.round(read_rgb(path) * 255).astype(np.uint8)
         h, w = hr.shape[:2]
         if max_size:
@@ -59,10 +62,10 @@ def build_validation_set(folder: str, scale: int, size_multiple: int, max_images
         lr = {}
         hr_t = torch.from_numpy(hr).permute(2, 0, 1)[None].float() / 255
         if degraded:
-            rng = np.random.default_rng([seed, i])
-            params = default_collate([sample_degradation_params(degradation_cfg, rng)])
-            gen = torch.Generator().manual_seed(seed * 100_003 + i)
-            lr["degraded"] = degrade(usm_sharpen(hr_t), params, degradation_cfg, scale, generator=gen)
+            # the seeded LR `realesr eval --degrade` and `realesr degrade --crop 0` make of this file, in 8 bits as
+            # they write it
+            lq = degraded_lr(hr_t, degradation_cfg, scale, seed, path.name)
+            lr["degraded"] = torch.round(lq.clamp(0, 1) * 255) / 255
         if bicubic:
             lr_np = np.clip(np.round(imresize(hr, scale=1 / scale)), 0, 255)  # MATLAB's uint8 output
             lr["bicubic"] = torch.from_numpy(np.ascontiguousarray(lr_np)).permute(2, 0, 1)[None].float() / 255
