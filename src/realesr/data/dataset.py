@@ -27,6 +27,7 @@ __all__ = [
     "ImageRecord",
     "ResumableSampler",
     "TrainPatchDataset",
+    "draw_probabilities",
     "list_images",
     "read_rgb",
     "samples_per_epoch",
@@ -93,6 +94,30 @@ def scan_images(paths: list[Path], min_size: int, small_images: str = "pad") -> 
     return records, notes
 
 
+def draw_probabilities(records: list[ImageRecord], source_index: list[int], source_weights: list[float | None],
+                       by_area: bool = False) -> np.ndarray | None:
+    """The probability of each image at one draw, or None when every image is equally likely (an epoch is then a
+    permutation of the images, as with one source).
+
+    ``source_index[i]`` is the source of ``records[i]``. Without any weight the sources are one concatenated set;
+    with weights, source s gets ``weight_s / sum(weights)`` of the draws (a missing weight counts 1). Within a
+    source the images are drawn equally often, or in proportion to their area with ``by_area``.
+    """
+    n_sources = len(source_weights)
+    if not any(w is not None for w in source_weights) and not by_area:
+        return None
+    idx = np.asarray(source_index, dtype=np.int64)
+    sizes = np.array([float(r.width) * r.height if by_area else 1.0 for r in records])
+    per_source = np.bincount(idx, weights=sizes, minlength=n_sources)
+    if any(w is not None for w in source_weights):
+        share = np.array([1.0 if w is None else float(w) for w in source_weights])
+        share[per_source == 0] = 0.0
+    else:
+        share = per_source.copy()  # one concatenated set: a source weighs what its images weigh
+    share /= share.sum()
+    return share[idx] * sizes / per_source[idx]
+
+
 def samples_per_epoch(num_images: int, global_batch: int) -> int:
     """Samples drawn per epoch over all ranks: the whole set cut to a multiple of the global batch (at least one
     batch, repeating images when the set is smaller than one batch)."""
@@ -104,10 +129,13 @@ class ResumableSampler(Sampler):
 
     Each epoch is a permutation of the images drawn from ``(seed, epoch)``, the same on every rank and cut
     to a multiple of the global batch; rank r takes positions r, r + W, r + 2W ... (like DistributedSampler).
+    With ``probabilities`` (see :func:`draw_probabilities`) an epoch is instead that many independent draws
+    from them, still a function of ``(seed, epoch)`` alone, so a resume continues exactly.
     """
 
     def __init__(self, num_images: int, global_batch: int, seed: int, rank: int = 0, world_size: int = 1,
-                 start_epoch: int = 0, start_position: int = 0) -> None:
+                 start_epoch: int = 0, start_position: int = 0, probabilities: np.ndarray | None = None) -> None:
+        self.probabilities = probabilities
         self.num_images = num_images
         self.per_epoch = samples_per_epoch(num_images, global_batch)
         self.seed = seed
@@ -118,6 +146,8 @@ class ResumableSampler(Sampler):
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, epoch, 0x5A3])
+        if self.probabilities is not None:
+            return rng.choice(self.num_images, size=self.per_epoch, p=self.probabilities)
         reps = -(-self.per_epoch // self.num_images)
         order = np.concatenate([rng.permutation(self.num_images) for _ in range(reps)])
         return order[: self.per_epoch]
