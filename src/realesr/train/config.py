@@ -73,6 +73,7 @@ class DiscriminatorConfig:
 class TrainSource:
     path: str = ""  # a folder (searched recursively) or a .txt list of image paths
     weight: float | None = None  # this source's share of the draws (weight / sum of weights); None: see below
+    lr: str = ""  # a paired source: the folder (or .txt list) of real LR images matched to path's HR by name
 
 
 @dataclass

@@ -45,10 +45,12 @@ from realesr.archs import UNetDiscriminatorSN, arch_named
 from realesr.data import (
     ResumableSampler,
     TrainPatchDataset,
+    collate_mixed,
     draw_probabilities,
     list_images,
     samples_per_epoch,
     scan_images,
+    scan_pairs,
 )
 from realesr.errors import (
     ConfigError,
@@ -399,11 +401,15 @@ def build(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resuming:
         sources = train_sources(cfg.data)
         for i, source in enumerate(sources):
             share = f", weight {source.weight:g}" if source.weight is not None else ""
-            log.info("training data: %d usable image(s) from %s%s", source_index.count(i), source.path, share)
+            if source.lr:
+                log.info("training data: %d real LR/HR pair(s) from %s and %s (no synthetic degradation)%s",
+                         source_index.count(i), source.path, source.lr, share)
+            else:
+                log.info("training data: %d usable image(s) from %s%s", source_index.count(i), source.path, share)
         if cfg.data.sample_by_area:
             log.info("training data: images drawn in proportion to their area")
     dataset = TrainPatchDataset(records, cfg.data.load_size, cfg.seed, cfg.data.use_hflip, cfg.data.use_rot,
-                                params_fn=params_sampler(deg_cfg))
+                                params_fn=params_sampler(deg_cfg), scale=cfg.scale, gt_size=cfg.data.gt_size)
     global_batch = cfg.batch_size * dist_info.world_size
     draw_p = draw_probabilities(records, source_index, [s.weight for s in train_sources(cfg.data)],
                                 cfg.data.sample_by_area)
@@ -461,8 +467,13 @@ def _training_images(cfg: TrainConfig) -> tuple[list, list[int], list[str]]:
     """The usable images of every ``data.train`` source, the source of each, and the notes on skipped files."""
     records, source_index, notes = [], [], []
     for i, source in enumerate(train_sources(cfg.data)):
-        found, skipped = scan_images(list_images(source.path, cfg.data.root or None), cfg.data.load_size,
-                                     cfg.data.small_images)
+        if source.lr:
+            found, skipped = scan_pairs(list_images(source.path, cfg.data.root or None),
+                                        list_images(source.lr, cfg.data.root or None), cfg.scale,
+                                        cfg.data.gt_size // cfg.scale)
+        else:
+            found, skipped = scan_images(list_images(source.path, cfg.data.root or None), cfg.data.load_size,
+                                         cfg.data.small_images)
         if not found:
             key = "data.train" if isinstance(cfg.data.train, str) else f"data.train[{i}]"
             raise DataError(f"config key '{key}': no usable training images in {source.path}"
@@ -604,7 +615,9 @@ def open_run(run: Run, overwrite: bool = False, show_progress: bool = True) -> N
                                start_epoch=consumed // run.per_epoch, start_position=consumed % run.per_epoch,
                                probabilities=run.draw_p)
     workers = cfg.data.num_workers
+    paired = any(source.lr for source in train_sources(cfg.data))
     run.loader = DataLoader(run.dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
+                            collate_fn=collate_mixed if paired else None,
                             pin_memory=device.type == "cuda", worker_init_fn=_worker_init if workers else None,
                             prefetch_factor=4 if workers else None,
                             # its own generator: creating the iterator must not consume the global RNG (exact resume)
@@ -665,10 +678,14 @@ def training_pairs(run: Run, generator: torch.Generator) -> list[tuple[torch.Ten
     micro = []
     for _ in range(run.cfg.optim.accum_steps):
         data = next(run.batches)
-        gt = data["gt"].to(run.device, non_blocking=True)
+        gt = data["gt"].to(run.device, non_blocking=True) if "gt" in data else None
         params = {k: v.to(run.device, non_blocking=True) if torch.is_tensor(v) else v
                   for k, v in data.get("params", {}).items()}
-        lq, gt, gt_usm = run.synth(gt, params, generator)
+        paired = None
+        if "paired_gt" in data:  # real pairs: the synthetic chain is off for them
+            paired = (data["paired_lq"].to(run.device, non_blocking=True),
+                      data["paired_gt"].to(run.device, non_blocking=True))
+        lq, gt, gt_usm = run.synth(gt, params, generator, paired=paired)
         micro.append((lq.contiguous(memory_format=run.memory_format), gt, gt_usm))
     return micro
 
