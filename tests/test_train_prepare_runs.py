@@ -115,3 +115,21 @@ def test_runs_shows_finished_interrupted_running_and_killed_runs(shared_data, tm
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_train_dry_run_reports_and_writes_nothing(shared_data, tmp_path, capsys):
+    from realesr.archs import RRDBNet
+
+    argv = ["train", str(SMOKE), "--dry-run", "--set", f"output_dir={tmp_path / 'runs'}",
+            "--set", f"data.train={shared_data / 'train' / 'photos'}",
+            "--set", f"val.folder={shared_data / 'test' / 'Set5'}"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "# resolved config" in out and "total_iters: 6" in out
+    n_photos = len(list((shared_data / "train" / "photos").glob("*.png")))
+    assert f"training data: {n_photos} image(s)" in out and "validation: 5 image(s)" in out
+    g = sum(p.numel() for p in RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, scale=4).parameters())
+    assert f"generator RRDBNet: {g:,} parameters" in out
+    assert "perceptual loss VGG19 (frozen): 20,024,384 parameters" in out  # torchvision's vgg19.features
+    assert "memory estimate per process:" in out and "run folder" in out and out.rstrip().endswith("new")
+    assert not (tmp_path / "runs").exists()
