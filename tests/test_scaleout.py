@@ -58,7 +58,8 @@ def reference(tmp_path_factory, inputs, tiny_model):
 
 
 def outputs(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in folder.iterdir()}
+    """The finished outputs (not the hidden temporary files of writes in progress)."""
+    return {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.startswith(".")}
 
 
 def test_two_cpu_workers_write_the_single_process_files(tmp_path, inputs, tiny_model, reference, capsys):
@@ -192,3 +193,41 @@ def test_device_lists(monkeypatch):
     for bad in ("cpu,,cpu", "auto,cpu", "cpu,tpu"):
         with pytest.raises(UsageError):
             parse_devices(bad)
+
+
+def test_sigterm_stops_every_worker_and_leaves_no_temporary_file(tmp_path, shared_data, tiny_model):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    photos = sorted((shared_data / "train" / "photos").glob("*.png"))
+    for i in range(30):
+        with Image.open(photos[i % len(photos)]) as im:
+            im.crop((0, 0, 64, 48)).save(folder / f"p{i:02d}.png")
+    out = tmp_path / "out"
+    driver = subprocess.Popen([sys.executable, "-m", "realesr", "upscale", str(folder), "-o", str(out), "-m",
+                               str(tiny_model), "--device", "cpu,cpu", "--no-progress"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and driver.poll() is None and not (out.is_dir() and len(outputs(out)) >= 3):
+        time.sleep(0.02)
+    assert driver.poll() is None, driver.communicate()
+    driver.send_signal(signal.SIGTERM)
+    _stdout, stderr = driver.communicate(timeout=60)
+    assert driver.returncode == 143 and "terminated" in stderr and "Traceback" not in stderr
+    written = list(out.iterdir())
+    assert 3 <= len(written) < 30 and not [p for p in written if p.name.startswith(".")]
+    # Nothing of the run's process group is left (multiprocessing's resource tracker ends when it sees EOF).
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(driver.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(driver.pid, 0)

@@ -98,8 +98,11 @@ def test_ray_dataset_writes_the_cli_files(tmp_path, inputs, tiny_model, referenc
     assert outputs(tmp_path / "out") == reference
 
 
-def _driver(inputs: Path, out: Path, model: Path, address: str, *extra: str) -> subprocess.Popen:
+def _driver(inputs: Path, out: Path, model: Path, address: str, *extra: str, env_address: str | None = None
+            ) -> subprocess.Popen:
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    if env_address:
+        env["RAY_ADDRESS"] = env_address  # what `ray start` / a cluster's job environment provides for "auto"
     return subprocess.Popen(
         [sys.executable, "-m", "realesr", "upscale", str(inputs), "-o", str(out), "-m", str(model),
          "--ray", address, "--no-progress", *extra],
@@ -127,7 +130,7 @@ def test_killed_driver_resumes_without_redoing(tmp_path, inputs, tiny_model, ref
     assert 6 <= len(done) < COUNT
     assert all(reference[name] == (out / name).read_bytes() for name in done)
 
-    rerun = _driver(inputs, out, tiny_model, cluster, "--resume")
+    rerun = _driver(inputs, out, tiny_model, "auto", "--resume", env_address=cluster)  # joins the running one
     stdout, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 1, stderr  # the broken file
     assert f"{len(done)} input(s) already have complete outputs: skipped (--resume)" in stderr

@@ -37,6 +37,7 @@ HELP = {
     "train": "train or fine-tune a model (Real-ESRNet, then Real-ESRGAN) from a YAML config",
     "prepare": "cut HR images into sub-images for training (as the official extract_subimages.py)",
     "runs": "a table of the training runs in a folder: stage, progress, best metric, state",
+    "serve": "a local web page for upscaling (needs the web extra)",
 }
 COMMANDS = tuple(HELP)
 

@@ -274,6 +274,16 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 def _worker_main(conn: Connection, worker: int, device: str, spec: UpscalerSpec, options: OutputOptions,
                  threads: int | None, batch: int) -> None:
+    try:
+        _serve(conn, worker, device, spec, options, threads, batch)
+    except SystemExit as stop:
+        # Stopped by the parent, after the temporary file of the write in progress was removed on the way out:
+        # leave now (tearing torch down at interpreter exit takes seconds on a busy machine).
+        os._exit(stop.code if isinstance(stop.code, int) else 1)
+
+
+def _serve(conn: Connection, worker: int, device: str, spec: UpscalerSpec, options: OutputOptions,
+           threads: int | None, batch: int) -> None:
     # Ctrl-C reaches the whole process group: the parent decides, workers just stop (atomic writes clean up).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -474,12 +484,14 @@ def run_pool(
         finished = True
     finally:
         # Interrupted: stop the workers now (SIGTERM: each removes its temporary file); else let them exit.
-        for worker in workers:
-            if finished and worker.process.is_alive():
+        if finished:
+            for worker in workers:
                 worker.process.join(timeout=30)
+        for worker in workers:  # all at once: each takes a moment to unwind
             if worker.process.is_alive():
                 worker.process.terminate()
-                worker.process.join(timeout=10)
+        for worker in workers:
+            worker.process.join(timeout=10)
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join()

@@ -149,7 +149,9 @@ class ValConfig:
     seed: int = 0  # the fixed seed of the degraded validation LR
     degraded: bool = True  # LR by the training degradation (fixed per image)
     bicubic: bool = True  # LR by MATLAB bicubic downscaling
-    num_samples: int = 3  # SR images saved per validation
+    num_samples: int = 3  # LR | SR | GT strips saved per validation and LR kind (the first images, every time)
+    at_start: bool = True  # validate at iteration 0 (a fresh run's baseline; not on resume)
+    best: str = ""  # KIND/METRIC marking checkpoints/best: degraded/psnr, bicubic/ssim ...; empty: the first kind's psnr
     crop_border: int = 4
 
 
@@ -453,6 +455,10 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         _check(getattr(val, key) >= 0, f"val.{key}", "must be 0 or positive")
     if val.folder:
         _check(val.degraded or val.bicubic, "val.degraded", "or val.bicubic must be true when val.folder is set")
+    if val.best:
+        kinds = [k for k, on in (("degraded", val.degraded), ("bicubic", val.bicubic)) if on]
+        choices = [f"{k}/{m}" for k in kinds for m in ("psnr", "ssim")]
+        _check(val.best in choices, "val.best", f"must be one of {', '.join(choices)}; got {val.best!r}")
 
     rt = cfg.runtime
     _check(rt.device == "auto" or rt.device.split(":")[0] in ("cpu", "cuda", "mps"), "runtime.device",

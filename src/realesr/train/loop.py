@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import math
 import os
 import random
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +44,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from realesr.archs import UNetDiscriminatorSN, arch_named
+from realesr.atomic import atomic_write_text
 from realesr.data import (
     ResumableSampler,
     TrainPatchDataset,
@@ -320,10 +323,12 @@ class Run:
     batches: Any = None
     # progress
     iteration: int = 0
-    best_psnr: float = -math.inf
+    best_value: float = -math.inf  # of best_metric (higher is better)
+    best_iteration: int = 0
     skipped_total: int = 0
     nonfinite_in_a_row: int = 0
     last_validation: dict = field(default_factory=dict)
+    last_validation_iteration: int | None = None
     # records (rank 0, open_run)
     val_set: list = field(default_factory=list)
     tb: Any = None
@@ -565,7 +570,8 @@ def restore(run: Run, folder: Path) -> None:
             f"to continue it, or start a new run (another name)", key=key)
     run.synth.load_state_dict(synth_state, device=run.device)
     run.iteration = int(state["iteration"])
-    run.best_psnr = float(state.get("best_psnr", -math.inf))
+    run.best_value = float(state.get("best_value", state.get("best_psnr", -math.inf)))
+    run.best_iteration = int(state.get("best_iteration", 0))
     run.skipped_total = int(state.get("skipped_total", 0))
     rng_states = state["rng"]
     ckpt.restore_rng_states(rng_states[rank] if rank < len(rng_states) else rng_states[0])
@@ -668,6 +674,7 @@ def open_run(run: Run, overwrite: bool = False, show_progress: bool = True) -> N
 
         run.bar = tqdm(total=cfg.total_iters, initial=run.iteration, desc=cfg.name, unit="it", dynamic_ncols=True)
     run.t_last, run.it_last = time.perf_counter(), run.iteration
+    write_status(run, "running")
 
 
 # ---------------------------------------------------------------------------------------------- one iteration
@@ -836,7 +843,8 @@ def training_state(run: Run) -> dict:
         gathered = [None] * run.dist.world_size
         torch.distributed.all_gather_object(gathered, per_rank)
     cfg = run.cfg
-    state = {"iteration": run.iteration, "world_size": run.dist.world_size, "best_psnr": run.best_psnr,
+    state = {"iteration": run.iteration, "world_size": run.dist.world_size, "best_value": run.best_value,
+             "best_iteration": run.best_iteration,
              "skipped_total": run.skipped_total, "opt_g": run.opt_g.state_dict(),
              "scaler": run.scaler.state_dict(), "rng": [g["rng"] for g in gathered],
              "synth": [g["synth"] for g in gathered], "config": config_to_dict(cfg),
@@ -863,31 +871,63 @@ def save(run: Run, folder_name: str) -> Path | None:
     if folder_name.startswith("iter_"):
         ckpt.prune_checkpoints(run.ckpt_root, run.cfg.keep_last)
     log.info("checkpoint saved: %s", folder)
+    write_status(run, "running")
     return folder
 
 
+def write_status(run: Run, state: str) -> None:
+    """``<run>/status.json``: what `realesr runs` shows (rank 0; state running, finished, interrupted or failed)."""
+    if not run.is_main or run.train_log is None:  # before open_run nothing is written into the run folder
+        return
+    best = None
+    if math.isfinite(run.best_value):
+        best = {"metric": best_metric(run), "value": run.best_value, "iteration": run.best_iteration}
+    status = {"state": state, "pid": os.getpid(), "host": socket.gethostname(), "name": run.cfg.name,
+              "stage": run.cfg.stage, "iteration": run.iteration, "total_iters": run.cfg.total_iters, "best": best,
+              "last_validation": {"iteration": run.last_validation_iteration, "metrics": run.last_validation},
+              "updated": time.time()}
+    with contextlib.suppress(OSError):  # a status that cannot be written must not stop a training
+        atomic_write_text(run.run_dir / "status.json", json.dumps(status, indent=1))
+
+
+def best_metric(run: Run) -> str:
+    """KIND/METRIC that marks checkpoints/best: val.best, else the psnr of the first LR kind."""
+    if run.cfg.val.best:
+        return run.cfg.val.best
+    return f"{'degraded' if run.cfg.val.degraded else 'bicubic'}/psnr"
+
+
 def run_validation(run: Run) -> dict:
-    """Validate the EMA generator (rank 0), redraw the plots; the best PSNR on the first LR kind saves ``best``."""
+    """Validate the EMA generator (rank 0), redraw the plots; the best ``best_metric`` saves ``checkpoints/best``."""
     results = {}
     it = run.iteration
     if run.is_main and run.val_set:
         net = run.net_g_ema if run.net_g_ema is not None else run.net_g
+        tb = run.tb
+
+        def on_sample(tag: str, strip) -> None:
+            if tb is not None:
+                tb.add_image(f"samples/{tag}", strip, it, dataformats="HWC")
+
         results = validate(net, run.val_set, run.device, run.cfg.val.crop_border,
-                           run.run_dir / "samples" / f"iter_{it:08d}", run.cfg.val.num_samples, run.autocast_dtype)
+                           run.run_dir / "samples" / f"iter_{it:08d}", run.cfg.val.num_samples, run.autocast_dtype,
+                           on_sample=on_sample)
+        run.last_validation_iteration = it
         for kind, m in results.items():
             run.val_log.write(it, {"kind": kind, "psnr": m["psnr"], "ssim": m["ssim"]})
-            if run.tb is not None:
-                run.tb.add_scalar(f"val/{kind}/psnr", m["psnr"], it)
-                run.tb.add_scalar(f"val/{kind}/ssim", m["ssim"], it)
+            if tb is not None:
+                tb.add_scalar(f"val/{kind}/psnr", m["psnr"], it)
+                tb.add_scalar(f"val/{kind}/ssim", m["ssim"], it)
             log.info("validation @%d (%s LR): PSNR %.3f dB, SSIM %.4f", it, kind, m["psnr"], m["ssim"])
         plot_curves_safe(run.run_dir)  # every validation: an interrupted run has its plots too
-    key_metric = next(iter(results.values()))["psnr"] if results else None
-    is_best = torch.tensor([1.0 if key_metric is not None and key_metric > run.best_psnr else 0.0],
+    kind, _, metric = best_metric(run).partition("/")
+    key_metric = results[kind][metric] if kind in results else None
+    is_best = torch.tensor([1.0 if key_metric is not None and key_metric > run.best_value else 0.0],
                            device=run.device)
     all_reduce_sum(is_best, run.dist)  # rank 0 decides; the others must join the collective save
     if is_best.item() > 0:
         if key_metric is not None:
-            run.best_psnr = key_metric
+            run.best_value, run.best_iteration = key_metric, it
         save(run, "best")
     return results
 
@@ -914,6 +954,7 @@ def log_and_validate(run: Run, check: StepCheck, lr: float, grad_norm_g: torch.T
         run.train_log.write(it, row)
     if cfg.val_every and it % cfg.val_every == 0:
         run.last_validation = run_validation(run) or run.last_validation
+        write_status(run, "running")
 
 
 # ------------------------------------------------------------------------------------------------------- train
@@ -929,6 +970,7 @@ def train(cfg: TrainConfig, resume: str | None = None, on_iteration: Callable[[i
     dist_info = init_distributed(cfg.runtime.dist_backend, device)
     setup_logging(dist_info.is_main)  # train.log is opened once the run folder is really used (open_run)
     run = None
+    opened = False
     try:
         resume_from = _resume_folder(cfg, resume)
         if resume_from is None and not overwrite and _holds_a_run(cfg.run_dir) and resume != "auto":
@@ -941,12 +983,22 @@ def train(cfg: TrainConfig, resume: str | None = None, on_iteration: Callable[[i
         elif resume == "auto" and dist_info.is_main:
             log.info("--resume auto: no checkpoint in %s, starting from scratch", run.ckpt_root)
         open_run(run, overwrite=overwrite, show_progress=show_progress and dist_info.is_main)
+        opened = True
+        if cfg.val.folder and dist_info.is_main:
+            log.info("checkpoints/best: the highest %s", best_metric(run))
+        if run.iteration == 0 and cfg.val.folder and cfg.val.at_start:
+            run.last_validation = run_validation(run)  # the baseline (of a fine-tune: its starting model)
         status = _loop(run, on_iteration)
         if status == "completed":
             _finish(run)
+        write_status(run, "finished" if status == "completed" else "interrupted")
         barrier(dist_info)
         return TrainResult(cfg.run_dir, run.iteration, status, run.last_validation,
                            model=run.net_g_ema if run.net_g_ema is not None else run.net_g)
+    except BaseException:
+        if opened:
+            write_status(run, "failed")
+        raise
     finally:
         if run is not None:
             run.close()

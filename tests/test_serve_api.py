@@ -1,0 +1,473 @@
+"""`realesr serve`'s HTTP API, in process and over a real socket: access rules, every endpoint and error path,
+limits, cancel, hostile file names, concurrency, and results that are the CLI's very bytes."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+pytest.importorskip("httpx")
+
+import httpx
+from serve_helpers import AUTH, TOKEN, live_server, tiny_weights
+from starlette.testclient import TestClient
+
+from realesr.serve.app import Limits, create_app, file_model
+from realesr.serve.jobs import JobOptions, JobQueue
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+INPUTS = "real_lr/RealESRGAN_inputs"
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    return tiny_weights(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture(scope="module")
+def small_png(tmp_path_factory, shared_data) -> Path:
+    """A 40x28 crop of a real photo (fast through the tiny network)."""
+    path = tmp_path_factory.mktemp("img") / "crop.png"
+    with Image.open(shared_data / INPUTS / "0014.jpg") as im:
+        im.convert("RGB").crop((10, 10, 50, 38)).save(path)
+    return path
+
+
+def make_app(weights: Path, port: int = 7860, **kwargs):
+    return create_app([file_model(weights)], token=TOKEN, port=port, allow_download=False, **kwargs)
+
+
+@pytest.fixture
+def client(weights):
+    app = make_app(weights)
+    with TestClient(app, base_url="http://127.0.0.1:7860") as c:
+        c.app_state = app.state
+        yield c
+
+
+def wait_done(c, job_id: str, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = c.get(f"/api/jobs/{job_id}", headers=AUTH).json()
+        if job["state"] in ("done", "failed", "cancelled"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not end: {job}")
+
+
+def post(c, path: Path, name: str | None = None, **fields):
+    with open(path, "rb") as f:
+        return c.post("/api/jobs", headers=AUTH, files={"file": (name or path.name, f)}, data=fields)
+
+
+def cli_output(weights: Path, source: Path, out: Path, *extra: str) -> Path:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    subprocess.run([sys.executable, "-m", "realesr", "upscale", str(source), "-m", str(weights), "-o", str(out),
+                    "--no-progress", *extra], check=True, capture_output=True, env=env, timeout=120)
+    (result,) = [p for p in out.iterdir() if "_out" in p.name]
+    return result
+
+
+# ------------------------------------------------------------------------------------------ access
+
+
+def test_requests_without_the_token_get_401(client, small_png):
+    assert client.get("/api/models").status_code == 401
+    assert client.get("/api/models", headers={"Authorization": "Bearer wrong-token"}).status_code == 401
+    with open(small_png, "rb") as f:
+        r = client.post("/api/jobs", files={"file": ("a.png", f)})
+    assert r.status_code == 401 and "token" in r.json()["error"]
+    assert client.get("/api/jobs").status_code == 401
+    page = client.get("/")
+    assert page.status_code == 401 and "realesr serve" in page.text
+    assert client.get("/api/models", headers=AUTH).status_code == 200
+
+
+def test_the_printed_url_sets_a_private_cookie_and_strips_the_token(client):
+    r = client.get(f"/?token={TOKEN}", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    page = client.get("/")  # the client keeps the cookie, as the browser does
+    assert page.status_code == 200 and "<title>realesr" in page.text
+    assert client.get("/api/models").status_code == 200
+    js = client.get("/static/app.js")
+    assert js.status_code == 200 and "api/jobs" in js.text
+    assert "http" not in client.get("/static/style.css").text  # nothing loaded from elsewhere
+    assert client.get("/static/../app.py").status_code == 404
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:7860", "127.0.0.1:9999", "localhost.evil.example:7860"])
+def test_a_foreign_host_header_gets_403(client, host):
+    r = client.get("/api/models", headers={**AUTH, "Host": host})
+    assert r.status_code == 403 and "Host" in r.json()["error"]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:7860", "localhost:7860", "[::1]:7860"])
+def test_loopback_names_are_accepted(client, host):
+    assert client.get("/api/models", headers={**AUTH, "Host": host}).status_code == 200
+
+
+def test_another_sites_origin_gets_403(client, small_png):
+    with open(small_png, "rb") as f:
+        r = client.post("/api/jobs", headers={**AUTH, "Origin": "http://evil.example"}, files={"file": ("a.png", f)})
+    assert r.status_code == 403 and "Origin" in r.json()["error"]
+    assert client.get("/api/jobs", headers={**AUTH, "Origin": "http://127.0.0.1:8000"}).status_code == 403
+    assert client.get("/api/jobs", headers={**AUTH, "Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert client.get("/api/jobs", headers={**AUTH, "Origin": "http://127.0.0.1:7860"}).status_code == 200
+
+
+# ------------------------------------------------------------------------------------------ endpoints
+
+
+def test_models_lists_the_served_models(client):
+    body = client.get("/api/models", headers=AUTH).json()
+    assert body["default"] == "tiny"
+    assert [m["name"] for m in body["models"]] == ["tiny"]
+    assert body["models"][0]["scale"] == 2 and body["models"][0]["available"] is True
+
+
+def test_official_models_list_offline_ones_first(weights):
+    from realesr.serve.app import official_models
+
+    models = official_models()
+    flags = [m.available for m in models]
+    assert flags == sorted(flags, reverse=True)  # every available one before every missing one
+    assert any(m.name == "RealESRGAN_x4plus" and m.available for m in models)  # the data package holds it
+    assert next(m for m in models if m.name == "realesr-general-x4v3").denoise
+
+
+@pytest.mark.parametrize("name", ["00003.png", "tree_alpha_16bit.png", "wolf_gray.jpg", "children-alpha.png"])
+def test_a_result_is_the_very_file_the_cli_writes(weights, shared_data, tmp_path, name):
+    source = shared_data / INPUTS / name
+    # Smaller copies keep the test fast; the crop keeps mode, bit depth and metadata of the original.
+    with Image.open(source) as im:
+        info = dict(im.info)
+        small = im.crop((0, 0, min(im.width, 64), min(im.height, 48)))
+        path = tmp_path / name
+        small.save(path, **{k: v for k, v in info.items() if k in ("icc_profile", "exif")})
+    expected = cli_output(weights, path, tmp_path / "cli").read_bytes()
+    app = make_app(weights)
+    with TestClient(app, base_url="http://127.0.0.1:7860") as c:
+        job = post(c, path, name=f"C:\\Users\\me\\{name}").json()
+        done = wait_done(c, job["id"])
+        assert done["state"] == "done", done
+        r = c.get(f"/api/jobs/{job['id']}/result", headers=AUTH)
+    assert r.status_code == 200
+    assert r.headers["content-disposition"] == f'attachment; filename="{Path(name).stem}_out{Path(name).suffix}"'
+    assert r.content == expected
+
+
+@pytest.mark.parametrize("name", ["tree_alpha_16bit.png", "wolf_gray.jpg"])
+def test_a_result_keeps_16_bit_alpha_icc_and_exif_as_the_cli(client, weights, shared_data, tmp_path, name):
+    """The originals, uncropped (a Pillow crop would drop to 8 bits): facts read from the files themselves."""
+    source = shared_data / INPUTS / name
+    expected = cli_output(weights, source, tmp_path / "cli").read_bytes()
+    job = post(client, source).json()
+    assert wait_done(client, job["id"])["state"] == "done"
+    got = client.get(f"/api/jobs/{job['id']}/result", headers=AUTH).content
+    assert got == expected
+    with Image.open(source) as src, Image.open(io.BytesIO(got)) as out:
+        assert out.size == (src.width * 2, src.height * 2)
+        assert out.info.get("icc_profile") == src.info["icc_profile"]  # both inputs carry a profile
+        if "exif" in src.info:
+            # DateTime survives (Software is realesr's mark, by the CLI's rule).
+            assert out.getexif().get(0x0132) == src.getexif()[0x0132] == "2021:07:28 01:12:19"
+    if name.endswith(".png"):
+        assert got[24:26] == bytes([16, 6])  # IHDR: 16 bits per sample, RGBA, as the input
+        assert source.read_bytes()[24:26] == bytes([16, 6])
+
+
+def test_format_and_scale_options_match_the_cli(weights, small_png, tmp_path):
+    expected = cli_output(weights, small_png, tmp_path / "cli", "--ext", "jpg", "-s", "3").read_bytes()
+    app = make_app(weights)
+    with TestClient(app, base_url="http://127.0.0.1:7860") as c:
+        job = post(c, small_png, ext="jpg", outscale="3").json()
+        done = wait_done(c, job["id"])
+        assert done["result_name"] == "crop_out.jpg" and done["result_size"] == [120, 84]
+        assert c.get(f"/api/jobs/{job['id']}/result", headers=AUTH).content == expected
+        # A target width is the factor width / input width.
+        job = post(c, small_png, width="100").json()
+        assert wait_done(c, job["id"])["result_size"] == [100, 70]
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        ({"model": "RealESRGAN_x4plus"}, "unknown model"),
+        ({"model": "/etc/passwd"}, "unknown model"),
+        ({"outscale": "abc"}, "outscale"),
+        ({"outscale": "0"}, "outscale"),
+        ({"outscale": "-2"}, "outscale"),
+        ({"outscale": "1e300"}, "outscale"),
+        ({"width": "12.5"}, "width"),
+        ({"width": "100", "outscale": "2"}, "either outscale or width"),
+        ({"ext": "gif"}, "ext"),
+        ({"denoise_strength": "0.5"}, "no denoise strength"),
+    ],
+)
+def test_bad_options_get_400_naming_the_field(client, small_png, fields, fragment):
+    r = post(client, small_png, **fields)
+    assert r.status_code == 400 and fragment in r.json()["error"]
+    assert client.get("/api/jobs", headers=AUTH).json()["jobs"] == []
+    assert list(client.app_state.jobs.work_dir.iterdir()) == []  # nothing kept of a refused upload
+
+
+def test_bad_uploads_get_clear_4xx(client, tmp_path):
+    r = client.post("/api/jobs", headers=AUTH, data={"model": "tiny"})
+    assert r.status_code == 415  # not multipart at all
+    r = client.post("/api/jobs", headers=AUTH, files={"other": ("a.png", b"x")})
+    assert r.status_code == 400 and "field named file" in r.json()["error"]
+    r = client.post("/api/jobs", headers=AUTH, files={"file": ("a.png", b"")})
+    assert r.status_code == 400 and "empty" in r.json()["error"]
+    r = client.post("/api/jobs", headers=AUTH, files={"file": ("notes.png", b"this is text, not a picture")})
+    assert r.status_code == 415 and "notes.png" in r.json()["error"] and "not an image" in r.json()["error"]
+    assert client.get("/api/jobs/0123456789abcdef", headers=AUTH).status_code == 404
+    assert client.get("/api/jobs/0123456789abcdef/result", headers=AUTH).status_code == 404
+    assert client.delete("/api/jobs/0123456789abcdef", headers=AUTH).status_code == 404
+    assert client.get("/api/results.zip", headers=AUTH).status_code == 409
+    assert client.get("/static/nothing.js", headers=AUTH).status_code == 404
+    # A .txt upload is never read as a list of paths (as `realesr upscale list.txt` would).
+    r = client.post("/api/jobs", headers=AUTH, files={"file": ("list.txt", b"/etc/passwd\n")})
+    assert r.status_code == 415
+
+
+def test_a_broken_image_fails_its_job_in_words_and_the_next_job_runs(client, small_png, tmp_path):
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes(small_png.read_bytes()[:300])
+    bad = post(client, truncated).json()
+    good = post(client, small_png).json()
+    failed = wait_done(client, bad["id"])
+    assert failed["state"] == "failed" and "cut.png" in failed["error"]
+    assert str(client.app_state.jobs.work_dir) not in failed["error"]  # no server path leaks to the client
+    assert wait_done(client, good["id"])["state"] == "done"
+    r = client.get(f"/api/jobs/{bad['id']}/result", headers=AUTH)
+    assert r.status_code == 409 and "failed" in r.json()["error"]
+
+
+@pytest.mark.parametrize("name", ["../../x.png", "..\\..\\x.png", "/etc/x.png", "x.png\x00.txt", ".x.png", "x.txt"])
+def test_path_like_names_only_name_the_result(client, small_png, tmp_path, name):
+    before = set(tmp_path.parent.iterdir())
+    job = post(client, small_png, name=name).json()
+    done = wait_done(client, job["id"])
+    assert done["state"] == "done"
+    assert "/" not in done["result_name"] and "\\" not in done["result_name"] and ".." not in done["result_name"]
+    assert done["result_name"].startswith("x")
+    work = client.app_state.jobs.work_dir
+    assert all(str(p.resolve()).startswith(str(work.resolve())) for p in work.rglob("*"))
+    assert set(tmp_path.parent.iterdir()) == before  # nothing written beside the test's folder
+    assert not Path("/etc/x.png").exists() and not Path("/etc/x_out.png").exists()
+
+
+def test_delete_removes_a_finished_job_and_its_files(client, small_png):
+    job = post(client, small_png).json()
+    wait_done(client, job["id"])
+    folder = client.app_state.jobs.work_dir / job["id"]
+    assert folder.is_dir()
+    assert client.delete(f"/api/jobs/{job['id']}", headers=AUTH).status_code == 200
+    assert not folder.exists()
+    assert client.get(f"/api/jobs/{job['id']}", headers=AUTH).status_code == 404
+
+
+def test_results_zip_holds_every_result_byte_for_byte(client, small_png):
+    ids = [post(client, small_png, name=f"{n}.png").json()["id"] for n in ("a", "b", "a")]
+    for job_id in ids:
+        assert wait_done(client, job_id)["state"] == "done"
+    singles = [client.get(f"/api/jobs/{i}/result", headers=AUTH).content for i in ids]
+    r = client.get("/api/results.zip", headers=AUTH)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(r.content)) as archive:
+        names = archive.namelist()
+        assert names == ["a_out.png", "b_out.png", "a_out (2).png"]
+        assert [archive.read(n) for n in names] == singles
+
+
+# ------------------------------------------------------------------------------------------ limits, cancel
+
+
+def test_upload_size_limit_gives_413_naming_it(weights, small_png):
+    app = make_app(weights, limits=Limits(max_upload_bytes=1000))
+    with TestClient(app, base_url="http://127.0.0.1:7860") as c:
+        r = post(c, small_png)
+        assert r.status_code == 413 and "max_upload_mb" in r.json()["error"]
+        # Without a Content-Length the body is counted as it arrives.
+        body = small_png.read_bytes()
+        r = c.post("/api/jobs", headers={**AUTH, "Content-Type": "multipart/form-data; boundary=xyz"},
+                   content=iter([b"--xyz\r\n", body, body]))
+        assert r.status_code == 413
+        assert list(app.state.jobs.work_dir.iterdir()) == []
+
+
+def test_pixel_limit_is_read_from_the_header(weights, small_png):
+    app = make_app(weights, limits=Limits(max_pixels=1000))
+    with TestClient(app, base_url="http://127.0.0.1:7860") as c:
+        r = post(c, small_png)
+        assert r.status_code == 413 and "40 x 28" in r.json()["error"] and "max_pixels" in r.json()["error"]
+
+
+def test_queue_limit_gives_429_and_queued_jobs_cancel(weights, small_png):
+    # No workers: jobs stay queued, so the limit and cancelling a queued job are exact.
+    app = make_app(weights, devices=(), limits=Limits(max_jobs=2))
+    with TestClient(app, base_url="http://127.0.0.1:7860") as c:
+        first, second = post(c, small_png).json(), post(c, small_png).json()
+        r = post(c, small_png)
+        assert r.status_code == 429 and "max_jobs" in r.json()["error"]
+        assert c.delete(f"/api/jobs/{first['id']}", headers=AUTH).json()["state"] == "cancelled"
+        assert not (app.state.jobs.work_dir / first["id"]).exists()
+        assert post(c, small_png).status_code == 201  # a place is free again
+        assert c.get(f"/api/jobs/{second['id']}", headers=AUTH).json()["state"] == "queued"
+
+
+def test_a_running_job_stops_at_its_next_tile_when_cancelled(tmp_path, shared_data, weights):
+    from realesr.infer.upscaler import Upscaler
+
+    tiles = []
+    release = threading.Event()
+
+    class SlowUpscaler(Upscaler):
+        def upscale_tensor(self, x, on_tile=None):
+            def slow(done, total):
+                tiles.append(done)
+                if on_tile:
+                    on_tile(done, total)
+                if done == 1:
+                    release.wait(10)
+            return super().upscale_tensor(x, on_tile=slow)
+
+    def factory(options, device, outscale):
+        return SlowUpscaler(str(weights), device="cpu", tile=16, tile_pad=4, progress=False)
+
+    queue = JobQueue(factory, devices=("cpu",), work_dir=tmp_path / "work")
+    (tmp_path / "work").mkdir()
+    try:
+        job_id, folder = queue.new_upload()
+        image = folder / "in.png"
+        with Image.open(shared_data / INPUTS / "0014.jpg") as im:
+            im.convert("RGB").crop((0, 0, 64, 64)).save(image)
+        queue.submit(job_id, folder, image, "in.png", image.stat().st_size, JobOptions("tiny"))
+        while not tiles:
+            time.sleep(0.01)
+        assert queue.get(job_id).state == "running"
+        assert 0 < queue.get(job_id).progress < 1
+        queue.cancel_or_remove(job_id)
+        release.set()
+        job = queue.wait(job_id)
+        assert job.state == "cancelled" and job.result is None
+        assert len(tiles) < 16  # 64x64 in tiles of 16: it stopped long before the last
+        assert not folder.exists()
+    finally:
+        release.set()
+        queue.close()
+
+
+# ------------------------------------------------------------------------------------------ real sockets
+
+
+def test_twenty_jobs_from_five_clients_all_get_their_own_result(weights, shared_data, tmp_path):
+    from realesr.infer.files import upscale_file
+    from realesr.infer.upscaler import Upscaler
+
+    sizes = [(24 + 2 * i, 16 + i) for i in range(20)]
+    images = []
+    with Image.open(shared_data / INPUTS / "ADE_val_00000114.jpg") as im:
+        rgb = im.convert("RGB")
+        for i, (w, h) in enumerate(sizes):
+            path = tmp_path / f"img{i}.png"
+            rgb.crop((i, i, i + w, i + h)).save(path)
+            images.append(path)
+    reference = Upscaler(str(weights), device="cpu", progress=False)
+    expected = [upscale_file(reference, p, tmp_path / "ref").output.read_bytes() for p in images]
+
+    app = make_app(weights, port=0, devices=("cpu", "cpu"))
+    results: dict[int, bytes] = {}
+    errors: list[str] = []
+    with live_server(app) as (base, port):
+        # The guard knows the port only now: rebuild its host list for the real port.
+        from realesr.serve.security import allowed_host_names
+
+        app.hosts = allowed_host_names("127.0.0.1", port)
+        app.origins = {f"http://{h}" for h in app.hosts}
+
+        def client_work(indices: list[int]) -> None:
+            with httpx.Client(base_url=base, headers=AUTH, timeout=60) as c:
+                ids = {}
+                for i in indices:
+                    with open(images[i], "rb") as f:
+                        r = c.post("/api/jobs", files={"file": (images[i].name, f)})
+                    if r.status_code != 201:
+                        errors.append(r.text)
+                        return
+                    ids[i] = r.json()["id"]
+                for i, job_id in ids.items():
+                    for _ in range(1200):
+                        state = c.get(f"/api/jobs/{job_id}").json()["state"]
+                        if state != "queued" and state != "running":
+                            break
+                        time.sleep(0.05)
+                    results[i] = c.get(f"/api/jobs/{job_id}/result").content
+
+        threads = [threading.Thread(target=client_work, args=(list(range(k, 20, 5)),)) for k in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    assert not errors
+    assert sorted(results) == list(range(20))
+    for i in range(20):
+        assert results[i] == expected[i], f"job {i} got another job's result"
+    assert not app.state.jobs.work_dir.exists()  # the server removed every upload and result at shutdown
+
+
+def test_a_client_that_disconnects_mid_upload_leaves_nothing(weights, small_png):
+    app = make_app(weights, port=0)
+    with live_server(app) as (base, port):
+        from realesr.serve.security import allowed_host_names
+
+        app.hosts = allowed_host_names("127.0.0.1", port)
+        body = small_png.read_bytes()
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            head = (f"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {TOKEN}\r\n"
+                    f"Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: {len(body) * 10}\r\n\r\n")
+            s.sendall(head.encode() + b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
+                      b"Content-Type: image/png\r\n\r\n" + body[: len(body) // 2])
+        time.sleep(0.5)
+        with httpx.Client(base_url=base, headers=AUTH, timeout=30) as c:
+            assert c.get("/api/jobs").json()["jobs"] == []
+            assert list(app.state.jobs.work_dir.iterdir()) == []
+            with open(small_png, "rb") as f:  # and the server still works
+                job = c.post("/api/jobs", files={"file": ("a.png", f)}).json()
+            for _ in range(600):
+                if c.get(f"/api/jobs/{job['id']}").json()["state"] == "done":
+                    break
+                time.sleep(0.05)
+            assert c.get(f"/api/jobs/{job['id']}/result").status_code == 200
+
+
+def test_result_pixels_are_the_networks(client, small_png, weights):
+    """Independent of the writer: the decoded result equals the tiny network run by hand on the input."""
+    import torch
+
+    from realesr.weights import load_model
+
+    job = post(client, small_png).json()
+    wait_done(client, job["id"])
+    got = np.asarray(Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/result", headers=AUTH).content)))
+    net = load_model(str(weights)).net
+    x = torch.from_numpy(np.asarray(Image.open(small_png)).astype(np.float32) / 255).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        want = (net(x).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    assert got.shape == (56, 80, 3)
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1

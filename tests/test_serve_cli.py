@@ -1,0 +1,87 @@
+"""The `realesr serve` command itself: what it prints, its refusals, and how it stops."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytest.importorskip("uvicorn")
+from serve_helpers import tiny_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+
+
+def start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "realesr", "serve", "--port", "0", "--device", "cpu", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+
+
+def work_folders() -> set[Path]:
+    import tempfile
+
+    return set(Path(tempfile.gettempdir()).glob("realesr-serve-*"))
+
+
+def test_prints_a_tokened_loopback_url_serves_it_and_stops_on_sigterm_deleting_uploads(tmp_path):
+    weights = tiny_weights(tmp_path)
+    earlier = work_folders()
+    proc = start("--model", str(weights), "--only", "--token", "my-own-token-123")
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:(\d+)/\?token=my-own-token-123", line)
+        assert url, line
+        base = f"http://127.0.0.1:{url.group(1)}"
+        with httpx.Client(base_url=base, timeout=30) as c:
+            assert c.get("/api/models").status_code == 401
+            models = c.get("/api/models", headers={"Authorization": "Bearer my-own-token-123"}).json()
+            assert [m["name"] for m in models["models"]] == ["tiny"]
+        work = work_folders() - earlier
+        assert len(work) == 1  # the private work folder exists while it runs
+        for folder in work:
+            assert folder.stat().st_mode & 0o077 == 0  # and only its owner can read it
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    assert code == 143
+    assert not any(p.exists() for p in work)
+
+
+def test_a_busy_port_is_one_line_and_exit_2():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "realesr", "serve", "--port", str(port), "--device", "cpu",
+                                 "--no-download"], check=False, capture_output=True, text=True, env=ENV, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "cannot listen on 127.0.0.1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_weights_file_is_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "realesr", "serve", "--model", str(tmp_path / "none.pth")],
+                            check=False, capture_output=True, text=True, env=ENV, timeout=120)
+    assert result.returncode == 2 and "none.pth" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_binding_beyond_loopback_warns_that_the_token_is_the_only_guard(tmp_path):
+    weights = tiny_weights(tmp_path)
+    earlier = work_folders()
+    proc = start("--host", "0.0.0.0", "--model", str(weights), "--only")
+    try:
+        warning = proc.stderr.readline()
+        assert "token is the only guard" in warning
+        assert "http://127.0.0.1:" in proc.stdout.readline()
+    finally:
+        proc.terminate()  # at once, maybe before the server has started: nothing may be left behind
+        proc.wait(timeout=30)
+    assert work_folders() == earlier
