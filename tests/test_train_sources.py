@@ -7,10 +7,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realesr.data import ImageRecord, ResumableSampler, draw_probabilities, list_images, scan_images
+from realesr.data import (
+    ImageRecord,
+    ResumableSampler,
+    draw_probabilities,
+    list_images,
+    scan_images,
+)
 from realesr.errors import ConfigError, DataError
 from realesr.train import load_config, train
-from realesr.train.config import TrainSource, config_from_dict, config_to_dict, train_sources
+from realesr.train.config import (
+    TrainSource,
+    config_from_dict,
+    config_to_dict,
+    train_sources,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "smoke.yaml"

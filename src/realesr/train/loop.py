@@ -329,6 +329,7 @@ class Run:
     nonfinite_in_a_row: int = 0
     last_validation: dict = field(default_factory=dict)
     last_validation_iteration: int | None = None
+    source_index: list[int] = field(default_factory=list)  # the data.train source of each record
     # records (rank 0, open_run)
     val_set: list = field(default_factory=list)
     tb: Any = None
@@ -464,7 +465,7 @@ def build(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resuming:
                global_batch=global_batch, per_epoch=samples_per_epoch(len(records), global_batch), net_g=net_g,
                net_g_ema=net_g_ema, net_d=net_d, perceptual=perceptual, memory_format=memory_format,
                schedule=LRSchedule(oc.milestones, oc.gamma, oc.warmup_iters), opt_g=opt_g, opt_d=opt_d,
-               scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
+               source_index=source_index, scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
                autocast_dtype={"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision])
 
 
