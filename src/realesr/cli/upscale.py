@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from realesr.cli._bars import download_bar
 from realesr.errors import RealesrError
 
 EXT_CHOICES = ("auto", "png", "jpg", "webp", "tif", "bmp")
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         outscale=args.outscale,
         alpha=args.alpha,
         denoise_strength=args.denoise_strength,
-        progress=not args.no_progress,
+        progress=False if args.no_progress else download_bar(args.model),
     )
     plan.check_sizes(upscaler)
     if any(item.error is None for item in plan.items):
