@@ -46,7 +46,8 @@ def test_every_command_maps_errors_to_one_line_and_its_exit_code(monkeypatch, ca
     monkeypatch.setattr(module, "run", _raiser(exc))
     argv = {"upscale": ["upscale", "x.png"], "degrade": ["degrade", "x.png", "-o", "out"],
             "eval": ["eval", "-m", "bicubic", "--data", "d"], "train": ["train", "c.yaml"],
-            "convert": ["convert", "a.pth", "b.safetensors"], "models": ["models"], "serve": ["serve"]}[command]
+            "convert": ["convert", "a.pth", "b.safetensors"], "models": ["models"], "serve": ["serve"],
+            "prepare": ["prepare", "hr", "out"], "runs": ["runs"]}[command]
     assert main(argv) == code
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
