@@ -10,6 +10,7 @@ EPILOG = """examples:
   realesr train configs/esrnet_x4.yaml --set data.train=datasets/DF2K
   realesr train configs/esrgan_x4.yaml --set init_from=runs/esrnet_x4/model.safetensors
   realesr train configs/esrnet_x4.yaml --resume auto
+  realesr train configs/esrnet_x4.yaml --dry-run        # config, data, sizes, memory; then exit
   realesr train configs/esrnet_x4.yaml --overwrite      # move the run already in runs/NAME aside
   torchrun --nproc_per_node=4 -m realesr train configs/esrgan_x4.yaml
 
@@ -27,6 +28,9 @@ def register(subparsers) -> None:
                         "PATH: a checkpoint folder")
     p.add_argument("--overwrite", action="store_true",
                    help="the run folder holds another run: move it aside (NAME.old-TIMESTAMP) and start afresh")
+    p.add_argument("--dry-run", action="store_true",
+                   help="show the resolved config, the data found, the networks' sizes and a memory estimate; "
+                        "train nothing, write nothing")
     p.add_argument("--no-download", action="store_true", help="never download weights (VGG19, models)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -37,6 +41,11 @@ def run(args: argparse.Namespace) -> int:
     from realesr.train.distributed import shutdown_distributed
 
     cfg = load_config(args.config, args.overrides)
+    if args.dry_run:
+        from realesr.train.dryrun import dry_run_report
+
+        print(dry_run_report(cfg, allow_download=not args.no_download))
+        return 0
     try:
         result = train(cfg, resume=args.resume, allow_download=not args.no_download,
                        show_progress=not args.no_progress, overwrite=args.overwrite)

@@ -106,8 +106,19 @@ def _read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def _smoothed(values: list[float], weight: float = 0.9) -> list[float]:
+    """A debiased exponential moving average (as TensorBoard's smoothing); NaN entries are skipped."""
+    out, avg, n = [], 0.0, 0
+    for v in values:
+        if math.isfinite(v):
+            avg, n = weight * avg + (1 - weight) * v, n + 1
+        out.append(avg / (1 - weight**n) if n else math.nan)
+    return out
+
+
 def plot_curves(run_dir: Path) -> list[Path]:
-    """``plots/losses.png`` (every loss column of train_log.csv) and ``plots/validation.png`` (PSNR and SSIM)."""
+    """``plots/losses.png`` (every loss and gradient-norm column of train_log.csv, raw and smoothed, and the lr) and
+    ``plots/validation.png`` (PSNR and SSIM per LR kind)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,13 +129,17 @@ def plot_curves(run_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     rows = _read_csv(run_dir / "train_log.csv")
-    loss_cols = [c for c in (rows[0].keys() if rows else []) if c.startswith(("l_", "grad_norm"))]
+    loss_cols = [c for c in (rows[0].keys() if rows else []) if c.startswith(("l_", "grad_norm", "lr_"))]
     if rows and loss_cols:
         fig, axes = plt.subplots(len(loss_cols), 1, figsize=(8, 2.2 * len(loss_cols)), sharex=True, squeeze=False)
         its = [int(r["iteration"]) for r in rows]
         for ax, col in zip(axes[:, 0], loss_cols):
             vals = [float(r[col]) if r[col] not in ("", None) else math.nan for r in rows]
-            ax.plot(its, vals, lw=1)
+            if col.startswith("lr_"):
+                ax.plot(its, vals, lw=1.2)
+            else:  # raw values faint underneath, an exponential moving average on top
+                ax.plot(its, vals, lw=0.8, alpha=0.35, label="raw")
+                ax.plot(its, _smoothed(vals), lw=1.4, label="smoothed")
             ax.set_ylabel(col, fontsize=8)
             ax.grid(alpha=0.3)
         axes[-1, 0].set_xlabel("iteration")

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import math
 import os
 import random
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -42,16 +44,26 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from realesr.archs import UNetDiscriminatorSN, arch_named
+from realesr.atomic import atomic_write_text
 from realesr.data import (
     ResumableSampler,
     TrainPatchDataset,
+    collate_mixed,
+    draw_probabilities,
     list_images,
     samples_per_epoch,
     scan_images,
+    scan_pairs,
 )
-from realesr.errors import ConfigError, RealesrError, UsageError, WeightsFormatError
+from realesr.errors import (
+    ConfigError,
+    DataError,
+    RealesrError,
+    UsageError,
+    WeightsFormatError,
+)
 from realesr.train import checkpoint as ckpt
-from realesr.train.config import TrainConfig, config_to_dict, save_config
+from realesr.train.config import TrainConfig, config_to_dict, save_config, train_sources
 from realesr.train.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -286,6 +298,7 @@ class Run:
     dist: DistInfo
     # data
     records: list
+    draw_p: np.ndarray | None  # the probability of each record at a draw; None: an epoch is a permutation
     dataset: TrainPatchDataset
     synth: PairSynthesizer
     global_batch: int
@@ -310,10 +323,13 @@ class Run:
     batches: Any = None
     # progress
     iteration: int = 0
-    best_psnr: float = -math.inf
+    best_value: float = -math.inf  # of best_metric (higher is better)
+    best_iteration: int = 0
     skipped_total: int = 0
     nonfinite_in_a_row: int = 0
     last_validation: dict = field(default_factory=dict)
+    last_validation_iteration: int | None = None
+    source_index: list[int] = field(default_factory=list)  # the data.train source of each record
     # records (rank 0, open_run)
     val_set: list = field(default_factory=list)
     tb: Any = None
@@ -381,18 +397,28 @@ def build(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resuming:
     if cfg.val.folder and not Path(cfg.val.folder).is_dir():
         raise ConfigError(f"config key 'val.folder': validation folder not found: {cfg.val.folder}", key="val.folder")
     deg_cfg = degradation_config(cfg.scale, cfg.data.degradation)
-    records, notes = scan_images(list_images(cfg.data.train, cfg.data.root or None), cfg.data.load_size,
-                                 cfg.data.small_images)
+    records, source_index, notes = _training_images(cfg)
     _seed_everything(cfg.seed)  # the same initial networks on every rank (and EMA copies made before DDP's broadcast)
 
     # data: workers cut patches and draw degradation parameters; the device applies the chain
     if is_main:
         for note in notes:
             log.warning("training data: %s", note)
-        log.info("training data: %d usable image(s) from %s", len(records), cfg.data.train)
+        sources = train_sources(cfg.data)
+        for i, source in enumerate(sources):
+            share = f", weight {source.weight:g}" if source.weight is not None else ""
+            if source.lr:
+                log.info("training data: %d real LR/HR pair(s) from %s and %s (no synthetic degradation)%s",
+                         source_index.count(i), source.path, source.lr, share)
+            else:
+                log.info("training data: %d usable image(s) from %s%s", source_index.count(i), source.path, share)
+        if cfg.data.sample_by_area:
+            log.info("training data: images drawn in proportion to their area")
     dataset = TrainPatchDataset(records, cfg.data.load_size, cfg.seed, cfg.data.use_hflip, cfg.data.use_rot,
-                                params_fn=params_sampler(deg_cfg))
+                                params_fn=params_sampler(deg_cfg), scale=cfg.scale, gt_size=cfg.data.gt_size)
     global_batch = cfg.batch_size * dist_info.world_size
+    draw_p = draw_probabilities(records, source_index, [s.weight for s in train_sources(cfg.data)],
+                                cfg.data.sample_by_area)
     synth = PairSynthesizer(deg_cfg, cfg.scale, cfg.data.gt_size, cfg.data.pool_size, cfg.batch_size,
                             seed=_iteration_seed(cfg.seed, rank, 0))
 
@@ -435,12 +461,33 @@ def build(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resuming:
     opt_g = torch.optim.Adam(net_g.parameters(), lr=oc.lr_g, **adam)
     opt_d = torch.optim.Adam(net_d.parameters(), lr=oc.lr_d, **adam) if net_d is not None else None
     precision = cfg.runtime.precision
-    return Run(cfg=cfg, device=device, dist=dist_info, records=records, dataset=dataset, synth=synth,
+    return Run(cfg=cfg, device=device, dist=dist_info, records=records, draw_p=draw_p, dataset=dataset, synth=synth,
                global_batch=global_batch, per_epoch=samples_per_epoch(len(records), global_batch), net_g=net_g,
                net_g_ema=net_g_ema, net_d=net_d, perceptual=perceptual, memory_format=memory_format,
                schedule=LRSchedule(oc.milestones, oc.gamma, oc.warmup_iters), opt_g=opt_g, opt_d=opt_d,
-               scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
+               source_index=source_index, scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
                autocast_dtype={"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision])
+
+
+def _training_images(cfg: TrainConfig) -> tuple[list, list[int], list[str]]:
+    """The usable images of every ``data.train`` source, the source of each, and the notes on skipped files."""
+    records, source_index, notes = [], [], []
+    for i, source in enumerate(train_sources(cfg.data)):
+        if source.lr:
+            found, skipped = scan_pairs(list_images(source.path, cfg.data.root or None),
+                                        list_images(source.lr, cfg.data.root or None), cfg.scale,
+                                        cfg.data.gt_size // cfg.scale)
+        else:
+            found, skipped = scan_images(list_images(source.path, cfg.data.root or None), cfg.data.load_size,
+                                         cfg.data.small_images)
+        if not found:
+            key = "data.train" if isinstance(cfg.data.train, str) else f"data.train[{i}]"
+            raise DataError(f"config key '{key}': no usable training images in {source.path}"
+                            + (f" ({skipped[0]})" if skipped else ""))
+        records += found
+        source_index += [i] * len(found)
+        notes += skipped
+    return records, source_index, notes
 
 
 def set_learning_rates(run: Run, iteration: int) -> float:
@@ -524,7 +571,8 @@ def restore(run: Run, folder: Path) -> None:
             f"to continue it, or start a new run (another name)", key=key)
     run.synth.load_state_dict(synth_state, device=run.device)
     run.iteration = int(state["iteration"])
-    run.best_psnr = float(state.get("best_psnr", -math.inf))
+    run.best_value = float(state.get("best_value", state.get("best_psnr", -math.inf)))
+    run.best_iteration = int(state.get("best_iteration", 0))
     run.skipped_total = int(state.get("skipped_total", 0))
     rng_states = state["rng"]
     ckpt.restore_rng_states(rng_states[rank] if rank < len(rng_states) else rng_states[0])
@@ -571,9 +619,12 @@ def open_run(run: Run, overwrite: bool = False, show_progress: bool = True) -> N
     accum = cfg.optim.accum_steps
     consumed = run.iteration * accum * run.global_batch
     sampler = ResumableSampler(len(run.records), run.global_batch, cfg.seed, dist_info.rank, dist_info.world_size,
-                               start_epoch=consumed // run.per_epoch, start_position=consumed % run.per_epoch)
+                               start_epoch=consumed // run.per_epoch, start_position=consumed % run.per_epoch,
+                               probabilities=run.draw_p)
     workers = cfg.data.num_workers
+    paired = any(source.lr for source in train_sources(cfg.data))
     run.loader = DataLoader(run.dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
+                            collate_fn=collate_mixed if paired else None,
                             pin_memory=device.type == "cuda", worker_init_fn=_worker_init if workers else None,
                             prefetch_factor=4 if workers else None,
                             # its own generator: creating the iterator must not consume the global RNG (exact resume)
@@ -624,6 +675,7 @@ def open_run(run: Run, overwrite: bool = False, show_progress: bool = True) -> N
 
         run.bar = tqdm(total=cfg.total_iters, initial=run.iteration, desc=cfg.name, unit="it", dynamic_ncols=True)
     run.t_last, run.it_last = time.perf_counter(), run.iteration
+    write_status(run, "running")
 
 
 # ---------------------------------------------------------------------------------------------- one iteration
@@ -634,10 +686,14 @@ def training_pairs(run: Run, generator: torch.Generator) -> list[tuple[torch.Ten
     micro = []
     for _ in range(run.cfg.optim.accum_steps):
         data = next(run.batches)
-        gt = data["gt"].to(run.device, non_blocking=True)
+        gt = data["gt"].to(run.device, non_blocking=True) if "gt" in data else None
         params = {k: v.to(run.device, non_blocking=True) if torch.is_tensor(v) else v
                   for k, v in data.get("params", {}).items()}
-        lq, gt, gt_usm = run.synth(gt, params, generator)
+        paired = None
+        if "paired_gt" in data:  # real pairs: the synthetic chain is off for them
+            paired = (data["paired_lq"].to(run.device, non_blocking=True),
+                      data["paired_gt"].to(run.device, non_blocking=True))
+        lq, gt, gt_usm = run.synth(gt, params, generator, paired=paired)
         micro.append((lq.contiguous(memory_format=run.memory_format), gt, gt_usm))
     return micro
 
@@ -788,7 +844,8 @@ def training_state(run: Run) -> dict:
         gathered = [None] * run.dist.world_size
         torch.distributed.all_gather_object(gathered, per_rank)
     cfg = run.cfg
-    state = {"iteration": run.iteration, "world_size": run.dist.world_size, "best_psnr": run.best_psnr,
+    state = {"iteration": run.iteration, "world_size": run.dist.world_size, "best_value": run.best_value,
+             "best_iteration": run.best_iteration,
              "skipped_total": run.skipped_total, "opt_g": run.opt_g.state_dict(),
              "scaler": run.scaler.state_dict(), "rng": [g["rng"] for g in gathered],
              "synth": [g["synth"] for g in gathered], "config": config_to_dict(cfg),
@@ -815,31 +872,63 @@ def save(run: Run, folder_name: str) -> Path | None:
     if folder_name.startswith("iter_"):
         ckpt.prune_checkpoints(run.ckpt_root, run.cfg.keep_last)
     log.info("checkpoint saved: %s", folder)
+    write_status(run, "running")
     return folder
 
 
+def write_status(run: Run, state: str) -> None:
+    """``<run>/status.json``: what `realesr runs` shows (rank 0; state running, finished, interrupted or failed)."""
+    if not run.is_main or run.train_log is None:  # before open_run nothing is written into the run folder
+        return
+    best = None
+    if math.isfinite(run.best_value):
+        best = {"metric": best_metric(run), "value": run.best_value, "iteration": run.best_iteration}
+    status = {"state": state, "pid": os.getpid(), "host": socket.gethostname(), "name": run.cfg.name,
+              "stage": run.cfg.stage, "iteration": run.iteration, "total_iters": run.cfg.total_iters, "best": best,
+              "last_validation": {"iteration": run.last_validation_iteration, "metrics": run.last_validation},
+              "updated": time.time()}
+    with contextlib.suppress(OSError):  # a status that cannot be written must not stop a training
+        atomic_write_text(run.run_dir / "status.json", json.dumps(status, indent=1))
+
+
+def best_metric(run: Run) -> str:
+    """KIND/METRIC that marks checkpoints/best: val.best, else the psnr of the first LR kind."""
+    if run.cfg.val.best:
+        return run.cfg.val.best
+    return f"{'degraded' if run.cfg.val.degraded else 'bicubic'}/psnr"
+
+
 def run_validation(run: Run) -> dict:
-    """Validate the EMA generator (rank 0), redraw the plots; the best PSNR on the first LR kind saves ``best``."""
+    """Validate the EMA generator (rank 0), redraw the plots; the best ``best_metric`` saves ``checkpoints/best``."""
     results = {}
     it = run.iteration
     if run.is_main and run.val_set:
         net = run.net_g_ema if run.net_g_ema is not None else run.net_g
+        tb = run.tb
+
+        def on_sample(tag: str, strip) -> None:
+            if tb is not None:
+                tb.add_image(f"samples/{tag}", strip, it, dataformats="HWC")
+
         results = validate(net, run.val_set, run.device, run.cfg.val.crop_border,
-                           run.run_dir / "samples" / f"iter_{it:08d}", run.cfg.val.num_samples, run.autocast_dtype)
+                           run.run_dir / "samples" / f"iter_{it:08d}", run.cfg.val.num_samples, run.autocast_dtype,
+                           on_sample=on_sample)
+        run.last_validation_iteration = it
         for kind, m in results.items():
             run.val_log.write(it, {"kind": kind, "psnr": m["psnr"], "ssim": m["ssim"]})
-            if run.tb is not None:
-                run.tb.add_scalar(f"val/{kind}/psnr", m["psnr"], it)
-                run.tb.add_scalar(f"val/{kind}/ssim", m["ssim"], it)
+            if tb is not None:
+                tb.add_scalar(f"val/{kind}/psnr", m["psnr"], it)
+                tb.add_scalar(f"val/{kind}/ssim", m["ssim"], it)
             log.info("validation @%d (%s LR): PSNR %.3f dB, SSIM %.4f", it, kind, m["psnr"], m["ssim"])
         plot_curves_safe(run.run_dir)  # every validation: an interrupted run has its plots too
-    key_metric = next(iter(results.values()))["psnr"] if results else None
-    is_best = torch.tensor([1.0 if key_metric is not None and key_metric > run.best_psnr else 0.0],
+    kind, _, metric = best_metric(run).partition("/")
+    key_metric = results[kind][metric] if kind in results else None
+    is_best = torch.tensor([1.0 if key_metric is not None and key_metric > run.best_value else 0.0],
                            device=run.device)
     all_reduce_sum(is_best, run.dist)  # rank 0 decides; the others must join the collective save
     if is_best.item() > 0:
         if key_metric is not None:
-            run.best_psnr = key_metric
+            run.best_value, run.best_iteration = key_metric, it
         save(run, "best")
     return results
 
@@ -866,6 +955,7 @@ def log_and_validate(run: Run, check: StepCheck, lr: float, grad_norm_g: torch.T
         run.train_log.write(it, row)
     if cfg.val_every and it % cfg.val_every == 0:
         run.last_validation = run_validation(run) or run.last_validation
+        write_status(run, "running")
 
 
 # ------------------------------------------------------------------------------------------------------- train
@@ -881,6 +971,7 @@ def train(cfg: TrainConfig, resume: str | None = None, on_iteration: Callable[[i
     dist_info = init_distributed(cfg.runtime.dist_backend, device)
     setup_logging(dist_info.is_main)  # train.log is opened once the run folder is really used (open_run)
     run = None
+    opened = False
     try:
         resume_from = _resume_folder(cfg, resume)
         if resume_from is None and not overwrite and _holds_a_run(cfg.run_dir) and resume != "auto":
@@ -893,12 +984,22 @@ def train(cfg: TrainConfig, resume: str | None = None, on_iteration: Callable[[i
         elif resume == "auto" and dist_info.is_main:
             log.info("--resume auto: no checkpoint in %s, starting from scratch", run.ckpt_root)
         open_run(run, overwrite=overwrite, show_progress=show_progress and dist_info.is_main)
+        opened = True
+        if cfg.val.folder and dist_info.is_main:
+            log.info("checkpoints/best: the highest %s", best_metric(run))
+        if run.iteration == 0 and cfg.val.folder and cfg.val.at_start:
+            run.last_validation = run_validation(run)  # the baseline (of a fine-tune: its starting model)
         status = _loop(run, on_iteration)
         if status == "completed":
             _finish(run)
+        write_status(run, "finished" if status == "completed" else "interrupted")
         barrier(dist_info)
         return TrainResult(cfg.run_dir, run.iteration, status, run.last_validation,
                            model=run.net_g_ema if run.net_g_ema is not None else run.net_g)
+    except BaseException:
+        if opened:
+            write_status(run, "failed")
+        raise
     finally:
         if run is not None:
             run.close()

@@ -8,6 +8,7 @@ downscaling.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,12 +76,25 @@ def build_validation_set(folder: str, scale: int, size_multiple: int, max_images
     return out
 
 
+def sample_strip(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray | None = None, gap: int = 4) -> np.ndarray:
+    """LR (nearest-neighbour enlarged to the SR size) | SR | GT side by side on a white background, HxWx3 uint8."""
+    h, w = sr.shape[:2]
+    ry, rx = max(1, h // lr.shape[0]), max(1, w // lr.shape[1])
+    big = np.repeat(np.repeat(lr, ry, axis=0), rx, axis=1)[:h, :w]
+    panels = [big, sr] + ([hr[:h, :w]] if hr is not None else [])
+    strip = np.full((h, len(panels) * w + (len(panels) - 1) * gap, 3), 255, np.uint8)
+    for i, panel in enumerate(panels):
+        strip[: panel.shape[0], i * (w + gap) : i * (w + gap) + panel.shape[1]] = panel
+    return strip
+
+
 @torch.no_grad()
 def validate(net: nn.Module, images: list[ValImage], device: torch.device, crop_border: int,
              sample_dir: Path | None = None, num_samples: int = 0,
-             autocast_dtype: torch.dtype | None = None) -> dict[str, dict[str, float]]:
-    """Mean PSNR/SSIM (Y channel, ``crop_border`` cropped) per LR kind; the first ``num_samples`` SR images of each
-    kind are written to ``sample_dir``."""
+             autocast_dtype: torch.dtype | None = None,
+             on_sample: Callable[[str, np.ndarray], None] | None = None) -> dict[str, dict[str, float]]:
+    """Mean PSNR/SSIM (Y channel, ``crop_border`` cropped) per LR kind. For the first ``num_samples`` images of each
+    kind an LR | SR | GT strip is written to ``sample_dir/NAME_KIND.png`` and passed to ``on_sample(tag, strip)``."""
     was_training = net.training
     net.eval()
     sums: dict[str, list[float]] = {}
@@ -95,9 +109,13 @@ def validate(net: nn.Module, images: list[ValImage], device: torch.device, crop_
                 acc[0] += psnr(sr_img, item.hr, crop_border=crop_border, y_channel=True)
                 acc[1] += ssim(sr_img, item.hr, crop_border=crop_border, y_channel=True)
                 acc[2] += 1
-                if sample_dir is not None and index < num_samples:
-                    sample_dir.mkdir(parents=True, exist_ok=True)
-                    write_image(sample_dir / f"{item.name}_{kind}.png", sr_img)
+                if index < num_samples and (sample_dir is not None or on_sample is not None):
+                    strip = sample_strip(to_uint8(lr), sr_img, item.hr)
+                    if sample_dir is not None:
+                        sample_dir.mkdir(parents=True, exist_ok=True)
+                        write_image(sample_dir / f"{item.name}_{kind}.png", strip)
+                    if on_sample is not None:
+                        on_sample(f"{item.name}_{kind}", strip)
     finally:
         net.train(was_training)
     return {kind: {"psnr": s[0] / s[2], "ssim": s[1] / s[2]} for kind, s in sums.items()}

@@ -1,0 +1,94 @@
+"""`realesr train ... --dry-run`: what a run would use, found and need, without training or writing anything."""
+
+from __future__ import annotations
+
+import statistics
+
+import torch
+import yaml
+from torch import nn
+
+from realesr.train.config import TrainConfig, config_to_dict, train_sources
+from realesr.train.distributed import DistInfo, pick_device
+
+__all__ = ["dry_run_report"]
+
+
+def _params(net: nn.Module | None) -> int:
+    return sum(p.numel() for p in net.parameters()) if net is not None else 0
+
+
+def _activation_bytes(net: nn.Module, *x: torch.Tensor) -> int:
+    """Bytes of every leaf module's output for input ``x``: roughly what autograd keeps for the backward."""
+    total = 0
+
+    def hook(_module, _inputs, output) -> None:
+        nonlocal total
+        if torch.is_tensor(output):
+            total += output.numel() * output.element_size()
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            net(*x)
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def dry_run_report(cfg: TrainConfig, allow_download: bool = True) -> str:
+    """The resolved config, the data found, the networks' sizes and a memory estimate per micro-batch, as text.
+    Runs the same start-up checks as training (a problem raises the same error)."""
+    from realesr.train.loop import _holds_a_run, build
+
+    device = pick_device(cfg.runtime.device, 0)
+    run = build(cfg, device, DistInfo(), resuming=False, allow_download=allow_download)
+    lines = ["# resolved config", yaml.safe_dump(config_to_dict(cfg), sort_keys=False).rstrip(), ""]
+    sides = [min(r.width, r.height) for r in run.records]
+    pixels = sum(r.width * r.height for r in run.records)
+    lines.append(f"training data: {len(run.records)} image(s); shorter side min "
+                 f"{min(sides)} / median {int(statistics.median(sides))} / max {max(sides)} px; "
+                 f"{pixels / 1e6:.1f} Mpx in all")
+    for i, source in enumerate(train_sources(cfg.data)):
+        what = f"pair(s) (LR from {source.lr})" if source.lr else "image(s)"
+        weight = f", weight {source.weight:g}" if source.weight is not None else ""
+        lines.append(f"  {run.source_index.count(i)} {what} from {source.path}{weight}")
+    if run.draw_p is not None:
+        share = [float(run.draw_p[[j for j, k in enumerate(run.source_index) if k == i]].sum())
+                 for i in range(len(train_sources(cfg.data)))]
+        lines.append("  share of the draws: " + ", ".join(f"{x:.1%}" for x in share)
+                     + (" (images by area)" if cfg.data.sample_by_area else ""))
+    lines.append(f"samples per epoch: {run.per_epoch} ({cfg.batch_size} per micro-batch x {cfg.optim.accum_steps} "
+                 f"accumulation)")
+    if cfg.val.folder:
+        from realesr.data import list_images
+
+        lines.append(f"validation: {len(list_images(cfg.val.folder))} image(s) from {cfg.val.folder}")
+    g, d, vgg = _params(run.net_g), _params(run.net_d), _params(run.perceptual)
+    lines.append(f"generator {cfg.network.arch}: {g:,} parameters" + (
+        f"; EMA copy: {g:,}" if run.net_g_ema is not None else ""))
+    if run.net_d is not None:
+        lines.append(f"discriminator UNetDiscriminatorSN: {d:,} parameters")
+    if run.perceptual is not None:
+        lines.append(f"perceptual loss VGG19 (frozen): {vgg:,} parameters")
+    # memory: fp32 weights + gradients + two Adam moments of the trained networks, frozen ones once, plus the
+    # activations of one micro-batch (measured on one patch, times batch_size; x2 for the backward's buffers)
+    bytes_per = 4
+    weights = (g + d) * bytes_per * 4 + (g if run.net_g_ema is not None else 0) * bytes_per + vgg * bytes_per
+    lq = torch.rand(1, 3, cfg.data.gt_size // cfg.scale, cfg.data.gt_size // cfg.scale, device=device)
+    act = _activation_bytes(run.net_g, lq)
+    gt = torch.rand(1, 3, cfg.data.gt_size, cfg.data.gt_size, device=device)
+    if run.net_d is not None:
+        act += 2 * _activation_bytes(run.net_d, gt)
+    if run.perceptual is not None:
+        act += _activation_bytes(run.perceptual, gt, gt) // 2  # the GT's features carry no gradient
+    act *= 2 * cfg.batch_size
+    gib = 2**30
+    lines.append(f"memory estimate per process: {weights / gib:.2f} GiB weights/gradients/optimiser + "
+                 f"{act / gib:.2f} GiB activations of a micro-batch of {cfg.batch_size} = {(weights + act) / gib:.2f} "
+                 f"GiB (fp32; bf16/fp16 roughly halve the activations)")
+    run_dir = cfg.run_dir
+    lines.append(f"run folder {run_dir}: " + ("holds a run (continue it with --resume auto, or --overwrite)"
+                                              if _holds_a_run(run_dir) else "new"))
+    return "\n".join(lines)
