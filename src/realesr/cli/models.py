@@ -34,9 +34,9 @@ def run(args: argparse.Namespace) -> int:
     corrupt = []
     for name, entry in ZOO.items():
         found, problems = check_model(name)
-        if found.where == "cache":
+        if found.where == "cache" and found.path is not None:
             where = f"cache: {found.path.name}"
-        elif found.where == "package":
+        elif found.where == "package" and found.path is not None:
             where = f"data package: {found.path.stem}"
         else:
             where = "not found (downloads on first use)" if (entry.url or ZOO.get(entry.weights_of or "")) \

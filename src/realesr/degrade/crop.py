@@ -17,7 +17,7 @@ def paired_random_crop(gt: torch.Tensor | Sequence[torch.Tensor], lq: torch.Tens
     Returns (gt_crop, lq_crop), gt_crop in the same form as ``gt``.
     """
     single = torch.is_tensor(gt)
-    gts = [gt] if single else list(gt)
+    gts: list[torch.Tensor] = [gt] if isinstance(gt, torch.Tensor) else list(gt)
     if not gts:
         raise ValueError("paired_random_crop: no GT tensor given")
     if gt_size % scale:

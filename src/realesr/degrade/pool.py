@@ -46,7 +46,7 @@ class TrainingPairPool:
 
     def __call__(self, lq: torch.Tensor, gt: torch.Tensor | Sequence[torch.Tensor]):
         single = torch.is_tensor(gt)
-        gts = [gt] if single else list(gt)
+        gts: list[torch.Tensor] = [gt] if isinstance(gt, torch.Tensor) else list(gt)
         if self.pool_size == 0:
             return lq, gt
         b = lq.shape[0]

@@ -28,6 +28,8 @@ def resize_one(x: torch.Tensor, mode: str, scale: float | None = None,
     if mode not in RESIZE_MODES:
         raise ValueError(f"unknown resize mode {mode!r}")
     if size is None:
+        if scale is None:
+            raise ValueError("resize_one needs a scale or a size")
         h, w = x.shape[-2:]
         if math.floor(h * scale) >= 1 and math.floor(w * scale) >= 1:
             return F.interpolate(x, scale_factor=scale, mode=mode)

@@ -80,7 +80,7 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:
 def contact_sheet(gt: torch.Tensor, lqs: torch.Tensor, labels: Sequence[Sequence[str]], title: str = "") -> Image.Image:
     """One row: GT [3,H,W] then each LR [K,3,h,w] upscaled by nearest neighbour to H x W, a label under each."""
     h, w = gt.shape[-2:]
-    tiles = [tensor_to_pil(gt)] + [tensor_to_pil(lq).resize((w, h), Image.NEAREST) for lq in lqs]
+    tiles = [tensor_to_pil(gt)] + [tensor_to_pil(lq).resize((w, h), Image.Resampling.NEAREST) for lq in lqs]
     try:
         font = ImageFont.load_default(size=13)
     except TypeError:  # Pillow < 10.1: the fixed bitmap font

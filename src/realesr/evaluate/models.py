@@ -34,7 +34,7 @@ def bicubic_model(scale: int) -> EvalModel:
 def label_for(model) -> str:
     if isinstance(model, (str, Path)):
         path = Path(model)
-        return path.stem if path.suffix else model
+        return path.stem if path.suffix else str(model)
     name = getattr(model, "name", None)
     return name if isinstance(name, str) and name else type(model).__name__
 

@@ -205,7 +205,7 @@ def evaluate(
         if figure_count > 0 and len(samples) < figure_count:
             count = min(figure_count - len(samples), len(dataset.paths))
             picks = {round(i) for i in np.linspace(0, len(dataset.paths) - 1, count)}
-        scores = {m.label: [] for m in usable}
+        scores: dict[str, list] = {m.label: [] for m in usable}
         failed = {m.label: 0 for m in usable}
         bar = tqdm(dataset.paths, desc=f"{dataset.name}", unit="img", disable=not progress, leave=False)
         for index, path in enumerate(bar):

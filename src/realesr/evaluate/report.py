@@ -154,7 +154,7 @@ def render_figure(samples: Sequence[FigureSample], zoom: int = 1, footer: str | 
                 continue
             panel = Image.fromarray(crop)
             if zoom > 1:
-                panel = panel.resize((crop.shape[1] * zoom, crop.shape[0] * zoom), Image.NEAREST)
+                panel = panel.resize((crop.shape[1] * zoom, crop.shape[0] * zoom), Image.Resampling.NEAREST)
             canvas.paste(panel, (left, top + row_title_h))
             caption = sample.captions.get(label, "")
             if caption:

@@ -49,7 +49,8 @@ class _Resolved:
     source: str
 
 
-def _resolve_model(model, denoise_strength: float | None, allow_download: bool, progress: bool) -> _Resolved:
+def _resolve_model(model, denoise_strength: float | None, allow_download: bool,
+                   progress: bool | Callable[[int, int | None], None]) -> _Resolved:
     if isinstance(model, nn.Module):
         if denoise_strength is not None:
             raise UsageError("denoise_strength applies to model names, not to an nn.Module")
@@ -101,7 +102,7 @@ class Upscaler:
         alpha: str = "model",
         denoise_strength: float | None = None,
         allow_download: bool = True,
-        progress: bool = False,
+        progress: bool | Callable[[int, int | None], None] = False,
         channels_last: bool = True,
     ) -> None:
         if precision not in PRECISIONS:
