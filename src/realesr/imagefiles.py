@@ -183,8 +183,8 @@ def read_header(path: str | os.PathLike) -> ImageHeader:
     except PermissionError:
         raise ImageReadError(f"{path}: permission denied") from None
     except Image.DecompressionBombError:
-        raise ImageReadError(f"{path}: more than {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels, refused as a decompression "
-                             "bomb") from None
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise ImageReadError(f"{path}: more than {limit:,} pixels, refused as a decompression bomb") from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error) as err:
         raise ImageReadError(f"{path}: broken or truncated image ({_one_line(err)})") from None
 
@@ -256,8 +256,8 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     except PermissionError:
         raise ImageReadError(f"{path}: permission denied") from None
     except Image.DecompressionBombError:
-        raise ImageReadError(f"{path}: more than {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels, refused as a decompression "
-                             "bomb") from None
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise ImageReadError(f"{path}: more than {limit:,} pixels, refused as a decompression bomb") from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error) as err:
         raise ImageReadError(f"{path}: broken or truncated image ({_one_line(err)})") from None
 
