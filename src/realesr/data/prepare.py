@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from realesr.errors import DataError, UsageError
-from realesr.imagefiles import PlannedOutput, check_outputs, list_folder, read_header, read_image, write_image
+from realesr.imagefiles import (
+    PlannedOutput,
+    check_outputs,
+    list_folder,
+    read_header,
+    read_image,
+    write_image,
+)
 
 __all__ = ["subimage_starts", "SubImage", "plan_subimages", "cut_subimages", "META_INFO"]
 
