@@ -17,12 +17,17 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-import realesr.archs as archs
-import realesr.cli as cli
+from realesr import archs, cli
 from realesr.archs import Architecture
 from realesr.errors import UsageError, WeightsFormatError
 from realesr.infer.upscaler import Upscaler
-from realesr.weights import detect_arch, load_model, load_state_dict, save_model, spec_of
+from realesr.weights import (
+    detect_arch,
+    load_model,
+    load_state_dict,
+    save_model,
+    spec_of,
+)
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 

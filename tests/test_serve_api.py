@@ -471,3 +471,20 @@ def test_result_pixels_are_the_networks(client, small_png, weights):
         want = (net(x).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     assert got.shape == (56, 80, 3)
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
+def test_a_model_not_on_this_machine_fails_its_job_in_words(weights, small_png, tmp_path, monkeypatch):
+    from realesr.serve.app import official_models
+
+    monkeypatch.setenv("REALESR_CACHE_DIR", str(tmp_path / "empty-cache"))
+    missing = next(m for m in official_models() if not m.available)
+    app = create_app([file_model(weights), missing], token=TOKEN, allow_download=False)
+    with TestClient(app, base_url="http://127.0.0.1:7860") as c:
+        listed = {m["name"]: m for m in c.get("/api/models", headers=AUTH).json()["models"]}
+        assert listed[missing.name]["available"] is False and "download" in listed[missing.name]["where"]
+        bad = post(c, small_png, model=missing.name).json()
+        good = post(c, small_png).json()
+        failed = wait_done(c, bad["id"])
+        assert failed["state"] == "failed"
+        assert missing.name in failed["error"] and "Traceback" not in failed["error"]
+        assert wait_done(c, good["id"])["state"] == "done"  # the next job goes on

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-import realesr.cli as cli
+from realesr import cli
 from realesr.archs import SRVGGNetCompact
 from realesr.errors import RealesrError, WeightsFormatError
 from realesr.weights import OutputResize, load_model, save_model
@@ -53,7 +53,7 @@ def test_a_safetensors_output_resize_with_a_bad_factor_is_refused(tmp_path, fact
     good = save_model(OutputResize(tiny(), 0.5), tmp_path / "good.safetensors")
     with safe_open(str(good), framework="pt") as f:
         meta = f.metadata()
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is no dict
     info = json.loads(meta["realesr"])
     info["output_resize"] = factor
     meta["realesr"] = json.dumps(info)

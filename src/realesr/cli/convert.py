@@ -17,16 +17,19 @@ from realesr.weights.zoo import ZOO, load_model, read_model
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "convert",
-        help="convert weights to safetensors (or ncnn)",
+        help="convert weights to safetensors, ncnn or ONNX",
         description="Convert a weights file (.pth/.pt, .safetensors, ncnn .param/.bin) or an official model name "
-                    "to OUT.safetensors, with the architecture recorded in its metadata; or, for OUT.param, to "
-                    "an ncnn model (.param + .bin). Tensors are copied exactly (same values and dtype) to "
-                    "safetensors.",
+                    "to OUT.safetensors, with the architecture recorded in its metadata; for OUT.param, to "
+                    "an ncnn model (.param + .bin); for OUT.onnx, to an ONNX graph (dynamic height and width, "
+                    "architecture, scale and size multiple in its metadata; needs the [onnx] extra). Tensors "
+                    "are copied exactly (same values and dtype) to safetensors.",
     )
     parser.add_argument("input", metavar="IN", help="weights file or official model name")
-    parser.add_argument("output", metavar="OUT", help="OUT.safetensors, or OUT.param for ncnn")
+    parser.add_argument("output", metavar="OUT", help="OUT.safetensors, OUT.param for ncnn, OUT.onnx for ONNX")
     parser.add_argument("--fp32", action="store_true", help="ncnn only: store fp32 weights (default fp16, as the "
                                                             "official ncnn models)")
+    parser.add_argument("--fp16", action="store_true", help="ONNX only: half-precision weights and graph (for GPUs; "
+                                                            "on the CPU fp32 is faster and exact)")
     parser.add_argument("--denoise-strength", type=float, default=None, metavar="S",
                         help="realesr-general-x4v3 only: blend with the wdn model (1 = none, 0 = full)")
     parser.add_argument("--no-download", action="store_true", help="fail instead of downloading an official model")
@@ -35,8 +38,15 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
-    if out.suffix not in (".safetensors", ".param"):
-        raise UsageError(f"OUT must end in .safetensors or .param, not {out.name!r}")
+    if out.suffix not in (".safetensors", ".param", ".onnx"):
+        raise UsageError(f"OUT must end in .safetensors, .param (ncnn) or .onnx, not {out.name!r}")
+    if args.fp16 and out.suffix != ".onnx":
+        raise UsageError("--fp16 applies to ONNX output (OUT.onnx); ncnn stores fp16 by default (--fp32 for fp32)")
+    if args.fp32 and out.suffix != ".param":
+        raise UsageError("--fp32 applies to ncnn output (OUT.param)")
+    if Path(args.input).suffix.lower() == ".onnx":
+        raise UsageError("IN is an ONNX graph: realesr converts from weights (.pth, .safetensors, ncnn) or a model "
+                         "name, not from ONNX")
     _check_writable_folder(out)
     source = Path(args.input)
     is_file = args.input not in ZOO
@@ -55,7 +65,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.input} -> {out}: {spec.description}")
         return 0
     loaded = load_model(args.input, denoise_strength=args.denoise_strength, allow_download=not args.no_download)
-    if out.suffix == ".param":
+    if out.suffix == ".onnx":
+        from realesr.weights.onnx import export_onnx
+
+        with _writing(out):
+            export_onnx(loaded.net, out, fp16=args.fp16, source=loaded.name)
+        precision = "fp16" if args.fp16 else "fp32"
+        print(f"{loaded.name} -> {out} (ONNX opset 17, {precision}): {loaded.spec.description}")
+    elif out.suffix == ".param":
         with _writing(out):
             param, binary = export_ncnn(loaded.net, out, fp16=not args.fp32)
         print(f"{loaded.name} -> {param} + {binary.name}: {loaded.spec.description}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from realesr.cli._bars import download_bar
 from realesr.errors import RealesrError, UsageError
 from realesr.weights.zoo import ZOO, cache_dir, check_model, fetch_model
 
@@ -76,7 +77,7 @@ def _download(names: list[str]) -> int:
     failed = 0
     for name in dict.fromkeys(names):
         try:
-            path, how = fetch_model(name, progress=_bar(name), force=True)
+            path, how = fetch_model(name, progress=download_bar(name), force=True)
         except RealesrError as err:
             print(f"realesr: error: {name}: {err}", file=sys.stderr)
             failed += 1
@@ -84,20 +85,3 @@ def _download(names: list[str]) -> int:
         print(f"{name}: {'downloaded to' if how == 'downloaded' else 'already in'} {path}")
     return 1 if failed else 0
 
-
-def _bar(name: str):
-    """A tqdm bar on stderr driven by the library's ``progress(done, total)`` callback."""
-    from tqdm import tqdm
-
-    bar = None
-
-    def report(done: int, total: int | None) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=name, leave=False,
-                       file=sys.stderr, disable=not sys.stderr.isatty())
-        bar.update(done - bar.n)
-        if total is not None and done >= total:
-            bar.close()
-
-    return report

@@ -4,18 +4,24 @@ from realesr.data.dataset import (
     ImageRecord,
     ResumableSampler,
     TrainPatchDataset,
+    collate_mixed,
+    draw_probabilities,
     list_images,
     read_rgb,
     samples_per_epoch,
     scan_images,
+    scan_pairs,
 )
 
 __all__ = [
     "ImageRecord",
     "ResumableSampler",
     "TrainPatchDataset",
+    "collate_mixed",
+    "draw_probabilities",
     "list_images",
     "read_rgb",
     "samples_per_epoch",
     "scan_images",
+    "scan_pairs",
 ]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, default_collate
 
 from realesr.errors import DataError, ImageReadError
 from realesr.imagefiles import READ_EXTENSIONS, list_folder, read_path_list, read_rgb
@@ -27,10 +27,13 @@ __all__ = [
     "ImageRecord",
     "ResumableSampler",
     "TrainPatchDataset",
+    "collate_mixed",
+    "draw_probabilities",
     "list_images",
     "read_rgb",
     "samples_per_epoch",
     "scan_images",
+    "scan_pairs",
 ]
 
 log = logging.getLogger("realesr.train")
@@ -40,6 +43,46 @@ class ImageRecord:
     path: str
     width: int
     height: int
+    lr_path: str = ""  # a paired source's real LR image (its size x scale = the HR's); empty: synthesised LR
+
+
+def scan_pairs(hr_paths: list[Path], lr_paths: list[Path], scale: int, lq_size: int
+               ) -> tuple[list[ImageRecord], list[str]]:
+    """Match HR and LR images by name (the stem, so a.png pairs with a.jpg); keep the pairs whose HR is exactly
+    ``scale`` times its LR (as the official paired dataset requires) and whose LR holds an ``lq_size`` crop.
+    Returns the records and one note per skipped or unmatched file."""
+    notes: list[str] = []
+    by_stem: dict[str, Path] = {}
+    for path in lr_paths:
+        if path.stem in by_stem:
+            notes.append(f"{path}: another LR image is also named {path.stem!r}, skipped")
+            continue
+        by_stem[path.stem] = path
+    hr_records, hr_notes = scan_images(hr_paths, 0, "pad")
+    notes += hr_notes
+    records, used = [], set()
+    for hr in hr_records:
+        stem = Path(hr.path).stem
+        lr = by_stem.get(stem)
+        if lr is None:
+            notes.append(f"{hr.path}: no LR image named {stem}.* in the LR folder, skipped")
+            continue
+        used.add(stem)
+        try:
+            with Image.open(lr) as im:
+                lw, lh = im.size
+        except (OSError, ValueError) as err:
+            notes.append(f"{lr}: unreadable image ({type(err).__name__}), pair skipped")
+            continue
+        if (hr.width, hr.height) != (lw * scale, lh * scale):
+            notes.append(f"{hr.path} is {hr.width}x{hr.height} but its LR {lr} is {lw}x{lh}: not x{scale}, skipped")
+            continue
+        if min(lw, lh) < lq_size:
+            notes.append(f"{lr}: {lw}x{lh} is smaller than the {lq_size}px LR crop, pair skipped")
+            continue
+        records.append(ImageRecord(hr.path, hr.width, hr.height, str(lr)))
+    notes += [f"{path}: no HR image of this name, skipped" for stem, path in by_stem.items() if stem not in used]
+    return records, notes
 
 
 def list_images(source: str | os.PathLike, root: str | os.PathLike | None = None) -> list[Path]:
@@ -93,6 +136,42 @@ def scan_images(paths: list[Path], min_size: int, small_images: str = "pad") -> 
     return records, notes
 
 
+def draw_probabilities(records: list[ImageRecord], source_index: list[int], source_weights: list[float | None],
+                       by_area: bool = False) -> np.ndarray | None:
+    """The probability of each image at one draw, or None when every image is equally likely (an epoch is then a
+    permutation of the images, as with one source).
+
+    ``source_index[i]`` is the source of ``records[i]``. Without any weight the sources are one concatenated set;
+    with weights, source s gets ``weight_s / sum(weights)`` of the draws (a missing weight counts 1). Within a
+    source the images are drawn equally often, or in proportion to their area with ``by_area``.
+    """
+    n_sources = len(source_weights)
+    if not any(w is not None for w in source_weights) and not by_area:
+        return None
+    idx = np.asarray(source_index, dtype=np.int64)
+    sizes = np.array([float(r.width) * r.height if by_area else 1.0 for r in records])
+    per_source = np.bincount(idx, weights=sizes, minlength=n_sources)
+    if any(w is not None for w in source_weights):
+        share = np.array([1.0 if w is None else float(w) for w in source_weights])
+        share[per_source == 0] = 0.0
+    else:
+        share = per_source.copy()  # one concatenated set: a source weighs what its images weigh
+    share /= share.sum()
+    return share[idx] * sizes / per_source[idx]
+
+
+def collate_mixed(samples: list[dict]) -> dict:
+    """A batch of synthetic samples (``gt`` patch + ``params``) and paired ones (``gt`` crop + real ``lq``): the
+    synthetic ones collated as usual under their keys, the paired ones under ``paired_gt``/``paired_lq``."""
+    synthetic = [x for x in samples if "lq" not in x]
+    paired = [x for x in samples if "lq" in x]
+    batch = default_collate(synthetic) if synthetic else {}
+    if paired:
+        batch["paired_gt"] = torch.stack([x["gt"] for x in paired])
+        batch["paired_lq"] = torch.stack([x["lq"] for x in paired])
+    return batch
+
+
 def samples_per_epoch(num_images: int, global_batch: int) -> int:
     """Samples drawn per epoch over all ranks: the whole set cut to a multiple of the global batch (at least one
     batch, repeating images when the set is smaller than one batch)."""
@@ -104,10 +183,13 @@ class ResumableSampler(Sampler):
 
     Each epoch is a permutation of the images drawn from ``(seed, epoch)``, the same on every rank and cut
     to a multiple of the global batch; rank r takes positions r, r + W, r + 2W ... (like DistributedSampler).
+    With ``probabilities`` (see :func:`draw_probabilities`) an epoch is instead that many independent draws
+    from them, still a function of ``(seed, epoch)`` alone, so a resume continues exactly.
     """
 
     def __init__(self, num_images: int, global_batch: int, seed: int, rank: int = 0, world_size: int = 1,
-                 start_epoch: int = 0, start_position: int = 0) -> None:
+                 start_epoch: int = 0, start_position: int = 0, probabilities: np.ndarray | None = None) -> None:
+        self.probabilities = probabilities
         self.num_images = num_images
         self.per_epoch = samples_per_epoch(num_images, global_batch)
         self.seed = seed
@@ -118,6 +200,8 @@ class ResumableSampler(Sampler):
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, epoch, 0x5A3])
+        if self.probabilities is not None:
+            return rng.choice(self.num_images, size=self.per_epoch, p=self.probabilities)
         reps = -(-self.per_epoch // self.num_images)
         order = np.concatenate([rng.permutation(self.num_images) for _ in range(reps)])
         return order[: self.per_epoch]
@@ -154,7 +238,10 @@ class TrainPatchDataset(Dataset):
     """
 
     def __init__(self, records: list[ImageRecord], load_size: int, seed: int, use_hflip: bool = True,
-                 use_rot: bool = False, params_fn: Callable[[np.random.Generator], dict] | None = None) -> None:
+                 use_rot: bool = False, params_fn: Callable[[np.random.Generator], dict] | None = None,
+                 scale: int = 4, gt_size: int = 256) -> None:
+        self.scale = scale
+        self.gt_size = gt_size  # paired records: the HR crop (its LR crop gt_size // scale, at the same place)
         if not records:
             raise DataError("no usable training images")
         self.records = records
@@ -180,9 +267,33 @@ class TrainPatchDataset(Dataset):
                 log.warning("training image %s cannot be decoded (%s); skipped", self.records[i].path, err)
         raise DataError("none of the training images can be decoded")
 
+    def _paired(self, index: int, rng: np.random.Generator) -> dict:
+        """An aligned crop of a real pair: LR crop at (top, left), HR crop at (top, left) x scale, the same flips.
+        No degradation is drawn: the synthetic chain is off for paired sources."""
+        record = self.records[index]
+        try:
+            hr, lr = read_rgb(record.path), read_rgb(record.lr_path)
+        except (ImageReadError, OSError, ValueError) as err:
+            raise DataError(f"training pair {record.path} / {record.lr_path} cannot be decoded: {err}") from None
+        s, lq_size = self.scale, self.gt_size // self.scale
+        if hr.shape[:2] != (lr.shape[0] * s, lr.shape[1] * s):
+            raise DataError(f"training pair {record.path} / {record.lr_path}: the HR is not x{s} the LR")
+        top = int(rng.integers(0, lr.shape[0] - lq_size + 1))
+        left = int(rng.integers(0, lr.shape[1] - lq_size + 1))
+        both = np.concatenate([  # one array, so that flips and rotations are the same for both
+            hr[top * s : (top + lq_size) * s, left * s : (left + lq_size) * s],
+            np.repeat(np.repeat(lr[top : top + lq_size, left : left + lq_size], s, 0), s, 1),
+        ], axis=2)
+        both = _augment(both, rng, self.use_hflip, self.use_rot)
+        gt, lq = both[..., :3], both[::s, ::s, 3:]  # an LR pixel repeated s x s: any of its copies is itself
+        return {"gt": torch.from_numpy(np.ascontiguousarray(gt.transpose(2, 0, 1))),
+                "lq": torch.from_numpy(np.ascontiguousarray(lq.transpose(2, 0, 1)))}
+
     def __getitem__(self, key: tuple[int, int, int]) -> dict:
         index, epoch, position = key
         rng = np.random.default_rng([self.seed, epoch, position])
+        if self.records[index].lr_path:
+            return self._paired(index, rng)
         img = self._load(index)
         size = self.load_size
         h, w = img.shape[:2]

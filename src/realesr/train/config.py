@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -31,6 +32,7 @@ __all__ = [
     "PerceptualConfig",
     "RuntimeConfig",
     "TrainConfig",
+    "TrainSource",
     "ValConfig",
     "apply_overrides",
     "config_from_dict",
@@ -38,6 +40,7 @@ __all__ = [
     "load_config",
     "resolve",
     "save_config",
+    "train_sources",
 ]
 
 # The official recipe per stage (options/train_realesrnet_x4plus.yml and train_realesrgan_x4plus.yml).
@@ -67,14 +70,27 @@ class DiscriminatorConfig:
 
 
 @dataclass
+class TrainSource:
+    path: str = ""  # a folder (searched recursively) or a .txt list of image paths
+    weight: float | None = None  # this source's share of the draws (weight / sum of weights); None: see below
+    lr: str = ""  # a paired source: the folder (or .txt list) of real LR images matched to path's HR by name
+
+
+@dataclass
 class DataConfig:
-    train: str = ""  # a folder (searched recursively) or a .txt list of image paths, one per line
+    # A folder (searched recursively) or a .txt list of image paths, one per line; or a list of them, each a
+    # path or {path, weight}. Without any weight the sources are one concatenated set (every image equally
+    # likely); once a weight is given, each source gets weight / sum(weights) of the draws (a missing one is 1).
+    train: str | list[str | TrainSource] = ""
     root: str = ""  # the folder the lines of a .txt list are relative to; empty: the list's folder
     load_size: int = 400  # the patch each worker cuts from an image before degradation (official crop_pad_size)
     gt_size: int = 256  # the GT crop after degradation; LQ is gt_size // scale
     use_hflip: bool = True
     use_rot: bool = False  # also random 90-degree rotations and vertical flips
     small_images: Literal["pad", "skip"] = "pad"  # images smaller than load_size: pad (reflect) or skip
+    # draw an image in proportion to its area (a 4000 px photo gives ~64x the patches of a 500 px one) instead of
+    # every image equally often; within each source, its share unchanged
+    sample_by_area: bool = False
     num_workers: int = 4  # DataLoader worker processes per rank; 0 loads in the training process
     pool_size: int = 180  # training pair pool (official queue_size); 0 disables it
     degradation: dict[str, Any] = field(default_factory=dict)  # overrides of realesr.degrade.DegradationConfig
@@ -195,7 +211,12 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _convert(value, inner[0], key)
+        for alternative in inner[:-1]:  # the first alternative that takes the value; the last one's error
+            try:
+                return _convert(value, alternative, key)
+            except ConfigError:
+                pass
+        return _convert(value, inner[-1], key)
     if origin is Literal:
         for choice in args:
             same_number = isinstance(choice, int) and isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -258,6 +279,12 @@ def _build(cls: type, raw: dict, prefix: str = "") -> Any:
             raise ConfigError(f"unknown config key '{prefix}{key}'{hint}", key=f"{prefix}{key}")
         kwargs[key] = _convert(value, hints[key], prefix + key)
     return cls(**kwargs)
+
+
+def train_sources(data: DataConfig) -> list[TrainSource]:
+    """``data.train`` as a list of sources (a plain path is one source without a weight)."""
+    items = [data.train] if isinstance(data.train, str) else data.train
+    return [TrainSource(item) if isinstance(item, str) else item for item in items]
 
 
 def config_from_dict(raw: dict | None) -> TrainConfig:
@@ -362,7 +389,11 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     _check(cfg.discriminator.num_feat >= 1, "discriminator.num_feat", "must be at least 1")
 
     data = cfg.data
-    _check(bool(data.train), "data.train", "must name a folder or a .txt list of training images")
+    _check(bool(data.train), "data.train", "must name a folder or a .txt list of training images (or a list of them)")
+    for i, source in enumerate(train_sources(data)):
+        _check(bool(source.path), f"data.train[{i}].path", "must name a folder or a .txt list of training images")
+        _check(source.weight is None or (math.isfinite(source.weight) and source.weight > 0),
+               f"data.train[{i}].weight", f"must be a positive number; got {source.weight}")
     _check(data.gt_size >= 8 and data.gt_size % cfg.scale == 0, "data.gt_size",
            f"must be at least 8 and a multiple of scale {cfg.scale}; got {data.gt_size}")
     arch = arch_named(net.arch)

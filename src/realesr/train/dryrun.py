@@ -8,7 +8,7 @@ import torch
 import yaml
 from torch import nn
 
-from realesr.train.config import TrainConfig, config_to_dict
+from realesr.train.config import TrainConfig, config_to_dict, train_sources
 from realesr.train.distributed import DistInfo, pick_device
 
 __all__ = ["dry_run_report"]
@@ -47,9 +47,18 @@ def dry_run_report(cfg: TrainConfig, allow_download: bool = True) -> str:
     lines = ["# resolved config", yaml.safe_dump(config_to_dict(cfg), sort_keys=False).rstrip(), ""]
     sides = [min(r.width, r.height) for r in run.records]
     pixels = sum(r.width * r.height for r in run.records)
-    lines.append(f"training data: {len(run.records)} image(s) from {cfg.data.train}; shorter side min "
+    lines.append(f"training data: {len(run.records)} image(s); shorter side min "
                  f"{min(sides)} / median {int(statistics.median(sides))} / max {max(sides)} px; "
                  f"{pixels / 1e6:.1f} Mpx in all")
+    for i, source in enumerate(train_sources(cfg.data)):
+        what = f"pair(s) (LR from {source.lr})" if source.lr else "image(s)"
+        weight = f", weight {source.weight:g}" if source.weight is not None else ""
+        lines.append(f"  {run.source_index.count(i)} {what} from {source.path}{weight}")
+    if run.draw_p is not None:
+        share = [float(run.draw_p[[j for j, k in enumerate(run.source_index) if k == i]].sum())
+                 for i in range(len(train_sources(cfg.data)))]
+        lines.append("  share of the draws: " + ", ".join(f"{x:.1%}" for x in share)
+                     + (" (images by area)" if cfg.data.sample_by_area else ""))
     lines.append(f"samples per epoch: {run.per_epoch} ({cfg.batch_size} per micro-batch x {cfg.optim.accum_steps} "
                  f"accumulation)")
     if cfg.val.folder:

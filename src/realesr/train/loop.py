@@ -48,13 +48,22 @@ from realesr.atomic import atomic_write_text
 from realesr.data import (
     ResumableSampler,
     TrainPatchDataset,
+    collate_mixed,
+    draw_probabilities,
     list_images,
     samples_per_epoch,
     scan_images,
+    scan_pairs,
 )
-from realesr.errors import ConfigError, RealesrError, UsageError, WeightsFormatError
+from realesr.errors import (
+    ConfigError,
+    DataError,
+    RealesrError,
+    UsageError,
+    WeightsFormatError,
+)
 from realesr.train import checkpoint as ckpt
-from realesr.train.config import TrainConfig, config_to_dict, save_config
+from realesr.train.config import TrainConfig, config_to_dict, save_config, train_sources
 from realesr.train.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -289,6 +298,7 @@ class Run:
     dist: DistInfo
     # data
     records: list
+    draw_p: np.ndarray | None  # the probability of each record at a draw; None: an epoch is a permutation
     dataset: TrainPatchDataset
     synth: PairSynthesizer
     global_batch: int
@@ -319,6 +329,7 @@ class Run:
     nonfinite_in_a_row: int = 0
     last_validation: dict = field(default_factory=dict)
     last_validation_iteration: int | None = None
+    source_index: list[int] = field(default_factory=list)  # the data.train source of each record
     # records (rank 0, open_run)
     val_set: list = field(default_factory=list)
     tb: Any = None
@@ -386,18 +397,28 @@ def build(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resuming:
     if cfg.val.folder and not Path(cfg.val.folder).is_dir():
         raise ConfigError(f"config key 'val.folder': validation folder not found: {cfg.val.folder}", key="val.folder")
     deg_cfg = degradation_config(cfg.scale, cfg.data.degradation)
-    records, notes = scan_images(list_images(cfg.data.train, cfg.data.root or None), cfg.data.load_size,
-                                 cfg.data.small_images)
+    records, source_index, notes = _training_images(cfg)
     _seed_everything(cfg.seed)  # the same initial networks on every rank (and EMA copies made before DDP's broadcast)
 
     # data: workers cut patches and draw degradation parameters; the device applies the chain
     if is_main:
         for note in notes:
             log.warning("training data: %s", note)
-        log.info("training data: %d usable image(s) from %s", len(records), cfg.data.train)
+        sources = train_sources(cfg.data)
+        for i, source in enumerate(sources):
+            share = f", weight {source.weight:g}" if source.weight is not None else ""
+            if source.lr:
+                log.info("training data: %d real LR/HR pair(s) from %s and %s (no synthetic degradation)%s",
+                         source_index.count(i), source.path, source.lr, share)
+            else:
+                log.info("training data: %d usable image(s) from %s%s", source_index.count(i), source.path, share)
+        if cfg.data.sample_by_area:
+            log.info("training data: images drawn in proportion to their area")
     dataset = TrainPatchDataset(records, cfg.data.load_size, cfg.seed, cfg.data.use_hflip, cfg.data.use_rot,
-                                params_fn=params_sampler(deg_cfg))
+                                params_fn=params_sampler(deg_cfg), scale=cfg.scale, gt_size=cfg.data.gt_size)
     global_batch = cfg.batch_size * dist_info.world_size
+    draw_p = draw_probabilities(records, source_index, [s.weight for s in train_sources(cfg.data)],
+                                cfg.data.sample_by_area)
     synth = PairSynthesizer(deg_cfg, cfg.scale, cfg.data.gt_size, cfg.data.pool_size, cfg.batch_size,
                             seed=_iteration_seed(cfg.seed, rank, 0))
 
@@ -440,12 +461,33 @@ def build(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resuming:
     opt_g = torch.optim.Adam(net_g.parameters(), lr=oc.lr_g, **adam)
     opt_d = torch.optim.Adam(net_d.parameters(), lr=oc.lr_d, **adam) if net_d is not None else None
     precision = cfg.runtime.precision
-    return Run(cfg=cfg, device=device, dist=dist_info, records=records, dataset=dataset, synth=synth,
+    return Run(cfg=cfg, device=device, dist=dist_info, records=records, draw_p=draw_p, dataset=dataset, synth=synth,
                global_batch=global_batch, per_epoch=samples_per_epoch(len(records), global_batch), net_g=net_g,
                net_g_ema=net_g_ema, net_d=net_d, perceptual=perceptual, memory_format=memory_format,
                schedule=LRSchedule(oc.milestones, oc.gamma, oc.warmup_iters), opt_g=opt_g, opt_d=opt_d,
-               scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
+               source_index=source_index, scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
                autocast_dtype={"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision])
+
+
+def _training_images(cfg: TrainConfig) -> tuple[list, list[int], list[str]]:
+    """The usable images of every ``data.train`` source, the source of each, and the notes on skipped files."""
+    records, source_index, notes = [], [], []
+    for i, source in enumerate(train_sources(cfg.data)):
+        if source.lr:
+            found, skipped = scan_pairs(list_images(source.path, cfg.data.root or None),
+                                        list_images(source.lr, cfg.data.root or None), cfg.scale,
+                                        cfg.data.gt_size // cfg.scale)
+        else:
+            found, skipped = scan_images(list_images(source.path, cfg.data.root or None), cfg.data.load_size,
+                                         cfg.data.small_images)
+        if not found:
+            key = "data.train" if isinstance(cfg.data.train, str) else f"data.train[{i}]"
+            raise DataError(f"config key '{key}': no usable training images in {source.path}"
+                            + (f" ({skipped[0]})" if skipped else ""))
+        records += found
+        source_index += [i] * len(found)
+        notes += skipped
+    return records, source_index, notes
 
 
 def set_learning_rates(run: Run, iteration: int) -> float:
@@ -577,9 +619,12 @@ def open_run(run: Run, overwrite: bool = False, show_progress: bool = True) -> N
     accum = cfg.optim.accum_steps
     consumed = run.iteration * accum * run.global_batch
     sampler = ResumableSampler(len(run.records), run.global_batch, cfg.seed, dist_info.rank, dist_info.world_size,
-                               start_epoch=consumed // run.per_epoch, start_position=consumed % run.per_epoch)
+                               start_epoch=consumed // run.per_epoch, start_position=consumed % run.per_epoch,
+                               probabilities=run.draw_p)
     workers = cfg.data.num_workers
+    paired = any(source.lr for source in train_sources(cfg.data))
     run.loader = DataLoader(run.dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
+                            collate_fn=collate_mixed if paired else None,
                             pin_memory=device.type == "cuda", worker_init_fn=_worker_init if workers else None,
                             prefetch_factor=4 if workers else None,
                             # its own generator: creating the iterator must not consume the global RNG (exact resume)
@@ -641,10 +686,14 @@ def training_pairs(run: Run, generator: torch.Generator) -> list[tuple[torch.Ten
     micro = []
     for _ in range(run.cfg.optim.accum_steps):
         data = next(run.batches)
-        gt = data["gt"].to(run.device, non_blocking=True)
+        gt = data["gt"].to(run.device, non_blocking=True) if "gt" in data else None
         params = {k: v.to(run.device, non_blocking=True) if torch.is_tensor(v) else v
                   for k, v in data.get("params", {}).items()}
-        lq, gt, gt_usm = run.synth(gt, params, generator)
+        paired = None
+        if "paired_gt" in data:  # real pairs: the synthetic chain is off for them
+            paired = (data["paired_lq"].to(run.device, non_blocking=True),
+                      data["paired_gt"].to(run.device, non_blocking=True))
+        lq, gt, gt_usm = run.synth(gt, params, generator, paired=paired)
         micro.append((lq.contiguous(memory_format=run.memory_format), gt, gt_usm))
     return micro
 

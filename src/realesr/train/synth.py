@@ -65,10 +65,21 @@ class PairSynthesizer:
         self.pool = TrainingPairPool(pool_size, batch_size, seed=seed) if pool_size > 0 else None
 
     @torch.no_grad()
-    def __call__(self, gt: torch.Tensor, params: dict, generator: torch.Generator | None = None):
-        gt_usm = usm_sharpen(gt)
-        lq = degrade(gt_usm, params, self.cfg, self.scale, generator=generator)
-        (gt, gt_usm), lq = paired_random_crop([gt, gt_usm], lq, self.gt_size, self.scale, generator=generator)
+    def __call__(self, gt: torch.Tensor | None, params: dict, generator: torch.Generator | None = None,
+                 paired: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """``gt``: patches to degrade (None when the batch is all paired); ``paired``: (lq, gt) crops of real pairs,
+        which skip the chain and join the synthetic ones before the pool."""
+        if gt is not None:
+            gt_usm = usm_sharpen(gt)
+            lq = degrade(gt_usm, params, self.cfg, self.scale, generator=generator)
+            (gt, gt_usm), lq = paired_random_crop([gt, gt_usm], lq, self.gt_size, self.scale, generator=generator)
+        if paired is not None:
+            real_lq, real_gt = paired
+            real_usm = usm_sharpen(real_gt)
+            if gt is None:
+                lq, gt, gt_usm = real_lq, real_gt, real_usm
+            else:
+                lq, gt, gt_usm = torch.cat([lq, real_lq]), torch.cat([gt, real_gt]), torch.cat([gt_usm, real_usm])
         if self.pool is not None:
             lq, gt = self.pool(lq, gt)
             gt_usm = usm_sharpen(gt)

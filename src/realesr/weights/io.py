@@ -97,6 +97,9 @@ def read_weights(path: str | os.PathLike) -> WeightsFile:
     # A named pipe or a device would block (or never end) on open(): only regular files are read.
     if path.exists() and not path.is_file():
         raise WeightsFormatError(f"{path} is not a regular file (a pipe, socket or device); give a weights file")
+    if path.suffix.lower() == ".onnx":
+        raise WeightsFormatError(f"{path}: an ONNX model holds a graph, not weights realesr converts; run it with "
+                                 f"-m {path.name}, or convert from the original weights file")
     kind = _sniff(path) if path.exists() else "ncnn"
     if kind == "ncnn":
         model = read_ncnn(path)

@@ -337,6 +337,8 @@ def load_model(name_or_path: str | os.PathLike, denoise_strength: float | None =
             close = [n for n in ZOO if n.lower() in (text.lower(), Path(text).stem.lower())]
             hint = f" Did you mean {close[0]!r}?" if close else f" Known names: {', '.join(ZOO)}."
             raise ModelNotFoundError(f"{text!r} is neither a model name nor an existing file.{hint}")
+        if path.suffix.lower() == ".onnx":
+            return _load_onnx(path, denoise_strength)
         sd, spec = read_model(path)
         name, source = path.stem, f"file: {path}"
 
@@ -352,3 +354,15 @@ def load_model(name_or_path: str | os.PathLike, denoise_strength: float | None =
             source = f"{source} blended {s:g}:{1 - s:g} with {wdn_source}"
             name = f"{name} (denoise {s:g})"
     return LoadedModel(_build(sd, spec, source), spec, name, source)
+
+
+def _load_onnx(path: Path, denoise_strength: float | None) -> LoadedModel:
+    from realesr.weights.onnx import OnnxNetwork
+
+    if denoise_strength is not None:
+        raise RealesrError("denoise_strength blends weights: apply it when exporting (realesr convert "
+                           "realesr-general-x4v3 out.onnx --denoise-strength S), not to an ONNX file")
+    if not path.is_file():
+        raise WeightsFormatError(f"{path} is not a regular file (a pipe, socket or device); give a weights file")
+    net = OnnxNetwork(path)
+    return LoadedModel(net, net.spec, path.stem, f"onnx ({net.precision}, onnxruntime CPU): {path}")
