@@ -139,8 +139,8 @@ class NaNAt(loop_module.PairSynthesizer):
     bad_calls: set = set()
     calls = 0
 
-    def __call__(self, gt, params, generator=None):
-        lq, gt, gt_usm = super().__call__(gt, params, generator)
+    def __call__(self, gt, params, generator=None, **kwargs):
+        lq, gt, gt_usm = super().__call__(gt, params, generator, **kwargs)
         NaNAt.calls += 1
         if NaNAt.calls in NaNAt.bad_calls or (-1 in NaNAt.bad_calls and NaNAt.calls >= 3):
             lq = torch.full_like(lq, float("nan"))
