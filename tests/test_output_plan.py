@@ -191,11 +191,14 @@ def test_nan_weights_fail_the_file_instead_of_writing_black(tmp_path, photo, cap
     assert listing(tmp_path / "out") == []
 
 
-def test_multi_frame_input_gets_a_note(tmp_path, photo, tiny_model, capsys):
+def test_multi_frame_input_is_upscaled_frame_by_frame(tmp_path, photo, tiny_model, capsys):
+    """(Issue 10: an animation is no longer cut to its first frame; it comes out animated, every frame upscaled.)"""
+    pytest.importorskip("av")
     frames = [Image.fromarray(photo), Image.fromarray(photo[::-1])]
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
     assert upscale(str(tmp_path / "anim.gif"), "-o", str(tmp_path / "out"), "-m", str(tiny_model)) == 0
-    assert "2 frames: only the first was upscaled" in capsys.readouterr().err
+    with Image.open(tmp_path / "out" / "anim_out.gif") as out:
+        assert out.n_frames == 2
 
 
 def test_upscale_file_writes_the_same_bytes_as_the_cli(tmp_path, photo, tiny_model, capsys):

@@ -34,6 +34,7 @@ from realesr.errors import ImageReadError, ImageWriteError, UsageError
 __all__ = [
     "READ_EXTENSIONS",
     "SOFTWARE",
+    "VIDEO_EXTENSIONS",
     "WRITE_FORMATS",
     "ImageHeader",
     "InputFile",
@@ -60,6 +61,9 @@ __all__ = [
 READ_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".jfif", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".pgm", ".pnm", ".tga"}
 )
+# Video containers `realesr upscale` also picks up when it lists a folder or a glob (realesr.infer.video reads them).
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mkv", ".webm", ".mov", ".avi", ".ts", ".mts", ".flv", ".wmv",
+                              ".mpg", ".mpeg", ".ogv", ".3gp", ".apng"})
 # The EXIF "Software" value (and TIFF tag) realesr writes into its outputs: it is how a later run tells an earlier
 # result of its own (which it may replace, and must not upscale again) from a user's file (which it must not touch).
 SOFTWARE = "realesr"
@@ -185,7 +189,16 @@ def read_header(path: str | os.PathLike) -> ImageHeader:
 
 
 def made_by_realesr(path: str | os.PathLike) -> bool:
-    """True when ``path`` is an image whose EXIF Software tag (TIFF: tag 305) is realesr's (see :data:`SOFTWARE`)."""
+    """True when ``path`` is an image whose EXIF Software tag (TIFF: tag 305) is realesr's (see :data:`SOFTWARE`),
+    or a video whose container "comment" tag is (realesr.infer.video writes it)."""
+    if os.path.splitext(os.fspath(path))[1].lower() in VIDEO_EXTENSIONS:
+        try:
+            import av
+
+            with av.open(os.fspath(path), metadata_errors="ignore") as container:
+                return container.metadata.get("comment", "").split(" ", 1)[0] == SOFTWARE
+        except Exception:  # noqa: BLE001 - no PyAV, or unreadable: not ours
+            return False
     try:
         with _quiet(), Image.open(path) as im:
             software = im.getexif().get(0x0131)
@@ -676,10 +689,12 @@ def write_figure(path: str | os.PathLike, figure, dpi: float = 100) -> Path:
 # --------------------------------------------------------------------------------------------------- listing
 
 
-def is_image_name(path: str | os.PathLike) -> bool:
-    """An image extension, and not a hidden file (our own temporaries are ``.NAME.xxxx.tmp``)."""
+def is_image_name(path: str | os.PathLike, videos: bool = False) -> bool:
+    """An image extension (or, with ``videos``, a video one), and not a hidden file (our own temporaries are
+    ``.NAME.xxxx.tmp``)."""
     name = os.path.basename(path)
-    return not name.startswith(".") and os.path.splitext(name)[1].lower() in READ_EXTENSIONS
+    ext = os.path.splitext(name)[1].lower()
+    return not name.startswith(".") and (ext in READ_EXTENSIONS or (videos and ext in VIDEO_EXTENSIONS))
 
 
 def _is_file(path: Path) -> bool:
@@ -689,7 +704,7 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def list_folder(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+def list_folder(folder: str | os.PathLike, recursive: bool = False, videos: bool = False) -> list[Path]:
     """The image files of ``folder`` (sorted; with ``recursive`` its sub-folders too, not following symlinked
     folders, so a link loop cannot trap it). Hidden files and other extensions are skipped."""
     folder = Path(folder)
@@ -697,13 +712,13 @@ def list_folder(folder: str | os.PathLike, recursive: bool = False) -> list[Path
     if recursive:
         for root, dirs, files in os.walk(folder):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            found.extend(Path(root) / f for f in files if is_image_name(f) and _is_file(Path(root) / f))
+            found.extend(Path(root) / f for f in files if is_image_name(f, videos) and _is_file(Path(root) / f))
     else:
         try:
             entries = list(folder.iterdir())
         except OSError:
             return []
-        found = [p for p in entries if is_image_name(p) and _is_file(p)]
+        found = [p for p in entries if is_image_name(p, videos) and _is_file(p)]
     return sorted(found)
 
 
@@ -741,7 +756,8 @@ class InputFile:
     error: str | None = None
 
 
-def expand_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False) -> list[InputFile]:
+def expand_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False,
+                  videos: bool = False) -> list[InputFile]:
     """Files, folders (their image files), globs and .txt lists -> files in order, each file once (a file reached
     twice, also through a symlink or a hard link, counts once). An argument that names nothing becomes an
     :class:`InputFile` with ``error`` so that it is reported while the rest goes on."""
@@ -764,7 +780,7 @@ def expand_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False) -
             out.append(InputFile(path, spec, True, _one_line(err)))
             continue
         if is_dir:
-            files = list_folder(path, recursive=recursive)
+            files = list_folder(path, recursive=recursive, videos=videos)
             if not files:
                 out.append(InputFile(path, spec, True, "folder holds no image files"))
             for file in files:
@@ -781,7 +797,7 @@ def expand_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False) -
             out.append(InputFile(path, spec, True, "broken symbolic link"))
         elif glob.has_magic(spec):
             matches = sorted(Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True))
-            files = [p for p in matches if is_image_name(p) and _is_file(p)]
+            files = [p for p in matches if is_image_name(p, videos) and _is_file(p)]
             if not files:
                 out.append(InputFile(path, spec, True, "no image file matches this pattern"))
             for file in files:

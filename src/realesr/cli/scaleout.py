@@ -83,6 +83,7 @@ def run(args: argparse.Namespace, plan, flags: dict[str, str]) -> int:
     from tqdm import tqdm
 
     from realesr.cli import describe
+    from realesr.cli._bars import download_bar
     from realesr.infer.pool import UpscalerSpec
     from realesr.infer.upscaler import Upscaler
 
@@ -98,7 +99,8 @@ def run(args: argparse.Namespace, plan, flags: dict[str, str]) -> int:
     # The model once here, on the CPU: it fails early with the usual message (and downloads, with its bar, once)
     # and gives the output sizes the plan is checked against.
     sizer = Upscaler(args.model, device="cpu", precision="fp32", outscale=args.outscale,
-                     denoise_strength=args.denoise_strength, progress=not args.no_progress)
+                     denoise_strength=args.denoise_strength,
+                     progress=False if args.no_progress else download_bar(args.model))
     plan.check_sizes(sizer)
     model_name = sizer.model_name
     del sizer

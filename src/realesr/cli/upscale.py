@@ -89,8 +89,10 @@ def register(subparsers) -> None:
                         help="realesr-general-x4v3 only: 0 keeps noise, 1 removes it (blends with the wdn weights)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     from realesr.cli import scaleout
+    from realesr.cli._video import add_video_arguments
 
     scaleout.add_arguments(parser)
+    add_video_arguments(parser)
     parser.set_defaults(func=run, flags=FLAGS)
 
 
@@ -104,10 +106,19 @@ def run(args: argparse.Namespace) -> int:
     from realesr.infer.files import OutputOptions, plan_upscale, upscale_item
 
     options = OutputOptions(suffix=args.suffix, ext=args.ext, quality=args.quality, compare=args.compare)
-    plan = plan_upscale(args.inputs, args.output, options)
+    from realesr.cli._video import (
+        VIDEO_FLAGS,
+        check_video_routing,
+        run_video_item,
+        video_options,
+    )
+
+    FLAGS.update(VIDEO_FLAGS)
+    v_options = video_options(args)
+    plan = plan_upscale(args.inputs, args.output, options, video_options=v_options)
     from realesr.cli import scaleout
 
-    if scaleout.routed(args):  # several devices, --batch, --ray: cli/scaleout.py
+    if scaleout.routed(args) and check_video_routing(args, plan):  # several devices, --batch, --ray: cli/scaleout.py
         return scaleout.run(args, plan, FLAGS)
 
     from tqdm import tqdm
@@ -132,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     failures: list[tuple[Path, str]] = []
     written: list[Path] = []
     notes: list[str] = []
+    video_frames = 0
     started = time.perf_counter()
     items = scaleout.kept_items(args, plan)
     bar = tqdm(items, unit="image", desc="upscale", disable=not show_progress or len(items) < 2, file=sys.stderr)
@@ -153,6 +165,12 @@ def run(args: argparse.Namespace) -> int:
             tiles_bar.refresh()
 
         try:
+            if item.video is not None:  # a video or an animation (realesr.cli._video)
+                video_result = run_video_item(upscaler, item, v_options, show_progress)
+                written.append(video_result.output)
+                notes.extend(f"{item.source}: {note}" for note in video_result.notes)
+                video_frames += video_result.frames - video_result.resumed_frames
+                continue
             result = upscale_item(upscaler, item, options, on_progress=on_tile)
             written.append(result.output)
             notes.extend(f"{item.source}: {note}" for note in result.notes)
@@ -172,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     where = plan.target if plan.target_is_file else f"{plan.target}{os.sep}"
     summary = f"{len(written)} of {len(items)} image(s) upscaled with {upscaler.model_name} -> {where} ({elapsed:.1f} s)"
+    if video_frames:
+        summary += f"; {video_frames} video frame(s), {video_frames / max(elapsed, 1e-9):.2f} fps"
     if failures:
         summary += f"; {len(failures)} failed"
     if plan.skipped:

@@ -35,6 +35,7 @@ from realesr.imagefiles import (
     MAX_SIDE,
     NO_ALPHA_FORMATS,
     READ_EXTENSIONS,
+    VIDEO_EXTENSIONS,
     WRITE_FORMATS,
     ImageHeader,
     InputFile,
@@ -100,6 +101,7 @@ class PlanItem:
     error: str | None = None
     error_params: tuple[str, ...] = ()  # the parameters that would avoid the error
     notes: list[str] = field(default_factory=list)
+    video: object | None = None  # a realesr.infer.video.VideoInfo: a video or an animation (realesr.infer.video)
 
 
 @dataclass
@@ -208,6 +210,7 @@ def plan_upscale(
     output: str | os.PathLike,
     options: OutputOptions | None = None,
     recursive: bool = False,
+    video_options=None,
 ) -> UpscalePlan:
     """Expand ``inputs`` (files, folders, globs, .txt lists), name every output, and check them all.
 
@@ -217,13 +220,16 @@ def plan_upscale(
     unreadable become items with ``error``. Nothing is written.
     """
     options = options or OutputOptions()
-    entries = expand_inputs(inputs, recursive=recursive)
+    videos = video_options is not None  # videos and animations are planned only for a caller that handles them
+    entries = expand_inputs(inputs, recursive=recursive, videos=videos)
     files = [e for e in entries if e.error is None]
     target = Path(os.path.expanduser(output))
     if str(target).startswith("~"):  # "~name/..." of a user unknown here: not a folder literally named "~name"
         user = str(target).split(os.sep, 1)[0]
         raise UsageError(f"the output {output}: there is no user {user[1:]!r} here", params=("output",))
     target_is_file = target.suffix.lower() in WRITE_FORMATS and not target.is_dir()
+    if videos and target.suffix.lower() in VIDEO_EXTENSIONS and not target.is_dir():
+        target_is_file = True
     if target.suffix.lower() in READ_EXTENSIONS and not target_is_file and not target.is_dir():
         # "-o out.gif" would otherwise become a folder named out.gif
         raise UsageError(f"the output {target}: cannot write {target.suffix[1:].upper()} files "
@@ -245,6 +251,8 @@ def plan_upscale(
                 item.header = read_header(entry.path)
             except RealesrError as err:
                 item.error = str(err)
+        if videos and entry.error is None and (item.header is None or item.header.frames > 1):
+            _plan_video(item, entry.path, target, target_is_file, options, video_options)
         if item.header is not None:
             ext, note = _extension(options, entry.path, item.header.has_alpha)
             if target_is_file:
@@ -281,6 +289,28 @@ def plan_upscale(
     check_outputs(planned_outputs, inputs_to_protect)
     plan.items = [item for _e, item in kept]
     return plan
+
+
+def _plan_video(item: PlanItem, path: Path, target: Path, target_is_file: bool, options: OutputOptions,
+                video_options) -> None:
+    """A file that is no still image, or has several frames: a video or an animation? (by content)"""
+    from realesr.infer.video import output_extension, probe_video
+
+    try:
+        info = probe_video(path)
+    except RealesrError as err:
+        item.error = str(err)
+        return
+    if info is None:
+        if item.error is not None and path.suffix.lower() in VIDEO_EXTENSIONS:
+            item.error = f"{path}: not a video or image file realesr can decode (empty, truncated or another format)"
+        return
+    item.video, item.header, item.error = info, None, None
+    ext = output_extension(path, info, video_options)
+    if target_is_file:
+        item.output = target
+    else:
+        item.output = target / (f"{path.stem}_{options.suffix}{ext}" if options.suffix else f"{path.stem}{ext}")
 
 
 def upscale_item(

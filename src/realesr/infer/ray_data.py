@@ -25,16 +25,18 @@ import logging
 import math
 import os
 import socket
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from realesr.errors import RealesrError, UsageError
 from realesr.infer.files import OutputOptions, PlanItem
-from realesr.infer.pool import UpscalerSpec, upscale_items
+from realesr.infer.pool import UpscalerSpec, is_complete, upscale_items
 
 __all__ = ["UpscaleActor", "plan_rows", "run_ray", "upscale_dataset"]
 
+TASK_RETRIES = 1
 COLUMNS = ("source", "output", "compare", "status", "error", "width", "height", "seconds", "host")
 
 
@@ -99,6 +101,13 @@ def upscale_dataset(
         compute = ActorPoolStrategy(min_size=concurrency[0], max_size=concurrency[1])
     else:
         compute = ActorPoolStrategy(size=int(concurrency))
+    with warnings.catch_warnings():
+        # Ray 2.5x deprecates passing max_restarts/max_task_retries this way, but names no replacement yet.
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
+        return _map(ds, compute, spec, options, num_gpus, num_cpus, threads, batch_size, batch)
+
+
+def _map(ds, compute, spec, options, num_gpus, num_cpus, threads, batch_size, batch):
     return ds.map_batches(
         UpscaleActor,
         fn_constructor_kwargs={"spec": spec, "options": options, "device": "auto" if num_gpus else "cpu",
@@ -108,6 +117,10 @@ def upscale_dataset(
         num_gpus=num_gpus or None,
         num_cpus=num_cpus,
         batch_format="numpy",
+        # An actor that dies (out of memory, a crash in a library) is restarted and its task tried again, but
+        # not forever: a file that kills every actor would otherwise keep the job running for ever.
+        max_restarts=-1,
+        max_task_retries=TASK_RETRIES,
     )
 
 
@@ -154,11 +167,14 @@ def run_ray(
         started_here = True
     try:
         # Ray Data's own progress lines and statistics: the caller reports progress from the rows.
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        # (and its traceback of a task lost with its actor, which is reported here as that file's failure).
+        logging.getLogger("ray.data").setLevel(logging.CRITICAL)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.print_on_execution_start = False
         context.enable_auto_log_stats = False
+        # A task whose actor died twice loses its rows, not the job: they are accounted for below.
+        context.max_errored_blocks = -1
         resources = ray.cluster_resources()
         if num_gpus is None:
             num_gpus = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
@@ -168,23 +184,57 @@ def run_ray(
             else:
                 concurrency = max(1, int(resources.get("CPU", 1) // max(num_cpus, 1e-9)))
         concurrency = max(1, min(int(concurrency), len(rows)))
-        blocks = min(len(rows), max(concurrency * 4, math.ceil(len(rows) / 64)), 4096)
-        ds = ray.data.from_items(rows, override_num_blocks=blocks)
-        results = upscale_dataset(ds, spec, options, concurrency=concurrency, num_gpus=num_gpus, num_cpus=num_cpus,
-                                  batch_size=max(1, batch), batch=batch)
         collected: list[dict[str, Any]] = []
-        try:
-            for row in results.iter_rows():
-                row = {key: (value.item() if hasattr(value, "item") else value) for key, value in row.items()}
-                collected.append(row)
-                if on_row is not None:
-                    on_row(row)
-        except ray.exceptions.RayError as err:
-            # A failure of the job itself (an actor that cannot load the model, a lost node twice): one line.
-            lines = [line for line in str(err).splitlines() if line.strip()]
-            cause = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "")
-            raise RealesrError(f"the Ray job failed: {cause.strip()}") from None
+
+        def execute(rows: list[dict[str, str]], blocks: int) -> None:
+            ds = ray.data.from_items(rows, override_num_blocks=blocks)
+            results = upscale_dataset(ds, spec, options, concurrency=min(concurrency, len(rows)),
+                                      num_gpus=num_gpus, num_cpus=num_cpus, batch_size=max(1, batch), batch=batch)
+            try:
+                for row in results.iter_rows():
+                    row = {key: (value.item() if hasattr(value, "item") else value) for key, value in row.items()}
+                    collected.append(row)
+                    if on_row is not None:
+                        on_row(row)
+            except ray.exceptions.RayError as err:
+                # A failure of the job itself (an actor that cannot load the model, a lost node twice): one line.
+                lines = [line for line in str(err).splitlines() if line.strip()]
+                cause = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "")
+                raise RealesrError(f"the Ray job failed: {cause.strip()}") from None
+
+        def unreported() -> list[PlanItem]:
+            reported = {row["source"] for row in collected}
+            return [item for item in items if item.error is None and str(item.source) in wanted
+                    and str(item.source) not in reported]
+
+        wanted = {row["source"] for row in rows}
+        execute(rows, min(len(rows), max(concurrency * 4, math.ceil(len(rows) / 64)), 4096))
+        # Rows of a task whose actor died twice: those written before are done; the others go once more, one
+        # row per task, so that a file that kills its actor takes no other file with it.
+        again = []
+        for item in unreported():
+            if is_complete(item):
+                _report(collected, on_row, item, "done", "")
+            else:
+                again.append(item)
+        if again:
+            execute(plan_rows(again), len(again))
+        for item in unreported():
+            complete = is_complete(item)
+            _report(collected, on_row, item, "done" if complete else "failed", "" if complete else (
+                f"{item.source}: the Ray worker upscaling it stopped (out of memory or a crash), "
+                f"{2 * (TASK_RETRIES + 1)} times"))
         return collected
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _report(collected: list[dict[str, Any]], on_row, item: PlanItem, status: str, error: str) -> None:
+    done = status == "done" and item.out_size is not None
+    row = {"source": str(item.source), "output": str(item.output), "compare": str(item.compare or ""),
+           "status": status, "error": error, "width": item.out_size[0] if done and item.out_size else 0,
+           "height": item.out_size[1] if done and item.out_size else 0, "seconds": 0.0, "host": ""}
+    collected.append(row)
+    if on_row is not None:
+        on_row(row)
