@@ -23,7 +23,7 @@ from realesr.imagefiles import (
     write_image,
 )
 
-__all__ = ["subimage_starts", "SubImage", "plan_subimages", "cut_subimages", "META_INFO"]
+__all__ = ["META_INFO", "SubImage", "cut_subimages", "plan_subimages", "subimage_starts"]
 
 META_INFO = "meta_info.txt"
 
