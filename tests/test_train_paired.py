@@ -9,7 +9,15 @@ import pytest
 import torch
 from PIL import Image
 
-from realesr.data import TrainPatchDataset, collate_mixed, list_images, scan_pairs
+from realesr.data import (
+    TrainPatchDataset,
+    check_pairs,
+    collate_mixed,
+    list_images,
+    read_pair_list,
+    scan_pairs,
+)
+from realesr.errors import ConfigError, DataError
 from realesr.train import load_config, train
 from realesr.train.synth import PairSynthesizer, degradation_config, params_sampler
 
@@ -114,3 +122,38 @@ def test_a_run_mixing_paired_and_synthetic_sources(tmp_path, shared_data):
     text = (result.run_dir / "train.log").read_text()
     assert f"3 real LR/HR pair(s) from {hr_dir} and {lr_dir} (no synthetic degradation), weight 1" in text
     assert f"49 usable image(s) from {photos}" in text
+
+
+def test_a_txt_list_of_pairs(tmp_path, shared_data):
+    hr_dir, _lr_dir = make_pairs(shared_data, tmp_path)
+    names = sorted(p.name for p in hr_dir.iterdir())
+    listing = tmp_path / "pairs.txt"
+    # relative to the list; the LR of the second line is deliberately another image's (a wrong pairing is a
+    # wrong pairing: it is taken as given, and the alignment check sees it)
+    listing.write_text(f"# hr lr\nhr/{names[0]} lr/{names[0]}\n\nhr/{names[1]}   lr/{names[2]}\n")
+    records, notes = check_pairs(read_pair_list(listing), S, 16)
+    assert notes == []
+    assert [(Path(r.path).name, Path(r.lr_path).name) for r in records] == [(names[0], names[0]), (names[1], names[2])]
+    data = TrainPatchDataset(records, 64, seed=3, scale=S, gt_size=64)
+    assert mismatch(data[(0, 0, 0)]) == 0.0
+    assert mismatch(data[(1, 0, 0)]) > 2.0
+    listing.write_text(f"hr/{names[0]}\n")
+    with pytest.raises(DataError, match="line 1: expected 'hr_path lr_path'"):
+        read_pair_list(listing)
+    with pytest.raises(ConfigError) as err:
+        load_config(SMOKE, [f"data.train=[{{pairs: {listing}, path: {hr_dir}}}]"])
+    assert err.value.key == "data.train[0].pairs"
+
+
+@pytest.mark.usefixtures("single_torch_thread")
+def test_a_run_on_paired_data_only(tmp_path, shared_data):
+    hr_dir, _ = make_pairs(shared_data, tmp_path / "pairs")
+    names = sorted(p.name for p in hr_dir.iterdir())
+    listing = tmp_path / "pairs" / "pairs.txt"
+    listing.write_text("".join(f"hr/{n} lr/{n}\n" for n in names))
+    cfg = load_config(SMOKE, [f"output_dir={tmp_path}", "val.folder=", "stage=esrnet", "total_iters=2",
+                              "save_every=100", f"data.train=[{{pairs: {listing}}}]"])
+    result = train(cfg, show_progress=False)
+    assert result.iteration == 2
+    text = (result.run_dir / "train.log").read_text()
+    assert f"3 real LR/HR pair(s) listed in {listing} (no synthetic degradation)" in text

@@ -1,6 +1,7 @@
 """`realesr prepare` (official sub-image rule, meta_info lists) and `realesr runs` (finished, interrupted, running
 and killed runs). Real photos from ../shared/data, tiny networks."""
 
+import csv
 import os
 import shutil
 import signal
@@ -100,7 +101,12 @@ def test_runs_shows_finished_interrupted_running_and_killed_runs(shared_data, tm
     try:
         table = _runs_table(capsys, tmp_path)
         assert table["done"].split()[1:5] == ["esrnet", "2", "/", "2"] and table["done"].endswith("finished")
-        assert "dB (degraded/psnr) @ 2" in table["done"] and "@ 2: degraded" in table["done"]
+        with open(tmp_path / "done" / "val_log.csv", newline="") as f:
+            psnr = {int(r["iteration"]): float(r["psnr"]) for r in csv.DictReader(f) if r["kind"] == "degraded"}
+        assert sorted(psnr) == [0, 2]  # the baseline, then the validation at the end
+        best_it = 2 if psnr[2] > psnr[0] else 0
+        assert f"{psnr[best_it]:.2f} dB (degraded/psnr) @ {best_it}" in table["done"]
+        assert f"@ 2: degraded {psnr[2]:.2f} dB" in table["done"]
         assert table["live"].endswith("running") and "/ 100000" in table["live"]
         procs["killed"].send_signal(signal.SIGKILL)  # gone without a word
         procs["killed"].wait(timeout=30)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_train_resume import SMOKE
 
 from realesr.errors import ConfigError
 from realesr.train import load_config, train
-from test_train_resume import SMOKE
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 

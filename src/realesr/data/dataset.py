@@ -27,9 +27,11 @@ __all__ = [
     "ImageRecord",
     "ResumableSampler",
     "TrainPatchDataset",
+    "check_pairs",
     "collate_mixed",
     "draw_probabilities",
     "list_images",
+    "read_pair_list",
     "read_rgb",
     "samples_per_epoch",
     "scan_images",
@@ -48,8 +50,7 @@ class ImageRecord:
 
 def scan_pairs(hr_paths: list[Path], lr_paths: list[Path], scale: int, lq_size: int
                ) -> tuple[list[ImageRecord], list[str]]:
-    """Match HR and LR images by name (the stem, so a.png pairs with a.jpg); keep the pairs whose HR is exactly
-    ``scale`` times its LR (as the official paired dataset requires) and whose LR holds an ``lq_size`` crop.
+    """Match HR and LR images by name (the stem, so a.png pairs with a.jpg), then :func:`check_pairs`.
     Returns the records and one note per skipped or unmatched file."""
     notes: list[str] = []
     by_stem: dict[str, Path] = {}
@@ -58,30 +59,69 @@ def scan_pairs(hr_paths: list[Path], lr_paths: list[Path], scale: int, lq_size: 
             notes.append(f"{path}: another LR image is also named {path.stem!r}, skipped")
             continue
         by_stem[path.stem] = path
-    hr_records, hr_notes = scan_images(hr_paths, 0, "pad")
-    notes += hr_notes
-    records, used = [], set()
-    for hr in hr_records:
-        stem = Path(hr.path).stem
-        lr = by_stem.get(stem)
+    pairs, used = [], set()
+    for hr in hr_paths:
+        lr = by_stem.get(hr.stem)
         if lr is None:
-            notes.append(f"{hr.path}: no LR image named {stem}.* in the LR folder, skipped")
+            notes.append(f"{hr}: no LR image named {hr.stem}.* in the LR folder, skipped")
             continue
-        used.add(stem)
-        try:
-            with Image.open(lr) as im:
-                lw, lh = im.size
-        except (OSError, ValueError) as err:
-            notes.append(f"{lr}: unreadable image ({type(err).__name__}), pair skipped")
+        used.add(hr.stem)
+        pairs.append((hr, lr))
+    notes += [f"{path}: no HR image of this name, skipped" for stem, path in by_stem.items() if stem not in used]
+    records, more = check_pairs(pairs, scale, lq_size)
+    return records, notes + more
+
+
+def read_pair_list(listing: str | os.PathLike, root: str | os.PathLike | None = None) -> list[tuple[Path, Path]]:
+    """A .txt list of ``hr_path lr_path`` lines (relative to ``root``, default the list's folder; blank lines and
+    '#' comments skipped). Raises :class:`DataError` naming the line that is not two paths."""
+    listing = Path(listing)
+    base = Path(root) if root else listing.parent
+    try:
+        lines = listing.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read the pair list {listing}: {err}") from None
+    pairs = []
+    for number, line in enumerate(lines, 1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
             continue
-        if (hr.width, hr.height) != (lw * scale, lh * scale):
-            notes.append(f"{hr.path} is {hr.width}x{hr.height} but its LR {lr} is {lw}x{lh}: not x{scale}, skipped")
+        fields = entry.split()
+        if len(fields) != 2:
+            raise DataError(f"{listing} line {number}: expected 'hr_path lr_path', got {entry!r}")
+        hr, lr = (Path(os.path.expanduser(f)) for f in fields)
+        pairs.append((hr if hr.is_absolute() else base / hr, lr if lr.is_absolute() else base / lr))
+    if not pairs:
+        raise DataError(f"the pair list {listing} is empty")
+    return pairs
+
+
+def check_pairs(pairs: list[tuple[Path, Path]], scale: int, lq_size: int) -> tuple[list[ImageRecord], list[str]]:
+    """Keep the (HR, LR) pairs whose HR is exactly ``scale`` times its LR (as the official paired dataset
+    requires) and whose LR holds an ``lq_size`` crop; one note per skipped pair."""
+    records, notes = [], []
+    for hr, lr in pairs:
+        sizes = []
+        for path in (hr, lr):
+            try:
+                with Image.open(path) as im:
+                    sizes.append(im.size)
+            except FileNotFoundError:
+                notes.append(f"{path}: file not found, pair skipped")
+                break
+            except (UnidentifiedImageError, OSError, ValueError) as err:
+                notes.append(f"{path}: unreadable image ({type(err).__name__}), pair skipped")
+                break
+        if len(sizes) < 2:
+            continue
+        (hw, hh), (lw, lh) = sizes
+        if (hw, hh) != (lw * scale, lh * scale):
+            notes.append(f"{hr} is {hw}x{hh} but its LR {lr} is {lw}x{lh}: not x{scale}, skipped")
             continue
         if min(lw, lh) < lq_size:
             notes.append(f"{lr}: {lw}x{lh} is smaller than the {lq_size}px LR crop, pair skipped")
             continue
-        records.append(ImageRecord(hr.path, hr.width, hr.height, str(lr)))
-    notes += [f"{path}: no HR image of this name, skipped" for stem, path in by_stem.items() if stem not in used]
+        records.append(ImageRecord(str(hr), hw, hh, str(lr)))
     return records, notes
 
 

@@ -14,9 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from realesr.errors import DataError, UsageError
-from realesr.imagefiles import PlannedOutput, check_outputs, list_folder, read_header, read_image, write_image
+from realesr.imagefiles import (
+    PlannedOutput,
+    check_outputs,
+    list_folder,
+    read_header,
+    read_image,
+    write_image,
+)
 
-__all__ = ["subimage_starts", "SubImage", "plan_subimages", "cut_subimages", "META_INFO"]
+__all__ = ["META_INFO", "SubImage", "cut_subimages", "plan_subimages", "subimage_starts"]
 
 META_INFO = "meta_info.txt"
 

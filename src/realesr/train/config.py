@@ -74,6 +74,7 @@ class TrainSource:
     path: str = ""  # a folder (searched recursively) or a .txt list of image paths
     weight: float | None = None  # this source's share of the draws (weight / sum of weights); None: see below
     lr: str = ""  # a paired source: the folder (or .txt list) of real LR images matched to path's HR by name
+    pairs: str = ""  # a paired source as a .txt list of 'hr_path lr_path' lines (instead of path and lr)
 
 
 @dataclass
@@ -391,7 +392,10 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     data = cfg.data
     _check(bool(data.train), "data.train", "must name a folder or a .txt list of training images (or a list of them)")
     for i, source in enumerate(train_sources(data)):
-        _check(bool(source.path), f"data.train[{i}].path", "must name a folder or a .txt list of training images")
+        _check(bool(source.path) or bool(source.pairs), f"data.train[{i}].path",
+               "must name a folder or a .txt list of training images (or give pairs: a .txt list of pairs)")
+        _check(not (source.pairs and (source.path or source.lr)), f"data.train[{i}].pairs",
+               "a list of pairs replaces path and lr; give one or the other")
         _check(source.weight is None or (math.isfinite(source.weight) and source.weight > 0),
                f"data.train[{i}].weight", f"must be a positive number; got {source.weight}")
     _check(data.gt_size >= 8 and data.gt_size % cfg.scale == 0, "data.gt_size",

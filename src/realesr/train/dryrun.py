@@ -51,9 +51,9 @@ def dry_run_report(cfg: TrainConfig, allow_download: bool = True) -> str:
                  f"{min(sides)} / median {int(statistics.median(sides))} / max {max(sides)} px; "
                  f"{pixels / 1e6:.1f} Mpx in all")
     for i, source in enumerate(train_sources(cfg.data)):
-        what = f"pair(s) (LR from {source.lr})" if source.lr else "image(s)"
+        what = f"pair(s) (LR from {source.lr})" if source.lr else "pair(s)" if source.pairs else "image(s)"
         weight = f", weight {source.weight:g}" if source.weight is not None else ""
-        lines.append(f"  {run.source_index.count(i)} {what} from {source.path}{weight}")
+        lines.append(f"  {run.source_index.count(i)} {what} from {source.path or source.pairs}{weight}")
     if run.draw_p is not None:
         share = [float(run.draw_p[[j for j, k in enumerate(run.source_index) if k == i]].sum())
                  for i in range(len(train_sources(cfg.data)))]

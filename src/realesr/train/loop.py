@@ -48,9 +48,11 @@ from realesr.atomic import atomic_write_text
 from realesr.data import (
     ResumableSampler,
     TrainPatchDataset,
+    check_pairs,
     collate_mixed,
     draw_probabilities,
     list_images,
+    read_pair_list,
     samples_per_epoch,
     scan_images,
     scan_pairs,
@@ -407,7 +409,10 @@ def build(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resuming:
         sources = train_sources(cfg.data)
         for i, source in enumerate(sources):
             share = f", weight {source.weight:g}" if source.weight is not None else ""
-            if source.lr:
+            if source.pairs:
+                log.info("training data: %d real LR/HR pair(s) listed in %s (no synthetic degradation)%s",
+                         source_index.count(i), source.pairs, share)
+            elif source.lr:
                 log.info("training data: %d real LR/HR pair(s) from %s and %s (no synthetic degradation)%s",
                          source_index.count(i), source.path, source.lr, share)
             else:
@@ -473,7 +478,10 @@ def _training_images(cfg: TrainConfig) -> tuple[list, list[int], list[str]]:
     """The usable images of every ``data.train`` source, the source of each, and the notes on skipped files."""
     records, source_index, notes = [], [], []
     for i, source in enumerate(train_sources(cfg.data)):
-        if source.lr:
+        if source.pairs:
+            found, skipped = check_pairs(read_pair_list(source.pairs, cfg.data.root or None), cfg.scale,
+                                         cfg.data.gt_size // cfg.scale)
+        elif source.lr:
             found, skipped = scan_pairs(list_images(source.path, cfg.data.root or None),
                                         list_images(source.lr, cfg.data.root or None), cfg.scale,
                                         cfg.data.gt_size // cfg.scale)
@@ -622,7 +630,7 @@ def open_run(run: Run, overwrite: bool = False, show_progress: bool = True) -> N
                                start_epoch=consumed // run.per_epoch, start_position=consumed % run.per_epoch,
                                probabilities=run.draw_p)
     workers = cfg.data.num_workers
-    paired = any(source.lr for source in train_sources(cfg.data))
+    paired = any(source.lr or source.pairs for source in train_sources(cfg.data))
     run.loader = DataLoader(run.dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
                             collate_fn=collate_mixed if paired else None,
                             pin_memory=device.type == "cuda", worker_init_fn=_worker_init if workers else None,
