@@ -279,7 +279,7 @@ def plan_upscale(
     planned_outputs: list[PlannedOutput] = []
     for _entry, item in kept:
         if item.output is not None:
-            params = ("output",) if target_is_file else ("suffix", "output")
+            params: tuple[str, ...] = ("output",) if target_is_file else ("suffix", "output")
             if options.ext.lower() != "auto":
                 params += ("ext",)
             planned_outputs.append(PlannedOutput(item.output, f"the result of {item.source}", params))
@@ -371,7 +371,9 @@ def comparison_sheet(low: np.ndarray, high: np.ndarray, model_name: str) -> np.n
     bicubic = to_rgba8(low).resize(result.size, Image.Resampling.BICUBIC)
     width, height = result.size
     font = ImageFont.load_default(size=max(12, min(48, height // 24)))
-    label_height = int(font.size * 1.6)
+    # Without FreeType, Pillow falls back to its fixed bitmap font (about 11 px tall), which has no .size.
+    font_size = font.size if isinstance(font, ImageFont.FreeTypeFont) else 11
+    label_height = int(font_size * 1.6)
     canvas = Image.new("RGBA", (2 * width, height + label_height), (255, 255, 255, 255))
     checker = Image.new("RGBA", (width, height), (204, 204, 204, 255))
     step = 16
@@ -383,5 +385,5 @@ def comparison_sheet(low: np.ndarray, high: np.ndarray, model_name: str) -> np.n
         canvas.paste(Image.alpha_composite(checker, panel), (index * width, label_height))
     draw = ImageDraw.Draw(canvas)
     for index, label in enumerate(("bicubic", model_name)):
-        draw.text((index * width + 8, int(font.size * 0.25)), label, fill=(0, 0, 0, 255), font=font)
+        draw.text((index * width + 8, int(font_size * 0.25)), label, fill=(0, 0, 0, 255), font=font)
     return np.asarray(canvas.convert("RGB"))
