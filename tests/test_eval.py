@@ -161,14 +161,13 @@ def test_protocol_with_modules_and_scale_mismatch(shared_data):
         [module_model(TorchBicubic(), "torch-bicubic"), module_model(half, "x2-net")],
         [dataset],
         EvalConfig(scale=4),
-        progress=False,
         on_problem=problems.append,
     )
     assert any("x2-net" in p and "x2" in p for p in problems)
     (row,) = result.rows
     assert row.model == "torch-bicubic" and row.n == 3 and row.failed == 0
     # Same images, same protocol: a different bicubic kernel lands within a few tenths of a dB of MATLAB's.
-    matlab = evaluate([module_model_matlab()], [dataset], EvalConfig(scale=4), progress=False).rows[0]
+    matlab = evaluate([module_model_matlab()], [dataset], EvalConfig(scale=4)).rows[0]
     assert abs(row.psnr - matlab.psnr) < 0.5 and row.psnr != matlab.psnr
     assert "| torch-bicubic | Set5 | 3 |" in format_table(result.rows)
 
@@ -188,7 +187,7 @@ def test_networks_given_as_modules_and_names(shared_data):
     model = load_eval_model(net, scale=4, device="cpu", tile=0, label="tiny")
     assert model.scale == 4
     dataset = find_dataset(shared_data / "test" / "Set5", limit=1)
-    (row,) = evaluate([model], [dataset], EvalConfig(scale=4), progress=False).rows
+    (row,) = evaluate([model], [dataset], EvalConfig(scale=4)).rows
     assert row.n == 1 and np.isfinite(row.psnr) and 0 < row.ssim < 1
 
 
@@ -209,7 +208,7 @@ def test_degrade_protocol_is_seeded_and_harder_than_bicubic(shared_data, tmp_pat
 
     def run(protocol: str, seed: int = 0):
         config = EvalConfig(scale=4, protocol=protocol, seed=seed)
-        return evaluate([bicubic_model(4)], [dataset], config, progress=False).rows[0]
+        return evaluate([bicubic_model(4)], [dataset], config).rows[0]
 
     first, again, other_seed = run("degrade"), run("degrade"), run("degrade", seed=1)
     assert first.psnr == again.psnr and first.ssim == again.ssim
@@ -228,7 +227,7 @@ def test_a_network_that_fails_on_one_image_does_not_stop_the_run(shared_data):
         return np.repeat(np.repeat(lr, 4, axis=0), 4, axis=1)
 
     problems = []
-    result = evaluate([EvalModel("flaky", flaky, 4)], [dataset], EvalConfig(scale=4), progress=False,
+    result = evaluate([EvalModel("flaky", flaky, 4)], [dataset], EvalConfig(scale=4),
                       on_problem=problems.append)
     (row,) = result.rows
     assert (row.n, row.failed) == (2, 1)
@@ -273,3 +272,18 @@ def test_images_are_read_as_the_protocol_reads_them(shared_data, tmp_path):
 
     with pytest.raises(ImageReadError, match="broken.png"):
         read_rgb(tmp_path / "broken.png")
+
+
+def test_progress_is_a_callback_per_image_and_model_ending_at_the_total(shared_data, tmp_path, capsys):
+    from realesr.evaluate import bicubic_model
+
+    listing = tmp_path / "two.txt"
+    listing.write_text("".join(f"{shared_data / 'test' / 'Set5' / n}\n" for n in ("bird.png", "baby.png")))
+    dataset = find_dataset(listing)
+    calls = []
+    evaluate([bicubic_model(4)], [dataset], EvalConfig(scale=4), progress=lambda *a: calls.append(a))
+    assert [c[:3] for c in calls] == [(dataset.name, 0, 2), (dataset.name, 0, 2), (dataset.name, 1, 2),
+                                      (dataset.name, 1, 2), (dataset.name, 2, 2)]
+    assert calls[1][3].startswith("bird.png: ") and calls[3][3].startswith("baby.png: ")
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""  # the library drew nothing

@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     crop = args.figure_crop or (40 * args.scale if no_ref else 160)
     result = evaluate(models, datasets, config, save_dir=args.save_images,
                       figure_count=args.figure_count if args.figure else 0, figure_crop=crop,
-                      progress=not args.quiet, on_problem=warn)
+                      progress=None if args.quiet else _dataset_bars(), on_problem=warn)
 
     table = format_table(result.rows, args.fmt, metrics)
     sys.stdout.write(table)
@@ -176,3 +176,22 @@ def run(args: argparse.Namespace) -> int:
         else:
             warn(f"--figure {args.figure}: no image was evaluated, no figure written")
     return 1 if (skipped or result.problems) else 0
+
+
+def _dataset_bars():
+    """A tqdm bar per data set on stderr, driven by evaluate's ``progress(dataset, done, total, what)``."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def report(dataset: str, done: int, total: int, what: str) -> None:
+        bar = bars.get(dataset)
+        if bar is None:
+            bar = bars[dataset] = tqdm(total=total, desc=dataset, unit="img", leave=False)
+        bar.update(done - bar.n)
+        if what:
+            bar.set_postfix_str(what, refresh=True)
+        if done >= total:
+            bar.close()
+
+    return report

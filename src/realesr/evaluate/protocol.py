@@ -171,15 +171,15 @@ def evaluate(
     save_dir: Path | None = None,
     figure_count: int = 0,
     figure_crop: int = 160,
-    progress: bool = True,
+    progress: Callable[[str, int, int, str], None] | None = None,
     on_problem: Callable[[str], None] | None = None,
 ) -> EvalResult:
     """Score every model on every dataset; a failing image or model is reported and the rest goes on.
 
-    Per dataset each image is read once and its LR made once, then every model upscales it.
+    Per dataset each image is read once and its LR made once, then every model upscales it. ``progress(dataset,
+    done, total, what)`` is called before each image and model (``what`` names them) and once at the end of a
+    dataset (done == total); the library draws nothing itself.
     """
-    from tqdm import tqdm
-
     problems: list[str] = []
 
     def problem(message: str) -> None:
@@ -207,8 +207,10 @@ def evaluate(
             picks = {round(i) for i in np.linspace(0, len(dataset.paths) - 1, count)}
         scores: dict[str, list] = {m.label: [] for m in usable}
         failed = {m.label: 0 for m in usable}
-        bar = tqdm(dataset.paths, desc=f"{dataset.name}", unit="img", disable=not progress, leave=False)
-        for index, path in enumerate(bar):
+        total = len(dataset.paths)
+        for index, path in enumerate(dataset.paths):
+            if progress is not None:
+                progress(dataset.name, index, total, path.name)
             try:
                 image = to_uint8(read_rgb(path))
                 if config.protocol == "no-ref":
@@ -231,7 +233,8 @@ def evaluate(
             if index in picks:
                 sample = _start_sample(dataset.name, path, hr, lr, scale, figure_crop, figure_bicubic, config.protocol)
             for model in usable:
-                bar.set_postfix_str(f"{path.name}: {model.label}", refresh=True)
+                if progress is not None:
+                    progress(dataset.name, index, total, f"{path.name}: {model.label}")
                 score = ImageScore(model=model.label, dataset=dataset.name, image=path.name)
                 try:
                     start = time.perf_counter()
@@ -270,7 +273,8 @@ def evaluate(
                     sample.captions[model.label] = _fmt_caption(score)
             if sample is not None:
                 samples.append(sample)
-        bar.close()
+        if progress is not None:
+            progress(dataset.name, total, total, "")
 
         for model in usable:
             done = scores[model.label]
