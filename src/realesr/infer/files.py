@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -51,6 +52,9 @@ from realesr.imagefiles import (
     to_uint8,
     write_image,
 )
+
+if TYPE_CHECKING:  # the type only: importing this module must not load the video code (startup time)
+    from realesr.infer.video import VideoInfo
 
 __all__ = [
     "EXTENSIONS",
@@ -101,7 +105,7 @@ class PlanItem:
     error: str | None = None
     error_params: tuple[str, ...] = ()  # the parameters that would avoid the error
     notes: list[str] = field(default_factory=list)
-    video: object | None = None  # a realesr.infer.video.VideoInfo: a video or an animation (realesr.infer.video)
+    video: VideoInfo | None = None  # a video or an animation (realesr.infer.video)
 
 
 @dataclass
