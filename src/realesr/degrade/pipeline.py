@@ -60,7 +60,7 @@ def sample_degradation_params(cfg: DegradationConfig, rng: np.random.Generator) 
     """
     if not isinstance(rng, np.random.Generator):
         raise TypeError("rng must be a numpy.random.Generator (e.g. numpy.random.default_rng(seed))")
-    out: dict[str, torch.Tensor] = {}
+    out: dict[str, torch.Tensor | int | float] = {}  # plain numbers become tensors on return
 
     def put_kernel(prefix: str, draw) -> None:
         out[prefix] = torch.from_numpy(draw.kernel.astype(np.float32))
@@ -132,9 +132,15 @@ def _noise_ragged(items: list, p: Mapping[str, torch.Tensor], stage: int, genera
     keys = [f"noise{stage}_{name}" for name in ("gaussian", "sigma", "poisson_scale", "gray")]
     if same_size(items) or on_canvas:
         canvas, sizes = to_canvas(items)
-        out = add_noise(canvas, *(p[k] for k in keys), generator, sizes=None if same_size(items) else sizes)
+        gaussian, sigma, poisson_scale, gray = (p[k] for k in keys)
+        out = add_noise(canvas, gaussian, sigma, poisson_scale, gray, generator,
+                        sizes=None if same_size(items) else sizes)
         return from_canvas(out, sizes)
-    return [add_noise(t, *(p[k][i : i + 1] for k in keys), generator) for i, t in enumerate(items)]
+    noisy = []
+    for i, t in enumerate(items):
+        gaussian, sigma, poisson_scale, gray = (p[k][i : i + 1] for k in keys)
+        noisy.append(add_noise(t, gaussian, sigma, poisson_scale, gray, generator))
+    return noisy
 
 
 def _jpeg_ragged(items: list, quality: torch.Tensor, chroma_upsampling: str, on_canvas: bool) -> list:
@@ -226,9 +232,9 @@ def degrade(gt_usm: torch.Tensor, params: Mapping[str, torch.Tensor], cfg: Degra
     resize_first_idx = [i for i in range(b) if resize_first[i]]
     if resize_first_idx:
         idx = torch.tensor(resize_first_idx, device=device)
-        coded = jpeg_compress(out[idx].clamp(0.0, 1.0), p["jpeg2_quality"][resize_first_idx],
-                              cfg.jpeg_chroma_upsampling)
-        out = out.index_copy(0, idx, coded)
+        coded_final = jpeg_compress(out[idx].clamp(0.0, 1.0), p["jpeg2_quality"][resize_first_idx],
+                                    cfg.jpeg_chroma_upsampling)
+        out = out.index_copy(0, idx, coded_final)
     return (torch.clamp((out * 255.0).round(), 0, 255) / 255.0).to(out_dtype)
 
 

@@ -55,6 +55,7 @@ class TrainingPairPool:
         if self.queue_lq is None:
             self.queue_lq = lq.new_zeros((self.pool_size, *lq.shape[1:]))
             self.queue_gt = [g.new_zeros((self.pool_size, *g.shape[1:])) for g in gts]
+        assert self.queue_gt is not None  # filled together with queue_lq
         if lq.shape[1:] != self.queue_lq.shape[1:] or len(gts) != len(self.queue_gt) or any(
             g.shape[1:] != q.shape[1:] for g, q in zip(gts, self.queue_gt)
         ):
