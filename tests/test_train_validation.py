@@ -116,7 +116,8 @@ def sets_override(shared_data, hr_dir, lr_dir, real_dir):
 
 def test_each_kind_of_set_gives_its_rows_checked_against_the_metrics(tmp_path, shared_data, val_folders):
     hr_dir, lr_dir, real_dir = val_folders
-    cfg = cfg_for(tmp_path, shared_data, "val.folder=", sets_override(shared_data, *val_folders), *COMPACT, "total_iters=2",
+    cfg = cfg_for(tmp_path, shared_data, "val.folder=", sets_override(shared_data, *val_folders), *COMPACT,
+                  "total_iters=2",
                   "val_every=2", "val.num_samples=2", "val.max_size=0", "optim.ema_decay=0")
     train(cfg, show_progress=False)
     run = tmp_path / "smoke"
@@ -151,7 +152,8 @@ def test_each_kind_of_set_gives_its_rows_checked_against_the_metrics(tmp_path, s
 
 def test_gan_stage_picks_best_by_the_lowest_niqe_of_the_real_set(tmp_path, shared_data, val_folders):
     cfg = load_config(SMOKE, [f"output_dir={tmp_path}", f"data.train={shared_data / 'train' / 'photos'}",
-                              "val.folder=", sets_override(shared_data, *val_folders), "val.max_images=1", "val.max_size=0", *COMPACT,
+                              "val.folder=", sets_override(shared_data, *val_folders), "val.max_images=1",
+                              "val.max_size=0", *COMPACT,
                               "total_iters=4", "val_every=1", "save_every=100", "optim.lr_g=5e-3",
                               "optim.lr_d=5e-3", "optim.ema_decay=0", "val.num_samples=0"])
     assert cfg.stage == "esrgan" and cfg.val.best == ""
@@ -179,7 +181,8 @@ def test_val_sets_config_errors_name_the_key(tmp_path, shared_data, val_folders)
     # `val:` as the list itself; the old single folder is one synthetic set (its degraded and bicubic LR)
     from realesr.train.config import config_from_dict, default_best
 
-    cfg = config_from_dict({"data": {"train": "x"}, "stage": "esrgan", "val": [{"kind": "real", "path": str(real_dir)}]})
+    cfg = config_from_dict({"data": {"train": "x"}, "stage": "esrgan",
+                            "val": [{"kind": "real", "path": str(real_dir)}]})
     assert [s.kind for s in cfg.val.sets] == ["real"] and default_best(cfg) == "real/niqe"
     cfg = config_from_dict({"data": {"train": "x"}, "stage": "esrgan", "val": {"folder": str(hr_dir)}})
     assert default_best(cfg) == "degraded/psnr"

@@ -168,7 +168,8 @@ class ValConfig:
     bicubic: bool = True  # LR by MATLAB bicubic downscaling
     num_samples: int = 3  # LR | SR | GT strips saved per validation and LR kind (the first images, every time)
     at_start: bool = True  # validate at iteration 0 (a fresh run's baseline; not on resume)
-    best: str = ""  # KIND/METRIC marking checkpoints/best: degraded/psnr, bicubic/ssim ...; empty: the first kind's psnr
+    # SET/METRIC marking checkpoints/best: degraded/psnr, bicubic/ssim, NAME/niqe ...; empty: default_best()
+    best: str = ""
     crop_border: int = 4
 
 
