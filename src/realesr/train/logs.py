@@ -156,12 +156,13 @@ def plot_curves(run_dir: Path) -> list[Path]:
         metrics += sorted({r["metric"] for r in val_rows} - set(metrics))
         titles = {"psnr": "PSNR (Y) [dB], higher is better", "ssim": "SSIM (Y), higher is better",
                   "niqe": "NIQE (Y), lower is better"}
+        colour = {name: f"C{i % 10}" for i, name in enumerate(dict.fromkeys(r["set"] for r in val_rows))}
         fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
         for ax, metric in zip(axes[0], metrics):
             sel = [r for r in val_rows if r["metric"] == metric]
             for name in dict.fromkeys(r["set"] for r in sel):  # the sets in the config's order
                 pts = [(int(r["iteration"]), float(r["value"])) for r in sel if r["set"] == name]
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name, color=colour[name])
             ax.set_title(titles.get(metric, metric))
             ax.set_xlabel("iteration")
             ax.grid(alpha=0.3)

@@ -40,7 +40,7 @@ def _last_validation(run_dir: Path) -> str:
     if not path.is_file():
         return ""
     with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+        rows = [r for r in csv.DictReader(f) if r.get("metric") and r.get("value")]  # older runs: other columns
     if not rows:
         return ""
     last = rows[-1]["iteration"]
