@@ -488,3 +488,46 @@ def test_a_model_not_on_this_machine_fails_its_job_in_words(weights, small_png, 
         assert failed["state"] == "failed"
         assert missing.name in failed["error"] and "Traceback" not in failed["error"]
         assert wait_done(c, good["id"])["state"] == "done"  # the next job goes on
+
+
+def test_a_video_upload_gives_the_clis_video(weights, tmp_path):
+    """A clip (recognised by content, even under a name without extension) comes back as `realesr upscale` makes it:
+    same frame count, size and decoded frames (PyAV's decoder as the second implementation)."""
+    av = pytest.importorskip("av")
+    from fractions import Fraction
+
+    clip = tmp_path / "clip.mp4"
+    out = av.open(str(clip), "w")
+    stream = out.add_stream("libx264", rate=12, options={"threads": "1", "crf": "12"})
+    stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
+    stream.codec_context.time_base = Fraction(1, 12)
+    for i in range(12):
+        img = np.zeros((24, 32, 3), np.uint8)
+        img[..., 0] = (np.arange(32) * 7 + i * 9) % 256
+        img[..., 1] = (np.arange(24)[:, None] * 9) % 256
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts = i
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+    out.close()
+
+    def frames_of(path: Path) -> list[np.ndarray]:
+        with av.open(str(path)) as container:
+            return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+    expected = cli_output(weights, clip, tmp_path / "cli")
+    app = make_app(weights)
+    with TestClient(app, base_url="http://127.0.0.1:7860") as c:
+        job = post(c, clip, name="holiday clip").json()
+        done = wait_done(c, job["id"], timeout=120)
+        assert done["state"] == "done", done
+        assert done["result_size"] == [64, 48]
+        r = c.get(f"/api/jobs/{job['id']}/result", headers=AUTH)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("video/")
+    got = tmp_path / done["result_name"]
+    got.write_bytes(r.content)
+    mine, theirs = frames_of(got), frames_of(expected)
+    assert len(mine) == len(theirs) == 12
+    assert all(np.array_equal(a, b) for a, b in zip(mine, theirs))

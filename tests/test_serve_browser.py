@@ -102,7 +102,7 @@ def test_drop_an_image_watch_it_slide_and_download_the_clis_bytes(server, shared
             page.screenshot(path=str(shot), full_page=True)
 
             with page.expect_download() as info:
-                page.click(".download")
+                page.click(".viewer .download")
             download = info.value
             assert download.suggested_filename == "children-alpha_out.png"
             assert Path(download.path()).read_bytes() == expected

@@ -16,16 +16,24 @@ def register(subparsers) -> None:
         description=(
             "Runs exactly the training-time synthesis (x4plus second-order degradation) on images. For each input "
             "and each k < K writes NAME_k_lr.png (the degraded LR) and NAME_k_gt.png (the plain GT crop it came "
-            "from, before sharpening)."
+            "from, before sharpening). With --config, the degradation, scale and crop of that training config: "
+            "a preview of exactly what training will feed the network."
         ),
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs or .txt lists of images")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder (created if missing)")
-    p.add_argument("--scale", type=int, default=4, choices=(2, 4, 8), help="SR scale (default 4)")
+    p.add_argument("--config", type=Path, metavar="CONFIG.yaml",
+                   help="a training config: its scale, data.gt_size (the crop), data.load_size and "
+                        "data.degradation, as `realesr train` would apply them")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of --config, as `realesr train --set` (repeatable)")
+    p.add_argument("--scale", type=int, default=None, choices=(2, 4, 8),
+                   help="SR scale (default 4, or the scale of --config)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same LR (default 0)")
     p.add_argument("--per-image", type=int, default=1, metavar="K", help="LR versions per input (default 1)")
-    p.add_argument("--crop", type=int, default=256, metavar="SIZE",
-                   help="GT crop size, a multiple of the scale (default 256, as training); 0 = the whole image")
+    p.add_argument("--crop", type=int, default=None, metavar="SIZE",
+                   help="GT crop size, a multiple of the scale (default 256, or data.gt_size of --config, as "
+                        "training); 0 = the whole image")
     p.add_argument("--no-usm", action="store_true", help="degrade the plain GT instead of the sharpened one")
     p.add_argument("--sheet", action="store_true",
                    help="also write NAME_sheet.png: the GT crop beside its K LR versions, labelled")
@@ -33,7 +41,30 @@ def register(subparsers) -> None:
     p.set_defaults(func=run, flags=FLAGS)
 
 
-FLAGS = {"output": "-o", "device": "--device", "crop": "--crop", "per_image": "--per-image"}
+FLAGS = {"output": "-o", "device": "--device", "crop": "--crop", "per_image": "--per-image", "config": "--config"}
+
+
+def _settings(args: argparse.Namespace):
+    """(degradation config, scale, crop, region) from the flags, or from --config as training would use them."""
+    from realesr.degrade import DegradationConfig
+
+    if args.config is None:
+        if args.set:
+            raise UsageError("--set needs --config")
+        scale = 4 if args.scale is None else args.scale
+        return DegradationConfig.for_scale(scale), scale, 256 if args.crop is None else args.crop, 400
+
+    from realesr.train.config import load_config
+    from realesr.train.synth import degradation_config
+
+    train = load_config(args.config, args.set)
+    if args.scale is not None and args.scale != train.scale:
+        raise UsageError(f"--scale {args.scale} differs from the scale {train.scale} of {args.config}; "
+                         "leave --scale out (or change the config's scale with --set scale=N)")
+    # --crop may still cut a different (or the whole) image from the same chain: 0 gives the seeded LR of
+    # validation and `realesr eval --degrade`
+    crop = train.data.gt_size if args.crop is None else args.crop
+    return degradation_config(train.scale, train.data.degradation), train.scale, crop, train.data.load_size
 
 
 def _load_rgb(path: Path):
@@ -72,7 +103,6 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from realesr.degrade import (
-        DegradationConfig,
         contact_sheet,
         image_generators,
         label_lines,
@@ -92,14 +122,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.per_image < 1:
         raise UsageError(f"--per-image must be at least 1, got {args.per_image}")
-    if args.crop < 0 or args.crop % args.scale:
-        raise UsageError(f"--crop must be 0 or a positive multiple of the scale {args.scale}, got {args.crop}")
+    cfg, scale, crop, region = _settings(args)
+    if crop < 0 or crop % scale:
+        raise UsageError(f"--crop must be 0 or a positive multiple of the scale {scale}, got {crop}")
     device = pick_device(args.device)
     out_dir: Path = args.output
 
     # The whole plan first: every output named and checked against every input before any work.
     check_folder_writable(out_dir, params=("output",))
-    entries = [_check_crop(entry, args.crop) for entry in expand_inputs(args.inputs)]
+    entries = [_check_crop(entry, crop) for entry in expand_inputs(args.inputs)]
     used_names: dict[str, int] = {}
     outputs_of: list[list[Path]] = []
     for entry in entries:
@@ -129,7 +160,6 @@ def run(args: argparse.Namespace) -> int:
         raise ImageWriteError(f"{out_dir}: cannot create the output folder ({err.strerror or err})",
                               params=("output",)) from None
 
-    cfg = DegradationConfig.for_scale(args.scale)
     failures = written = 0
     for path, error, targets in tqdm(plan, desc="degrade", unit="image", disable=None):
         if error is not None:
@@ -142,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
             # validation and `realesr eval --degrade` make of this image.
             rng, generator = image_generators(args.seed, path.name)
             gt_crop, lqs, params = synthesize_pairs(
-                gt, cfg, args.scale, args.per_image, rng, generator, crop=args.crop, sharpen=not args.no_usm
+                gt, cfg, scale, args.per_image, rng, generator, crop=crop, region=region, sharpen=not args.no_usm
             )
             images = []
             for k in range(args.per_image):

@@ -10,7 +10,16 @@ lq, gt = TrainingPairPool(pool_size, batch_size)(lq, gt)
 ```
 """
 
-from realesr.degrade.config import KERNEL_TYPES, RESIZE_MODES, SUPPORTED_SCALES, DegradationConfig
+from realesr.degrade.config import (
+    FLAT_KEYS,
+    KERNEL_TYPES,
+    RESIZE_MODES,
+    SUPPORTED_SCALES,
+    BlurSettings,
+    DegradationConfig,
+    FinalSettings,
+    StageSettings,
+)
 from realesr.degrade.crop import paired_random_crop
 from realesr.degrade.jpeg import jpeg_compress, quantization_tables
 from realesr.degrade.kernels import (
@@ -36,7 +45,11 @@ from realesr.degrade.sheet import contact_sheet, label_lines, tensor_to_pil
 from realesr.degrade.usm import usm_sharpen
 
 __all__ = [
+    "FLAT_KEYS",
+    "BlurSettings",
     "DegradationConfig",
+    "FinalSettings",
+    "StageSettings",
     "KERNEL_TYPES",
     "KERNEL_TYPE_NAMES",
     "RESIZE_MODES",

@@ -1,16 +1,16 @@
 """Typed configuration of the high-order degradation model, with the official x4plus defaults.
 
 Key names follow the official option files (``options/train_realesrgan_x4plus.yml``) so that the degradation
-section of an official YAML loads as it is; a suffix ``2`` marks the second stage. A few keys the official hard-codes
-in its data set or model (kernel sizes, the sinc cutoff ranges, the resize modes, the final-stage order) are exposed
-here with the official values as defaults.
+section of an official YAML loads as it is (a suffix ``2`` marks the second stage); the chain reads typed
+sections. A few keys the official hard-codes in its data set or model (kernel sizes, the sinc cutoff ranges, the
+resize modes, the final-stage order) are exposed here with the official values as defaults.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from realesr.errors import ConfigError
@@ -21,41 +21,45 @@ CHROMA_UPSAMPLING = ("fancy", "nearest")
 SUPPORTED_SCALES = (2, 4, 8)
 
 
+def _bad(key: str, why: str) -> ConfigError:
+    return ConfigError(f"degradation.{key}: {why}", key=f"degradation.{key}")
+
+
 def _pair(value: Any, key: str) -> tuple[float, float]:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
-        raise ConfigError(f"degradation.{key}: expected a [low, high] pair, got {value!r}", key=f"degradation.{key}")
+        raise _bad(key, f"expected a [low, high] pair, got {value!r}")
     try:
         low, high = float(value[0]), float(value[1])
     except (TypeError, ValueError):
-        raise ConfigError(f"degradation.{key}: expected two numbers, got {value!r}", key=f"degradation.{key}") from None
+        raise _bad(key, f"expected two numbers, got {value!r}") from None
     if not (math.isfinite(low) and math.isfinite(high)):
-        raise ConfigError(f"degradation.{key}: values must be finite, got {value!r}", key=f"degradation.{key}")
+        raise _bad(key, f"values must be finite, got {value!r}")
     if low > high:
-        raise ConfigError(f"degradation.{key}: low {low} is above high {high}", key=f"degradation.{key}")
+        raise _bad(key, f"low {low} is above high {high}")
     return low, high
 
 
 def _probs(value: Any, key: str, n: int) -> tuple[float, ...]:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != n:
-        raise ConfigError(f"degradation.{key}: expected {n} probabilities, got {value!r}", key=f"degradation.{key}")
+        raise _bad(key, f"expected {n} probabilities, got {value!r}")
     try:
         probs = tuple(float(v) for v in value)
     except (TypeError, ValueError):
-        raise ConfigError(f"degradation.{key}: expected numbers, got {value!r}", key=f"degradation.{key}") from None
+        raise _bad(key, f"expected numbers, got {value!r}") from None
     if any(not math.isfinite(p) or p < 0 for p in probs):
-        raise ConfigError(f"degradation.{key}: probabilities must be >= 0, got {value!r}", key=f"degradation.{key}")
+        raise _bad(key, f"probabilities must be >= 0, got {value!r}")
     if abs(sum(probs) - 1.0) > 1e-6:
-        raise ConfigError(f"degradation.{key}: probabilities must sum to 1, got {value!r} (sum {sum(probs):.6g})", key=f"degradation.{key}")
+        raise _bad(key, f"probabilities must sum to 1, got {value!r} (sum {sum(probs):.6g})")
     return probs
 
 
 def _names(value: Any, key: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
     if isinstance(value, str) or not hasattr(value, "__len__") or len(value) == 0:
-        raise ConfigError(f"degradation.{key}: expected a non-empty list of {what}s, got {value!r}", key=f"degradation.{key}")
+        raise _bad(key, f"expected a non-empty list of {what}s, got {value!r}")
     names = tuple(str(v) for v in value)
     for name in names:
         if name not in allowed:
-            raise ConfigError(f"degradation.{key}: unknown {what} {name!r} (known: {', '.join(allowed)})", key=f"degradation.{key}")
+            raise _bad(key, f"unknown {what} {name!r} (known: {', '.join(allowed)})")
     return names
 
 
@@ -63,150 +67,159 @@ def _prob(value: Any, key: str) -> float:
     try:
         p = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"degradation.{key}: expected a probability, got {value!r}", key=f"degradation.{key}") from None
+        raise _bad(key, f"expected a probability, got {value!r}") from None
     if not (0.0 <= p <= 1.0):
-        raise ConfigError(f"degradation.{key}: probability must be in [0, 1], got {value!r}", key=f"degradation.{key}")
+        raise _bad(key, f"probability must be in [0, 1], got {value!r}")
     return p
 
 
-@dataclass
-class DegradationConfig:
-    """All probabilities and ranges of the second-order degradation (defaults: official x4plus).
+@dataclass(frozen=True)
+class BlurSettings:
+    """One blur of the chain (kernel1 or kernel2): which kernel families, how often a sinc, their ranges."""
 
-    Units: ``blur_sigma*`` in HR pixels; ``noise_range*`` in 8-bit levels (sigma / 255 on [0, 1] images);
-    ``poisson_scale_range*`` multiplies the unit-scale Poisson noise; ``jpeg_range*`` are JPEG qualities;
-    ``resize_range`` is relative to the input, ``resize_range2`` relative to the LR target size;
-    ``sinc_cutoff_*`` are radians per pixel.
-    """
-
-    # -- first blur (kernel1) --
     kernel_list: tuple[str, ...] = KERNEL_TYPES
     kernel_prob: tuple[float, ...] = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
     sinc_prob: float = 0.1
-    blur_sigma: tuple[float, float] = (0.2, 3.0)
+    sigma: tuple[float, float] = (0.2, 3.0)  # HR pixels
     betag_range: tuple[float, float] = (0.5, 4.0)
     betap_range: tuple[float, float] = (1.0, 2.0)
-    # -- second blur (kernel2) --
-    kernel_list2: tuple[str, ...] = KERNEL_TYPES
-    kernel_prob2: tuple[float, ...] = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
-    sinc_prob2: float = 0.1
-    blur_sigma2: tuple[float, float] = (0.2, 1.5)
-    betag_range2: tuple[float, float] = (0.5, 4.0)
-    betap_range2: tuple[float, float] = (1.0, 2.0)
-    # -- kernel geometry and sinc filters --
-    blur_kernel_size: int = 21  # kernel1 and the final sinc are zero-padded to this size
-    blur_kernel_size2: int = 21  # kernel2 is zero-padded to this size
-    kernel_size_range: tuple[int, int] = (7, 21)  # odd sizes drawn uniformly in this range
-    sinc_small_kernel_limit: int = 13  # sinc blur kernels smaller than this use sinc_cutoff_small
-    sinc_cutoff_small: tuple[float, float] = (math.pi / 3, math.pi)
-    sinc_cutoff_large: tuple[float, float] = (math.pi / 5, math.pi)
-    final_sinc_prob: float = 0.8
-    final_sinc_cutoff: tuple[float, float] = (math.pi / 3, math.pi)
-    # -- first stage: resize, noise, JPEG --
+    kernel_size: int = 21  # the drawn kernel is zero-padded to this size
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """One degradation stage: resize, noise, then JPEG (stage two's JPEG is the final one, see FinalSettings)."""
+
     resize_prob: tuple[float, float, float] = (0.2, 0.7, 0.1)  # up, down, keep
     resize_range: tuple[float, float] = (0.15, 1.5)
     resize_modes: tuple[str, ...] = RESIZE_MODES
     gaussian_noise_prob: float = 0.5
-    noise_range: tuple[float, float] = (1.0, 30.0)
+    noise_range: tuple[float, float] = (1.0, 30.0)  # 8-bit levels
     poisson_scale_range: tuple[float, float] = (0.05, 3.0)
     gray_noise_prob: float = 0.4
     jpeg_range: tuple[float, float] = (30.0, 95.0)
-    # -- second stage --
-    second_blur_prob: float = 0.8
-    resize_prob2: tuple[float, float, float] = (0.3, 0.4, 0.3)
-    resize_range2: tuple[float, float] = (0.3, 1.2)
-    resize_modes2: tuple[str, ...] = RESIZE_MODES
-    gaussian_noise_prob2: float = 0.5
-    noise_range2: tuple[float, float] = (1.0, 25.0)
-    poisson_scale_range2: tuple[float, float] = (0.05, 2.5)
-    gray_noise_prob2: float = 0.4
-    jpeg_range2: tuple[float, float] = (30.0, 95.0)
-    # -- final stage --
-    final_resize_modes: tuple[str, ...] = RESIZE_MODES
+
+
+@dataclass(frozen=True)
+class FinalSettings:
+    """The final resize to the LR size with a sinc filter, in either order with stage two's JPEG."""
+
+    sinc_prob: float = 0.8
+    sinc_cutoff: tuple[float, float] = (math.pi / 3, math.pi)
+    resize_modes: tuple[str, ...] = RESIZE_MODES
     resize_before_jpeg_prob: float = 0.5  # [resize + sinc, JPEG] rather than [JPEG, resize + sinc]
-    # -- JPEG emulation --
+
+
+_BLUR2 = BlurSettings(sigma=(0.2, 1.5))
+_STAGE2 = StageSettings(resize_prob=(0.3, 0.4, 0.3), resize_range=(0.3, 1.2), noise_range=(1.0, 25.0),
+                        poisson_scale_range=(0.05, 2.5))
+
+# The official flat key of every setting: (section, field). This table is the only place that knows the YAML
+# names; the chain reads the typed sections, and errors name the key as the user wrote it.
+FLAT_KEYS: dict[str, tuple[str, str]] = {
+    "kernel_list": ("blur1", "kernel_list"), "kernel_prob": ("blur1", "kernel_prob"),
+    "sinc_prob": ("blur1", "sinc_prob"), "blur_sigma": ("blur1", "sigma"),
+    "betag_range": ("blur1", "betag_range"), "betap_range": ("blur1", "betap_range"),
+    "blur_kernel_size": ("blur1", "kernel_size"),
+    "kernel_list2": ("blur2", "kernel_list"), "kernel_prob2": ("blur2", "kernel_prob"),
+    "sinc_prob2": ("blur2", "sinc_prob"), "blur_sigma2": ("blur2", "sigma"),
+    "betag_range2": ("blur2", "betag_range"), "betap_range2": ("blur2", "betap_range"),
+    "blur_kernel_size2": ("blur2", "kernel_size"),
+    "kernel_size_range": ("", "kernel_size_range"), "sinc_small_kernel_limit": ("", "sinc_small_kernel_limit"),
+    "sinc_cutoff_small": ("", "sinc_cutoff_small"), "sinc_cutoff_large": ("", "sinc_cutoff_large"),
+    "final_sinc_prob": ("final", "sinc_prob"), "final_sinc_cutoff": ("final", "sinc_cutoff"),
+    "resize_prob": ("stage1", "resize_prob"), "resize_range": ("stage1", "resize_range"),
+    "resize_modes": ("stage1", "resize_modes"), "gaussian_noise_prob": ("stage1", "gaussian_noise_prob"),
+    "noise_range": ("stage1", "noise_range"), "poisson_scale_range": ("stage1", "poisson_scale_range"),
+    "gray_noise_prob": ("stage1", "gray_noise_prob"), "jpeg_range": ("stage1", "jpeg_range"),
+    "second_blur_prob": ("", "second_blur_prob"),
+    "resize_prob2": ("stage2", "resize_prob"), "resize_range2": ("stage2", "resize_range"),
+    "resize_modes2": ("stage2", "resize_modes"), "gaussian_noise_prob2": ("stage2", "gaussian_noise_prob"),
+    "noise_range2": ("stage2", "noise_range"), "poisson_scale_range2": ("stage2", "poisson_scale_range"),
+    "gray_noise_prob2": ("stage2", "gray_noise_prob"), "jpeg_range2": ("stage2", "jpeg_range"),
+    "final_resize_modes": ("final", "resize_modes"), "resize_before_jpeg_prob": ("final", "resize_before_jpeg_prob"),
+    "jpeg_chroma_upsampling": ("", "jpeg_chroma_upsampling"),
+}
+_SECTIONS = ("blur1", "blur2", "stage1", "stage2", "final")
+# (section, field) -> official key, to name the key in errors about a section
+_KEY_OF = {where: key for key, where in FLAT_KEYS.items()}
+
+
+@dataclass(frozen=True, init=False)
+class DegradationConfig:
+    """All probabilities and ranges of the second-order degradation (defaults: official x4plus).
+
+    Typed sections: ``blur1``/``blur2`` (kernel1/kernel2), ``stage1``/``stage2`` (resize, noise, JPEG),
+    ``final`` (final resize + sinc). Construct with sections or with the official flat keys
+    (``DegradationConfig(resize_prob2=...)``, ``from_dict`` of a YAML section); the flat names also read back
+    (``cfg.resize_prob2`` is ``cfg.stage2.resize_prob``).
+
+    Units: sigmas in HR pixels; noise ranges in 8-bit levels (sigma / 255 on [0, 1] images); the Poisson scale
+    multiplies the unit-scale Poisson noise; JPEG ranges are qualities; ``stage1.resize_range`` is relative to the
+    input, ``stage2.resize_range`` relative to the LR target size; sinc cutoffs are radians per pixel.
+    """
+
+    blur1: BlurSettings
+    blur2: BlurSettings
+    stage1: StageSettings
+    stage2: StageSettings
+    final: FinalSettings
+    # -- shared kernel geometry and sinc filters --
+    kernel_size_range: tuple[int, int]  # odd sizes drawn uniformly in this range (every kernel, final sinc too)
+    sinc_small_kernel_limit: int  # sinc blur kernels smaller than this use sinc_cutoff_small
+    sinc_cutoff_small: tuple[float, float]
+    sinc_cutoff_large: tuple[float, float]
+    second_blur_prob: float  # blur2 is applied with this probability; blur1 always
     # "nearest" repeats each chroma sample 2x2 as the official DiffJPEG does, so the LR statistics match the official
     # (libjpeg's "fancy" triangular upsampling lowers the JPEG error by 2.5-12 % in MSE: a measurable shift).
-    jpeg_chroma_upsampling: str = "nearest"
+    jpeg_chroma_upsampling: str
 
-    def __post_init__(self) -> None:
-        self.validate()
+    def __init__(
+        self,
+        blur1: BlurSettings | None = None,
+        blur2: BlurSettings | None = None,
+        stage1: StageSettings | None = None,
+        stage2: StageSettings | None = None,
+        final: FinalSettings | None = None,
+        kernel_size_range: tuple[int, int] = (7, 21),
+        sinc_small_kernel_limit: int = 13,
+        sinc_cutoff_small: tuple[float, float] = (math.pi / 3, math.pi),
+        sinc_cutoff_large: tuple[float, float] = (math.pi / 5, math.pi),
+        second_blur_prob: float = 0.8,
+        jpeg_chroma_upsampling: str = "nearest",
+        **flat: Any,
+    ) -> None:
+        values: dict[str, Any] = {
+            "blur1": blur1 if blur1 is not None else BlurSettings(),
+            "blur2": blur2 if blur2 is not None else _BLUR2,
+            "stage1": stage1 if stage1 is not None else StageSettings(),
+            "stage2": stage2 if stage2 is not None else _STAGE2,
+            "final": final if final is not None else FinalSettings(),
+            "kernel_size_range": kernel_size_range,
+            "sinc_small_kernel_limit": sinc_small_kernel_limit,
+            "sinc_cutoff_small": sinc_cutoff_small,
+            "sinc_cutoff_large": sinc_cutoff_large,
+            "second_blur_prob": second_blur_prob,
+            "jpeg_chroma_upsampling": jpeg_chroma_upsampling,
+        }
+        section_changes: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+        for key, value in flat.items():
+            if key not in FLAT_KEYS:
+                raise TypeError(f"DegradationConfig() got an unexpected keyword argument {key!r}")
+            section, name = FLAT_KEYS[key]  # the top-level keys are named parameters above, never in flat
+            section_changes[section][name] = value
+        for section, changes in section_changes.items():
+            if changes:
+                values[section] = dataclasses.replace(values[section], **changes)
+        for name, value in _validated(values).items():
+            object.__setattr__(self, name, value)
 
-    # ------------------------------------------------------------------ validation
-    def validate(self) -> None:
-        """Normalise the fields to their types and raise ConfigError naming the first bad key."""
-        for suffix in ("", "2"):
-            list_key, prob_key = f"kernel_list{suffix}", f"kernel_prob{suffix}"
-            names = _names(getattr(self, list_key), list_key, KERNEL_TYPES, "kernel type")
-            setattr(self, list_key, names)
-            setattr(self, prob_key, _probs(getattr(self, prob_key), prob_key, len(names)))
-            for key in (f"sinc_prob{suffix}",):
-                setattr(self, key, _prob(getattr(self, key), key))
-            for key in (f"blur_sigma{suffix}", f"betag_range{suffix}", f"betap_range{suffix}"):
-                setattr(self, key, _pair(getattr(self, key), key))
-            low = getattr(self, f"blur_sigma{suffix}")[0]
-            if low <= 0:
-                raise ConfigError(f"degradation.blur_sigma{suffix}: sigma must be > 0, got {low}", key=f"degradation.blur_sigma{suffix}")
-            if getattr(self, f"betag_range{suffix}")[0] <= 0:
-                raise ConfigError(f"degradation.betag_range{suffix}: beta must be > 0", key=f"degradation.betag_range{suffix}")
-            if getattr(self, f"betap_range{suffix}")[0] <= 0:
-                raise ConfigError(f"degradation.betap_range{suffix}: beta must be > 0", key=f"degradation.betap_range{suffix}")
-
-        for key in ("blur_kernel_size", "blur_kernel_size2"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
-                raise ConfigError(f"degradation.{key}: expected an odd positive integer, got {value!r}", key=f"degradation.{key}")
-        ks = self.kernel_size_range
-        if (
-            isinstance(ks, str)
-            or not hasattr(ks, "__len__")
-            or len(ks) != 2
-            or not all(isinstance(v, int) and v > 0 and v % 2 == 1 for v in ks)
-            or ks[0] > ks[1]
-        ):
-            raise ConfigError(f"degradation.kernel_size_range: expected [low, high] odd positive integers, got {ks!r}", key="degradation.kernel_size_range")
-        self.kernel_size_range = (int(ks[0]), int(ks[1]))
-        for key in ("blur_kernel_size", "blur_kernel_size2"):
-            if self.kernel_size_range[1] > getattr(self, key):
-                raise ConfigError(
-                    f"degradation.kernel_size_range: largest size {ks[1]} exceeds {key} {getattr(self, key)}", key="degradation.kernel_size_range"
-                )
-        if not isinstance(self.sinc_small_kernel_limit, int):
-            raise ConfigError(f"degradation.sinc_small_kernel_limit: expected an integer, got {self.sinc_small_kernel_limit!r}", key="degradation.sinc_small_kernel_limit")
-        for key in ("sinc_cutoff_small", "sinc_cutoff_large", "final_sinc_cutoff"):
-            low, high = _pair(getattr(self, key), key)
-            if low <= 0 or high > math.pi + 1e-9:
-                raise ConfigError(f"degradation.{key}: cutoff must be in (0, pi], got {[low, high]}", key=f"degradation.{key}")
-            setattr(self, key, (low, high))
-        for key in ("final_sinc_prob", "gaussian_noise_prob", "gray_noise_prob", "second_blur_prob",
-                    "gaussian_noise_prob2", "gray_noise_prob2", "resize_before_jpeg_prob"):
-            setattr(self, key, _prob(getattr(self, key), key))
-        for key in ("resize_prob", "resize_prob2"):
-            setattr(self, key, _probs(getattr(self, key), key, 3))
-        for key in ("resize_range", "resize_range2"):
-            low, high = _pair(getattr(self, key), key)
-            if low <= 0:
-                raise ConfigError(f"degradation.{key}: scales must be > 0, got {[low, high]}", key=f"degradation.{key}")
-            if not (low <= 1.0 <= high):
-                raise ConfigError(f"degradation.{key}: range must contain 1 (down below, up above), got {[low, high]}", key=f"degradation.{key}")
-            setattr(self, key, (low, high))
-        for key in ("noise_range", "noise_range2", "poisson_scale_range", "poisson_scale_range2"):
-            low, high = _pair(getattr(self, key), key)
-            if low < 0:
-                raise ConfigError(f"degradation.{key}: must be >= 0, got {[low, high]}", key=f"degradation.{key}")
-            setattr(self, key, (low, high))
-        for key in ("jpeg_range", "jpeg_range2"):
-            low, high = _pair(getattr(self, key), key)
-            if low < 1 or high > 100:
-                raise ConfigError(f"degradation.{key}: JPEG quality must be in [1, 100], got {[low, high]}", key=f"degradation.{key}")
-            setattr(self, key, (low, high))
-        for key in ("resize_modes", "resize_modes2", "final_resize_modes"):
-            setattr(self, key, _names(getattr(self, key), key, RESIZE_MODES, "resize mode"))
-        if self.jpeg_chroma_upsampling not in CHROMA_UPSAMPLING:
-            raise ConfigError(
-                f"degradation.jpeg_chroma_upsampling: expected one of {', '.join(CHROMA_UPSAMPLING)}, "
-                f"got {self.jpeg_chroma_upsampling!r}", key="degradation.jpeg_chroma_upsampling"
-            )
+    def __getattr__(self, name: str) -> Any:
+        # only reached for names that are not fields: the official flat keys read through to their section
+        where = FLAT_KEYS.get(name)
+        if where is None or not where[0]:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(object.__getattribute__(self, where[0]), where[1])
 
     # ------------------------------------------------------------------ presets and (de)serialisation
     @classmethod
@@ -218,28 +231,157 @@ class DegradationConfig:
         which leaves stage one in the HR domain (as for x2/x4) and stage two in the LR domain.
         """
         if scale not in SUPPORTED_SCALES:
-            raise ConfigError(f"degradation.scale: expected one of {SUPPORTED_SCALES}, got {scale!r}", key="degradation.scale")
+            raise _bad("scale", f"expected one of {SUPPORTED_SCALES}, got {scale!r}")
         return cls()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> DegradationConfig:
-        """Build from a mapping (e.g. a YAML section); unknown keys raise ConfigError naming them."""
+        """Build from a mapping of the official flat keys (e.g. a YAML section); unknown keys raise ConfigError."""
+        return cls().replace_flat(data)
+
+    def replace_flat(self, data: dict[str, Any] | None) -> DegradationConfig:
+        """A copy with the official flat keys in ``data`` changed; unknown keys raise ConfigError naming them."""
         if data is None:
-            return cls()
+            return self
         if not isinstance(data, dict):
-            raise ConfigError(f"degradation: expected a mapping, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+            raise ConfigError(f"degradation: expected a mapping, got {type(data).__name__}", key="degradation")
+        unknown = sorted(set(data) - set(FLAT_KEYS))
         if unknown:
-            raise ConfigError(f"degradation.{unknown[0]}: unknown key (known keys: {', '.join(sorted(known))})", key=f"degradation.{unknown[0]}")
-        return cls(**data)
+            raise ConfigError(f"degradation.{unknown[0]}: unknown key (known keys: {', '.join(sorted(FLAT_KEYS))})",
+                              key=f"degradation.{unknown[0]}")
+        return dataclasses.replace(self, **data)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain YAML-friendly mapping (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        """The official flat keys as a plain YAML-friendly mapping (tuples become lists)."""
+        out: dict[str, Any] = {}
+        for key, (section, name) in FLAT_KEYS.items():
+            value = getattr(getattr(self, section) if section else self, name)
+            out[key] = list(value) if isinstance(value, tuple) else value
+        return out
 
     def replace(self, **changes: Any) -> DegradationConfig:
+        """A copy with sections or official flat keys changed (``cfg.replace(noise_range2=(0, 0))``)."""
         return dataclasses.replace(self, **changes)
 
 
-__all__ = ["KERNEL_TYPES", "RESIZE_MODES", "SUPPORTED_SCALES", "DegradationConfig"]
+__all__ = ["FLAT_KEYS", "KERNEL_TYPES", "RESIZE_MODES", "SUPPORTED_SCALES", "BlurSettings", "DegradationConfig",
+           "FinalSettings", "StageSettings"]
+
+
+# ---------------------------------------------------------------------------------------------- validation
+def _odd_size(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
+        raise _bad(key, f"expected an odd positive integer, got {value!r}")
+    return value
+
+
+def _positive_low(pair: tuple[float, float], key: str, what: str) -> tuple[float, float]:
+    if pair[0] <= 0:
+        raise _bad(key, f"{what} must be > 0, got {pair[0]}")
+    return pair
+
+
+def _blur(b: BlurSettings, section: str) -> BlurSettings:
+    def key(name: str) -> str:
+        return _KEY_OF[(section, name)]
+
+    names = _names(b.kernel_list, key("kernel_list"), KERNEL_TYPES, "kernel type")
+    return BlurSettings(
+        kernel_list=names,
+        kernel_prob=_probs(b.kernel_prob, key("kernel_prob"), len(names)),
+        sinc_prob=_prob(b.sinc_prob, key("sinc_prob")),
+        sigma=_positive_low(_pair(b.sigma, key("sigma")), key("sigma"), "sigma"),
+        betag_range=_positive_low(_pair(b.betag_range, key("betag_range")), key("betag_range"), "beta"),
+        betap_range=_positive_low(_pair(b.betap_range, key("betap_range")), key("betap_range"), "beta"),
+        kernel_size=_odd_size(b.kernel_size, key("kernel_size")),
+    )
+
+
+def _stage(s: StageSettings, section: str) -> StageSettings:
+    def key(name: str) -> str:
+        return _KEY_OF[(section, name)]
+
+    resize_range = _pair(s.resize_range, key("resize_range"))
+    if resize_range[0] <= 0:
+        raise ConfigError(f"degradation.{key('resize_range')}: scales must be > 0, got {list(resize_range)}",
+                          key=f"degradation.{key('resize_range')}")
+    if not (resize_range[0] <= 1.0 <= resize_range[1]):
+        raise ConfigError(f"degradation.{key('resize_range')}: range must contain 1 (down below, up above), "
+                          f"got {list(resize_range)}", key=f"degradation.{key('resize_range')}")
+    ranges = {}
+    for name in ("noise_range", "poisson_scale_range"):
+        ranges[name] = _pair(getattr(s, name), key(name))
+        if ranges[name][0] < 0:
+            raise ConfigError(f"degradation.{key(name)}: must be >= 0, got {list(ranges[name])}",
+                              key=f"degradation.{key(name)}")
+    jpeg = _pair(s.jpeg_range, key("jpeg_range"))
+    if jpeg[0] < 1 or jpeg[1] > 100:
+        raise ConfigError(f"degradation.{key('jpeg_range')}: JPEG quality must be in [1, 100], got {list(jpeg)}",
+                          key=f"degradation.{key('jpeg_range')}")
+    resize_prob = _probs(s.resize_prob, key("resize_prob"), 3)
+    return StageSettings(
+        resize_prob=(resize_prob[0], resize_prob[1], resize_prob[2]),
+        resize_range=resize_range,
+        resize_modes=_names(s.resize_modes, key("resize_modes"), RESIZE_MODES, "resize mode"),
+        gaussian_noise_prob=_prob(s.gaussian_noise_prob, key("gaussian_noise_prob")),
+        noise_range=ranges["noise_range"],
+        poisson_scale_range=ranges["poisson_scale_range"],
+        gray_noise_prob=_prob(s.gray_noise_prob, key("gray_noise_prob")),
+        jpeg_range=jpeg,
+    )
+
+
+def _cutoff(value: Any, key: str) -> tuple[float, float]:
+    low, high = _pair(value, key)
+    if low <= 0 or high > math.pi + 1e-9:
+        raise _bad(key, f"cutoff must be in (0, pi], got {[low, high]}")
+    return low, high
+
+
+def _validated(v: dict[str, Any]) -> dict[str, Any]:
+    """The fields normalised to their types (YAML lists become tuples); ConfigError names the first bad key."""
+    types = {"blur1": BlurSettings, "blur2": BlurSettings, "stage1": StageSettings, "stage2": StageSettings,
+             "final": FinalSettings}
+    for section, tp in types.items():
+        if not isinstance(v[section], tp):
+            raise ConfigError(f"degradation.{section}: expected a {tp.__name__}, got {type(v[section]).__name__}",
+                              key=f"degradation.{section}")
+    out = dict(v)
+    out["blur1"], out["blur2"] = _blur(v["blur1"], "blur1"), _blur(v["blur2"], "blur2")
+    ks = v["kernel_size_range"]
+    if (
+        isinstance(ks, str)
+        or not hasattr(ks, "__len__")
+        or len(ks) != 2
+        or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 and x % 2 == 1 for x in ks)
+        or ks[0] > ks[1]
+    ):
+        raise ConfigError(f"degradation.kernel_size_range: expected [low, high] odd positive integers, got {ks!r}",
+                          key="degradation.kernel_size_range")
+    out["kernel_size_range"] = (int(ks[0]), int(ks[1]))
+    for blur in ("blur1", "blur2"):
+        size = out[blur].kernel_size
+        if ks[1] > size:
+            raise ConfigError(f"degradation.kernel_size_range: largest size {ks[1]} exceeds "
+                              f"{_KEY_OF[(blur, 'kernel_size')]} {size}", key="degradation.kernel_size_range")
+    limit = v["sinc_small_kernel_limit"]
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise ConfigError(f"degradation.sinc_small_kernel_limit: expected an integer, got {limit!r}",
+                          key="degradation.sinc_small_kernel_limit")
+    out["sinc_cutoff_small"] = _cutoff(v["sinc_cutoff_small"], "sinc_cutoff_small")
+    out["sinc_cutoff_large"] = _cutoff(v["sinc_cutoff_large"], "sinc_cutoff_large")
+    final: FinalSettings = v["final"]
+    out["final"] = FinalSettings(
+        sinc_prob=_prob(final.sinc_prob, "final_sinc_prob"),
+        sinc_cutoff=_cutoff(final.sinc_cutoff, "final_sinc_cutoff"),
+        resize_modes=_names(final.resize_modes, "final_resize_modes", RESIZE_MODES, "resize mode"),
+        resize_before_jpeg_prob=_prob(final.resize_before_jpeg_prob, "resize_before_jpeg_prob"),
+    )
+    out["second_blur_prob"] = _prob(v["second_blur_prob"], "second_blur_prob")
+    out["stage1"], out["stage2"] = _stage(v["stage1"], "stage1"), _stage(v["stage2"], "stage2")
+    if v["jpeg_chroma_upsampling"] not in CHROMA_UPSAMPLING:
+        raise ConfigError(
+            f"degradation.jpeg_chroma_upsampling: expected one of {', '.join(CHROMA_UPSAMPLING)}, "
+            f"got {v['jpeg_chroma_upsampling']!r}", key="degradation.jpeg_chroma_upsampling"
+        )
+    return out

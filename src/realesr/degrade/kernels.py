@@ -152,34 +152,27 @@ def _draw_odd_size(rng: np.random.Generator, size_range: tuple[int, int]) -> int
 
 def random_blur_kernel(rng: np.random.Generator, cfg: DegradationConfig, second: bool) -> KernelDraw:
     """kernel1 (second=False) or kernel2 (second=True) exactly as the official data set draws them, padded."""
-    sfx = "2" if second else ""
+    blur = cfg.blur2 if second else cfg.blur1
     size = _draw_odd_size(rng, cfg.kernel_size_range)
-    if rng.uniform() < getattr(cfg, f"sinc_prob{sfx}"):
+    if rng.uniform() < blur.sinc_prob:
         cutoff_range = cfg.sinc_cutoff_small if size < cfg.sinc_small_kernel_limit else cfg.sinc_cutoff_large
         omega = float(rng.uniform(*cutoff_range))
         draw = KernelDraw(circular_lowpass_kernel(omega, size), SINC_TYPE, size, omega=omega)
     else:
-        draw = random_mixed_kernel(
-            rng,
-            getattr(cfg, f"kernel_list{sfx}"),
-            getattr(cfg, f"kernel_prob{sfx}"),
-            size,
-            getattr(cfg, f"blur_sigma{sfx}"),
-            getattr(cfg, f"betag_range{sfx}"),
-            getattr(cfg, f"betap_range{sfx}"),
-        )
-    draw.kernel = pad_kernel(draw.kernel, cfg.blur_kernel_size2 if second else cfg.blur_kernel_size)
+        draw = random_mixed_kernel(rng, blur.kernel_list, blur.kernel_prob, size, blur.sigma, blur.betag_range,
+                                   blur.betap_range)
+    draw.kernel = pad_kernel(draw.kernel, blur.kernel_size)
     return draw
 
 
 def random_final_sinc(rng: np.random.Generator, cfg: DegradationConfig) -> KernelDraw:
-    """The final sinc filter (with probability final_sinc_prob) or the identity, padded."""
-    if rng.uniform() < cfg.final_sinc_prob:
+    """The final sinc filter (with probability final.sinc_prob) or the identity, padded to kernel1's size."""
+    size_to = cfg.blur1.kernel_size  # the official pads the final sinc as kernel1 (blur_kernel_size)
+    if rng.uniform() < cfg.final.sinc_prob:
         size = _draw_odd_size(rng, cfg.kernel_size_range)
-        omega = float(rng.uniform(*cfg.final_sinc_cutoff))
-        return KernelDraw(pad_kernel(circular_lowpass_kernel(omega, size), cfg.blur_kernel_size), SINC_TYPE, size,
-                          omega=omega)
-    return KernelDraw(identity_kernel(cfg.blur_kernel_size), IDENTITY_TYPE, 1)
+        omega = float(rng.uniform(*cfg.final.sinc_cutoff))
+        return KernelDraw(pad_kernel(circular_lowpass_kernel(omega, size), size_to), SINC_TYPE, size, omega=omega)
+    return KernelDraw(identity_kernel(size_to), IDENTITY_TYPE, 1)
 
 
 # ---------------------------------------------------------------------------------------------- filtering

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from realesr.degrade.config import RESIZE_MODES, DegradationConfig
+from realesr.degrade.config import RESIZE_MODES, DegradationConfig, StageSettings
 from realesr.degrade.jpeg import jpeg_compress
 from realesr.degrade.kernels import filter2d, random_blur_kernel, random_final_sinc
 from realesr.degrade.noise import add_noise
@@ -74,23 +74,22 @@ def sample_degradation_params(cfg: DegradationConfig, rng: np.random.Generator) 
     put_kernel("kernel2", random_blur_kernel(rng, cfg, second=True))
     put_kernel("sinc_kernel", random_final_sinc(rng, cfg))
 
-    def put_resize_and_noise(stage: int) -> None:
-        sfx = "" if stage == 1 else "2"
-        direction, scale = _draw_resize(rng, getattr(cfg, f"resize_prob{sfx}"), getattr(cfg, f"resize_range{sfx}"))
+    def put_resize_and_noise(stage: int, settings: StageSettings) -> None:
+        direction, scale = _draw_resize(rng, settings.resize_prob, settings.resize_range)
         out[f"resize{stage}_direction"], out[f"resize{stage}_scale"] = direction, scale
-        out[f"resize{stage}_mode"] = _draw_mode(rng, getattr(cfg, f"resize_modes{sfx}"))
-        out[f"noise{stage}_gaussian"] = int(rng.uniform() < getattr(cfg, f"gaussian_noise_prob{sfx}"))
-        out[f"noise{stage}_sigma"] = float(rng.uniform(*getattr(cfg, f"noise_range{sfx}")))
-        out[f"noise{stage}_poisson_scale"] = float(rng.uniform(*getattr(cfg, f"poisson_scale_range{sfx}")))
-        out[f"noise{stage}_gray"] = int(rng.uniform() < getattr(cfg, f"gray_noise_prob{sfx}"))
+        out[f"resize{stage}_mode"] = _draw_mode(rng, settings.resize_modes)
+        out[f"noise{stage}_gaussian"] = int(rng.uniform() < settings.gaussian_noise_prob)
+        out[f"noise{stage}_sigma"] = float(rng.uniform(*settings.noise_range))
+        out[f"noise{stage}_poisson_scale"] = float(rng.uniform(*settings.poisson_scale_range))
+        out[f"noise{stage}_gray"] = int(rng.uniform() < settings.gray_noise_prob)
 
-    put_resize_and_noise(1)
-    out["jpeg1_quality"] = float(rng.uniform(*cfg.jpeg_range))
+    put_resize_and_noise(1, cfg.stage1)
+    out["jpeg1_quality"] = float(rng.uniform(*cfg.stage1.jpeg_range))
     out["blur2_apply"] = int(rng.uniform() < cfg.second_blur_prob)
-    put_resize_and_noise(2)
-    out["final_resize_first"] = int(rng.uniform() < cfg.resize_before_jpeg_prob)
-    out["final_resize_mode"] = _draw_mode(rng, cfg.final_resize_modes)
-    out["jpeg2_quality"] = float(rng.uniform(*cfg.jpeg_range2))
+    put_resize_and_noise(2, cfg.stage2)
+    out["final_resize_first"] = int(rng.uniform() < cfg.final.resize_before_jpeg_prob)
+    out["final_resize_mode"] = _draw_mode(rng, cfg.final.resize_modes)
+    out["jpeg2_quality"] = float(rng.uniform(*cfg.stage2.jpeg_range))
 
     return {
         k: v if torch.is_tensor(v) else torch.tensor(v, dtype=torch.int64 if k in _INT_KEYS else torch.float32)

@@ -289,30 +289,49 @@ def _store(source: Any, path: Path) -> int:
 
 
 def _check_image(path: Path, name: str, limits: Limits) -> JSONResponse | None:
+    """None for an image or a video within the limits; else the refusal."""
     from realesr.imagefiles import read_header
 
     try:
         header = read_header(path)
+        width, height = header.width, header.height
     except RealesrError as err:
-        return JSONResponse({"error": f"{name}: not an image realesr can read ({str(err).replace(str(path), name)})"},
-                            status_code=415)
-    pixels = header.width * header.height
+        video = _probe_video(path)
+        if video is None:
+            return JSONResponse({"error": f"{name}: not an image or video realesr can read "
+                                          f"({str(err).replace(str(path), name)})"}, status_code=415)
+        width, height = video.width, video.height
+    pixels = width * height
     if pixels > limits.max_pixels:
-        return JSONResponse({"error": f"{name} is {header.width} x {header.height} = {pixels / 1e6:.1f} MP, more than "
+        return JSONResponse({"error": f"{name} is {width} x {height} = {pixels / 1e6:.1f} MP, more than "
                                       f"the server's limit of {limits.max_pixels / 1e6:g} MP (max_pixels)"},
                             status_code=413)
     return None
 
 
+def _probe_video(path: Path):
+    try:
+        from realesr.infer.video import probe_video
+    except ImportError:  # no video extra: images only
+        return None
+    try:
+        return probe_video(path)
+    except RealesrError:
+        return None
+
+
 def _with_image_extension(name: str, path: Path) -> str:
     """The name the upload is stored under: the client's, plus the extension of its format when the client's
-    has none an image reader knows. (A ``.txt`` name would otherwise read as a list of paths, and the server
-    never reads a path a client names.)"""
-    from realesr.imagefiles import READ_EXTENSIONS, read_header
+    has none a reader knows. (A ``.txt`` name would otherwise read as a list of paths, and the server never
+    reads a path a client names.)"""
+    from realesr.imagefiles import READ_EXTENSIONS, VIDEO_EXTENSIONS, read_header
 
-    if Path(name).suffix.lower() in READ_EXTENSIONS:
+    if Path(name).suffix.lower() in READ_EXTENSIONS | VIDEO_EXTENSIONS:
         return name
-    fmt = (read_header(path).format or "PNG").upper()
+    try:
+        fmt = (read_header(path).format or "PNG").upper()
+    except RealesrError:  # a video (checked before): Matroska holds any codec
+        return name + ".mkv"
     return name + {"JPEG": ".jpg", "TIFF": ".tif", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif"}.get(fmt, ".png")
 
 
@@ -327,5 +346,7 @@ def _static(name: str) -> Response:
 
 def _media_type(path: Path) -> str:
     return {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
-            ".tif": "image/tiff", ".tiff": "image/tiff", ".bmp": "image/bmp"}.get(path.suffix.lower(),
+            ".tif": "image/tiff", ".tiff": "image/tiff", ".bmp": "image/bmp", ".gif": "image/gif",
+            ".apng": "image/apng", ".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime",
+            ".mkv": "video/x-matroska", ".webm": "video/webm"}.get(path.suffix.lower(),
                                                                                   "application/octet-stream")

@@ -241,21 +241,41 @@ class JobQueue:
 
     def _run(self, job: Job, device: str) -> None:
         from realesr.imagefiles import read_header
-        from realesr.infer.files import OutputOptions, upscale_file
+        from realesr.infer.files import OutputOptions, plan_upscale, upscale_item
 
-        def on_tile(done: int, total: int) -> None:
+        def on_step(done: int, total: int | None) -> None:
+            # Tiles of an image, frames of a video: also where a cancelled job stops.
             if job.cancel_requested:
                 raise JobCancelled()
-            job.progress = min(1.0, done / max(total, 1)) * 0.98  # the rest is encoding and writing
+            if total:
+                job.progress = min(1.0, done / total) * 0.98  # the rest is encoding and writing
 
         try:
+            video_options = _video_options()
+            ext = "auto" if job.options.ext == "keep" else job.options.ext
+            # Planned exactly as `realesr upscale UPLOAD -o FOLDER` plans it (video options included), so that the
+            # result is the file the CLI writes.
+            plan = plan_upscale([job.upload], job.folder / "result", OutputOptions(ext=ext),
+                                video_options=video_options)
+            item = plan.items[0]
             outscale = job.options.outscale
             if job.options.width is not None:
-                outscale = job.options.width / read_header(job.upload).width
+                width = item.video.width if item.video is not None else read_header(job.upload).width
+                outscale = job.options.width / width
             upscaler = self._make_upscaler(job.options, device, outscale)
-            ext = "auto" if job.options.ext == "keep" else job.options.ext
-            result = upscale_file(upscaler, job.upload, job.folder / "result", OutputOptions(ext=ext),
-                                  on_progress=on_tile)
+            plan.check_sizes(upscaler)
+            if item.error is not None:
+                raise RealesrError(item.error, params=item.error_params)
+            plan.prepare()
+            if item.video is not None:
+                from realesr.infer.video import upscale_video
+
+                video = upscale_video(upscaler, item.source, item.output, video_options, on_progress=on_step,
+                                      info=item.video)
+                output, size, notes = video.output, video.size, video.notes
+            else:
+                result = upscale_item(upscaler, item, plan.options, on_progress=on_step)
+                output, size, notes = result.output, result.size, result.notes
         except JobCancelled:
             self._finish(job, "cancelled")
             return
@@ -275,9 +295,9 @@ class JobQueue:
             if job.cancel_requested:
                 pass
             else:
-                job.result = result.output
-                job.result_size = result.size
-                job.notes = list(result.notes)
+                job.result = output
+                job.result_size = size
+                job.notes = list(notes)
                 job.progress = 1.0
                 job.state = "done"
                 job.finished = time.time()
@@ -293,6 +313,17 @@ class JobQueue:
             job.finished = time.time()
         if state == "cancelled":
             shutil.rmtree(job.folder, ignore_errors=True)
+
+
+def _video_options():
+    """The CLI's default video options, or None where PyAV (the video extra) is not installed."""
+    try:
+        import av  # noqa: F401
+
+        from realesr.infer.video import VideoOptions
+    except ImportError:
+        return None
+    return VideoOptions()
 
 
 def parse_options(form: Mapping[str, Any], models: Mapping[str, Any], default_model: str) -> JobOptions:

@@ -7,7 +7,6 @@ is computed again from the GT that comes out of the pool.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Any
 
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 
 from realesr.degrade import (
+    FLAT_KEYS,
     DegradationConfig,
     TrainingPairPool,
     degrade,
@@ -30,13 +30,13 @@ __all__ = ["PairSynthesizer", "degradation_config", "params_sampler"]
 def degradation_config(scale: int, overrides: dict[str, Any]) -> DegradationConfig:
     """``DegradationConfig.for_scale(scale)`` with the ``data.degradation`` overrides applied."""
     base = DegradationConfig.for_scale(scale)
-    names = {f.name for f in dataclasses.fields(base)}
     for key in overrides:
-        if key not in names:
-            raise ConfigError(f"unknown config key 'data.degradation.{key}'; known keys: {', '.join(sorted(names))}",
+        if key not in FLAT_KEYS:
+            known = ", ".join(sorted(FLAT_KEYS))
+            raise ConfigError(f"unknown config key 'data.degradation.{key}'; known keys: {known}",
                               key=f"data.degradation.{key}")
     try:
-        return dataclasses.replace(base, **overrides)
+        return base.replace_flat(overrides)
     except ConfigError as err:  # its messages read "degradation.KEY: why", its key "degradation.KEY"
         key = f"data.{err.key or 'degradation'}"
         why = str(err).split(": ", 1)[-1]

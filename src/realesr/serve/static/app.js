@@ -153,10 +153,22 @@ async function cancel(card) {
 
 // ------------------------------------------------------------------------------------------ viewer
 
+const VIDEO_RESULT = /\.(mp4|m4v|mov|mkv|webm)$/i;
+
 function showResult(card) {
   const el = card.el;
   const url = `/api/jobs/${card.id}/result`;
-  const link = el.querySelector(".download");
+  if (VIDEO_RESULT.test(card.job.result_name)) {
+    // A video: played from the server's file as it is (a before/after slider is for still pictures).
+    const box = el.querySelector(".video-result");
+    const link = box.querySelector(".download");
+    link.href = url;
+    link.download = card.job.result_name;
+    box.querySelector("video").src = url;
+    box.hidden = false;
+    return;
+  }
+  const link = el.querySelector(".viewer .download");
   link.href = url;
   link.download = card.job.result_name;
   el.querySelector(".viewer").hidden = false;
