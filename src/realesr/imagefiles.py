@@ -262,7 +262,7 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
         raise ImageReadError(f"{path}: broken or truncated image ({_one_line(err)})") from None
 
 
-def _decode(im: Image.Image, path: Path) -> LoadedImage:
+def _decode(im: ImageFile.ImageFile, path: Path) -> LoadedImage:
     fmt = im.format
     # Before anything loads the image: PNG's getexif() decodes the pixels (eXIf may follow IDAT) and clears tile.
     array = _decode_16bit_colour(im, path)
@@ -331,7 +331,9 @@ def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
 
             src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
             dst = ImageCms.createProfile("sRGB")
-            return ImageCms.profileToProfile(im, src, dst, outputMode="RGB")
+            converted = ImageCms.profileToProfile(im, src, dst, outputMode="RGB")
+            if converted is not None:  # None only with inPlace=True
+                return converted
         except Exception:  # noqa: BLE001, S110 - a broken profile: fall back to the plain conversion
             pass
     return im.convert("RGB")
@@ -353,7 +355,7 @@ def _reload_with_rawmode(path: Path, rawmode: str) -> np.ndarray:
         return np.asarray(im).copy()
 
 
-def _decode_16bit_colour(im: Image.Image, path: Path) -> np.ndarray | None:
+def _decode_16bit_colour(im: ImageFile.ImageFile, path: Path) -> np.ndarray | None:
     """Exact uint16 samples of a 16-bit RGB/RGBA/LA PNG or 16-bit RGB(A) TIFF; None for every other file."""
     if not im.tile:
         return None

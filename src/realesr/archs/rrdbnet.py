@@ -7,8 +7,8 @@ RealESRGAN_x4plus_anime_6B) loads into this module with ``strict=True``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -206,7 +206,7 @@ def _ncnn_export(g: Any, net: nn.Module, x: str) -> str:
         x = g.add("Reorg", [x], f"0={net.unshuffle_factor} 1=0")  # mode 0 = PyTorch pixel_unshuffle order
     feat = g.conv(x, net.conv_first)
     trunk = feat
-    for block in net.body:
+    for block in cast("Iterable[RRDB]", net.body):
         block_in = trunk
         for rdb in (block.rdb1, block.rdb2, block.rdb3):
             rdb_in = trunk

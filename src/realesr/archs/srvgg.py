@@ -149,10 +149,9 @@ def _ncnn_import(layers: list, convs: list, prelus: list, source: str) -> tuple[
                                      f"SRVGGNetCompact has one after every conv but the last")
         act = "prelu"
     else:
-        acts = {_activation_of(layer) for layer, _, _ in convs[:-1]}
+        acts = {a for a in (_activation_of(layer) for layer, _, _ in convs[:-1]) if a is not None}
         acts |= {"relu" if float(layer.get(0, 0.0)) == 0 else f"leaky{float(layer.get(0)):g}"
                  for layer in layers if layer.type == "ReLU"}
-        acts.discard(None)
         mapping = {"relu": "relu", "leaky0.1": "leakyrelu"}
         if len(acts) != 1 or next(iter(acts)) not in mapping:
             raise WeightsFormatError(f"{source}: SRVGGNetCompact activations {sorted(map(str, acts))} are not one "

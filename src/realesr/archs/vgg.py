@@ -56,6 +56,9 @@ class VGGFeatureExtractor(nn.Module):
     flow through to the input.
     """
 
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
+
     def __init__(self, layer_names: list[str] | tuple[str, ...], use_input_norm: bool = True,
                  range_norm: bool = False) -> None:
         super().__init__()
@@ -80,7 +83,7 @@ class VGGFeatureExtractor(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> "VGGFeatureExtractor":
+    def train(self, mode: bool = True) -> VGGFeatureExtractor:
         # Always in eval mode: a fixed feature space (no layers care today, but the contract is "frozen").
         return super().train(False)
 
@@ -90,7 +93,8 @@ class VGGFeatureExtractor(nn.Module):
         sub = {k[len("features."):]: v for k, v in state_dict.items() if k.startswith("features.")}
         missing = [k for k in wanted if k not in sub]
         if missing:
-            raise WeightsFormatError(f"VGG19 weights lack {len(missing)} feature tensors (first: features.{missing[0]})")
+            raise WeightsFormatError(
+                f"VGG19 weights lack {len(missing)} feature tensors (first: features.{missing[0]})")
         for k, v in wanted.items():
             if tuple(sub[k].shape) != tuple(v.shape):
                 raise WeightsFormatError(

@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -340,13 +341,13 @@ class TrainPatchDataset(Dataset):
         if h < size or w < size:
             pad_h, pad_w = max(0, size - h), max(0, size - w)
             # Reflect needs the pad to be smaller than the side; tiny images fall back to symmetric tiling.
-            mode = "reflect" if pad_h < h and pad_w < w else "symmetric"
+            mode: Literal["reflect", "symmetric"] = "reflect" if pad_h < h and pad_w < w else "symmetric"
             img = np.pad(img, ((0, pad_h), (0, pad_w), (0, 0)), mode=mode)
             h, w = img.shape[:2]
         top = int(rng.integers(0, h - size + 1))
         left = int(rng.integers(0, w - size + 1))
         patch = _augment(img[top : top + size, left : left + size], rng, self.use_hflip, self.use_rot)
-        sample = {"gt": torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 0, 1)))}
+        sample: dict[str, Any] = {"gt": torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 0, 1)))}
         if self.params_fn is not None:
             sample["params"] = self.params_fn(rng)
         return sample

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -51,6 +52,9 @@ from realesr.imagefiles import (
     to_uint8,
     write_image,
 )
+
+if TYPE_CHECKING:  # the type only: importing this module must not load the video code (startup time)
+    from realesr.infer.video import VideoInfo
 
 __all__ = [
     "EXTENSIONS",
@@ -101,7 +105,7 @@ class PlanItem:
     error: str | None = None
     error_params: tuple[str, ...] = ()  # the parameters that would avoid the error
     notes: list[str] = field(default_factory=list)
-    video: object | None = None  # a realesr.infer.video.VideoInfo: a video or an animation (realesr.infer.video)
+    video: VideoInfo | None = None  # a video or an animation (realesr.infer.video)
 
 
 @dataclass
@@ -279,7 +283,7 @@ def plan_upscale(
     planned_outputs: list[PlannedOutput] = []
     for _entry, item in kept:
         if item.output is not None:
-            params = ("output",) if target_is_file else ("suffix", "output")
+            params: tuple[str, ...] = ("output",) if target_is_file else ("suffix", "output")
             if options.ext.lower() != "auto":
                 params += ("ext",)
             planned_outputs.append(PlannedOutput(item.output, f"the result of {item.source}", params))
@@ -371,7 +375,9 @@ def comparison_sheet(low: np.ndarray, high: np.ndarray, model_name: str) -> np.n
     bicubic = to_rgba8(low).resize(result.size, Image.Resampling.BICUBIC)
     width, height = result.size
     font = ImageFont.load_default(size=max(12, min(48, height // 24)))
-    label_height = int(font.size * 1.6)
+    # Without FreeType, Pillow falls back to its fixed bitmap font (about 11 px tall), which has no .size.
+    font_size = font.size if isinstance(font, ImageFont.FreeTypeFont) else 11
+    label_height = int(font_size * 1.6)
     canvas = Image.new("RGBA", (2 * width, height + label_height), (255, 255, 255, 255))
     checker = Image.new("RGBA", (width, height), (204, 204, 204, 255))
     step = 16
@@ -383,5 +389,5 @@ def comparison_sheet(low: np.ndarray, high: np.ndarray, model_name: str) -> np.n
         canvas.paste(Image.alpha_composite(checker, panel), (index * width, label_height))
     draw = ImageDraw.Draw(canvas)
     for index, label in enumerate(("bicubic", model_name)):
-        draw.text((index * width + 8, int(font.size * 0.25)), label, fill=(0, 0, 0, 255), font=font)
+        draw.text((index * width + 8, int(font_size * 0.25)), label, fill=(0, 0, 0, 255), font=font)
     return np.asarray(canvas.convert("RGB"))

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
+import numpy as np
+
 from realesr.errors import RealesrError, UsageError
 from realesr.infer.files import FileResult, OutputOptions, PlanItem
 
@@ -209,7 +211,7 @@ def upscale_items(
         groups: dict[tuple, list[int]] = collections.defaultdict(list)
         for index, (_item, image, _t) in enumerate(loaded):
             groups[(image.array.shape, image.array.dtype.str)].append(index)
-        arrays: dict[int, object] = {}
+        arrays: dict[int, np.ndarray | BaseException] = {}
         for members in groups.values():
             try:
                 outputs = upscaler.upscale_arrays([loaded[i][1].array for i in members])

@@ -144,7 +144,8 @@ class Upscaler:
         # convolutions of RRDBNet run about 1.3x faster with it (bench/bench_upscale.py).
         self._channels_last = channels_last
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self._net_fp32 = net.to(self.device, dtype=torch.float32, memory_format=memory_format)
+        # Module.to takes memory_format at runtime, but torch's overloads for it leave the keyword out.
+        self._net_fp32 = net.to(self.device, dtype=torch.float32, memory_format=memory_format)  # type: ignore[call-overload]
         self._net = self._net_fp32
         self._dtype = torch.float32
         if self.precision != "fp32":

@@ -815,7 +815,7 @@ class _VideoJob:
         import io
 
         av = self.av
-        mapping = {}
+        mapping: dict[int, object] = {}
         if not self.options.audio:
             return mapping
         for stream in container.streams:

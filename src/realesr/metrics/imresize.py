@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 
@@ -59,17 +60,23 @@ def contributions(
     return source, weights
 
 
-def _plan(in_shape: tuple[int, int], scale, output_shape) -> list[tuple[int, int, float]]:
+def _plan(
+    in_shape: tuple[int, ...], scale: float | Sequence[float] | None, output_shape: Sequence[int] | None
+) -> list[tuple[int, int, float]]:
     """(dimension, output length, kernel scale) for each resized dimension, in MATLAB's order."""
     if (scale is None) == (output_shape is None):
         raise UsageError("imresize: give exactly one of scale= or output_shape=")
     if scale is not None:
-        scales = (float(scale), float(scale)) if np.isscalar(scale) else tuple(float(s) for s in scale)
+        if np.isscalar(scale):
+            # np.isscalar narrows to numpy's generic union, which float() cannot take in the stubs.
+            scales: tuple[float, ...] = (float(cast(float, scale)),) * 2
+        else:
+            scales = tuple(float(s) for s in cast("Sequence[float]", scale))
         if len(scales) != 2 or min(scales) <= 0:
             raise UsageError(f"imresize: scale must be a positive number or a pair, got {scale!r}")
         # MATLAB rounds the output size up; the kernel still uses the requested scale.
         lengths = tuple(int(math.ceil(n * s - 1e-9)) for n, s in zip(in_shape, scales))
-    else:
+    elif output_shape is not None:  # always, by the check above; the test tells mypy
         lengths = tuple(int(v) for v in output_shape)
         if len(lengths) != 2 or min(lengths) < 1:
             raise UsageError(f"imresize: output_shape must be two positive sizes, got {output_shape!r}")
@@ -93,10 +100,12 @@ def imresize(
     """
     try:
         import torch
-    except ImportError:  # pragma: no cover - torch is a dependency, but numpy use need not import it
-        torch = None
 
-    if torch is not None and isinstance(array, torch.Tensor):
+        is_tensor = isinstance(array, torch.Tensor)
+    except ImportError:  # pragma: no cover - torch is a dependency, but numpy use need not import it
+        is_tensor = False
+
+    if is_tensor:
         if array.ndim < 2:
             raise UsageError(f"imresize: a tensor needs at least 2 dimensions [..., H, W], got {tuple(array.shape)}")
         out = array if array.is_floating_point() else array.to(torch.float64)
@@ -107,23 +116,24 @@ def imresize(
             weights_t = torch.from_numpy(weights).to(device=out.device, dtype=out.dtype)
             view = [1] * out.ndim
             view[base + dim] = length
-            acc = None
+            acc: torch.Tensor | None = None
             for t in range(source.shape[1]):
                 term = out.index_select(base + dim, source_t[:, t]) * weights_t[:, t].reshape(view)
                 acc = term if acc is None else acc + term
+            assert acc is not None  # contributions() always gives at least one tap
             out = acc
         return out
 
-    out = np.asarray(array, dtype=np.float64)
-    if out.ndim not in (2, 3):
-        raise UsageError(f"imresize: expected an HxW or HxWxC array, got shape {out.shape}")
-    for dim, length, s in _plan(out.shape[:2], scale, output_shape):
-        source, weights = contributions(out.shape[dim], length, s, antialiasing)
-        view = [1] * out.ndim
+    arr = np.asarray(array, dtype=np.float64)
+    if arr.ndim not in (2, 3):
+        raise UsageError(f"imresize: expected an HxW or HxWxC array, got shape {arr.shape}")
+    for dim, length, s in _plan(arr.shape[:2], scale, output_shape):
+        source, weights = contributions(arr.shape[dim], length, s, antialiasing)
+        view = [1] * arr.ndim
         view[dim] = length
-        acc = np.zeros(out.shape[:dim] + (length,) + out.shape[dim + 1 :], dtype=np.float64)
+        total = np.zeros(arr.shape[:dim] + (length,) + arr.shape[dim + 1 :], dtype=np.float64)
         # One pass per tap keeps memory at one output-sized array (a dense matrix would be in x out).
         for t in range(source.shape[1]):
-            acc += np.take(out, source[:, t], axis=dim) * weights[:, t].reshape(view)
-        out = acc
-    return out
+            total += np.take(arr, source[:, t], axis=dim) * weights[:, t].reshape(view)
+        arr = total
+    return arr

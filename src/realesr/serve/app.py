@@ -269,7 +269,7 @@ def create_app(
     ]
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
+    async def lifespan(app: Starlette):
         try:
             yield
         finally:

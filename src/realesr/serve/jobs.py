@@ -270,6 +270,7 @@ class JobQueue:
             if item.video is not None:
                 from realesr.infer.video import upscale_video
 
+                assert item.output is not None  # planned without error, so it has an output
                 video = upscale_video(upscaler, item.source, item.output, video_options, on_progress=on_step,
                                       info=item.video)
                 output, size, notes = video.output, video.size, video.notes

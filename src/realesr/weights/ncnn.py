@@ -19,15 +19,16 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from realesr import archs
+from realesr.atomic import atomic_write_bytes
 from realesr.errors import WeightsFormatError
 from realesr.weights.spec import OutputResize
-from realesr.atomic import atomic_write_bytes
 
 __all__ = ["NcnnModel", "NcnnLayer", "read_ncnn", "export_ncnn", "ncnn_paths"]
 
@@ -49,7 +50,8 @@ class NcnnLayer:
     outputs: list[str]
     params: dict[int, object]
 
-    def get(self, key: int, default: object = 0) -> object:
+    def get(self, key: int, default: Any = 0) -> Any:
+        # Any: a param is an int, a float or a list of them by its key, which each caller knows and converts.
         return self.params.get(key, default)
 
 
@@ -158,7 +160,8 @@ def _conv_shape(layer: NcnnLayer) -> tuple[int, int, int, int]:
     kh = int(layer.get(11, kw))
     size = int(layer.get(6))
     if out_ch <= 0 or kw <= 0 or size % (out_ch * kh * kw):
-        raise WeightsFormatError(f"Convolution {layer.name}: weight_data_size {size} is not out {out_ch} x in x {kh}x{kw}")
+        raise WeightsFormatError(
+            f"Convolution {layer.name}: weight_data_size {size} is not out {out_ch} x in x {kh}x{kw}")
     for key, what, expected in ((2, "dilation", 1), (3, "stride", 1), (4, "pad", kw // 2)):
         if int(layer.get(key, 1 if key != 4 else 0)) != expected:
             raise WeightsFormatError(f"Convolution {layer.name}: {what} {layer.get(key)} is not {expected}; "
@@ -176,7 +179,8 @@ def read_ncnn(path: str | os.PathLike) -> NcnnModel:
     try:
         text = param_path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise WeightsFormatError(f"{param_path}: not a text ncnn .param (binary .param files are not supported)") from err
+        raise WeightsFormatError(
+            f"{param_path}: not a text ncnn .param (binary .param files are not supported)") from err
     layers = parse_param(text, str(param_path))
     reader = _BinReader(bin_path.read_bytes(), str(bin_path))
 
@@ -201,7 +205,8 @@ def read_ncnn(path: str | os.PathLike) -> NcnnModel:
     if not convs:
         raise WeightsFormatError(f"{param_path}: no Convolution layers")
     if any(b is None for _, _, b in convs):
-        raise WeightsFormatError(f"{param_path}: a Convolution without bias; the convs of every known architecture have one")
+        raise WeightsFormatError(
+            f"{param_path}: a Convolution without bias; the convs of every known architecture have one")
 
     types = Counter(layer.type for layer in layers)
     output_resize = _output_resize(layers)
@@ -222,7 +227,7 @@ def _output_resize(layers: list[NcnnLayer]) -> float | None:
     if last.type != "Interp":
         return None
     try:
-        h, w = float(last.get(1, 1.0)), float(last.get(2, 1.0))  # type: ignore[arg-type]
+        h, w = float(last.get(1, 1.0)), float(last.get(2, 1.0))
     except (TypeError, ValueError):
         h = w = math.nan
     if (last.get(0) != 3 or h != w or not math.isfinite(h) or not 0 < h < 1
@@ -242,7 +247,7 @@ class _GraphWriter:
         self.fp16 = fp16
         self.layers: list[list] = []  # [type, name, inputs, outputs, params]
         self.weights = bytearray()
-        self.counter = Counter()
+        self.counter: Counter[str] = Counter()
 
     def add(self, ltype: str, inputs: list[str], params: str = "", output: str | None = None) -> str:
         self.counter[ltype] += 1
@@ -261,6 +266,7 @@ class _GraphWriter:
             self.weights += TAG_FP16.to_bytes(4, "little") + halves + b"\0" * ((-len(halves)) % 4)
         else:
             self.weights += TAG_FP32.to_bytes(4, "little") + flat.astype("<f4").tobytes()
+        assert conv.bias is not None  # every convolution of the exported architectures has a bias
         self.weights += conv.bias.detach().to("cpu", torch.float32).numpy().astype("<f4").tobytes()
         return self.add("Convolution", [x], params, output)
 

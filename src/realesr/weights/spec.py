@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -47,7 +48,8 @@ class OutputResize(nn.Module):
 
     def __init__(self, net: nn.Module, factor: float) -> None:
         super().__init__()
-        net_scale = int(net.scale)
+        # Every architecture sets an int .scale; nn.Module's __getattr__ types it Tensor | Module.
+        net_scale = int(cast(int, net.scale))
         factor = check_resize_factor(factor, net_scale)
         total = net_scale * factor
         self.net = net
@@ -179,9 +181,11 @@ def _check_shapes(spec: ModelSpec, sd: Mapping[str, torch.Tensor]) -> None:
              if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
     problems = []
     if missing:
-        problems.append(f"missing {', '.join(missing[:5])}" + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        problems.append(f"missing {', '.join(missing[:5])}{more}")
     if unexpected:
-        problems.append(f"unexpected {', '.join(unexpected[:5])}" + (f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else ""))
+        more = f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else ""
+        problems.append(f"unexpected {', '.join(unexpected[:5])}{more}")
     if wrong:
         problems.append(f"wrong shapes {', '.join(wrong[:3])}")
     if problems:

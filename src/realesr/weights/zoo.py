@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
-import dataclasses
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -164,10 +164,10 @@ def find_model(name: str) -> FoundModel:
     if importlib.util.find_spec(DATA_PACKAGE) is None:
         tried.append(f"the data package {DATA_PACKAGE_DIST} (not installed)")
     else:
-        for stem in dict.fromkeys([entry.package_file, base.package_file]):
-            if stem:
-                hit = _in_package(stem)
-                tried.append(f"the data package {DATA_PACKAGE_DIST} ({stem}.param/.bin)")
+        for package_stem in dict.fromkeys([entry.package_file, base.package_file]):
+            if package_stem:
+                hit = _in_package(package_stem)
+                tried.append(f"the data package {DATA_PACKAGE_DIST} ({package_stem}.param/.bin)")
                 if hit:
                     places.append((hit, "package"))
         if not entry.package_file and not base.package_file:
@@ -190,7 +190,8 @@ def _not_found(name: str, tried: list[str], url: str | None, reason: str) -> Mod
     places = "; ".join(dict.fromkeys(tried))
     entry = ZOO[name]
     stem = entry.weights_of or name
-    fix = f"put {stem}.pth (or .safetensors, or ncnn .param+.bin) in {cache_dir()} (set {CACHE_ENV} to use another folder)"
+    fix = (f"put {stem}.pth (or .safetensors, or ncnn .param+.bin) in {cache_dir()} "
+           f"(set {CACHE_ENV} to use another folder)")
     if url:
         fix += f", downloaded from {url}"
     if entry.package_file or (entry.weights_of and ZOO[entry.weights_of].package_file):
@@ -243,6 +244,8 @@ def _resolve(name: str, allow_download: bool, progress: bool | Progress
     url = base.url
     if not allow_download:
         raise _not_found(name, tried, url, "downloading was not allowed")
+    if url is None:
+        raise _not_found(name, tried, url, "it has no release file to download")
     # A corrupt release file at this path is replaced only by a download that passes its checksum.
     dest = cache_dir() / f"{base.name}.pth"
     try:
@@ -275,6 +278,8 @@ def fetch_model(name: str, progress: bool | Progress = False, force: bool = Fals
             return dest, "cache"
         except WeightsFormatError:
             pass  # corrupt: fetched again below
+    if base.url is None:
+        raise _not_found(name, [], None, "it has no release file to download")
     try:
         download(base.url, dest, progress, base.checksum)
     except DownloadError as err:
@@ -296,7 +301,9 @@ def _build(sd: dict[str, torch.Tensor], spec: ModelSpec, source: str) -> nn.Modu
     return net.float().eval().requires_grad_(False)
 
 
-def read_model(path: str | os.PathLike, output_resize: float | None = None) -> tuple[dict[str, torch.Tensor], ModelSpec]:
+def read_model(
+    path: str | os.PathLike, output_resize: float | None = None
+) -> tuple[dict[str, torch.Tensor], ModelSpec]:
     """The tensors of a weights file as stored (dtype kept) and the :class:`ModelSpec` they make."""
     path = Path(path)
     weights = read_weights(path)
@@ -347,7 +354,8 @@ def load_model(name_or_path: str | os.PathLike, denoise_strength: float | None =
             raise UsageError(f"denoise_strength applies to realesr-general-x4v3 only, not {name!r}",
                              params=("denoise_strength",))
         if not 0.0 <= float(denoise_strength) <= 1.0:
-            raise UsageError(f"denoise_strength must be in [0, 1], not {denoise_strength}", params=("denoise_strength",))
+            raise UsageError(f"denoise_strength must be in [0, 1], not {denoise_strength}",
+                             params=("denoise_strength",))
         s = float(denoise_strength)
         if s != 1.0:
             wdn_sd, wdn_spec, wdn_source = _resolve("realesr-general-wdn-x4v3", allow_download, progress)
