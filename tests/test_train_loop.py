@@ -75,7 +75,8 @@ def test_smoke_config_trains_on_cpu(tmp_path, shared_data):
     assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4, 5, 6]
     check_logged_losses(rows)
     val = read_csv(run / "val_log.csv")
-    assert {(int(r["iteration"]), r["kind"]) for r in val} == {(i, k) for i in (0, 3, 6) for k in ("degraded", "bicubic")}
+    assert {(int(r["iteration"]), r["set"], r["metric"]) for r in val} == \
+        {(i, k, m) for i in (0, 3, 6) for k in ("degraded", "bicubic") for m in ("psnr", "ssim")}
     assert (run / "plots" / "losses.png").stat().st_size > 1000
     assert (run / "plots" / "validation.png").stat().st_size > 1000
     assert any((run / "tb").iterdir())

@@ -102,7 +102,8 @@ def test_runs_shows_finished_interrupted_running_and_killed_runs(shared_data, tm
         table = _runs_table(capsys, tmp_path)
         assert table["done"].split()[1:5] == ["esrnet", "2", "/", "2"] and table["done"].endswith("finished")
         with open(tmp_path / "done" / "val_log.csv", newline="") as f:
-            psnr = {int(r["iteration"]): float(r["psnr"]) for r in csv.DictReader(f) if r["kind"] == "degraded"}
+            psnr = {int(r["iteration"]): float(r["value"]) for r in csv.DictReader(f)
+                    if (r["set"], r["metric"]) == ("degraded", "psnr")}
         assert sorted(psnr) == [0, 2]  # the baseline, then the validation at the end
         best_it = 2 if psnr[2] > psnr[0] else 0
         assert f"{psnr[best_it]:.2f} dB (degraded/psnr) @ {best_it}" in table["done"]

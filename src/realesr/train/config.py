@@ -34,6 +34,10 @@ __all__ = [
     "TrainConfig",
     "TrainSource",
     "ValConfig",
+    "ValSetConfig",
+    "default_best",
+    "val_set_kinds",
+    "val_set_names",
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
@@ -143,7 +147,19 @@ class LossConfig:
 
 
 @dataclass
+class ValSetConfig:
+    """One validation set: ``synthetic`` (GT images, seeded degraded LR; PSNR/SSIM), ``paired`` (real LR in ``lr``
+    and HR in ``path``, matched by file stem; PSNR/SSIM) or ``real`` (LR images only; NIQE)."""
+
+    kind: Literal["synthetic", "paired", "real"] = "synthetic"
+    path: str = ""  # GT images (synthetic), HR images (paired), LR images (real)
+    lr: str = ""  # paired: the LR images
+    name: str = ""  # the set's name in the CSV, plots, TensorBoard and val.best; empty: the folder's name
+
+
+@dataclass
 class ValConfig:
+    sets: list[ValSetConfig] = field(default_factory=list)  # several validation sets, each of a kind
     folder: str = ""  # HR validation images; empty: no validation
     max_images: int = 0  # 0: all
     max_size: int = 0  # centre-crop HR images to at most this side before degrading; 0: whole image
@@ -152,7 +168,8 @@ class ValConfig:
     bicubic: bool = True  # LR by MATLAB bicubic downscaling
     num_samples: int = 3  # LR | SR | GT strips saved per validation and LR kind (the first images, every time)
     at_start: bool = True  # validate at iteration 0 (a fresh run's baseline; not on resume)
-    best: str = ""  # KIND/METRIC marking checkpoints/best: degraded/psnr, bicubic/ssim ...; empty: the first kind's psnr
+    # SET/METRIC marking checkpoints/best: degraded/psnr, bicubic/ssim, NAME/niqe ...; empty: default_best()
+    best: str = ""
     crop_border: int = 4
 
 
@@ -294,6 +311,8 @@ def config_from_dict(raw: dict | None) -> TrainConfig:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError("the training config must be a YAML mapping of keys")
+    if isinstance(raw.get("val"), list):  # `val:` written as the list of sets itself
+        raw = {**raw, "val": {"sets": raw["val"]}}
     return resolve(_build(TrainConfig, raw))
 
 
@@ -459,9 +478,16 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         _check(getattr(val, key) >= 0, f"val.{key}", "must be 0 or positive")
     if val.folder:
         _check(val.degraded or val.bicubic, "val.degraded", "or val.bicubic must be true when val.folder is set")
+    names = val_set_names(cfg)
+    for i, vs in enumerate(val.sets):
+        _check(bool(vs.path), f"val.sets[{i}].path", "must name a folder of images")
+        if vs.kind == "paired":
+            _check(bool(vs.lr), f"val.sets[{i}].lr", "must name the folder of LR images of a paired set")
+        name = names[len(names) - len(val.sets) + i]
+        _check(names.count(name) == 1, f"val.sets[{i}].name", f"must be unique among the validation sets; got {name!r}")
     if val.best:
-        kinds = [k for k, on in (("degraded", val.degraded), ("bicubic", val.bicubic)) if on]
-        choices = [f"{k}/{m}" for k in kinds for m in ("psnr", "ssim")]
+        choices = [f"{n}/{m}" for n, kind in zip(names, val_set_kinds(cfg))
+                   for m in (("niqe",) if kind == "real" else ("psnr", "ssim"))]
         _check(val.best in choices, "val.best", f"must be one of {', '.join(choices)}; got {val.best!r}")
 
     rt = cfg.runtime
@@ -470,6 +496,34 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     _check(rt.num_threads >= 0, "runtime.num_threads", "must be 0 (torch's default) or positive")
     _check(rt.max_nonfinite >= 1, "runtime.max_nonfinite", "must be at least 1")
     return cfg
+
+
+def val_set_names(cfg: TrainConfig) -> list[str]:
+    """The name of every validation set, in order: ``degraded`` and ``bicubic`` for ``val.folder`` (as enabled),
+    then each of ``val.sets`` (its ``name``, else its folder's name)."""
+    val = cfg.val
+    names = [k for k, on in (("degraded", val.degraded), ("bicubic", val.bicubic)) if on] if val.folder else []
+    return names + [vs.name or Path(vs.path).name or vs.kind for vs in val.sets]
+
+
+def val_set_kinds(cfg: TrainConfig) -> list[str]:
+    """The kind of every set of :func:`val_set_names`."""
+    legacy = [k for k, on in (("degraded", cfg.val.degraded), ("bicubic", cfg.val.bicubic)) if on]
+    return (["synthetic"] * len(legacy) if cfg.val.folder else []) + [vs.kind for vs in cfg.val.sets]
+
+
+def default_best(cfg: TrainConfig) -> str:
+    """SET/METRIC marking checkpoints/best when ``val.best`` is empty: the PSNR of the first synthetic or paired set
+    (esrnet), NIQE of the first real set for the GAN stage when there is one."""
+    pairs = list(zip(val_set_names(cfg), val_set_kinds(cfg)))
+    if cfg.stage == "esrgan":
+        for name, kind in pairs:
+            if kind == "real":
+                return f"{name}/niqe"
+    for name, kind in pairs:
+        if kind != "real":
+            return f"{name}/psnr"
+    return f"{pairs[0][0]}/niqe" if pairs else ""
 
 
 def _vgg19_layer_names() -> tuple[str, ...]:

@@ -65,6 +65,12 @@ def dry_run_report(cfg: TrainConfig, allow_download: bool = True) -> str:
         from realesr.data import list_images
 
         lines.append(f"validation: {len(list_images(cfg.val.folder))} image(s) from {cfg.val.folder}")
+    if cfg.val.sets:
+        from realesr.data import list_images
+        from realesr.train.config import val_set_names
+
+        for vs, name in zip(cfg.val.sets, val_set_names(cfg)[-len(cfg.val.sets):]):
+            lines.append(f"validation set {name} ({vs.kind}): {len(list_images(vs.path))} image(s) from {vs.path}")
     g, d, vgg = _params(run.net_g), _params(run.net_d), _params(run.perceptual)
     lines.append(f"generator {cfg.network.arch}: {g:,} parameters" + (
         f"; EMA copy: {g:,}" if run.net_g_ema is not None else ""))

@@ -118,7 +118,7 @@ def _smoothed(values: list[float], weight: float = 0.9) -> list[float]:
 
 def plot_curves(run_dir: Path) -> list[Path]:
     """``plots/losses.png`` (every loss and gradient-norm column of train_log.csv, raw and smoothed, and the lr) and
-    ``plots/validation.png`` (PSNR and SSIM per LR kind)."""
+    ``plots/validation.png`` (one panel per metric, a curve per validation set)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -150,17 +150,20 @@ def plot_curves(run_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
 
-    val_rows = _read_csv(run_dir / "val_log.csv")
+    val_rows = [r for r in _read_csv(run_dir / "val_log.csv") if r.get("metric")]
     if val_rows:
-        fig, (ax_p, ax_s) = plt.subplots(1, 2, figsize=(10, 3.5))
-        for kind in sorted({r["kind"] for r in val_rows}):
-            sel = [r for r in val_rows if r["kind"] == kind]
-            its = [int(r["iteration"]) for r in sel]
-            ax_p.plot(its, [float(r["psnr"]) for r in sel], marker="o", label=kind)
-            ax_s.plot(its, [float(r["ssim"]) for r in sel], marker="o", label=kind)
-        ax_p.set_title("PSNR (Y) [dB]")
-        ax_s.set_title("SSIM (Y)")
-        for ax in (ax_p, ax_s):
+        metrics = [m for m in ("psnr", "ssim", "niqe") if any(r["metric"] == m for r in val_rows)]
+        metrics += sorted({r["metric"] for r in val_rows} - set(metrics))
+        titles = {"psnr": "PSNR (Y) [dB], higher is better", "ssim": "SSIM (Y), higher is better",
+                  "niqe": "NIQE (Y), lower is better"}
+        colour = {name: f"C{i % 10}" for i, name in enumerate(dict.fromkeys(r["set"] for r in val_rows))}
+        fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
+        for ax, metric in zip(axes[0], metrics):
+            sel = [r for r in val_rows if r["metric"] == metric]
+            for name in dict.fromkeys(r["set"] for r in sel):  # the sets in the config's order
+                pts = [(int(r["iteration"]), float(r["value"])) for r in sel if r["set"] == name]
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name, color=colour[name])
+            ax.set_title(titles.get(metric, metric))
             ax.set_xlabel("iteration")
             ax.grid(alpha=0.3)
             ax.legend()

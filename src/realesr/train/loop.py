@@ -65,7 +65,7 @@ from realesr.errors import (
     WeightsFormatError,
 )
 from realesr.train import checkpoint as ckpt
-from realesr.train.config import TrainConfig, config_to_dict, save_config, train_sources
+from realesr.train.config import TrainConfig, config_to_dict, default_best, save_config, train_sources
 from realesr.train.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -87,7 +87,7 @@ from realesr.train.losses import (
     gan_loss_generator,
 )
 from realesr.train.synth import PairSynthesizer, degradation_config, params_sampler
-from realesr.train.validate import build_validation_set, validate
+from realesr.train.validate import build_validation_sets, validate_sets
 from realesr.weights import load_model, load_state_dict, load_strict, save_model
 
 __all__ = [
@@ -325,7 +325,7 @@ class Run:
     batches: Any = None
     # progress
     iteration: int = 0
-    best_value: float = -math.inf  # of best_metric (higher is better)
+    best_value: float = -math.inf  # of best_metric; not finite: none yet
     best_iteration: int = 0
     skipped_total: int = 0
     nonfinite_in_a_row: int = 0
@@ -398,6 +398,11 @@ def build(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resuming:
     is_main, rank = dist_info.is_main, dist_info.rank
     if cfg.val.folder and not Path(cfg.val.folder).is_dir():
         raise ConfigError(f"config key 'val.folder': validation folder not found: {cfg.val.folder}", key="val.folder")
+    for i, vs in enumerate(cfg.val.sets):
+        for sub in ("path", "lr") if vs.kind == "paired" else ("path",):
+            if not Path(getattr(vs, sub)).is_dir():
+                raise ConfigError(f"config key 'val.sets[{i}].{sub}': validation folder not found: "
+                                  f"{getattr(vs, sub)}", key=f"val.sets[{i}].{sub}")
     deg_cfg = degradation_config(cfg.scale, cfg.data.degradation)
     records, source_index, notes = _training_images(cfg)
     _seed_everything(cfg.seed)  # the same initial networks on every rank (and EMA copies made before DDP's broadcast)
@@ -650,12 +655,12 @@ def open_run(run: Run, overwrite: bool = False, show_progress: bool = True) -> N
             run.d_plain = torch.compile(run.net_d)
             run.d_run = torch.compile(run.d_run) if dist_info.enabled else run.d_plain
 
-    if run.is_main and cfg.val.folder:
+    if run.is_main and has_validation(cfg):
         size_multiple = getattr(run.net_g, "size_multiple", 1)
-        run.val_set = build_validation_set(cfg.val.folder, cfg.scale, size_multiple, cfg.val.max_images,
-                                           cfg.val.max_size, cfg.val.seed, cfg.val.degraded, cfg.val.bicubic,
-                                           run.synth.cfg)
-        log.info("validation: %d image(s) from %s", len(run.val_set), cfg.val.folder)
+        run.val_set = build_validation_sets(cfg, size_multiple, run.synth.cfg)
+        for vset in run.val_set:
+            log.info("validation set %s (%s, %s): %d image(s)", vset.name, vset.kind, "/".join(vset.metrics),
+                     len(vset.items))
 
     barrier(dist_info)  # every rank has checked the run folder before rank 0 changes it
     if not run.is_main:
@@ -677,7 +682,7 @@ def open_run(run: Run, overwrite: bool = False, show_progress: bool = True) -> N
     columns = ["lr_g", *g_cols, *d_cols, "grad_norm_g", *(["grad_norm_d"] if run.net_d is not None else []),
                "it_per_s", "skipped"]
     run.train_log = MetricsLog(run_dir / "train_log.csv", columns, run.iteration, run.tb, "train/")
-    run.val_log = MetricsLog(run_dir / "val_log.csv", ["kind", "psnr", "ssim"], run.iteration, None)
+    run.val_log = MetricsLog(run_dir / "val_log.csv", ["set", "metric", "value"], run.iteration, None)
     if show_progress:
         from tqdm import tqdm
 
@@ -899,11 +904,17 @@ def write_status(run: Run, state: str) -> None:
         atomic_write_text(run.run_dir / "status.json", json.dumps(status, indent=1))
 
 
+def has_validation(cfg: TrainConfig) -> bool:
+    return bool(cfg.val.folder or cfg.val.sets)
+
+
 def best_metric(run: Run) -> str:
-    """KIND/METRIC that marks checkpoints/best: val.best, else the psnr of the first LR kind."""
-    if run.cfg.val.best:
-        return run.cfg.val.best
-    return f"{'degraded' if run.cfg.val.degraded else 'bicubic'}/psnr"
+    """SET/METRIC that marks checkpoints/best: val.best, else :func:`realesr.train.config.default_best`."""
+    return run.cfg.val.best or default_best(run.cfg)
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric.rpartition("/")[2] == "niqe"
 
 
 def run_validation(run: Run) -> dict:
@@ -918,21 +929,25 @@ def run_validation(run: Run) -> dict:
             if tb is not None:
                 tb.add_image(f"samples/{tag}", strip, it, dataformats="HWC")
 
-        results = validate(net, run.val_set, run.device, run.cfg.val.crop_border,
+        results = validate_sets(net, run.val_set, run.device, run.cfg.val.crop_border,
                            run.run_dir / "samples" / f"iter_{it:08d}", run.cfg.val.num_samples, run.autocast_dtype,
                            on_sample=on_sample)
         run.last_validation_iteration = it
-        for kind, m in results.items():
-            run.val_log.write(it, {"kind": kind, "psnr": m["psnr"], "ssim": m["ssim"]})
-            if tb is not None:
-                tb.add_scalar(f"val/{kind}/psnr", m["psnr"], it)
-                tb.add_scalar(f"val/{kind}/ssim", m["ssim"], it)
-            log.info("validation @%d (%s LR): PSNR %.3f dB, SSIM %.4f", it, kind, m["psnr"], m["ssim"])
+        for name, m in results.items():
+            for metric, value in m.items():
+                run.val_log.write(it, {"set": name, "metric": metric, "value": value})
+                if tb is not None:
+                    tb.add_scalar(f"val/{name}/{metric}", value, it)
+            words = {"psnr": "PSNR %.3f dB", "ssim": "SSIM %.4f", "niqe": "NIQE %.4f"}
+            log.info("validation @%d (%s): %s", it, name, ", ".join(words[k] % v for k, v in m.items()))
         plot_curves_safe(run.run_dir)  # every validation: an interrupted run has its plots too
-    kind, _, metric = best_metric(run).partition("/")
-    key_metric = results[kind][metric] if kind in results else None
-    is_best = torch.tensor([1.0 if key_metric is not None and key_metric > run.best_value else 0.0],
-                           device=run.device)
+    chosen = best_metric(run)
+    name, _, metric = chosen.rpartition("/")
+    key_metric = results.get(name, {}).get(metric)
+    better = key_metric is not None and math.isfinite(key_metric) and (
+        not math.isfinite(run.best_value)
+        or (key_metric < run.best_value if lower_is_better(chosen) else key_metric > run.best_value))
+    is_best = torch.tensor([1.0 if better else 0.0], device=run.device)
     all_reduce_sum(is_best, run.dist)  # rank 0 decides; the others must join the collective save
     if is_best.item() > 0:
         if key_metric is not None:
@@ -993,9 +1008,11 @@ def train(cfg: TrainConfig, resume: str | None = None, on_iteration: Callable[[i
             log.info("--resume auto: no checkpoint in %s, starting from scratch", run.ckpt_root)
         open_run(run, overwrite=overwrite, show_progress=show_progress and dist_info.is_main)
         opened = True
-        if cfg.val.folder and dist_info.is_main:
-            log.info("checkpoints/best: the highest %s", best_metric(run))
-        if run.iteration == 0 and cfg.val.folder and cfg.val.at_start:
+        if has_validation(cfg) and dist_info.is_main:
+            chosen = best_metric(run)
+            log.info("checkpoints/best: the %s %s%s", "lowest" if lower_is_better(chosen) else "highest", chosen,
+                     "" if cfg.val.best else " (val.best empty: the default for this stage)")
+        if run.iteration == 0 and has_validation(cfg) and cfg.val.at_start:
             run.last_validation = run_validation(run)  # the baseline (of a fine-tune: its starting model)
         status = _loop(run, on_iteration)
         if status == "completed":
@@ -1080,7 +1097,7 @@ def _finish(run: Run) -> None:
     if run.bar is not None:
         run.bar.close()
         run.bar = None
-    if cfg.val.folder and (not cfg.val_every or run.iteration % cfg.val_every != 0):
+    if has_validation(cfg) and (not cfg.val_every or run.iteration % cfg.val_every != 0):
         run.last_validation = run_validation(run) or run.last_validation
     if run.is_main:
         for path in plot_curves_safe(run.run_dir):

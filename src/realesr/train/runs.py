@@ -40,11 +40,17 @@ def _last_validation(run_dir: Path) -> str:
     if not path.is_file():
         return ""
     with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+        rows = [r for r in csv.DictReader(f) if r.get("metric") and r.get("value")]  # older runs: other columns
     if not rows:
         return ""
     last = rows[-1]["iteration"]
-    parts = [f"{r['kind']} {float(r['psnr']):.2f} dB / {float(r['ssim']):.3f}" for r in rows if r["iteration"] == last]
+    metrics: dict[str, dict[str, float]] = {}
+    for r in rows:
+        if r["iteration"] == last:
+            metrics.setdefault(r["set"], {})[r["metric"]] = float(r["value"])
+    words = {"psnr": "{:.2f} dB", "ssim": "{:.3f}", "niqe": "NIQE {:.3f}"}
+    parts = [f"{name} " + " / ".join(words.get(k, "{:.4g}").format(v) for k, v in m.items())
+             for name, m in metrics.items()]
     return f"@ {last}: " + ", ".join(parts)
 
 
@@ -74,7 +80,10 @@ def _row(run_dir: Path) -> RunRow | None:
     best = ""
     if status.get("best"):
         b = status["best"]
-        best = f"{float(b['value']):.2f} dB ({b['metric']}) @ {b['iteration']}"
+        metric = str(b["metric"]).rpartition("/")[2]
+        value = {"psnr": "{:.2f} dB", "ssim": "{:.4f}", "niqe": "NIQE {:.3f}"}.get(metric, "{:.4g}").format(
+            float(b["value"]))
+        best = f"{value} ({b['metric']}) @ {b['iteration']}"
     return RunRow(run_dir.name, str(status.get("stage", config.get("stage", "?"))), iteration, total, best,
                   _last_validation(run_dir), state)
 

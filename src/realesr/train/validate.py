@@ -8,9 +8,12 @@ downscaling.
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,9 +23,17 @@ from realesr import imagefiles
 from realesr.data import list_images, read_rgb
 from realesr.degrade import DegradationConfig, degraded_lr
 from realesr.imagefiles import write_image
-from realesr.metrics import imresize, psnr, ssim
 
-__all__ = ["ValImage", "build_validation_set", "to_uint8", "validate"]
+if TYPE_CHECKING:
+    from realesr.train.config import TrainConfig
+from realesr.errors import ConfigError, UsageError
+from realesr.metrics import imresize, niqe, psnr, ssim
+from realesr.metrics.niqe import NIQE_BLOCK
+
+__all__ = ["ValImage", "ValItem", "ValSet", "build_validation_set", "build_validation_sets", "to_uint8", "validate",
+           "validate_sets"]
+
+log = logging.getLogger("realesr.train")
 
 
 @dataclass
@@ -119,3 +130,137 @@ def validate(net: nn.Module, images: list[ValImage], device: torch.device, crop_
     finally:
         net.train(was_training)
     return {kind: {"psnr": s[0] / s[2], "ssim": s[1] / s[2]} for kind, s in sums.items()}
+
+
+@dataclass
+class ValItem:
+    name: str
+    lr: torch.Tensor  # [1, 3, h, w] float in [0, 1]
+    hr: np.ndarray | None  # HxWx3 uint8 (h * scale, w * scale); None for a real set
+
+
+@dataclass
+class ValSet:
+    name: str
+    kind: str  # "synthetic" | "paired" | "real"
+    items: list[ValItem]
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return ("niqe",) if self.kind == "real" else ("psnr", "ssim")
+
+
+def _to_tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255
+
+
+def _read_u8(path: Path) -> np.ndarray:
+    return np.round(read_rgb(path) * 255).astype(np.uint8)
+
+
+def _lr_crop(h: int, w: int, size_multiple: int, max_lr: int) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the centred LR crop: at most ``max_lr`` a side (0: whole), a multiple of
+    ``size_multiple``."""
+    ch, cw = (min(h, max_lr), min(w, max_lr)) if max_lr else (h, w)
+    ch, cw = ch - ch % size_multiple, cw - cw % size_multiple
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
+def build_validation_sets(cfg: TrainConfig, size_multiple: int,
+                          degradation_cfg: DegradationConfig | None = None) -> list[ValSet]:
+    """Every validation set of ``cfg.val``, read and (synthetic ones) degraded once, on the CPU: ``val.folder`` as
+    the sets ``degraded`` and ``bicubic``, then ``val.sets`` in order. Paired LR/HR are matched by file stem and
+    centre-cropped alike (HR crop = LR crop x scale); a real set's SR must hold NIQE's 96-px blocks."""
+    from realesr.train.config import val_set_names
+
+    val, scale = cfg.val, cfg.scale
+    names = val_set_names(cfg)
+    out: list[ValSet] = []
+    if val.folder:
+        images = build_validation_set(val.folder, scale, size_multiple, val.max_images, val.max_size, val.seed,
+                                      val.degraded, val.bicubic, degradation_cfg)
+        for kind in ("degraded", "bicubic"):
+            if getattr(val, kind):
+                out.append(ValSet(kind, "synthetic", [ValItem(i.name, i.lr[kind], i.hr) for i in images]))
+    for index, (vs, name) in enumerate(zip(val.sets, names[len(names) - len(val.sets) :])):
+        key = f"val.sets[{index}]"
+        if not Path(vs.path).is_dir():
+            raise ConfigError(f"config key '{key}.path': validation folder not found: {vs.path}", key=f"{key}.path")
+        items: list[ValItem] = []
+        if vs.kind == "synthetic":
+            images = build_validation_set(vs.path, scale, size_multiple, val.max_images, val.max_size, val.seed,
+                                          True, False, degradation_cfg)
+            items = [ValItem(i.name, i.lr["degraded"], i.hr) for i in images]
+        elif vs.kind == "paired":
+            if not Path(vs.lr).is_dir():
+                raise ConfigError(f"config key '{key}.lr': LR folder not found: {vs.lr}", key=f"{key}.lr")
+            lr_by_stem = {p.stem: p for p in list_images(vs.lr)}
+            hr_paths = list_images(vs.path)
+            missing = [p.name for p in hr_paths if p.stem not in lr_by_stem]
+            if missing:
+                raise ConfigError(f"config key '{key}.lr': no LR image in {vs.lr} for {', '.join(missing[:5])}"
+                                  f"{' ...' if len(missing) > 5 else ''} (LR and HR are matched by file name)",
+                                  key=f"{key}.lr")
+            for path in hr_paths[: val.max_images or None]:
+                hr, lr = _read_u8(path), _read_u8(lr_by_stem[path.stem])
+                if hr.shape[0] < lr.shape[0] * scale or hr.shape[1] < lr.shape[1] * scale:
+                    raise ConfigError(f"config key '{key}': {path.name} is {hr.shape[1]}x{hr.shape[0]}, smaller than "
+                                      f"its LR ({lr.shape[1]}x{lr.shape[0]}) x {scale}", key=key)
+                top, left, ch, cw = _lr_crop(lr.shape[0], lr.shape[1], size_multiple, val.max_size // scale)
+                if ch and cw:
+                    items.append(ValItem(path.stem, _to_tensor(lr[top : top + ch, left : left + cw]),
+                                         np.ascontiguousarray(hr[top * scale : (top + ch) * scale,
+                                                                 left * scale : (left + cw) * scale])))
+        else:
+            for path in list_images(vs.path)[: val.max_images or None]:
+                lr = _read_u8(path)
+                top, left, ch, cw = _lr_crop(lr.shape[0], lr.shape[1], size_multiple, val.max_size // scale)
+                if min(ch, cw) * scale - 2 * val.crop_border < NIQE_BLOCK:
+                    log.warning("validation set %s: %s skipped, its SR would be under NIQE's %d px", name,
+                                path.name, NIQE_BLOCK)
+                    continue
+                items.append(ValItem(path.stem, _to_tensor(lr[top : top + ch, left : left + cw]), None))
+        if not items:
+            raise ConfigError(f"config key '{key}.path': no usable validation image in {vs.path}", key=f"{key}.path")
+        out.append(ValSet(name, vs.kind, items))
+    return out
+
+
+@torch.no_grad()
+def validate_sets(net: nn.Module, sets: list[ValSet], device: torch.device, crop_border: int,
+                  sample_dir: Path | None = None, num_samples: int = 0,
+                  autocast_dtype: torch.dtype | None = None,
+                  on_sample: Callable[[str, np.ndarray], None] | None = None) -> dict[str, dict[str, float]]:
+    """Mean metrics per set: PSNR/SSIM (Y channel, ``crop_border`` cropped) against the GT, NIQE (Y, the same
+    border cropped) of a real set's SR, all on the 8-bit SR as written. The first ``num_samples`` items of each set
+    give an LR | SR | GT (real: LR | SR) strip, ``sample_dir/NAME_SET.png``, also passed to ``on_sample``."""
+    was_training = net.training
+    net.eval()
+    results: dict[str, dict[str, float]] = {}
+    try:
+        for vset in sets:
+            sums = dict.fromkeys(vset.metrics, 0.0)
+            for index, item in enumerate(vset.items):
+                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                    sr = net(item.lr.to(device))
+                sr_img = to_uint8(sr.float())
+                if item.hr is None:
+                    try:
+                        sums["niqe"] += niqe(sr_img, crop_border=crop_border)
+                    except UsageError as err:  # e.g. an untrained network's flat output: undefined, not fatal
+                        log.warning("validation set %s: %s: %s; NIQE of the set is NaN", vset.name, item.name, err)
+                        sums["niqe"] = math.nan
+                else:
+                    sums["psnr"] += psnr(sr_img, item.hr, crop_border=crop_border, y_channel=True)
+                    sums["ssim"] += ssim(sr_img, item.hr, crop_border=crop_border, y_channel=True)
+                if index < num_samples and (sample_dir is not None or on_sample is not None):
+                    strip = sample_strip(to_uint8(item.lr), sr_img, item.hr)
+                    if sample_dir is not None:
+                        sample_dir.mkdir(parents=True, exist_ok=True)
+                        write_image(sample_dir / f"{item.name}_{vset.name}.png", strip)
+                    if on_sample is not None:
+                        on_sample(f"{item.name}_{vset.name}", strip)
+            results[vset.name] = {m: v / len(vset.items) for m, v in sums.items()}
+    finally:
+        net.train(was_training)
+    return results
