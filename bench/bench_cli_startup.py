@@ -33,8 +33,9 @@ def main() -> None:
             start = time.perf_counter()
             subprocess.run([sys.executable, "-m", "realesr", *argv], stdout=subprocess.DEVNULL, check=False)
             times.append(time.perf_counter() - start)
-        probe = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True,
-                               check=False)
+        probe = subprocess.run(
+            [sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True, check=False
+        )
         torch_seen = "yes" if "TORCH" in probe.stdout.split() else "no"
         label = "realesr " + " ".join(argv)
         print(f"{label:28s} {statistics.median(times):9.3f} {min(times):7.3f}  {torch_seen}")

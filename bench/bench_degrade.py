@@ -69,8 +69,10 @@ def jpeg_vs_pillow(n_photos: int, size: int) -> None:
     from realesr.degrade import jpeg_compress
 
     crops = load_crops(n_photos, size, seed=1)
-    print(f"JPEG vs Pillow {Image.__version__ if hasattr(Image, '__version__') else ''} on {n_photos} crops of "
-          f"{size}^2 (PSNR of our decoded 8-bit output against Pillow's, dB):")
+    print(
+        f"JPEG vs Pillow {Image.__version__ if hasattr(Image, '__version__') else ''} on {n_photos} crops of "
+        f"{size}^2 (PSNR of our decoded 8-bit output against Pillow's, dB):"
+    )
     for chroma, quality in [(c, q) for c in ("nearest", "fancy") for q in (30, 50, 60, 75, 90, 95)]:
         ours = (jpeg_compress(crops, torch.full((n_photos,), float(quality)), chroma) * 255).round()
         values = []
@@ -92,8 +94,13 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=4, choices=(2, 4, 8))
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
-    ap.add_argument("--jpeg-check", type=int, default=0, metavar="N",
-                    help="instead: PSNR of the JPEG emulation against Pillow on N photo crops")
+    ap.add_argument(
+        "--jpeg-check",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: PSNR of the JPEG emulation against Pillow on N photo crops",
+    )
     args = ap.parse_args()
     if args.jpeg_check:
         jpeg_vs_pillow(args.jpeg_check, args.size)
@@ -104,9 +111,11 @@ def main() -> None:
     cfg = DegradationConfig.for_scale(args.scale)
     gt = load_crops(args.batch, args.size, seed=0).to(device)
     b = args.batch
-    print(f"realesr degrade bench: batch {b} x {args.size}^2, x{args.scale}, device {device}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
-          f"{platform.processor() or platform.machine()}")
+    print(
+        f"realesr degrade bench: batch {b} x {args.size}^2, x{args.scale}, device {device}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+        f"{platform.processor() or platform.machine()}"
+    )
 
     rng = np.random.default_rng(0)
     t_params, params = timed(lambda: sample_degradation_batch(cfg, rng, b), device, args.repeats)
@@ -116,12 +125,16 @@ def main() -> None:
     rows = [("kernel + parameter sampling (numpy, per worker)", t_params)]
     rows.append(("USM sharpening", t_usm))
     for on_canvas in (False, True):
-        t, lq = timed(lambda canvas=on_canvas: degrade(gt_usm, params, cfg, args.scale, generator=gen,
-                                                       on_canvas=canvas), device, args.repeats)
+        t, lq = timed(
+            lambda canvas=on_canvas: degrade(gt_usm, params, cfg, args.scale, generator=gen, on_canvas=canvas),
+            device,
+            args.repeats,
+        )
         rows.append((f"degradation chain ({'one canvas' if on_canvas else 'per-sample sizes'})", t))
     crop = args.size // 2 - (args.size // 2) % args.scale
-    t_crop, _ = timed(lambda: paired_random_crop([gt, gt_usm], lq, crop, args.scale, generator=gen), device,
-                      args.repeats)
+    t_crop, _ = timed(
+        lambda: paired_random_crop([gt, gt_usm], lq, crop, args.scale, generator=gen), device, args.repeats
+    )
     rows.append((f"paired random crop to {crop}^2", t_crop))
     pool = TrainingPairPool(b * 15, b, seed=0)
     t_pool, _ = timed(lambda: pool(lq, gt), device, max(args.repeats, 16))

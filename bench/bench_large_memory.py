@@ -55,6 +55,7 @@ def worker(part: str, height: int, width: int) -> None:
             pass
         total = tiles[0]
     else:
+
         class Nearest4(nn.Module):
             scale, size_multiple, num_feat, num_grow_ch = 4, 1, 64, 32
 
@@ -70,8 +71,17 @@ def worker(part: str, height: int, width: int) -> None:
         assert out.shape == (height * 4, width * 4, 3)
         total = None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"part": part, "peak": peak, "tile": upscaler.last_tile_used, "tiles": total,
-                      "available": available_memory_bytes()}))
+    print(
+        json.dumps(
+            {
+                "part": part,
+                "peak": peak,
+                "tile": upscaler.last_tile_used,
+                "tiles": total,
+                "available": available_memory_bytes(),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -85,12 +95,18 @@ def main() -> None:
         return
     rows = {}
     for part in ("pipeline", "tile"):
-        done = subprocess.run([sys.executable, __file__, "--worker", part, "--height", str(args.height),
-                               "--width", str(args.width)], check=True, capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, __file__, "--worker", part, "--height", str(args.height), "--width", str(args.width)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         rows[part] = json.loads(done.stdout.strip().splitlines()[-1])
     gib = 2**30
-    print(f"{args.width}x{args.height} RGB -> x4, CPU fp32, memory available at start "
-          f"{rows['tile']['available'] / gib:.1f} GiB")
+    print(
+        f"{args.width}x{args.height} RGB -> x4, CPU fp32, memory available at start "
+        f"{rows['tile']['available'] / gib:.1f} GiB"
+    )
     print(f"automatic tile: {rows['tile']['tile']} px ({rows['tile']['tiles']} tiles)")
     print(f"peak RSS, real network, up to the end of the second tile:  {rows['tile']['peak'] / gib:6.2f} GiB")
     print(f"peak RSS, whole pipeline with a free stand-in network:     {rows['pipeline']['peak'] / gib:6.2f} GiB")

@@ -52,9 +52,11 @@ def main() -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = args.threads
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        print(f"RealESRGAN_x4plus ({loaded.source.split(':')[0]}), fp32, {args.threads} threads, "
-              f"torch {torch.__version__}, onnxruntime {ort.__version__}, best of {args.repeats} after a warm-up; "
-              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        print(
+            f"RealESRGAN_x4plus ({loaded.source.split(':')[0]}), fp32, {args.threads} threads, "
+            f"torch {torch.__version__}, onnxruntime {ort.__version__}, best of {args.repeats} after a warm-up; "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
         with Image.open(IMAGE) as im:
             photo = np.asarray(im.convert("RGB"))
         if min(photo.shape[:2]) < max(args.sizes):
@@ -76,8 +78,11 @@ def main() -> None:
             t_ort = best_of(run_ort, args.repeats)
             with torch.inference_mode():
                 diff = float(np.abs(session.run(None, feed)[0] - net(x_cl).numpy()).max())
-            print(f"{crop.shape[1]}x{crop.shape[0]} (load {os.getloadavg()[0]:.1f}): PyTorch channels-last {t_torch:.2f} s, onnxruntime {t_ort:.2f} s "
-                  f"(onnxruntime / PyTorch = {t_ort / t_torch:.2f}); max |diff| {diff:.1e}")
+            print(
+                f"{crop.shape[1]}x{crop.shape[0]} (load {os.getloadavg()[0]:.1f}): "
+                f"PyTorch channels-last {t_torch:.2f} s, onnxruntime {t_ort:.2f} s "
+                f"(onnxruntime / PyTorch = {t_ort / t_torch:.2f}); max |diff| {diff:.1e}"
+            )
 
 
 if __name__ == "__main__":

@@ -40,14 +40,23 @@ def make_inputs(folder: Path, count: int, size: int) -> None:
 def run(label: str, args: list[str], out: Path) -> dict:
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "realesr", "upscale", *args, "-o", str(out), "--no-progress"],
-                          capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "realesr", "upscale", *args, "-o", str(out), "--no-progress"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{label} failed ({done.returncode}):\n{done.stderr[-2000:]}")
     match = re.search(r"\((\d+\.\d+) s", done.stdout)
-    return {"label": label, "wall": wall, "phase": float(match.group(1)) if match else float("nan"),
-            "files": {p.name: p.read_bytes() for p in out.iterdir()}}
+    return {
+        "label": label,
+        "wall": wall,
+        "phase": float(match.group(1)) if match else float("nan"),
+        "files": {p.name: p.read_bytes() for p in out.iterdir()},
+    }
 
 
 def main() -> None:
@@ -55,8 +64,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=40)
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--model", default="realesr-animevideov3")
-    parser.add_argument("--devices", nargs="*", default=["cpu", "cpu,cpu"],
-                        help="--device values to time (default: cpu and cpu,cpu)")
+    parser.add_argument(
+        "--devices", nargs="*", default=["cpu", "cpu,cpu"], help="--device values to time (default: cpu and cpu,cpu)"
+    )
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray run")
     opts = parser.parse_args()
 
@@ -64,8 +74,10 @@ def main() -> None:
     try:
         make_inputs(work / "in", opts.count, opts.size)
         common = [str(work / "in"), "-m", opts.model]
-        print(f"{opts.count} images {opts.size}x{opts.size}, {opts.model}, {os.cpu_count()} CPU core(s), "
-              f"load average before: {os.getloadavg()[0]:.1f}")
+        print(
+            f"{opts.count} images {opts.size}x{opts.size}, {opts.model}, {os.cpu_count()} CPU core(s), "
+            f"load average before: {os.getloadavg()[0]:.1f}"
+        )
         results = []
         for i, device in enumerate(opts.devices):
             results.append(run(f"--device {device}", [*common, "--device", device], work / f"out{i}"))
@@ -75,8 +87,10 @@ def main() -> None:
         print(f"{'run':<24} {'wall s':>8} {'images/s':>9} {'upscale s':>10} {'images/s':>9}  same bytes")
         for r in results:
             same = "yes" if r["files"] == base["files"] else "NO"
-            print(f"{r['label']:<24} {r['wall']:8.1f} {opts.count / r['wall']:9.2f} {r['phase']:10.1f} "
-                  f"{opts.count / r['phase']:9.2f}  {same}")
+            print(
+                f"{r['label']:<24} {r['wall']:8.1f} {opts.count / r['wall']:9.2f} {r['phase']:10.1f} "
+                f"{opts.count / r['phase']:9.2f}  {same}"
+            )
         print(f"load average after: {os.getloadavg()[0]:.1f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

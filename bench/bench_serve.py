@@ -40,12 +40,31 @@ def main() -> None:
     for i in range(args.repeats):
         out = work / f"cli{i}"
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "realesr", "upscale", str(args.image), "-m", args.model, "-o", str(out),
-                        "--no-progress"], check=True, env=env, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "realesr",
+                "upscale",
+                str(args.image),
+                "-m",
+                args.model,
+                "-o",
+                str(out),
+                "--no-progress",
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
         cli_times.append(time.perf_counter() - started)
 
-    proc = subprocess.Popen([sys.executable, "-m", "realesr", "serve", "--port", "0", "--device", "cpu",
-                             "--no-download"], stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "realesr", "serve", "--port", "0", "--device", "cpu", "--no-download"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         url = re.search(r"(http://\S+)", proc.stdout.readline()).group(1)
         base, token = url.split("/?token=")
@@ -74,8 +93,10 @@ def main() -> None:
     cli, server, job = (statistics.median(t) for t in (cli_times, server_times, job_times))
     print(f"image {args.image.name}, model {args.model}, median of {args.repeats}")
     print(f"realesr upscale (whole process, model load included): {cli:.3f} s")
-    print(f"realesr serve, upload -> result downloaded (model loaded): {server:.3f} s, "
-          f"of which the job itself (read, upscale, write) {job:.3f} s")
+    print(
+        f"realesr serve, upload -> result downloaded (model loaded): {server:.3f} s, "
+        f"of which the job itself (read, upscale, write) {job:.3f} s"
+    )
     print(f"server overhead (HTTP, polling every 10 ms, queue): {server - job:.3f} s")
 
 
@@ -83,9 +104,18 @@ def screenshot(url: str, image: Path, model: str, path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1000, "height": 900})
         page.goto(url)
         page.wait_for_selector(f"#model option[value='{model}']", state="attached")

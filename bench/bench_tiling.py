@@ -47,15 +47,20 @@ def main() -> None:
             start = time.perf_counter()
             whole = (forward(x).clamp(0, 1) * 255).round()
             whole_time = time.perf_counter() - start
-            print(f"{name + f' ({top},{left})':<26}{'whole image':<22}{'':>5}{'':>5}{'':>8}{'':>8}{'':>5}"
-                  f"{whole_time:>7.1f}s{1:>6.2f}x")
+            print(
+                f"{name + f' ({top},{left})':<26}{'whole image':<22}{'':>5}{'':>5}{'':>8}{'':>8}{'':>5}"
+                f"{whole_time:>7.1f}s{1:>6.2f}x"
+            )
             for label, tile, pad, blend in configs:
                 start = time.perf_counter()
                 out = (tiled_forward(forward, x, 4, tile, pad, blend=blend).clamp(0, 1) * 255).round()
                 elapsed = time.perf_counter() - start
                 diff = (out - whole).abs()
-                print(f"{'':<26}{label:<22}{tile:>5}{pad:>5}{diff.mean():>8.3f}{(diff > 2).float().mean() * 100:>7.2f}%"
-                      f"{diff.max():>5.0f}{elapsed:>7.1f}s{elapsed / whole_time:>6.2f}x", flush=True)
+                print(
+                    f"{'':<26}{label:<22}{tile:>5}{pad:>5}{diff.mean():>8.3f}{(diff > 2).float().mean() * 100:>7.2f}%"
+                    f"{diff.max():>5.0f}{elapsed:>7.1f}s{elapsed / whole_time:>6.2f}x",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -32,17 +32,25 @@ from realesr.train.synth import PairSynthesizer
 
 def bench_stage(stage: str, args) -> dict:
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    cfg = config_from_dict({"stage": stage, "scale": args.scale, "batch_size": args.batch,
-                            "data": {"train": "-", "gt_size": args.gt_size, "load_size": args.gt_size,
-                                     "pool_size": args.batch * 2}})
+    cfg = config_from_dict(
+        {
+            "stage": stage,
+            "scale": args.scale,
+            "batch_size": args.batch,
+            "data": {"train": "-", "gt_size": args.gt_size, "load_size": args.gt_size, "pool_size": args.batch * 2},
+        }
+    )
     torch.manual_seed(0)
     if args.arch == "RRDBNet":
         net_g = RRDBNet(3, 3, 64, args.num_block, 32, scale=args.scale)
     else:
         net_g = SRVGGNetCompact(3, 3, 64, 32, upscale=args.scale)
     net_g.to(device)
-    ema = RRDBNet(3, 3, 64, args.num_block, 32, scale=args.scale) if args.arch == "RRDBNet" \
+    ema = (
+        RRDBNet(3, 3, 64, args.num_block, 32, scale=args.scale)
+        if args.arch == "RRDBNet"
         else SRVGGNetCompact(3, 3, 64, 32, upscale=args.scale)
+    )
     ema.load_state_dict(net_g.state_dict())
     ema.to(device).requires_grad_(False)
     net_d = perceptual = opt_d = None
@@ -70,8 +78,13 @@ def bench_stage(stage: str, args) -> dict:
     rng = np.random.default_rng(0)
     # patches in memory: the data loading is not timed (the official figure excludes it too)
     pool_of_patches = [torch.rand(args.batch, 3, args.gt_size, args.gt_size, device=device) for _ in range(4)]
-    params = [{k: v.to(device) for k, v in default_collate(
-        [sample_degradation_params(deg_cfg, rng) for _ in range(args.batch)]).items()} for _ in range(4)]
+    params = [
+        {
+            k: v.to(device)
+            for k, v in default_collate([sample_degradation_params(deg_cfg, rng) for _ in range(args.batch)]).items()
+        }
+        for _ in range(4)
+    ]
     gen = torch.Generator(device=device).manual_seed(0)
 
     def step(i: int) -> None:
@@ -116,8 +129,13 @@ def bench_stage(stage: str, args) -> dict:
     sync()
     dt = time.perf_counter() - t0
     mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    return {"stage": stage, "img_s": args.steps * args.batch / dt, "s_per_step": dt / args.steps, "mem_gib": mem,
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+    return {
+        "stage": stage,
+        "img_s": args.steps * args.batch / dt,
+        "s_per_step": dt / args.steps,
+        "mem_gib": mem,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+    }
 
 
 def main() -> None:
@@ -140,13 +158,17 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     stages = ("esrnet", "esrgan") if args.stage == "both" else (args.stage,)
-    print(f"# {args.arch} x{args.scale} batch {args.batch} gt {args.gt_size} {args.precision}"
-          f"{' channels-last' if args.channels_last else ''}{' compile' if args.compile else ''}"
-          f"{' no-degrade' if args.no_degrade else ''}; {args.steps} timed steps after {args.warmup}")
+    print(
+        f"# {args.arch} x{args.scale} batch {args.batch} gt {args.gt_size} {args.precision}"
+        f"{' channels-last' if args.channels_last else ''}{' compile' if args.compile else ''}"
+        f"{' no-degrade' if args.no_degrade else ''}; {args.steps} timed steps after {args.warmup}"
+    )
     for stage in stages:
         r = bench_stage(stage, args)
-        print(f"{r['stage']:7s} {r['img_s']:8.2f} img/s  {r['s_per_step']:.3f} s/step  peak {r['mem_gib']:.1f} GiB"
-              f"  ({r['device']})")
+        print(
+            f"{r['stage']:7s} {r['img_s']:8.2f} img/s  {r['s_per_step']:.3f} s/step  peak {r['mem_gib']:.1f} GiB"
+            f"  ({r['device']})"
+        )
 
 
 if __name__ == "__main__":

@@ -99,8 +99,18 @@ def worker(variant: str, image: Path, crop: int, runs: int, out_npy: str | None)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if out_npy:
         np.save(out_npy, np.ascontiguousarray(output))
-    print(json.dumps({"variant": variant, "time": min(times), "peak": peak, "baseline": baseline,
-                      "threads": torch.get_num_threads(), "shape": list(rgb.shape)}))
+    print(
+        json.dumps(
+            {
+                "variant": variant,
+                "time": min(times),
+                "peak": peak,
+                "baseline": baseline,
+                "threads": torch.get_num_threads(),
+                "shape": list(rgb.shape),
+            }
+        )
+    )
 
 
 def interleaved(image: Path, crop: int, runs: int) -> dict:
@@ -138,8 +148,13 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=128, help="top-left crop side (0 = whole image)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of both variants")
     parser.add_argument("--runs", type=int, default=2, help="timed runs per process (after one warm-up)")
-    parser.add_argument("--interleaved", type=int, default=8, metavar="N",
-                        help="alternating timed runs of both paths in one process (0: skip)")
+    parser.add_argument(
+        "--interleaved",
+        type=int,
+        default=8,
+        metavar="N",
+        help="alternating timed runs of both paths in one process (0: skip)",
+    )
     parser.add_argument("--worker", choices=("official", "ours"), help=argparse.SUPPRESS)
     parser.add_argument("--save", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -153,8 +168,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for round_index in range(args.rounds):
             for variant in ("official", "ours"):
-                command = [sys.executable, __file__, "--worker", variant, "--image", str(args.image),
-                           "--crop", str(args.crop), "--runs", str(args.runs)]
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    variant,
+                    "--image",
+                    str(args.image),
+                    "--crop",
+                    str(args.crop),
+                    "--runs",
+                    str(args.runs),
+                ]
                 if round_index == 0:
                     command += ["--save", f"{tmp}/{variant}.npy"]
                 done = subprocess.run(command, check=True, capture_output=True, text=True)
@@ -165,8 +190,10 @@ def main() -> None:
     diff = np.abs(official_out - ours_out)
     shape = results["ours"][0]["shape"]
     megapixels = shape[0] * shape[1] / 1e6
-    print(f"RealESRGAN_x4plus, CPU fp32, no tiles, input {shape[1]}x{shape[0]} ({args.image.name}), "
-          f"{results['ours'][0]['threads']} threads, {args.rounds} rounds x {args.runs} runs")
+    print(
+        f"RealESRGAN_x4plus, CPU fp32, no tiles, input {shape[1]}x{shape[0]} ({args.image.name}), "
+        f"{results['ours'][0]['threads']} threads, {args.rounds} rounds x {args.runs} runs"
+    )
     print(f"{'path':<34}{'best s':>9}{'median s':>10}{'LR MP/s':>9}{'peak RSS':>10}{'peak - model':>14}")
     best = {}
     for variant, label in (("official", "official RealESRGANer.enhance"), ("ours", "realesr Upscaler")):
@@ -174,18 +201,24 @@ def main() -> None:
         peaks = [r["peak"] for r in results[variant]]
         extra = [r["peak"] - r["baseline"] for r in results[variant]]
         best[variant] = min(times)
-        print(f"{label:<34}{min(times):>9.2f}{statistics.median(times):>10.2f}{megapixels / min(times):>9.4f}"
-              f"{max(peaks) / 2**20:>8.0f} M{max(extra) / 2**20:>12.0f} M")
-    print(f"separate processes, speed-up (best/best): {best['official'] / best['ours']:.2f}x; "
-          f"outputs differ by at most {diff.max()} levels (mean {diff.mean():.4f})")
+        print(
+            f"{label:<34}{min(times):>9.2f}{statistics.median(times):>10.2f}{megapixels / min(times):>9.4f}"
+            f"{max(peaks) / 2**20:>8.0f} M{max(extra) / 2**20:>12.0f} M"
+        )
+    print(
+        f"separate processes, speed-up (best/best): {best['official'] / best['ours']:.2f}x; "
+        f"outputs differ by at most {diff.max()} levels (mean {diff.mean():.4f})"
+    )
     if args.interleaved:
         times = interleaved(args.image, args.crop, args.interleaved)
         print(f"interleaved in one process, {args.interleaved} runs each:")
         for variant in ("official", "ours"):
             best, median = min(times[variant]), statistics.median(times[variant])
             print(f"  {variant:<10} best {best:6.2f} s   median {median:6.2f} s")
-        print(f"  speed-up: best {min(times['official']) / min(times['ours']):.2f}x, "
-              f"median {statistics.median(times['official']) / statistics.median(times['ours']):.2f}x")
+        print(
+            f"  speed-up: best {min(times['official']) / min(times['ours']):.2f}x, "
+            f"median {statistics.median(times['official']) / statistics.median(times['ours']):.2f}x"
+        )
 
 
 if __name__ == "__main__":

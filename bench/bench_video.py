@@ -37,8 +37,9 @@ def make_clip(path: Path, frames: int, width: int = 320, height: int = 180, fps:
         for p in v.encode():
             oc.mux(p)
         for k in range(int(48000 * frames / fps / 1024) + 1):
-            af = av.AudioFrame.from_ndarray((rng.standard_normal((2, 1024)) * 0.1).astype(np.float32),
-                                            format="fltp", layout="stereo")
+            af = av.AudioFrame.from_ndarray(
+                (rng.standard_normal((2, 1024)) * 0.1).astype(np.float32), format="fltp", layout="stereo"
+            )
             af.sample_rate, af.pts = 48000, k * 1024
             for p in a.encode(af):
                 oc.mux(p)
@@ -65,7 +66,7 @@ def bench(model: str, frames: int, device: str, batch: int, folder: Path) -> Non
     _upscale_batch(up, arrays[:1])  # warm-up (allocations, oneDNN kernels)
     started = time.perf_counter()
     for i in range(0, len(arrays), batch):
-        _upscale_batch(up, arrays[i: i + batch])
+        _upscale_batch(up, arrays[i : i + batch])
     if up.device.type == "cuda":
         torch.cuda.synchronize()
     network = time.perf_counter() - started
@@ -77,14 +78,20 @@ def bench(model: str, frames: int, device: str, batch: int, folder: Path) -> Non
     # repeats pixels: what the video path adds to the network, measured directly (a difference of two runs on a
     # shared CPU is noise).
     started = time.perf_counter()
-    upscale_video(Upscaler(_Repeat(up.scale), device=device, tile=0), clip, folder / f"pipe_{model}.mp4",
-                  VideoOptions(batch=batch))
+    upscale_video(
+        Upscaler(_Repeat(up.scale), device=device, tile=0),
+        clip,
+        folder / f"pipe_{model}.mp4",
+        VideoOptions(batch=batch),
+    )
     pipeline = time.perf_counter() - started
-    print(f"{model}: {result.frames} frames 320x180 -> {result.size[0]}x{result.size[1]} on {device} "
-          f"(torch threads {torch.get_num_threads()}, batch {batch}): video path {whole:.1f} s "
-          f"({result.frames / whole:.2f} fps), network alone {network:.1f} s ({len(arrays) / network:.2f} fps), "
-          f"decode+encode alone {pipeline:.1f} s = {100 * pipeline / network:.1f} % of the network's time",
-          flush=True)
+    print(
+        f"{model}: {result.frames} frames 320x180 -> {result.size[0]}x{result.size[1]} on {device} "
+        f"(torch threads {torch.get_num_threads()}, batch {batch}): video path {whole:.1f} s "
+        f"({result.frames / whole:.2f} fps), network alone {network:.1f} s ({len(arrays) / network:.2f} fps), "
+        f"decode+encode alone {pipeline:.1f} s = {100 * pipeline / network:.1f} % of the network's time",
+        flush=True,
+    )
 
 
 class _Repeat(torch.nn.Module):

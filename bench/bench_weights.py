@@ -28,8 +28,10 @@ def load_times() -> None:
             start = time.perf_counter()
             loaded = load_model(name, allow_download=False)
             times.append(time.perf_counter() - start)
-        print(f"load_model({name!r}) from {loaded.source.split(':')[0]}: "
-              f"first {times[0]:.2f} s, then {min(times[1:]):.2f} s")
+        print(
+            f"load_model({name!r}) from {loaded.source.split(':')[0]}: "
+            f"first {times[0]:.2f} s, then {min(times[1:]):.2f} s"
+        )
 
 
 @torch.no_grad()
@@ -45,11 +47,13 @@ def fp16_rounding_effect(image: Path, trials: int) -> None:
         perturbed = copy.deepcopy(net)
         for p in perturbed.parameters():
             if p.ndim == 4:
-                step = torch.pow(2.0, torch.floor(torch.log2(p.abs().clamp_min(2.0 ** -24))) - 10)
+                step = torch.pow(2.0, torch.floor(torch.log2(p.abs().clamp_min(2.0**-24))) - 10)
                 p.add_((torch.rand(p.shape, generator=gen) - 0.5) * step)
         diff = (perturbed(x).clamp(0, 1) - reference).abs() * 255
-        print(f"fp16 rounding, trial {trial + 1}: mean {diff.mean():.4f} levels, max {diff.max():.3f}, "
-              f"{(diff > 1).float().mean() * 100:.4f}% of values more than 1 level off")
+        print(
+            f"fp16 rounding, trial {trial + 1}: mean {diff.mean():.4f} levels, max {diff.max():.3f}, "
+            f"{(diff > 1).float().mean() * 100:.4f}% of values more than 1 level off"
+        )
 
 
 def main() -> None:

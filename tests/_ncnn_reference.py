@@ -27,9 +27,9 @@ def _layers(param: Path):
     assert lines[0] == ["7767517"]
     for fields in lines[2:]:
         n_in, n_out = int(fields[2]), int(fields[3])
-        ins, outs = fields[4:4 + n_in], fields[4 + n_in:4 + n_in + n_out]
+        ins, outs = fields[4 : 4 + n_in], fields[4 + n_in : 4 + n_in + n_out]
         params = {}
-        for item in fields[4 + n_in + n_out:]:
+        for item in fields[4 + n_in + n_out :]:
             key, value = item.split("=")
             key = int(key)
             if key <= -23300:
@@ -47,7 +47,7 @@ def run_ncnn(param: Path, x: torch.Tensor) -> torch.Tensor:
 
     def take(n: int) -> bytes:
         nonlocal pos
-        chunk = data[pos:pos + n]
+        chunk = data[pos : pos + n]
         pos += n
         return chunk
 
@@ -64,7 +64,7 @@ def run_ncnn(param: Path, x: torch.Tensor) -> torch.Tensor:
             out_ch, k, size = p[0], p[1], p[6]
             tag = int.from_bytes(take(4), "little")
             if tag == 0x01306B47:
-                w = np.frombuffer(take(2 * size + (2 * size) % 4)[:2 * size], "<f2").astype(np.float32)
+                w = np.frombuffer(take(2 * size + (2 * size) % 4)[: 2 * size], "<f2").astype(np.float32)
             else:
                 assert tag == 0
                 w = np.frombuffer(take(4 * size), "<f4")

@@ -107,8 +107,9 @@ def test_the_trainer_builds_a_registered_generator(registered):
     from realesr.train.config import config_from_dict, resolve
     from realesr.train.loop import build_generator
 
-    cfg = resolve(config_from_dict({"network": {"arch": "TinySR", "num_feat": 5}, "scale": 4,
-                                    "data": {"train": "somewhere"}}))
+    cfg = resolve(
+        config_from_dict({"network": {"arch": "TinySR", "num_feat": 5}, "scale": 4, "data": {"train": "somewhere"}})
+    )
     net = build_generator(cfg)
     assert type(net) is TinySR and (net.width, net.upscale) == (5, 4)
 

@@ -18,8 +18,15 @@ def test_rrdbnet_parameter_counts_match_official_models():
 
 def test_rrdbnet_official_key_names():
     keys = set(RRDBNet(num_block=2, scale=4).state_dict())
-    expected = {"conv_first.weight", "conv_body.weight", "conv_up1.weight", "conv_up2.weight",
-                "conv_hr.weight", "conv_last.weight", "body.1.rdb3.conv5.bias"}
+    expected = {
+        "conv_first.weight",
+        "conv_body.weight",
+        "conv_up1.weight",
+        "conv_up2.weight",
+        "conv_hr.weight",
+        "conv_last.weight",
+        "body.1.rdb3.conv5.bias",
+    }
     assert expected <= keys
     for i in range(2):
         for r in (1, 2, 3):
@@ -55,7 +62,9 @@ def test_srvgg_layout_and_residual_to_nearest_upsampling():
     assert keys[-2:] == ["body.34.weight", "body.34.bias"]
     assert net.state_dict()["body.1.weight"].shape == (64,)  # per-channel PReLU
     # realesr-general-x4v3: first conv, 32 hidden convs, 33 PReLUs, the 64 -> 48 output conv
-    assert n_params(SRVGGNetCompact(num_conv=32)) == (3 * 64 * 9 + 64) + 32 * (64 * 64 * 9 + 64) + 33 * 64 + (64 * 48 * 9 + 48)
+    assert n_params(SRVGGNetCompact(num_conv=32)) == (3 * 64 * 9 + 64) + 32 * (64 * 64 * 9 + 64) + 33 * 64 + (
+        64 * 48 * 9 + 48
+    )
     tiny = SRVGGNetCompact(num_feat=4, num_conv=1, upscale=2)
     with torch.no_grad():
         tiny.body[-1].weight.zero_()
@@ -67,8 +76,15 @@ def test_srvgg_layout_and_residual_to_nearest_upsampling():
 def test_unet_discriminator_layout_and_shape():
     d = UNetDiscriminatorSN(3, num_feat=16)
     keys = set(d.state_dict())
-    assert {"conv0.weight", "conv0.bias", "conv1.weight_orig", "conv1.weight_u", "conv1.weight_v",
-            "conv9.weight", "conv9.bias"} <= keys
+    assert {
+        "conv0.weight",
+        "conv0.bias",
+        "conv1.weight_orig",
+        "conv1.weight_u",
+        "conv1.weight_v",
+        "conv9.weight",
+        "conv9.bias",
+    } <= keys
     assert "conv1.bias" not in keys
     assert d(torch.rand(2, 3, 32, 48)).shape == (2, 1, 32, 48)
     assert n_params(UNetDiscriminatorSN(3, 64)) == 4_376_897

@@ -44,10 +44,17 @@ def _raiser(exc: BaseException):
 def test_every_command_maps_errors_to_one_line_and_its_exit_code(monkeypatch, capsys, command, exc, code):
     module = importlib.import_module(f"realesr.cli.{command}")
     monkeypatch.setattr(module, "run", _raiser(exc))
-    argv = {"upscale": ["upscale", "x.png"], "degrade": ["degrade", "x.png", "-o", "out"],
-            "eval": ["eval", "-m", "bicubic", "--data", "d"], "train": ["train", "c.yaml"],
-            "convert": ["convert", "a.pth", "b.safetensors"], "models": ["models"], "serve": ["serve"],
-            "prepare": ["prepare", "hr", "out"], "runs": ["runs"]}[command]
+    argv = {
+        "upscale": ["upscale", "x.png"],
+        "degrade": ["degrade", "x.png", "-o", "out"],
+        "eval": ["eval", "-m", "bicubic", "--data", "d"],
+        "train": ["train", "c.yaml"],
+        "convert": ["convert", "a.pth", "b.safetensors"],
+        "models": ["models"],
+        "serve": ["serve"],
+        "prepare": ["prepare", "hr", "out"],
+        "runs": ["runs"],
+    }[command]
     assert main(argv) == code
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -100,9 +107,23 @@ def test_sigterm_mid_batch_leaves_finished_outputs_and_no_temporary_file(tmp_pat
     out = tmp_path / "out"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "realesr", "upscale", str(folder), "-o", str(out), "-m", str(tmp_path / "m.safetensors"),
-         "--device", "cpu", "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        [
+            sys.executable,
+            "-m",
+            "realesr",
+            "upscale",
+            str(folder),
+            "-o",
+            str(out),
+            "-m",
+            str(tmp_path / "m.safetensors"),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -138,8 +159,11 @@ def test_a_model_that_is_a_folder_or_an_image_is_a_usage_error(tmp_path, capsys,
     Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(tmp_path / "in.png")
     (tmp_path / "folder").mkdir()
     for model, fragment in [(tmp_path / "folder", "is a folder"), (tmp_path / "in.png", "not a weights file")]:
-        argv = (["upscale", str(tmp_path / "in.png"), "-m", str(model), "-o", str(tmp_path / "out")]
-                if command == "upscale" else ["convert", str(model), str(tmp_path / "o.safetensors")])
+        argv = (
+            ["upscale", str(tmp_path / "in.png"), "-m", str(model), "-o", str(tmp_path / "out")]
+            if command == "upscale"
+            else ["convert", str(model), str(tmp_path / "o.safetensors")]
+        )
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert fragment in err and err.count("\n") == 1 and "Traceback" not in err, err
@@ -148,8 +172,16 @@ def test_a_model_that_is_a_folder_or_an_image_is_a_usage_error(tmp_path, capsys,
 
 def test_denoise_strength_with_another_model_is_a_usage_error(tmp_path, capsys, tiny_weights):
     Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(tmp_path / "in.png")
-    argv = ["upscale", str(tmp_path / "in.png"), "-m", str(tiny_weights), "-o", str(tmp_path / "out"),
-            "--denoise-strength", "0.5"]
+    argv = [
+        "upscale",
+        str(tmp_path / "in.png"),
+        "-m",
+        str(tiny_weights),
+        "-o",
+        str(tmp_path / "out"),
+        "--denoise-strength",
+        "0.5",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "realesr-general-x4v3 only" in err and "--denoise-strength" in err and err.count("\n") == 1
@@ -164,8 +196,19 @@ def test_degrade_crop_larger_than_an_image_fails_that_file_from_its_header(tmp_p
     Image.fromarray(rng.integers(0, 256, (16, 24, 3), dtype=np.uint8)).save(tmp_path / "small.png")
     Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(tmp_path / "big.png")
     out = tmp_path / "out"
-    code = main(["degrade", str(tmp_path / "small.png"), str(tmp_path / "big.png"), "--crop", str(crop), "--scale",
-                 "2", "-o", str(out)])
+    code = main(
+        [
+            "degrade",
+            str(tmp_path / "small.png"),
+            str(tmp_path / "big.png"),
+            "--crop",
+            str(crop),
+            "--scale",
+            "2",
+            "-o",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err and "MemoryError" not in err
     lines = [ln for ln in err.splitlines() if "error:" in ln]

@@ -30,8 +30,13 @@ def test_number_accepts_its_range_only(kind, bounds, good, bad):
 
 @pytest.mark.parametrize(
     "argv",
-    [["upscale", "x.png", "--quality", "0"], ["upscale", "x.png", "-s", "inf"], ["upscale", "x.png", "--batch", "0"],
-     ["serve", "--port", "65536"], ["serve", "--max-jobs", "0"]],
+    [
+        ["upscale", "x.png", "--quality", "0"],
+        ["upscale", "x.png", "-s", "inf"],
+        ["upscale", "x.png", "--batch", "0"],
+        ["serve", "--port", "65536"],
+        ["serve", "--max-jobs", "0"],
+    ],
 )
 def test_every_command_refuses_a_bad_number_with_2(capsys, argv):
     assert main(argv) == 2

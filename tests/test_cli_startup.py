@@ -22,8 +22,9 @@ print('HEAVY', *heavy)
 
 @pytest.mark.parametrize("argv", [[], *([name, "--help"] for name in COMMANDS)], ids=lambda a: a[0] if a else "-")
 def test_building_a_parser_imports_no_torch(argv: list[str]) -> None:
-    done = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, done.stderr
     line = next(ln for ln in done.stdout.splitlines() if ln.startswith("HEAVY"))
     assert line.split()[1:] == [], f"building the parser of {argv} imported {line.split()[1:]}"
@@ -31,7 +32,8 @@ def test_building_a_parser_imports_no_torch(argv: list[str]) -> None:
 
 def test_full_parser_lists_every_command() -> None:
     # Without argv every sub-command's parser is built in full: each module exists and registers itself.
-    done = subprocess.run([sys.executable, "-c", PROBE.format(argv=None)], capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(argv=None)], capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, done.stderr
     assert "torch" not in done.stdout

@@ -38,8 +38,20 @@ def test_degrade_command_bad_inputs_are_one_line_errors_and_others_go_on(shared_
     photo = shared_data / "train" / "photos" / "020.png"
     not_image = tmp_path / "notes.png"
     not_image.write_text("not an image")
-    rc = main(["degrade", str(tmp_path / "missing.png"), str(not_image), str(photo), "--crop", "32", "--scale", "2",
-               "-o", str(tmp_path / "out")])
+    rc = main(
+        [
+            "degrade",
+            str(tmp_path / "missing.png"),
+            str(not_image),
+            str(photo),
+            "--crop",
+            "32",
+            "--scale",
+            "2",
+            "-o",
+            str(tmp_path / "out"),
+        ]
+    )
     assert rc == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("realesr degrade: error:") for line in err)

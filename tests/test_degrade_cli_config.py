@@ -17,19 +17,37 @@ pytestmark = pytest.mark.usefixtures("single_torch_thread")
 # identity blurs (no sinc, a Gaussian of sigma 0.05 is a delta to 1e-80), no resize in stage one, no noise
 # (sigma 0): what is left is the resize to the LR size (area) and two JPEGs at quality 100
 PLAIN = {
-    "sinc_prob": 0.0, "sinc_prob2": 0.0, "final_sinc_prob": 0.0, "second_blur_prob": 0.0,
-    "kernel_list": ["iso"], "kernel_prob": [1.0], "blur_sigma": [0.05, 0.05],
-    "resize_prob": [0, 0, 1], "resize_prob2": [0, 0, 1], "resize_modes": ["area"], "resize_modes2": ["area"],
+    "sinc_prob": 0.0,
+    "sinc_prob2": 0.0,
+    "final_sinc_prob": 0.0,
+    "second_blur_prob": 0.0,
+    "kernel_list": ["iso"],
+    "kernel_prob": [1.0],
+    "blur_sigma": [0.05, 0.05],
+    "resize_prob": [0, 0, 1],
+    "resize_prob2": [0, 0, 1],
+    "resize_modes": ["area"],
+    "resize_modes2": ["area"],
     "final_resize_modes": ["area"],
-    "gaussian_noise_prob": 1.0, "noise_range": [0, 0], "gaussian_noise_prob2": 1.0, "noise_range2": [0, 0],
-    "jpeg_range": [100, 100], "jpeg_range2": [100, 100],
+    "gaussian_noise_prob": 1.0,
+    "noise_range": [0, 0],
+    "gaussian_noise_prob2": 1.0,
+    "noise_range2": [0, 0],
+    "jpeg_range": [100, 100],
+    "jpeg_range2": [100, 100],
 }
 
 
 def _config(tmp_path, scale: int, degradation: dict, gt_size: int = 32):
     path = tmp_path / "train.yaml"
-    path.write_text(yaml.safe_dump({"scale": scale, "data": {"train": str(tmp_path), "load_size": 64,
-                                                              "gt_size": gt_size, "degradation": degradation}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "scale": scale,
+                "data": {"train": str(tmp_path), "load_size": 64, "gt_size": gt_size, "degradation": degradation},
+            }
+        )
+    )
     return path
 
 
@@ -41,8 +59,23 @@ def test_config_preview_is_the_seeded_lr_of_that_config(shared_data, tmp_path):
     image = shared_data / "test" / "Set5" / "bird.png"
     overrides = {"noise_range": [10, 20], "jpeg_range2": [40, 60], "resize_prob2": [0.1, 0.8, 0.1]}
     config = _config(tmp_path, 2, overrides)
-    assert main(["degrade", str(image), "--config", str(config), "--crop", "0", "--seed", "3",
-                 "-o", str(tmp_path / "whole")]) == 0
+    assert (
+        main(
+            [
+                "degrade",
+                str(image),
+                "--config",
+                str(config),
+                "--crop",
+                "0",
+                "--seed",
+                "3",
+                "-o",
+                str(tmp_path / "whole"),
+            ]
+        )
+        == 0
+    )
     lr = _png(tmp_path / "whole" / "bird_0_lr.png")
 
     gt = torch.from_numpy(_png(image).copy()).permute(2, 0, 1)[None].float() / 255
@@ -53,8 +86,10 @@ def test_config_preview_is_the_seeded_lr_of_that_config(shared_data, tmp_path):
     assert np.array_equal(lr, expected)
 
     # the config's degradation section is what made it: the default chain at that scale gives another LR
-    assert main(["degrade", str(image), "--scale", "2", "--crop", "0", "--seed", "3",
-                 "-o", str(tmp_path / "default")]) == 0
+    assert (
+        main(["degrade", str(image), "--scale", "2", "--crop", "0", "--seed", "3", "-o", str(tmp_path / "default")])
+        == 0
+    )
     assert not np.array_equal(lr, _png(tmp_path / "default" / "bird_0_lr.png"))
     # without --crop: training's crop, data.gt_size (32) and its LR (16), with the contact sheet
     assert main(["degrade", str(image), "--config", str(config), "--sheet", "-o", str(tmp_path / "crop")]) == 0
@@ -66,8 +101,10 @@ def test_config_preview_is_the_seeded_lr_of_that_config(shared_data, tmp_path):
 def test_config_without_blur_noise_or_resize_gives_the_plain_downscale(shared_data, tmp_path):
     image = shared_data / "test" / "Set5" / "bird.png"
     config = _config(tmp_path, 4, PLAIN)
-    assert main(["degrade", str(image), "--config", str(config), "--crop", "0", "--no-usm",
-                 "-o", str(tmp_path / "out")]) == 0
+    assert (
+        main(["degrade", str(image), "--config", str(config), "--crop", "0", "--no-usm", "-o", str(tmp_path / "out")])
+        == 0
+    )
     lr = _png(tmp_path / "out" / "bird_0_lr.png").astype(np.float64)
     src = _png(image).astype(np.float64)
     h, w = src.shape[0] // 4 * 4, src.shape[1] // 4 * 4
@@ -86,11 +123,15 @@ def test_config_without_blur_noise_or_resize_gives_the_plain_downscale(shared_da
     assert main(["degrade", str(image), "--scale", "4", "--crop", "0", "--no-usm", "-o", str(tmp_path / "d")]) == 0
     assert np.abs(_png(tmp_path / "d" / "bird_0_lr.png") @ luma - blocks @ luma).mean() > 5 * err.mean()
 
-@pytest.mark.parametrize("degradation,key", [
-    ({"resize_prob2": [0.5, 0.5]}, "data.degradation.resize_prob2"),
-    ({"noise_rang": [1, 5]}, "data.degradation.noise_rang"),
-    ({"blur_sigma2": [3, 1]}, "data.degradation.blur_sigma2"),
-])
+
+@pytest.mark.parametrize(
+    "degradation,key",
+    [
+        ({"resize_prob2": [0.5, 0.5]}, "data.degradation.resize_prob2"),
+        ({"noise_rang": [1, 5]}, "data.degradation.noise_rang"),
+        ({"blur_sigma2": [3, 1]}, "data.degradation.blur_sigma2"),
+    ],
+)
 def test_bad_config_is_one_line_exit_2_naming_the_key(shared_data, tmp_path, capsys, degradation, key):
     image = shared_data / "test" / "Set5" / "bird.png"
     code = main(["degrade", str(image), "--config", str(_config(tmp_path, 4, degradation)), "-o", str(tmp_path / "o")])
@@ -98,5 +139,18 @@ def test_bad_config_is_one_line_exit_2_naming_the_key(shared_data, tmp_path, cap
     assert code == 2 and f"'{key}'" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "o").exists()
     # a --scale that contradicts the config is a usage error too (the preview would not be what training does)
-    assert main(["degrade", str(image), "--config", str(_config(tmp_path, 4, {})), "--scale", "2",
-                 "-o", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "degrade",
+                str(image),
+                "--config",
+                str(_config(tmp_path, 4, {})),
+                "--scale",
+                "2",
+                "-o",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )

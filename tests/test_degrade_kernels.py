@@ -47,8 +47,9 @@ def test_anisotropic_gaussian_covariance_from_moments(sx, sy, theta):
 
 def test_generalized_gaussian_beta_one_is_gaussian():
     for sx, sy, th in [(1.3, 0.6, 0.4), (2.7, 2.7, 0.0)]:
-        np.testing.assert_allclose(generalized_gaussian_kernel(21, sx, sy, th, 1.0), gaussian_kernel(21, sx, sy, th),
-                                   atol=1e-12)
+        np.testing.assert_allclose(
+            generalized_gaussian_kernel(21, sx, sy, th, 1.0), gaussian_kernel(21, sx, sy, th), atol=1e-12
+        )
     # beta != 1 differs: heavier (beta < 1) or lighter (beta > 1) tails than the Gaussian
     g = gaussian_kernel(21, 2.0, 2.0, 0.0)
     assert generalized_gaussian_kernel(21, 2.0, 2.0, 0.0, 0.5)[10, 0] > g[10, 0]

@@ -48,8 +48,12 @@ def test_config_defaults_are_official_x4plus_and_round_trip():
     for scale in (2, 4, 8):
         assert isinstance(DegradationConfig.for_scale(scale), DegradationConfig)
     # an official option block loads as it is (lists from YAML)
-    official = {"resize_prob": [0.2, 0.7, 0.1], "jpeg_range": [30, 95], "kernel_list": ["iso", "aniso"],
-                "kernel_prob": [0.5, 0.5]}
+    official = {
+        "resize_prob": [0.2, 0.7, 0.1],
+        "jpeg_range": [30, 95],
+        "kernel_list": ["iso", "aniso"],
+        "kernel_prob": [0.5, 0.5],
+    }
     assert DegradationConfig.from_dict(official).kernel_list == ("iso", "aniso")
 
 
@@ -152,8 +156,9 @@ def test_many_random_draws_on_real_photos_stay_finite_and_in_range(shared_data):
 
 
 def test_canvas_and_per_sample_processing_agree_without_noise(shared_data):
-    cfg = DegradationConfig(noise_range=(0.0, 0.0), noise_range2=(0.0, 0.0), poisson_scale_range=(0.0, 0.0),
-                            poisson_scale_range2=(0.0, 0.0))
+    cfg = DegradationConfig(
+        noise_range=(0.0, 0.0), noise_range2=(0.0, 0.0), poisson_scale_range=(0.0, 0.0), poisson_scale_range2=(0.0, 0.0)
+    )
     gt = usm_sharpen(_crops(shared_data, 6, 64, seed=9))
     params = sample_degradation_batch(cfg, np.random.default_rng(9), 6)
     assert len(set(params["resize1_scale"].tolist())) == 6  # truly ragged
@@ -181,13 +186,21 @@ def test_chain_applies_the_drawn_operations_in_the_official_order(shared_data, r
     k2 = torch.from_numpy(pad_kernel(gaussian_kernel(9, 0.8, 0.8, 0.0), 21)).float()[None]
     sinc = torch.from_numpy(pad_kernel(circular_lowpass_kernel(2.0, 13), 21)).float()[None]
     p.update(
-        kernel1=k1, kernel2=k2, sinc_kernel=sinc,
-        resize1_scale=torch.tensor([0.62]), resize1_mode=torch.tensor([2]),  # bicubic
-        noise1_gaussian=torch.tensor([1]), noise1_sigma=torch.tensor([0.0]),
+        kernel1=k1,
+        kernel2=k2,
+        sinc_kernel=sinc,
+        resize1_scale=torch.tensor([0.62]),
+        resize1_mode=torch.tensor([2]),  # bicubic
+        noise1_gaussian=torch.tensor([1]),
+        noise1_sigma=torch.tensor([0.0]),
         jpeg1_quality=torch.tensor([41.0]),
-        blur2_apply=torch.tensor([1]), resize2_scale=torch.tensor([0.8]), resize2_mode=torch.tensor([1]),  # bilinear
-        noise2_gaussian=torch.tensor([0]), noise2_poisson_scale=torch.tensor([0.0]),
-        final_resize_first=torch.tensor([resize_first]), final_resize_mode=torch.tensor([0]),  # area
+        blur2_apply=torch.tensor([1]),
+        resize2_scale=torch.tensor([0.8]),
+        resize2_mode=torch.tensor([1]),  # bilinear
+        noise2_gaussian=torch.tensor([0]),
+        noise2_poisson_scale=torch.tensor([0.0]),
+        final_resize_first=torch.tensor([resize_first]),
+        final_resize_mode=torch.tensor([0]),  # area
         jpeg2_quality=torch.tensor([77.0]),
     )
     lq = degrade(gt, p, cfg, 4)

@@ -17,15 +17,15 @@ from realesr.train.validate import build_validation_set
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
-
 def test_validation_eval_and_degrade_make_the_same_lr(shared_data, tmp_path):
     folder = tmp_path / "val"
     folder.mkdir()
     shutil.copy(shared_data / "test" / "Set5" / "butterfly.png", folder / "butterfly.png")  # 256 px: a multiple of 4
     seed = 7
     # 1. validation during training
-    val = build_validation_set(str(folder), 4, 1, 0, 0, seed, degraded=True, bicubic=False,
-                               degradation_cfg=DegradationConfig.for_scale(4))
+    val = build_validation_set(
+        str(folder), 4, 1, 0, 0, seed, degraded=True, bicubic=False, degradation_cfg=DegradationConfig.for_scale(4)
+    )
     from_val = to_uint8(val[0].lr["degraded"][0].permute(1, 2, 0).numpy())
     # 2. what `realesr eval --degrade --seed 7` feeds the models
     from_eval = degraded_lr_image(val[0].hr, 4, seed, "butterfly.png")

@@ -43,8 +43,16 @@ def test_bicubic_set5_markdown_reproduces_published_figures(run_cli, shared_data
 def test_json_output_and_per_image_csv(run_cli, shared_data, tmp_path):
     per_image = tmp_path / "scores.csv"
     code, out, err = run_cli(
-        "-m", "bicubic", "--data", str(shared_data / "test" / "Set5"), "--format", "json",
-        "--per-image", str(per_image), "--metrics", "psnr,ssim,niqe",
+        "-m",
+        "bicubic",
+        "--data",
+        str(shared_data / "test" / "Set5"),
+        "--format",
+        "json",
+        "--per-image",
+        str(per_image),
+        "--metrics",
+        "psnr,ssim,niqe",
     )
     assert code == 0, err
     rows = json.loads(out)
@@ -62,8 +70,9 @@ def test_json_output_and_per_image_csv(run_cli, shared_data, tmp_path):
 
 
 def test_csv_format(run_cli, shared_data):
-    code, out, _ = run_cli("-m", "bicubic", "--data", str(shared_data / "test" / "Set5"), "--format", "csv",
-                           "--limit", "2")
+    code, out, _ = run_cli(
+        "-m", "bicubic", "--data", str(shared_data / "test" / "Set5"), "--format", "csv", "--limit", "2"
+    )
     assert code == 0
     records = list(csv.DictReader(out.splitlines()))
     assert records[0]["model"] == "bicubic" and records[0]["n"] == "2" and records[0]["niqe"] == ""
@@ -83,8 +92,9 @@ def test_bad_data_paths_give_one_line_error_and_exit_2(run_cli, tmp_path, bad):
 
 
 def test_a_single_image_is_a_dataset_of_one(run_cli, shared_data):
-    code, out, _ = run_cli("-m", "bicubic", "--data", str(shared_data / "test" / "Set5" / "bird.png"),
-                           "--format", "json")
+    code, out, _ = run_cli(
+        "-m", "bicubic", "--data", str(shared_data / "test" / "Set5" / "bird.png"), "--format", "json"
+    )
     assert code == 0
     (row,) = json.loads(out)
     assert (row["dataset"], row["n"]) == ("bird", 1)
@@ -102,8 +112,17 @@ def test_txt_list_with_a_broken_entry_still_scores_the_rest(run_cli, shared_data
 
 
 def test_unavailable_model_is_reported_and_the_others_still_run(run_cli, shared_data, tmp_path):
-    code, out, err = run_cli("-m", str(tmp_path / "nothing.pth"), "-m", "bicubic",
-                             "--data", str(shared_data / "test" / "Set5"), "--limit", "1", "--no-download")
+    code, out, err = run_cli(
+        "-m",
+        str(tmp_path / "nothing.pth"),
+        "-m",
+        "bicubic",
+        "--data",
+        str(shared_data / "test" / "Set5"),
+        "--limit",
+        "1",
+        "--no-download",
+    )
     assert code == 1
     assert "nothing.pth skipped" in err
     assert "| bicubic | Set5 | 1 |" in out
@@ -119,8 +138,21 @@ def test_option_errors_exit_2(run_cli, shared_data):
 
 def test_no_ref_niqe_figure_and_saved_images(run_cli, shared_data, tmp_path):
     figure, saved = tmp_path / "cmp.png", tmp_path / "out"
-    code, out, err = run_cli("-m", "bicubic", "--data", str(shared_data / "real_lr" / "RealSRSet"), "--no-ref",
-                             "--limit", "2", "--figure", str(figure), "--save-images", str(saved), "--format", "json")
+    code, out, err = run_cli(
+        "-m",
+        "bicubic",
+        "--data",
+        str(shared_data / "real_lr" / "RealSRSet"),
+        "--no-ref",
+        "--limit",
+        "2",
+        "--figure",
+        str(figure),
+        "--save-images",
+        str(saved),
+        "--format",
+        "json",
+    )
     assert code == 0, err
     (row,) = json.loads(out)
     assert row["protocol"] == "no-ref" and row["n"] == 2 and row["psnr"] is None and np.isfinite(row["niqe"])
@@ -192,8 +224,17 @@ def test_networks_given_as_modules_and_names(shared_data):
 
 
 def test_model_that_needs_a_download_is_skipped_with_a_clear_message(run_cli, shared_data):
-    code, out, err = run_cli("-m", "RealESRNet_x4plus", "-m", "bicubic", "--no-download",
-                             "--data", str(shared_data / "test" / "Set5"), "--limit", "1")
+    code, out, err = run_cli(
+        "-m",
+        "RealESRNet_x4plus",
+        "-m",
+        "bicubic",
+        "--no-download",
+        "--data",
+        str(shared_data / "test" / "Set5"),
+        "--limit",
+        "1",
+    )
     assert code == 1
     assert "model RealESRNet_x4plus skipped" in err and "download" in err
     assert "| bicubic | Set5 | 1 |" in out and "RealESRNet" not in out
@@ -227,8 +268,7 @@ def test_a_network_that_fails_on_one_image_does_not_stop_the_run(shared_data):
         return np.repeat(np.repeat(lr, 4, axis=0), 4, axis=1)
 
     problems = []
-    result = evaluate([EvalModel("flaky", flaky, 4)], [dataset], EvalConfig(scale=4),
-                      on_problem=problems.append)
+    result = evaluate([EvalModel("flaky", flaky, 4)], [dataset], EvalConfig(scale=4), on_problem=problems.append)
     (row,) = result.rows
     assert (row.n, row.failed) == (2, 1)
     assert len(problems) == 1 and "RuntimeError: out of memory" in problems[0] and "\n" not in problems[0]
@@ -282,8 +322,13 @@ def test_progress_is_a_callback_per_image_and_model_ending_at_the_total(shared_d
     dataset = find_dataset(listing)
     calls = []
     evaluate([bicubic_model(4)], [dataset], EvalConfig(scale=4), progress=lambda *a: calls.append(a))
-    assert [c[:3] for c in calls] == [(dataset.name, 0, 2), (dataset.name, 0, 2), (dataset.name, 1, 2),
-                                      (dataset.name, 1, 2), (dataset.name, 2, 2)]
+    assert [c[:3] for c in calls] == [
+        (dataset.name, 0, 2),
+        (dataset.name, 0, 2),
+        (dataset.name, 1, 2),
+        (dataset.name, 1, 2),
+        (dataset.name, 2, 2),
+    ]
     assert calls[1][3].startswith("bird.png: ") and calls[3][3].startswith("baby.png: ")
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""  # the library drew nothing

@@ -28,16 +28,19 @@ ALLOWED: dict[str, set[str]] = {
     "train": LEAVES | {"archs", "weights", "degrade", "metrics", "data", "infer"},
     "evaluate": LEAVES | {"archs", "weights", "degrade", "metrics", "data", "infer"},
     "serve": LEAVES | {"archs", "weights", "infer"},
-    "cli": LEAVES | {"archs", "weights", "degrade", "metrics", "data", "infer", "train", "evaluate", "serve",
-                     "__init__"},
+    "cli": LEAVES
+    | {"archs", "weights", "degrade", "metrics", "data", "infer", "train", "evaluate", "serve", "__init__"},
     "__init__": {"errors", "infer"},
     "__main__": {"cli"},
 }
 
 
 def _units() -> set[str]:
-    return {p.stem if p.is_file() else p.name for p in SRC.iterdir()
-            if (p.suffix == ".py") or (p.is_dir() and (p / "__init__.py").exists())}
+    return {
+        p.stem if p.is_file() else p.name
+        for p in SRC.iterdir()
+        if (p.suffix == ".py") or (p.is_dir() and (p / "__init__.py").exists())
+    }
 
 
 def _unit(module: str) -> str:
@@ -85,9 +88,12 @@ def test_every_unit_is_in_the_table() -> None:
 
 
 def test_imports_follow_the_layers() -> None:
-    wrong = [f"{unit} -> {target} ({', '.join(where)})"
-             for unit, targets in _edges().items() for target, where in targets.items()
-             if target not in ALLOWED.get(unit, set())]
+    wrong = [
+        f"{unit} -> {target} ({', '.join(where)})"
+        for unit, targets in _edges().items()
+        for target, where in targets.items()
+        if target not in ALLOWED.get(unit, set())
+    ]
     assert not wrong, "imports against docs/DESIGN.md's layers:\n" + "\n".join(wrong)
 
 
@@ -100,5 +106,5 @@ def test_the_parser_sees_lazy_and_package_imports() -> None:
     # The checker itself: vgg's cache folder (a lazy import or not) and ncnn's `from realesr import archs`.
     edges = _edges()
     assert "cache" in edges["archs"] and "archs" in edges["weights"]
-    assert ("realesr.archs" in {name for name, _ in _imports(SRC / "weights" / "ncnn.py")})
+    assert "realesr.archs" in {name for name, _ in _imports(SRC / "weights" / "ncnn.py")}
     assert "infer" in edges["__init__"]  # the lazy Upscaler inside a function

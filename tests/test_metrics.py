@@ -85,8 +85,9 @@ def test_ssim_single_window_by_hand():
     rng = np.random.default_rng(2)
     x = rng.integers(0, 256, size=(11, 11)).astype(np.float64)
     y = np.clip(x + rng.normal(0, 20, size=(11, 11)), 0, 255).round()
-    weights = np.array([[math.exp(-((i - 5) ** 2 + (j - 5) ** 2) / (2 * 1.5**2)) for j in range(11)]
-                        for i in range(11)])
+    weights = np.array(
+        [[math.exp(-((i - 5) ** 2 + (j - 5) ** 2) / (2 * 1.5**2)) for j in range(11)] for i in range(11)]
+    )
     weights /= weights.sum()
     mx, my = (weights * x).sum(), (weights * y).sum()
     vx = (weights * (x - mx) ** 2).sum()

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 def photo_crop(shared_data, height: int, width: int, name: str = "butterfly.png") -> torch.Tensor:
     with Image.open(shared_data / "test" / "Set5" / name) as im:
-        array = np.asarray(im.convert("RGB"))[30:30 + height, 40:40 + width]
+        array = np.asarray(im.convert("RGB"))[30 : 30 + height, 40 : 40 + width]
     return torch.from_numpy(array.copy()).permute(2, 0, 1)[None].float() / 255
 
 
@@ -49,8 +49,9 @@ def run_ort(path, x: torch.Tensor) -> np.ndarray:
 SIZES = {1: [(21, 30), (13, 38)], 2: [(18, 30), (26, 14)], 4: [(20, 28), (12, 36)]}
 
 
-@pytest.mark.parametrize("kind", ["rrdb-x1", "rrdb-x2", "rrdb-x4", "rrdb-x8", "compact-x4", "compact-x2",
-                                  "compact-x3-resize"])
+@pytest.mark.parametrize(
+    "kind", ["rrdb-x1", "rrdb-x2", "rrdb-x4", "rrdb-x8", "compact-x4", "compact-x2", "compact-x3-resize"]
+)
 def test_onnxruntime_equals_pytorch_on_real_crops(tmp_path, shared_data, kind):
     net = tiny(kind)
     path = export_onnx(net, tmp_path / "m.onnx")
@@ -104,8 +105,9 @@ def test_the_exported_file_runs_without_realesr(tmp_path, shared_data):
         "assert not [m for m in sys.modules if m.startswith(('torch', 'realesr')) and sys.modules[m]]\n"
         "print(out.shape, float(np.abs(out - y).max()), meta['architecture'], meta['scale'])\n"
     )
-    done = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, timeout=120,
-                          check=False)
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, done.stderr
     shape, diff, arch, scale = done.stdout.rsplit(" ", 3)
     assert shape.startswith("(1, 3, 44, 60)") and float(diff) <= 1e-4 and arch == "RRDBNet" and scale.strip() == "2"
@@ -126,8 +128,22 @@ def test_a_zoo_model_exports_and_upscale_runs_it_like_pytorch(tmp_path, shared_d
     # The CLI with the same tiling and image handling: the same files as with the PyTorch model.
     Image.fromarray((x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(tmp_path / "in.png")
     for model, folder in ((str(out), "a"), ("realesr-animevideov3", "b")):
-        assert cli.main(["upscale", str(tmp_path / "in.png"), "-m", model, "-o", str(tmp_path / folder),
-                         "--tile", "16", "--no-progress"]) == 0
+        assert (
+            cli.main(
+                [
+                    "upscale",
+                    str(tmp_path / "in.png"),
+                    "-m",
+                    model,
+                    "-o",
+                    str(tmp_path / folder),
+                    "--tile",
+                    "16",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
     a = np.asarray(Image.open(tmp_path / "a" / "in_out.png")).astype(int)
     b = np.asarray(Image.open(tmp_path / "b" / "in_out.png")).astype(int)
     assert a.shape == b.shape == (108, 140, 3)

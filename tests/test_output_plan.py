@@ -48,8 +48,9 @@ def listing(folder):
     return sorted(p.name for p in folder.iterdir())
 
 
-def test_unrelated_planned_output_in_the_input_folder_is_neither_overwritten_nor_upscaled(tmp_path, photo, tiny_model,
-                                                                                          capsys):
+def test_unrelated_planned_output_in_the_input_folder_is_neither_overwritten_nor_upscaled(
+    tmp_path, photo, tiny_model, capsys
+):
     folder = tmp_path / "d"
     folder.mkdir()
     Image.fromarray(photo).save(folder / "a.png")
@@ -86,8 +87,7 @@ def test_rerun_into_the_input_folder_replaces_its_earlier_results_and_skips_them
         (("a.png",), ["--suffix", "compare", "--compare"], "--suffix"),  # result and sheet at one path
     ],
 )
-def test_two_outputs_at_one_path_are_refused_before_any_work(tmp_path, photo, tiny_model, capsys, names, extra,
-                                                              option):
+def test_two_outputs_at_one_path_are_refused_before_any_work(tmp_path, photo, tiny_model, capsys, names, extra, option):
     folder = tmp_path / "in"
     folder.mkdir()
     for name in names:
@@ -104,8 +104,18 @@ def test_an_input_named_like_the_comparison_sheet_is_protected(tmp_path, photo, 
     Image.fromarray(photo).save(tmp_path / "a.png")
     Image.fromarray(photo).save(tmp_path / "a_compare.png")
     before = (tmp_path / "a_compare.png").read_bytes()
-    assert upscale(str(tmp_path / "a.png"), str(tmp_path / "a_compare.png"), "-o", str(tmp_path),
-                   "-m", str(tiny_model), "--compare") == 2
+    assert (
+        upscale(
+            str(tmp_path / "a.png"),
+            str(tmp_path / "a_compare.png"),
+            "-o",
+            str(tmp_path),
+            "-m",
+            str(tiny_model),
+            "--compare",
+        )
+        == 2
+    )
     assert "a_compare.png" in capsys.readouterr().err
     assert (tmp_path / "a_compare.png").read_bytes() == before
     assert listing(tmp_path) == ["a.png", "a_compare.png"]
@@ -134,12 +144,14 @@ def test_hard_links_symlinks_and_case_only_clashes_are_collisions(tmp_path, phot
 
 def _png_header_only(path, width, height):
     """A PNG whose header says width x height (its pixels are never read by the plan)."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def test_huge_outputs_are_refused_from_the_header_and_the_batch_goes_on(tmp_path, photo, tiny_model, capsys):
@@ -162,8 +174,16 @@ def test_huge_outputs_are_refused_from_the_header_and_the_batch_goes_on(tmp_path
 def test_absurd_outscale_fails_each_file_with_the_size_it_would_need(tmp_path, photo, tiny_model, capsys, outscale):
     Image.fromarray(photo).save(tmp_path / "a.png")
     Image.fromarray(photo).save(tmp_path / "b.png")
-    code = upscale(str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o", str(tmp_path / "out"),
-                   "-m", str(tiny_model), "-s", outscale)
+    code = upscale(
+        str(tmp_path / "a.png"),
+        str(tmp_path / "b.png"),
+        "-o",
+        str(tmp_path / "out"),
+        "-m",
+        str(tiny_model),
+        "-s",
+        outscale,
+    )
     captured = capsys.readouterr()
     assert code == 1 and "Traceback" not in captured.err
     failed = [line for line in captured.err.splitlines() if line.startswith("failed:")]
@@ -206,8 +226,13 @@ def test_upscale_file_writes_the_same_bytes_as_the_cli(tmp_path, photo, tiny_mod
     assert upscale(str(tmp_path / "a.png"), "-o", str(tmp_path / "cli"), "-m", str(tiny_model), "--compare") == 0
     upscaler = Upscaler(str(tiny_model), device="cpu")
     progress = []
-    result = upscale_file(upscaler, tmp_path / "a.png", tmp_path / "api", OutputOptions(compare=True),
-                          on_progress=lambda done, total: progress.append((done, total)))
+    result = upscale_file(
+        upscaler,
+        tmp_path / "a.png",
+        tmp_path / "api",
+        OutputOptions(compare=True),
+        on_progress=lambda done, total: progress.append((done, total)),
+    )
     assert result.output == tmp_path / "api" / "a_out.png" and result.size == (96, 96)
     assert (tmp_path / "api" / "a_out.png").read_bytes() == (tmp_path / "cli" / "a_out.png").read_bytes()
     assert (tmp_path / "api" / "a_compare.png").read_bytes() == (tmp_path / "cli" / "a_compare.png").read_bytes()

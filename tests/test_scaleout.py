@@ -20,8 +20,10 @@ from realesr.infer.pool import CRASH_HOOK, CRASH_ONCE, parse_devices, upscale_it
 from realesr.infer.upscaler import Upscaler
 from realesr.weights import save_model
 
-pytestmark = [pytest.mark.usefixtures("single_torch_thread"),
-              pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")]
+pytestmark = [
+    pytest.mark.usefixtures("single_torch_thread"),
+    pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN"),
+]
 INPUTS = "real_lr/RealESRGAN_inputs"
 
 
@@ -73,8 +75,9 @@ def test_two_cpu_workers_write_the_single_process_files(tmp_path, inputs, tiny_m
     assert "10 of 11 image(s) upscaled" in captured.out and "2 worker process(es): cpu, cpu" in captured.out
 
 
-def test_a_dying_worker_loses_nothing_and_a_poison_file_fails_alone(tmp_path, inputs, tiny_model, reference,
-                                                                    capsys, monkeypatch):
+def test_a_dying_worker_loses_nothing_and_a_poison_file_fails_alone(
+    tmp_path, inputs, tiny_model, reference, capsys, monkeypatch
+):
     # The worker that takes photo2 exits (as an out-of-memory kill would): the file is retried on the other.
     monkeypatch.setenv(CRASH_HOOK, "photo2.png")
     monkeypatch.setenv(CRASH_ONCE, str(tmp_path / "crashed"))
@@ -84,20 +87,24 @@ def test_a_dying_worker_loses_nothing_and_a_poison_file_fails_alone(tmp_path, in
     assert outputs(out) == reference
     assert (tmp_path / "crashed").exists() and "on cpu stopped (exit code 3)" in captured.err
     assert [line for line in captured.err.splitlines() if line.startswith("failed:")] == [
-        line for line in captured.err.splitlines() if line.startswith("failed:") and "broken.png" in line]
+        line for line in captured.err.splitlines() if line.startswith("failed:") and "broken.png" in line
+    ]
 
     # A file that stops every worker that takes it: it fails after one retry, in batches too; the others are done.
     monkeypatch.setenv(CRASH_HOOK, "photo3.png")
     monkeypatch.delenv(CRASH_ONCE)
     out = tmp_path / "poison"
-    assert main(["upscale", str(inputs), "-m", str(tiny_model), "-o", str(out), "--device", "cpu,cpu",
-                 "--batch", "3"]) == 1
+    assert (
+        main(["upscale", str(inputs), "-m", str(tiny_model), "-o", str(out), "--device", "cpu,cpu", "--batch", "3"])
+        == 1
+    )
     captured = capsys.readouterr()
     expected = {name: data for name, data in reference.items() if name != "photo3_out.png"}
     assert set(outputs(out)) == set(expected)
     failed = [line for line in captured.err.splitlines() if line.startswith("failed:")]
-    assert len(failed) == 2 and any("photo3.png: the worker process upscaling it stopped" in line and "2 times"
-                                    in line for line in failed), captured.err
+    assert len(failed) == 2 and any(
+        "photo3.png: the worker process upscaling it stopped" in line and "2 times" in line for line in failed
+    ), captured.err
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
@@ -107,8 +114,10 @@ def test_batches_give_the_arrays_of_one_at_a_time(shared_data):
     grey = [np.ascontiguousarray(a[..., 1]) for a in rgb]
     deep = [a.astype(np.uint16) * 257 + 3 for a in rgb]
     torch.manual_seed(0)
-    nets = [SRVGGNetCompact(num_feat=8, num_conv=2, upscale=4), RRDBNet(3, 3, scale=2, num_feat=8, num_block=1,
-                                                                         num_grow_ch=4)]
+    nets = [
+        SRVGGNetCompact(num_feat=8, num_conv=2, upscale=4),
+        RRDBNet(3, 3, scale=2, num_feat=8, num_block=1, num_grow_ch=4),
+    ]
     for net in nets:
         for outscale in (None, 1.5):
             up = Upscaler(net, device="cpu", tile=0, outscale=outscale)
@@ -209,9 +218,26 @@ def test_sigterm_stops_every_worker_and_leaves_no_temporary_file(tmp_path, share
         with Image.open(photos[i % len(photos)]) as im:
             im.crop((0, 0, 64, 48)).save(folder / f"p{i:02d}.png")
     out = tmp_path / "out"
-    driver = subprocess.Popen([sys.executable, "-m", "realesr", "upscale", str(folder), "-o", str(out), "-m",
-                               str(tiny_model), "--device", "cpu,cpu", "--no-progress"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "realesr",
+            "upscale",
+            str(folder),
+            "-o",
+            str(out),
+            "-m",
+            str(tiny_model),
+            "--device",
+            "cpu,cpu",
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and driver.poll() is None and not (out.is_dir() and len(outputs(out)) >= 3):
         time.sleep(0.02)

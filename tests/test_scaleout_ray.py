@@ -21,7 +21,10 @@ from realesr.infer.pool import UpscalerSpec
 from realesr.weights import save_model
 
 ray = pytest.importorskip("ray")
-pytestmark = [pytest.mark.usefixtures("single_torch_thread"), pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")]
+pytestmark = [
+    pytest.mark.usefixtures("single_torch_thread"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray"),
+]
 COUNT = 40
 
 
@@ -98,15 +101,34 @@ def test_ray_dataset_writes_the_cli_files(tmp_path, inputs, tiny_model, referenc
     assert outputs(tmp_path / "out") == reference
 
 
-def _driver(inputs: Path, out: Path, model: Path, address: str, *extra: str, env_address: str | None = None
-            ) -> subprocess.Popen:
+def _driver(
+    inputs: Path, out: Path, model: Path, address: str, *extra: str, env_address: str | None = None
+) -> subprocess.Popen:
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     if env_address:
         env["RAY_ADDRESS"] = env_address  # what `ray start` / a cluster's job environment provides for "auto"
     return subprocess.Popen(
-        [sys.executable, "-m", "realesr", "upscale", str(inputs), "-o", str(out), "-m", str(model),
-         "--ray", address, "--no-progress", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "realesr",
+            "upscale",
+            str(inputs),
+            "-o",
+            str(out),
+            "-m",
+            str(model),
+            "--ray",
+            address,
+            "--no-progress",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
 
 
 def test_killed_driver_resumes_without_redoing(tmp_path, inputs, tiny_model, reference, cluster):

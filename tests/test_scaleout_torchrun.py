@@ -26,18 +26,39 @@ def _free_port() -> int:
 def test_torchrun_c10d_rendezvous_two_processes(tmp_path, shared_data):
     port = _free_port()
     command = [
-        sys.executable, "-m", "torch.distributed.run",
-        "--nnodes=1", "--nproc-per-node=2", "--node-rank=0",
-        "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=realesr-test",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=1",
+        "--nproc-per-node=2",
+        "--node-rank=0",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=127.0.0.1:{port}",
+        "--rdzv-id=realesr-test",
         "--max-restarts=0",
-        "-m", "realesr", "train", str(SMOKE), "--no-progress", "--no-download",
-        "--set", f"output_dir={tmp_path}", "--set", f"data.train={shared_data / 'train' / 'photos'}",
-        "--set", "val.folder=", "--set", "total_iters=2", "--set", "save_every=2", "--set", FAST_VGG,
-        "--set", "runtime.dist_backend=gloo",
+        "-m",
+        "realesr",
+        "train",
+        str(SMOKE),
+        "--no-progress",
+        "--no-download",
+        "--set",
+        f"output_dir={tmp_path}",
+        "--set",
+        f"data.train={shared_data / 'train' / 'photos'}",
+        "--set",
+        "val.folder=",
+        "--set",
+        "total_iters=2",
+        "--set",
+        "save_every=2",
+        "--set",
+        FAST_VGG,
+        "--set",
+        "runtime.dist_backend=gloo",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-                          check=False)
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     log = (tmp_path / "smoke" / "train.log").read_text()
     assert "2 process(es)" in log

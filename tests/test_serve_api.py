@@ -75,8 +75,25 @@ def post(c, path: Path, name: str | None = None, **fields):
 
 def cli_output(weights: Path, source: Path, out: Path, *extra: str) -> Path:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    subprocess.run([sys.executable, "-m", "realesr", "upscale", str(source), "-m", str(weights), "-o", str(out),
-                    "--no-progress", *extra], check=True, capture_output=True, env=env, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "realesr",
+            "upscale",
+            str(source),
+            "-m",
+            str(weights),
+            "-o",
+            str(out),
+            "--no-progress",
+            *extra,
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
     (result,) = [p for p in out.iterdir() if "_out" in p.name]
     return result
 
@@ -305,8 +322,11 @@ def test_upload_size_limit_gives_413_naming_it(weights, small_png):
         assert r.status_code == 413 and "max_upload_mb" in r.json()["error"]
         # Without a Content-Length the body is counted as it arrives.
         body = small_png.read_bytes()
-        r = c.post("/api/jobs", headers={**AUTH, "Content-Type": "multipart/form-data; boundary=xyz"},
-                   content=iter([b"--xyz\r\n", body, body]))
+        r = c.post(
+            "/api/jobs",
+            headers={**AUTH, "Content-Type": "multipart/form-data; boundary=xyz"},
+            content=iter([b"--xyz\r\n", body, body]),
+        )
         assert r.status_code == 413
         assert list(app.state.jobs.work_dir.iterdir()) == []
 
@@ -345,6 +365,7 @@ def test_a_running_job_stops_at_its_next_tile_when_cancelled(tmp_path, shared_da
                     on_tile(done, total)
                 if done == 1:
                     release.wait(10)
+
             return super().upscale_tensor(x, on_tile=slow)
 
     def factory(options, device, outscale):
@@ -439,10 +460,14 @@ def test_a_client_that_disconnects_mid_upload_leaves_nothing(weights, small_png)
         app.hosts = allowed_host_names("127.0.0.1", port)
         body = small_png.read_bytes()
         with socket.create_connection(("127.0.0.1", port)) as s:
-            head = (f"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {TOKEN}\r\n"
-                    f"Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: {len(body) * 10}\r\n\r\n")
-            s.sendall(head.encode() + b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
-                      b"Content-Type: image/png\r\n\r\n" + body[: len(body) // 2])
+            head = (
+                f"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {TOKEN}\r\n"
+                f"Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: {len(body) * 10}\r\n\r\n"
+            )
+            s.sendall(
+                head.encode() + b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
+                b"Content-Type: image/png\r\n\r\n" + body[: len(body) // 2]
+            )
         time.sleep(0.5)
         with httpx.Client(base_url=base, headers=AUTH, timeout=30) as c:
             assert c.get("/api/jobs").json()["jobs"] == []

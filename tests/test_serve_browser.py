@@ -19,8 +19,15 @@ from serve_helpers import tiny_weights
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
 
 
 def _wait_until(condition, timeout: float = 30.0) -> None:
@@ -36,9 +43,25 @@ def server(tmp_path):
     weights = tiny_weights(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "realesr", "serve", "--port", "0", "--model", str(weights), "--only",
-         "--no-download", "--device", "cpu"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "realesr",
+            "serve",
+            "--port",
+            "0",
+            "--model",
+            str(weights),
+            "--only",
+            "--no-download",
+            "--device",
+            "cpu",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     line = proc.stdout.readline()
     match = re.search(r"(http://\S+)", line)
     assert match, f"no address printed: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
@@ -54,8 +77,24 @@ def test_drop_an_image_watch_it_slide_and_download_the_clis_bytes(server, shared
     url, weights = server
     source = shared_data / "real_lr" / "RealESRGAN_inputs" / "children-alpha.png"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    subprocess.run([sys.executable, "-m", "realesr", "upscale", str(source), "-m", str(weights), "-o",
-                    str(tmp_path / "cli"), "--no-progress"], check=True, env=env, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "realesr",
+            "upscale",
+            str(source),
+            "-m",
+            str(weights),
+            "-o",
+            str(tmp_path / "cli"),
+            "--no-progress",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
     expected = (tmp_path / "cli" / "children-alpha_out.png").read_bytes()
 
     with playwright.sync_playwright() as p:
@@ -63,8 +102,14 @@ def test_drop_an_image_watch_it_slide_and_download_the_clis_bytes(server, shared
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900}, accept_downloads=True)
             outside: list[str] = []
-            page.on("request", lambda r: None if r.url.startswith(url.split("/?")[0]) or r.url.startswith(
-                ("blob:", "data:")) else outside.append(r.url))
+            page.on(
+                "request",
+                lambda r: (
+                    None
+                    if r.url.startswith(url.split("/?")[0]) or r.url.startswith(("blob:", "data:"))
+                    else outside.append(r.url)
+                ),
+            )
             page.goto(url)
             assert "token" not in page.url  # moved into the cookie
             page.wait_for_selector("#model option[value='tiny']", state="attached")
@@ -76,7 +121,9 @@ def test_drop_an_image_watch_it_slide_and_download_the_clis_bytes(server, shared
                     const dt = new DataTransfer();
                     dt.items.add(new File([bytes], name, {type: 'image/png'}));
                     return dt;
-                }""", [data, source.name])
+                }""",
+                [data, source.name],
+            )
             page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
             page.wait_for_selector(".job.done", timeout=240_000)
             assert "children-alpha_out.png" in page.inner_text(".job-info")
@@ -94,8 +141,10 @@ def test_drop_an_image_watch_it_slide_and_download_the_clis_bytes(server, shared
             page.mouse.down()
             page.mouse.move(box["x"] + 150, box["y"] + 170)
             page.mouse.up()
-            before, after = (page.eval_on_selector(sel, "e => [e.style.transform, e.style.width]")
-                             for sel in (".img-before", ".img-after"))
+            before, after = (
+                page.eval_on_selector(sel, "e => [e.style.transform, e.style.width]")
+                for sel in (".img-before", ".img-after")
+            )
             assert before == after and "translate" in before[0]  # zoom and pan in step on both sides
             # Saved for a person to look at (REALESR_SERVE_SCREENSHOT=path keeps it, e.g. for docs/serve.png).
             shot = Path(os.environ.get("REALESR_SERVE_SCREENSHOT") or tmp_path / "serve.png")
@@ -127,9 +176,26 @@ def test_choose_and_paste_several_files_errors_in_words_and_the_zip(server, shar
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     expected = {}
     for name in ("crop.png", "pasted.png"):
-        subprocess.run([sys.executable, "-m", "realesr", "upscale", str(tmp_path / name), "-m", str(weights), "-o",
-                        str(tmp_path / "cli"), "-s", "3", "--no-progress"], check=True, env=env, capture_output=True,
-                       timeout=300)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "realesr",
+                "upscale",
+                str(tmp_path / name),
+                "-m",
+                str(weights),
+                "-o",
+                str(tmp_path / "cli"),
+                "-s",
+                "3",
+                "--no-progress",
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
+            timeout=300,
+        )
         expected[name.replace(".png", "_out.png")] = (tmp_path / "cli" / name.replace(".png", "_out.png")).read_bytes()
 
     with playwright.sync_playwright() as p:
@@ -147,7 +213,9 @@ def test_choose_and_paste_several_files_errors_in_words_and_the_zip(server, shar
                     const dt = new DataTransfer();
                     dt.items.add(new File([bytes], 'pasted.png', {type: 'image/png'}));
                     document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: dt}));
-                }""", data)
+                }""",
+                data,
+            )
             page.wait_for_selector(".job.failed", timeout=60_000)
             _wait_until(lambda: page.locator(".job.done").count() == 2, timeout=120)
             failed = page.locator(".job.failed")

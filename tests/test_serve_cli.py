@@ -21,8 +21,13 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
 
 
 def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "realesr", "serve", "--port", "0", "--device", "cpu", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    return subprocess.Popen(
+        [sys.executable, "-m", "realesr", "serve", "--port", "0", "--device", "cpu", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
 
 
 def work_folders() -> set[Path]:
@@ -60,16 +65,28 @@ def test_a_busy_port_is_one_line_and_exit_2():
         s.bind(("127.0.0.1", 0))
         s.listen(1)
         port = s.getsockname()[1]
-        result = subprocess.run([sys.executable, "-m", "realesr", "serve", "--port", str(port), "--device", "cpu",
-                                 "--no-download"], check=False, capture_output=True, text=True, env=ENV, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-m", "realesr", "serve", "--port", str(port), "--device", "cpu", "--no-download"],
+            check=False,
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=120,
+        )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "cannot listen on 127.0.0.1" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_a_missing_weights_file_is_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "realesr", "serve", "--model", str(tmp_path / "none.pth")],
-                            check=False, capture_output=True, text=True, env=ENV, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "realesr", "serve", "--model", str(tmp_path / "none.pth")],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+    )
     assert result.returncode == 2 and "none.pth" in result.stderr and "Traceback" not in result.stderr
 
 

@@ -14,8 +14,16 @@ CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
 def test_shipped_configs_exist_and_load():
     names = {p.name for p in CONFIGS}
-    assert {"smoke.yaml", "esrnet_x4.yaml", "esrgan_x4.yaml", "esrnet_x2.yaml", "esrgan_x2.yaml",
-            "esrnet_x8.yaml", "esrgan_x8.yaml", "compact_x4.yaml"} <= names
+    assert {
+        "smoke.yaml",
+        "esrnet_x4.yaml",
+        "esrgan_x4.yaml",
+        "esrnet_x2.yaml",
+        "esrgan_x2.yaml",
+        "esrnet_x8.yaml",
+        "esrgan_x8.yaml",
+        "compact_x4.yaml",
+    } <= names
     for path in CONFIGS:
         cfg = load_config(path)
         assert cfg.total_iters >= 1 and cfg.optim.lr_g > 0, path
@@ -29,8 +37,13 @@ def test_official_recipe_defaults():
     assert net.optim.ema_decay == 0.999 and net.loss.l1_gt_usm
     gan = load_config(ROOT / "configs/esrgan_x4.yaml")
     assert gan.optim.lr_g == 1e-4 and gan.optim.lr_d == 1e-4 and gan.total_iters == 400_000
-    assert gan.loss.perceptual.layer_weights == {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0,
-                                                 "conv5_4": 1.0}
+    assert gan.loss.perceptual.layer_weights == {
+        "conv1_2": 0.1,
+        "conv2_2": 0.1,
+        "conv3_4": 1.0,
+        "conv4_4": 1.0,
+        "conv5_4": 1.0,
+    }
     assert (gan.loss.gan.type, gan.loss.gan.weight, gan.loss.pixel_weight) == ("vanilla", 0.1, 1.0)
     assert gan.loss.percep_gt_usm and not gan.loss.gan_gt_usm
 
@@ -44,8 +57,9 @@ def test_stage_defaults_fill_unset_values():
 
 def test_overrides_dotted_keys_and_yaml_values():
     raw = {"data": {"train": "x"}}
-    apply_overrides(raw, ["optim.lr_g=3e-4", "loss.gan.type=ragan", "scale=2", "optim.betas=[0.5, 0.9]",
-                          "new.deep.key=1"])
+    apply_overrides(
+        raw, ["optim.lr_g=3e-4", "loss.gan.type=ragan", "scale=2", "optim.betas=[0.5, 0.9]", "new.deep.key=1"]
+    )
     assert raw["optim"]["lr_g"] == "3e-4"  # PyYAML reads 3e-4 as a string; the typed config converts it
     assert raw["new"]["deep"]["key"] == 1
     del raw["new"]
@@ -54,30 +68,33 @@ def test_overrides_dotted_keys_and_yaml_values():
     assert cfg.optim.betas == [0.5, 0.9]
 
 
-@pytest.mark.parametrize("raw, key", [
-    ({"scale": 3}, "scale"),
-    ({"stage": "gan"}, "stage"),
-    ({"optim": {"lr_g": "fast"}}, "optim.lr_g"),
-    ({"optim": {"betas": [0.9]}}, "optim.betas"),
-    ({"optim": {"ema_decay": 1.0}}, "optim.ema_decay"),
-    ({"batch_size": 0}, "batch_size"),
-    ({"batch_size": 7}, "data.pool_size"),  # 180 is not a multiple of 7
-    ({"data": {"gt_size": 30}}, "data.gt_size"),
-    ({"data": {"small_images": "crop"}}, "data.small_images"),
-    ({"loss": {"perceptual": {"layer_weights": {"conv6_1": 1.0}}}}, "loss.perceptual.layer_weights.conv6_1"),
-    ({"loss": {"gan": {"type": "wgan"}}}, "loss.gan.type"),
-    ({"runtime": {"precision": "fp8"}}, "runtime.precision"),
-    ({"runtime": {"channels_last": "yes"}}, "runtime.channels_last"),
-    ({"network": {"arch": "SwinIR"}}, "network.arch"),
-    ({"optim": {"lrg": 1}}, "optim.lrg"),
-    ({"data": "folder"}, "data"),
-    ({"scale": "4x"}, "scale"),
-    ({"network": {"act_type": "gelu"}}, "network.act_type"),
-    ({"loss": {"perceptual": {"criterion": "l3"}}}, "loss.perceptual.criterion"),
-    ({"runtime": {"dist_backend": "mpi"}}, "runtime.dist_backend"),
-    ({"data": {"degradation": {"noise_range": [5, 1]}}}, "data.degradation.noise_range"),
-    ({"data": {"degradation": {"noise_rang": [1, 5]}}}, "data.degradation.noise_rang"),
-])
+@pytest.mark.parametrize(
+    "raw, key",
+    [
+        ({"scale": 3}, "scale"),
+        ({"stage": "gan"}, "stage"),
+        ({"optim": {"lr_g": "fast"}}, "optim.lr_g"),
+        ({"optim": {"betas": [0.9]}}, "optim.betas"),
+        ({"optim": {"ema_decay": 1.0}}, "optim.ema_decay"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 7}, "data.pool_size"),  # 180 is not a multiple of 7
+        ({"data": {"gt_size": 30}}, "data.gt_size"),
+        ({"data": {"small_images": "crop"}}, "data.small_images"),
+        ({"loss": {"perceptual": {"layer_weights": {"conv6_1": 1.0}}}}, "loss.perceptual.layer_weights.conv6_1"),
+        ({"loss": {"gan": {"type": "wgan"}}}, "loss.gan.type"),
+        ({"runtime": {"precision": "fp8"}}, "runtime.precision"),
+        ({"runtime": {"channels_last": "yes"}}, "runtime.channels_last"),
+        ({"network": {"arch": "SwinIR"}}, "network.arch"),
+        ({"optim": {"lrg": 1}}, "optim.lrg"),
+        ({"data": "folder"}, "data"),
+        ({"scale": "4x"}, "scale"),
+        ({"network": {"act_type": "gelu"}}, "network.act_type"),
+        ({"loss": {"perceptual": {"criterion": "l3"}}}, "loss.perceptual.criterion"),
+        ({"runtime": {"dist_backend": "mpi"}}, "runtime.dist_backend"),
+        ({"data": {"degradation": {"noise_range": [5, 1]}}}, "data.degradation.noise_range"),
+        ({"data": {"degradation": {"noise_rang": [1, 5]}}}, "data.degradation.noise_rang"),
+    ],
+)
 def test_validation_errors_name_the_key(raw, key):
     raw.setdefault("data", {})
     if isinstance(raw["data"], dict):

@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 from torch.nn import functional as F
 
 from realesr.archs import RRDBNet
-from realesr.errors import RealesrError
 from realesr.data import read_rgb
+from realesr.errors import RealesrError
 from realesr.train import NonFiniteLossError, load_config, train
 from realesr.train import loop as loop_module
 from realesr.train.config import config_from_dict
@@ -31,8 +31,15 @@ pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def smoke_cfg(tmp_path, shared_data, *overrides):
-    return load_config(SMOKE, [f"output_dir={tmp_path}", f"data.train={shared_data / 'train' / 'photos'}",
-                               f"val.folder={shared_data / 'test' / 'Set5'}", *overrides])
+    return load_config(
+        SMOKE,
+        [
+            f"output_dir={tmp_path}",
+            f"data.train={shared_data / 'train' / 'photos'}",
+            f"val.folder={shared_data / 'test' / 'Set5'}",
+            *overrides,
+        ],
+    )
 
 
 def max_diff(a: dict, b: dict) -> float:
@@ -75,8 +82,9 @@ def test_smoke_config_trains_on_cpu(tmp_path, shared_data):
     assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4, 5, 6]
     check_logged_losses(rows)
     val = read_csv(run / "val_log.csv")
-    assert {(int(r["iteration"]), r["set"], r["metric"]) for r in val} == \
-        {(i, k, m) for i in (0, 3, 6) for k in ("degraded", "bicubic") for m in ("psnr", "ssim")}
+    assert {(int(r["iteration"]), r["set"], r["metric"]) for r in val} == {
+        (i, k, m) for i in (0, 3, 6) for k in ("degraded", "bicubic") for m in ("psnr", "ssim")
+    }
     assert (run / "plots" / "losses.png").stat().st_size > 1000
     assert (run / "plots" / "validation.png").stat().st_size > 1000
     assert any((run / "tb").iterdir())
@@ -108,8 +116,16 @@ def test_loss_falls_when_overfitting_one_batch(shared_data):
 
 
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, shared_data):
-    common = ["total_iters=5", "save_every=100", "val_every=0", "optim.accum_steps=2", "data.pool_size=4", FAST_VGG,
-              "optim.warmup_iters=2", "optim.milestones=[4]"]
+    common = [
+        "total_iters=5",
+        "save_every=100",
+        "val_every=0",
+        "optim.accum_steps=2",
+        "data.pool_size=4",
+        FAST_VGG,
+        "optim.warmup_iters=2",
+        "optim.milestones=[4]",
+    ]
     straight = train(smoke_cfg(tmp_path / "a", shared_data, *common, "data.num_workers=0"), show_progress=False)
     assert straight.iteration == 5
 
@@ -148,8 +164,7 @@ class NaNAt(loop_module.PairSynthesizer):
         return lq, gt, gt_usm
 
 
-GUARD = ["stage=esrnet", "save_every=2", "keep_last=10", "val_every=0", "val.at_start=false",
-         "runtime.max_nonfinite=3"]
+GUARD = ["stage=esrnet", "save_every=2", "keep_last=10", "val_every=0", "val.at_start=false", "runtime.max_nonfinite=3"]
 
 
 def test_nonfinite_loss_skips_the_step(tmp_path, shared_data, monkeypatch, caplog):
@@ -160,10 +175,20 @@ def test_nonfinite_loss_skips_the_step(tmp_path, shared_data, monkeypatch, caplo
     ck = tmp_path / "smoke" / "checkpoints"
     # iterations 3 and 4 were skipped: the weights after 4 are those after 2, and training went on after
     for name in ("net_g", "net_g_ema"):
-        assert max_diff(load_file(str(ck / f"iter_00000002/{name}.safetensors")),
-                        load_file(str(ck / f"iter_00000004/{name}.safetensors"))) == 0
-        assert max_diff(load_file(str(ck / f"iter_00000004/{name}.safetensors")),
-                        load_file(str(ck / f"iter_00000006/{name}.safetensors"))) > 0
+        assert (
+            max_diff(
+                load_file(str(ck / f"iter_00000002/{name}.safetensors")),
+                load_file(str(ck / f"iter_00000004/{name}.safetensors")),
+            )
+            == 0
+        )
+        assert (
+            max_diff(
+                load_file(str(ck / f"iter_00000004/{name}.safetensors")),
+                load_file(str(ck / f"iter_00000006/{name}.safetensors")),
+            )
+            > 0
+        )
     assert all(torch.isfinite(v).all() for v in load_file(str(ck / "iter_00000006/net_g.safetensors")).values())
     log = (tmp_path / "smoke" / "train.log").read_text()
     assert "iteration 3: non-finite l_g_pix" in log and "step skipped (1 in a row)" in log
@@ -191,8 +216,9 @@ def _free_port() -> int:
 
 
 def _ddp_worker(rank, world, port, cfg_overrides, out_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(world))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world)
+    )
     torch.set_num_threads(1)
     from realesr.train.distributed import shutdown_distributed
 
@@ -207,15 +233,25 @@ def _ddp_worker(rank, world, port, cfg_overrides, out_dir):
     loop_module.training_pairs = recording
     try:
         result = train(load_config(SMOKE, cfg_overrides), show_progress=False)
-        torch.save({"model": result.model.state_dict(), "iteration": result.iteration, "seen": seen},
-                   Path(out_dir) / f"{rank}.pt")
+        torch.save(
+            {"model": result.model.state_dict(), "iteration": result.iteration, "seen": seen},
+            Path(out_dir) / f"{rank}.pt",
+        )
     finally:
         shutdown_distributed()
 
 
 def test_ddp_gloo_two_processes(tmp_path, shared_data):
-    overrides = [f"output_dir={tmp_path}", f"data.train={shared_data / 'train' / 'photos'}", "val.folder=",
-                 "total_iters=3", "save_every=3", "optim.accum_steps=2", FAST_VGG, "runtime.dist_backend=gloo"]
+    overrides = [
+        f"output_dir={tmp_path}",
+        f"data.train={shared_data / 'train' / 'photos'}",
+        "val.folder=",
+        "total_iters=3",
+        "save_every=3",
+        "optim.accum_steps=2",
+        FAST_VGG,
+        "runtime.dist_backend=gloo",
+    ]
     mp.spawn(_ddp_worker, args=(2, _free_port(), overrides, str(tmp_path)), nprocs=2, join=True)
     r0, r1 = torch.load(tmp_path / "0.pt"), torch.load(tmp_path / "1.pt")
     assert r0["iteration"] == r1["iteration"] == 3
@@ -264,17 +300,33 @@ def test_cli_trains_and_reports_config_errors(tmp_path, shared_data):
     import sys
 
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    base = [sys.executable, "-m", "realesr", "train", str(SMOKE), "--no-progress", "--set", f"output_dir={tmp_path}",
-            "--set", f"data.train={shared_data / 'train' / 'photos'}", "--set", "val.folder=", "--set", FAST_VGG]
+    base = [
+        sys.executable,
+        "-m",
+        "realesr",
+        "train",
+        str(SMOKE),
+        "--no-progress",
+        "--set",
+        f"output_dir={tmp_path}",
+        "--set",
+        f"data.train={shared_data / 'train' / 'photos'}",
+        "--set",
+        "val.folder=",
+        "--set",
+        FAST_VGG,
+    ]
     bad = subprocess.run(base + ["--set", "optim.ema_decay=2"], capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("realesr: error: config key 'optim.ema_decay'")
     assert "Traceback" not in bad.stderr
-    bad = subprocess.run(base + ["--set", "data.degradation.noise_range=[5, 1]"], capture_output=True, text=True,
-                         env=env, timeout=120)
+    bad = subprocess.run(
+        base + ["--set", "data.degradation.noise_range=[5, 1]"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert bad.returncode == 2 and "'data.degradation.noise_range'" in bad.stderr and "Traceback" not in bad.stderr
-    ok = subprocess.run(base + ["--set", "total_iters=2", "--set", "stage=esrnet"], capture_output=True, text=True,
-                        env=env, timeout=120)
+    ok = subprocess.run(
+        base + ["--set", "total_iters=2", "--set", "stage=esrnet"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert ok.returncode == 0, ok.stderr
     # model.safetensors is what `realesr upscale -m` loads: the weights module recognises it
     from realesr.weights import load_model
@@ -290,17 +342,33 @@ def test_x2_initialised_partially_from_an_x4_model(tmp_path, shared_data):
     torch.manual_seed(1)
     x4 = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, scale=4)
     save_model(x4, tmp_path / "x4.safetensors")
-    cfg = smoke_cfg(tmp_path, shared_data, "stage=esrnet", "scale=2", "total_iters=1", "val.folder=",
-                    f"init_from={tmp_path / 'x4.safetensors'}", "init_strict=false")
+    cfg = smoke_cfg(
+        tmp_path,
+        shared_data,
+        "stage=esrnet",
+        "scale=2",
+        "total_iters=1",
+        "val.folder=",
+        f"init_from={tmp_path / 'x4.safetensors'}",
+        "init_strict=false",
+    )
     train(cfg, show_progress=False)
     log = (tmp_path / "smoke" / "train.log").read_text()
-    assert "generator layer re-initialised" in log and "conv_first.weight (checkpoint (8, 3, 3, 3), network (8, 12" \
-        in log
+    assert (
+        "generator layer re-initialised" in log and "conv_first.weight (checkpoint (8, 3, 3, 3), network (8, 12" in log
+    )
     g = load_file(str(tmp_path / "smoke" / "checkpoints" / "iter_00000001" / "net_g.safetensors"))
     # one Adam step of lr 1e-4 moves each weight by at most ~1e-4: the x4 trunk was loaded
     assert (g["body.0.rdb1.conv1.weight"] - x4.state_dict()["body.0.rdb1.conv1.weight"]).abs().max() < 2e-4
-    strict = smoke_cfg(tmp_path / "s", shared_data, "stage=esrnet", "scale=2", "total_iters=1", "val.folder=",
-                       f"init_from={tmp_path / 'x4.safetensors'}")
+    strict = smoke_cfg(
+        tmp_path / "s",
+        shared_data,
+        "stage=esrnet",
+        "scale=2",
+        "total_iters=1",
+        "val.folder=",
+        f"init_from={tmp_path / 'x4.safetensors'}",
+    )
     with pytest.raises(RealesrError, match="init_strict"):
         train(strict, show_progress=False)
 
@@ -311,9 +379,28 @@ def test_sigterm_saves_a_checkpoint_and_resume_auto_continues(tmp_path, shared_d
     import time
 
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    cmd = [sys.executable, "-m", "realesr", "train", str(SMOKE), "--no-progress", "--set", f"output_dir={tmp_path}",
-           "--set", f"data.train={shared_data / 'train' / 'photos'}", "--set", "val.folder=", "--set", FAST_VGG,
-           "--set", "stage=esrnet", "--set", "save_every=100000", "--set", "total_iters=100000"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "realesr",
+        "train",
+        str(SMOKE),
+        "--no-progress",
+        "--set",
+        f"output_dir={tmp_path}",
+        "--set",
+        f"data.train={shared_data / 'train' / 'photos'}",
+        "--set",
+        "val.folder=",
+        "--set",
+        FAST_VGG,
+        "--set",
+        "stage=esrnet",
+        "--set",
+        "save_every=100000",
+        "--set",
+        "total_iters=100000",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log_csv = tmp_path / "smoke" / "train_log.csv"
     deadline = time.monotonic() + 90
@@ -324,28 +411,50 @@ def test_sigterm_saves_a_checkpoint_and_resume_auto_continues(tmp_path, shared_d
     assert proc.returncode == 130, err
     assert "stopped by SIGTERM" in err
     saved = sorted((tmp_path / "smoke" / "checkpoints").glob("iter_*"))
-    assert len(saved) == 1 and (saved[0] / "state.pt").is_file() and (tmp_path / "smoke" / "model.safetensors").is_file()
+    assert (
+        len(saved) == 1 and (saved[0] / "state.pt").is_file() and (tmp_path / "smoke" / "model.safetensors").is_file()
+    )
     stopped_at = int(saved[0].name.split("_")[1])
     assert stopped_at >= 2
     # --resume auto picks it up and goes on to the (now lower) end
-    done = subprocess.run(cmd[:-2] + ["--set", f"total_iters={stopped_at + 1}", "--resume", "auto"], env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        cmd[:-2] + ["--set", f"total_iters={stopped_at + 1}", "--resume", "auto"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert f"resumed from {saved[0]} at iteration {stopped_at}" in done.stderr
     assert (tmp_path / "smoke" / "checkpoints" / f"iter_{stopped_at + 1:08d}").is_dir()
 
 
 def test_relativistic_gan_discriminator_warmup_and_clipping(tmp_path, shared_data, monkeypatch):
-    cfg = smoke_cfg(tmp_path, shared_data, FAST_VGG, "val.folder=", "total_iters=3", "loss.gan.type=ragan",
-                    "loss.net_d_init_iters=1", "optim.grad_clip=0.01", "data.use_rot=true")
+    cfg = smoke_cfg(
+        tmp_path,
+        shared_data,
+        FAST_VGG,
+        "val.folder=",
+        "total_iters=3",
+        "loss.gan.type=ragan",
+        "loss.net_d_init_iters=1",
+        "optim.grad_clip=0.01",
+        "data.use_rot=true",
+    )
     after_clip = []  # the norm of the gradients the optimiser then applies
     original = loop_module._grad_norm
 
     def recording(params, clip):
         before = original(params, clip)
         grads = [p.grad for p in params if p.grad is not None]
-        after_clip.append((float(before), float(torch.linalg.vector_norm(torch.stack(
-            [torch.linalg.vector_norm(g) for g in grads]))) if grads else 0.0))
+        after_clip.append(
+            (
+                float(before),
+                float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+                if grads
+                else 0.0,
+            )
+        )
         return before
 
     monkeypatch.setattr(loop_module, "_grad_norm", recording)
@@ -360,10 +469,20 @@ def test_relativistic_gan_discriminator_warmup_and_clipping(tmp_path, shared_dat
     assert len(after_clip) == 5  # D at 1, G and D at 2 and 3
     assert all(after <= 0.01 * (1 + 1e-5) for _, after in after_clip), after_clip
     assert all(before > 0.011 for before, _ in after_clip), after_clip
-    assert [float(r["grad_norm_g"]) for r in rows[1:]] == pytest.approx(
-        [after_clip[1][0], after_clip[3][0]], rel=1e-5)
+    assert [float(r["grad_norm_g"]) for r in rows[1:]] == pytest.approx([after_clip[1][0], after_clip[3][0]], rel=1e-5)
     # and the clipped run differs from an unclipped one (slightly: Adam is nearly invariant to a gradient's scale)
-    train(smoke_cfg(tmp_path / "noclip", shared_data, FAST_VGG, "val.folder=", "total_iters=3", "loss.gan.type=ragan",
-                    "loss.net_d_init_iters=1", "data.use_rot=true"), show_progress=False)
+    train(
+        smoke_cfg(
+            tmp_path / "noclip",
+            shared_data,
+            FAST_VGG,
+            "val.folder=",
+            "total_iters=3",
+            "loss.gan.type=ragan",
+            "loss.net_d_init_iters=1",
+            "data.use_rot=true",
+        ),
+        show_progress=False,
+    )
     last = "smoke/checkpoints/iter_00000003/net_g.safetensors"
     assert max_diff(load_file(str(tmp_path / last)), load_file(str(tmp_path / "noclip" / last))) > 0

@@ -95,14 +95,16 @@ def test_a_mixed_batch_degrades_only_the_synthetic_samples(tmp_path, shared_data
 
     synthetic_records, _ = scan_images(list_images(shared_data / "train" / "photos")[:2], 96)
     deg = degradation_config(S, {})
-    data = TrainPatchDataset(synthetic_records + paired_records, 96, seed=1, params_fn=params_sampler(deg),
-                             scale=S, gt_size=64)
+    data = TrainPatchDataset(
+        synthetic_records + paired_records, 96, seed=1, params_fn=params_sampler(deg), scale=S, gt_size=64
+    )
     batch = collate_mixed([data[(i, 0, i)] for i in (0, 2, 1, 3)])
     assert batch["gt"].shape == (2, 3, 96, 96) and batch["paired_gt"].shape == (2, 3, 64, 64)
     synth = PairSynthesizer(deg, S, 64, pool_size=0, batch_size=4)
     params = {k: v for k, v in batch["params"].items()}
-    lq, gt, gt_usm = synth(batch["gt"], params, torch.Generator().manual_seed(0),
-                           paired=(batch["paired_lq"], batch["paired_gt"]))
+    lq, gt, gt_usm = synth(
+        batch["gt"], params, torch.Generator().manual_seed(0), paired=(batch["paired_lq"], batch["paired_gt"])
+    )
     assert lq.shape == (4, 3, 16, 16) and gt.shape == gt_usm.shape == (4, 3, 64, 64)
     torch.testing.assert_close(lq[2:], batch["paired_lq"], rtol=0, atol=0)  # the real LR, untouched
     torch.testing.assert_close(gt[2:], batch["paired_gt"], rtol=0, atol=0)
@@ -115,8 +117,17 @@ def test_a_mixed_batch_degrades_only_the_synthetic_samples(tmp_path, shared_data
 def test_a_run_mixing_paired_and_synthetic_sources(tmp_path, shared_data):
     hr_dir, lr_dir = make_pairs(shared_data, tmp_path / "pairs")
     photos = shared_data / "train" / "photos"
-    cfg = load_config(SMOKE, [f"output_dir={tmp_path}", "val.folder=", "stage=esrnet", "total_iters=2",
-                              "save_every=100", f"data.train=[{photos}, {{path: {hr_dir}, lr: {lr_dir}, weight: 1}}]"])
+    cfg = load_config(
+        SMOKE,
+        [
+            f"output_dir={tmp_path}",
+            "val.folder=",
+            "stage=esrnet",
+            "total_iters=2",
+            "save_every=100",
+            f"data.train=[{photos}, {{path: {hr_dir}, lr: {lr_dir}, weight: 1}}]",
+        ],
+    )
     result = train(cfg, show_progress=False)
     assert result.iteration == 2
     text = (result.run_dir / "train.log").read_text()
@@ -151,8 +162,17 @@ def test_a_run_on_paired_data_only(tmp_path, shared_data):
     names = sorted(p.name for p in hr_dir.iterdir())
     listing = tmp_path / "pairs" / "pairs.txt"
     listing.write_text("".join(f"hr/{n} lr/{n}\n" for n in names))
-    cfg = load_config(SMOKE, [f"output_dir={tmp_path}", "val.folder=", "stage=esrnet", "total_iters=2",
-                              "save_every=100", f"data.train=[{{pairs: {listing}}}]"])
+    cfg = load_config(
+        SMOKE,
+        [
+            f"output_dir={tmp_path}",
+            "val.folder=",
+            "stage=esrnet",
+            "total_iters=2",
+            "save_every=100",
+            f"data.train=[{{pairs: {listing}}}]",
+        ],
+    )
     result = train(cfg, show_progress=False)
     assert result.iteration == 2
     text = (result.run_dir / "train.log").read_text()

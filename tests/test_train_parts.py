@@ -15,7 +15,6 @@ from realesr.train.ema import ema_update
 from realesr.train.loop import LRSchedule, discriminator_frozen, generator_losses, init_generator_from
 from realesr.train.losses import PerceptualLoss, gan_loss_discriminator, gan_loss_generator
 
-
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
@@ -78,8 +77,10 @@ def test_vgg19_layout_is_torchvisions():
 def test_vgg19_loads_torchvision_state_dict_and_rejects_others(tmp_path):
     ext = VGGFeatureExtractor(["conv2_2"])
     g = torch.Generator().manual_seed(1)
-    sd = {f"features.{k}": torch.randn(v.shape, generator=g) for k, v in VGGFeatureExtractor(["pool5"]).features
-          .state_dict().items()}
+    sd = {
+        f"features.{k}": torch.randn(v.shape, generator=g)
+        for k, v in VGGFeatureExtractor(["pool5"]).features.state_dict().items()
+    }
     sd["classifier.0.weight"] = torch.zeros(2, 2)
     torch.save(sd, tmp_path / "vgg.pth")
     ext.load_torchvision_state_dict(load_vgg19_imagenet(str(tmp_path / "vgg.pth")))

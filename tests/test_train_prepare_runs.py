@@ -25,17 +25,20 @@ SMOKE = ROOT / "configs" / "smoke.yaml"
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
-@pytest.mark.parametrize(("length", "crop", "step", "thresh", "expected"), [
-    # the official extract_subimages.py rule: starts 0, step, ... while a window fits; when more than thresh
-    # pixels are left after the last window, one more window flush with the border
-    (1000, 480, 240, 0, [0, 240, 480, 520]),  # 1000 - 960 = 40 left > 0
-    (960, 480, 240, 0, [0, 240, 480]),  # nothing left
-    (1000, 480, 240, 40, [0, 240, 480]),  # 40 left, not above the threshold
-    (1000, 480, 240, 39, [0, 240, 480, 520]),
-    (480, 480, 240, 0, [0]),
-    (850, 480, 240, 0, [0, 240, 370]),
-    (300, 480, 240, 0, [0]),  # shorter than the crop: the whole side
-])
+@pytest.mark.parametrize(
+    ("length", "crop", "step", "thresh", "expected"),
+    [
+        # the official extract_subimages.py rule: starts 0, step, ... while a window fits; when more than thresh
+        # pixels are left after the last window, one more window flush with the border
+        (1000, 480, 240, 0, [0, 240, 480, 520]),  # 1000 - 960 = 40 left > 0
+        (960, 480, 240, 0, [0, 240, 480]),  # nothing left
+        (1000, 480, 240, 40, [0, 240, 480]),  # 40 left, not above the threshold
+        (1000, 480, 240, 39, [0, 240, 480, 520]),
+        (480, 480, 240, 0, [0]),
+        (850, 480, 240, 0, [0, 240, 370]),
+        (300, 480, 240, 0, [0]),  # shorter than the crop: the whole side
+    ],
+)
 def test_subimage_starts_follow_the_official_rule(length, crop, step, thresh, expected):
     assert subimage_starts(length, crop, step, thresh) == expected
 
@@ -52,8 +55,12 @@ def test_prepare_cuts_sub_images_and_writes_a_meta_info_list(shared_data, tmp_pa
     assert len(subs) == 5 * 3 and len(sorted((out / "sub").glob("002_s*.png"))) == 5 * 3
     src = np.asarray(Image.open(hr / "001.png").convert("RGB"))
     # row by row: s001 at (0, 0), s005 at (0, 796), s006 at (240, 0), s015 at (370, 796)
-    for name, (top, left) in {"001_s001.png": (0, 0), "001_s005.png": (0, 796), "001_s006.png": (240, 0),
-                              "001_s015.png": (370, 796)}.items():
+    for name, (top, left) in {
+        "001_s001.png": (0, 0),
+        "001_s005.png": (0, 796),
+        "001_s006.png": (240, 0),
+        "001_s015.png": (370, 796),
+    }.items():
         piece = np.asarray(Image.open(out / name).convert("RGB"))
         assert np.array_equal(piece, src[top : top + 480, left : left + 480]), name  # exactly the source pixels
     lines = (out / "meta_info.txt").read_text().splitlines()
@@ -70,8 +77,13 @@ def test_prepare_cuts_sub_images_and_writes_a_meta_info_list(shared_data, tmp_pa
 
 
 def _cfg_args(tmp_path, shared_data, *extra):
-    return [f"output_dir={tmp_path}", f"data.train={shared_data / 'train' / 'photos'}", "val.folder=",
-            "stage=esrnet", *extra]
+    return [
+        f"output_dir={tmp_path}",
+        f"data.train={shared_data / 'train' / 'photos'}",
+        "val.folder=",
+        "stage=esrnet",
+        *extra,
+    ]
 
 
 def _runs_table(capsys, folder) -> dict[str, str]:
@@ -83,9 +95,21 @@ def _runs_table(capsys, folder) -> dict[str, str]:
 
 def test_runs_shows_finished_interrupted_running_and_killed_runs(shared_data, tmp_path, capsys):
     # finished, with a validation
-    train(load_config(SMOKE, _cfg_args(tmp_path, shared_data, "name=done", "total_iters=2", "val_every=2",
-                                       f"val.folder={shared_data / 'test' / 'Set5'}", "val.max_images=1")),
-          show_progress=False)
+    train(
+        load_config(
+            SMOKE,
+            _cfg_args(
+                tmp_path,
+                shared_data,
+                "name=done",
+                "total_iters=2",
+                "val_every=2",
+                f"val.folder={shared_data / 'test' / 'Set5'}",
+                "val.max_images=1",
+            ),
+        ),
+        show_progress=False,
+    )
     # running: a real training in another process
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     cmd = [sys.executable, "-m", "realesr", "train", str(SMOKE), "--no-progress"]
@@ -93,8 +117,9 @@ def test_runs_shows_finished_interrupted_running_and_killed_runs(shared_data, tm
         cmd += ["--set", item]
     procs = {}
     for name in ("live", "killed"):
-        procs[name] = subprocess.Popen(cmd + ["--set", f"name={name}"], env=env, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.PIPE, text=True)
+        procs[name] = subprocess.Popen(
+            cmd + ["--set", f"name={name}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not all((tmp_path / n / "checkpoints").is_dir() for n in procs):
         time.sleep(0.2)
@@ -102,8 +127,11 @@ def test_runs_shows_finished_interrupted_running_and_killed_runs(shared_data, tm
         table = _runs_table(capsys, tmp_path)
         assert table["done"].split()[1:5] == ["esrnet", "2", "/", "2"] and table["done"].endswith("finished")
         with open(tmp_path / "done" / "val_log.csv", newline="") as f:
-            psnr = {int(r["iteration"]): float(r["value"]) for r in csv.DictReader(f)
-                    if (r["set"], r["metric"]) == ("degraded", "psnr")}
+            psnr = {
+                int(r["iteration"]): float(r["value"])
+                for r in csv.DictReader(f)
+                if (r["set"], r["metric"]) == ("degraded", "psnr")
+            }
         assert sorted(psnr) == [0, 2]  # the baseline, then the validation at the end
         best_it = 2 if psnr[2] > psnr[0] else 0
         assert f"{psnr[best_it]:.2f} dB (degraded/psnr) @ {best_it}" in table["done"]
@@ -127,9 +155,17 @@ def test_runs_shows_finished_interrupted_running_and_killed_runs(shared_data, tm
 def test_train_dry_run_reports_and_writes_nothing(shared_data, tmp_path, capsys):
     from realesr.archs import RRDBNet
 
-    argv = ["train", str(SMOKE), "--dry-run", "--set", f"output_dir={tmp_path / 'runs'}",
-            "--set", f"data.train={shared_data / 'train' / 'photos'}",
-            "--set", f"val.folder={shared_data / 'test' / 'Set5'}"]
+    argv = [
+        "train",
+        str(SMOKE),
+        "--dry-run",
+        "--set",
+        f"output_dir={tmp_path / 'runs'}",
+        "--set",
+        f"data.train={shared_data / 'train' / 'photos'}",
+        "--set",
+        f"val.folder={shared_data / 'test' / 'Set5'}",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "# resolved config" in out and "total_iters: 6" in out

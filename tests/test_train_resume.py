@@ -27,8 +27,18 @@ pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def esrnet_cfg(tmp_path, shared_data, *overrides):
-    return load_config(SMOKE, [f"output_dir={tmp_path}", f"data.train={shared_data / 'train' / 'photos'}",
-                               "val.folder=", "stage=esrnet", f"optim.lr_g={LR}", "save_every=100", *overrides])
+    return load_config(
+        SMOKE,
+        [
+            f"output_dir={tmp_path}",
+            f"data.train={shared_data / 'train' / 'photos'}",
+            "val.folder=",
+            "stage=esrnet",
+            f"optim.lr_g={LR}",
+            "save_every=100",
+            *overrides,
+        ],
+    )
 
 
 def lr_column(run_dir: Path) -> dict[int, float]:
@@ -38,8 +48,11 @@ def lr_column(run_dir: Path) -> dict[int, float]:
 
 def snapshot(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` with the hash of its bytes."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_resume_follows_a_changed_schedule_and_an_extended_run_keeps_its_lr(tmp_path, shared_data):
@@ -50,9 +63,16 @@ def test_resume_follows_a_changed_schedule_and_an_extended_run_keeps_its_lr(tmp_
     train(cfg, resume="auto", show_progress=False)
     lr = lr_column(tmp_path / "smoke")
     # the documented closed form: lr * min(1, (step + 1) / warm-up) * gamma ** (milestones passed), step = it - 1
-    expected = {1: LR / 2, 2: LR, 3: LR, 4: LR,  # the first run's schedule (warm-up 2, milestone 4 not reached)
-                5: LR, 6: LR,  # the old end (milestone 4) halves nothing: the new milestone is 6
-                7: LR * 0.1, 8: LR * 0.1}
+    expected = {
+        1: LR / 2,
+        2: LR,
+        3: LR,
+        4: LR,  # the first run's schedule (warm-up 2, milestone 4 not reached)
+        5: LR,
+        6: LR,  # the old end (milestone 4) halves nothing: the new milestone is 6
+        7: LR * 0.1,
+        8: LR * 0.1,
+    }
     assert lr == pytest.approx(expected, rel=1e-5)
     log = (tmp_path / "smoke" / "train.log").read_text()
     assert "schedule changed on resume, followed from iteration 5 on:" in log
@@ -97,10 +117,13 @@ def test_a_folder_holding_a_run_is_refused_or_moved_aside(tmp_path, shared_data)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["iter_00000002"]
 
 
-@pytest.mark.parametrize(("override", "key", "words"), [
-    ("batch_size=4", "batch_size", "set batch_size: 2"),
-    ("network.num_feat=16", "network.num_feat", "set network.num_feat: 8"),
-])
+@pytest.mark.parametrize(
+    ("override", "key", "words"),
+    [
+        ("batch_size=4", "batch_size", "set batch_size: 2"),
+        ("network.num_feat=16", "network.num_feat", "set network.num_feat: 8"),
+    ],
+)
 def test_a_failed_resume_leaves_the_run_folder_as_it_was(tmp_path, shared_data, override, key, words):
     train(esrnet_cfg(tmp_path, shared_data, "total_iters=2"), show_progress=False)
     run = tmp_path / "smoke"
@@ -113,13 +136,33 @@ def test_a_failed_resume_leaves_the_run_folder_as_it_was(tmp_path, shared_data, 
 
 
 def test_a_changed_width_through_the_cli_is_one_line(tmp_path, shared_data):
-    base = [sys.executable, "-m", "realesr", "train", str(SMOKE), "--no-progress", "--set", f"output_dir={tmp_path}",
-            "--set", f"data.train={shared_data / 'train' / 'photos'}", "--set", "val.folder=", "--set", "stage=esrnet",
-            "--set", "total_iters=1"]
+    base = [
+        sys.executable,
+        "-m",
+        "realesr",
+        "train",
+        str(SMOKE),
+        "--no-progress",
+        "--set",
+        f"output_dir={tmp_path}",
+        "--set",
+        f"data.train={shared_data / 'train' / 'photos'}",
+        "--set",
+        "val.folder=",
+        "--set",
+        "stage=esrnet",
+        "--set",
+        "total_iters=1",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     assert subprocess.run(base, env=env, capture_output=True, timeout=120).returncode == 0
-    bad = subprocess.run(base + ["--set", "network.num_feat=16", "--resume", "auto"], env=env, capture_output=True,
-                         text=True, timeout=120)
+    bad = subprocess.run(
+        base + ["--set", "network.num_feat=16", "--resume", "auto"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     last = bad.stderr.strip().splitlines()[-1]
     assert last.startswith("realesr: error:") and "network.num_feat" in last
@@ -143,8 +186,15 @@ def test_missing_vgg_weights_fail_before_anything_is_written(tmp_path, shared_da
 
 
 def test_plots_exist_after_an_interrupted_run(tmp_path, shared_data):
-    cfg = esrnet_cfg(tmp_path, shared_data, "total_iters=20", "val_every=2", f"val.folder={shared_data / 'test/Set5'}",
-                     "val.max_images=1", "val.bicubic=false")
+    cfg = esrnet_cfg(
+        tmp_path,
+        shared_data,
+        "total_iters=20",
+        "val_every=2",
+        f"val.folder={shared_data / 'test/Set5'}",
+        "val.max_images=1",
+        "val.bicubic=false",
+    )
 
     def interrupt(iteration, losses):
         if iteration == 2:

@@ -35,13 +35,16 @@ def test_train_takes_a_path_a_list_of_paths_or_weighted_sources():
     assert train_sources(again.data) == train_sources(cfg.data)
 
 
-@pytest.mark.parametrize(("train", "key"), [
-    ([{"path": "b", "wieght": 3}], "data.train[0].wieght"),
-    (["a", {"path": "b", "weight": 0}], "data.train[1].weight"),
-    ([{"weight": 2}], "data.train[0].path"),
-    ([], "data.train"),
-    ({"path": "x"}, "data.train"),
-])
+@pytest.mark.parametrize(
+    ("train", "key"),
+    [
+        ([{"path": "b", "wieght": 3}], "data.train[0].wieght"),
+        (["a", {"path": "b", "weight": 0}], "data.train[1].weight"),
+        ([{"weight": 2}], "data.train[0].path"),
+        ([], "data.train"),
+        ({"path": "x"}, "data.train"),
+    ],
+)
 def test_bad_sources_name_their_key(train, key):
     with pytest.raises(ConfigError) as err:
         config_from_dict({"data": {"train": train}})
@@ -116,8 +119,9 @@ def test_weighted_sampler_resumes_the_same_stream():
     stream = [next(full) for _ in range(12)]
     # 8 samples per epoch, rank 1 of 2 takes positions 1, 3, 5, 7; after 10 samples consumed in all (epoch 1,
     # global position 2) it continues with its 6th sample, position 3 of epoch 1
-    resumed = iter(ResumableSampler(10, 4, seed=9, rank=1, world_size=2, start_epoch=1, start_position=2,
-                                    probabilities=p))
+    resumed = iter(
+        ResumableSampler(10, 4, seed=9, rank=1, world_size=2, start_epoch=1, start_position=2, probabilities=p)
+    )
     assert [next(resumed) for _ in range(7)] == stream[5:]
     assert stream[5][1:] == (1, 3)
 
@@ -125,9 +129,18 @@ def test_weighted_sampler_resumes_the_same_stream():
 @pytest.mark.usefixtures("single_torch_thread")
 def test_a_run_on_two_weighted_sources(tmp_path, shared_data):
     photos, set14 = shared_data / "train" / "photos", shared_data / "test" / "Set14"
-    cfg = load_config(SMOKE, [f"output_dir={tmp_path}", "val.folder=", "stage=esrnet", "total_iters=2",
-                              "save_every=100", "data.sample_by_area=true",
-                              f"data.train=[{photos}, {{path: {set14}, weight: 2}}]"])
+    cfg = load_config(
+        SMOKE,
+        [
+            f"output_dir={tmp_path}",
+            "val.folder=",
+            "stage=esrnet",
+            "total_iters=2",
+            "save_every=100",
+            "data.sample_by_area=true",
+            f"data.train=[{photos}, {{path: {set14}, weight: 2}}]",
+        ],
+    )
     result = train(cfg, show_progress=False)
     assert result.iteration == 2
     text = (result.run_dir / "train.log").read_text()
@@ -142,8 +155,16 @@ def test_a_source_without_usable_images_is_named(tmp_path, shared_data):
     from PIL import Image
 
     Image.new("RGB", (16, 16)).save(empty / "a.png")
-    cfg = load_config(SMOKE, [f"output_dir={tmp_path}", "val.folder=", "stage=esrnet", "data.small_images=skip",
-                              f"data.train=[{shared_data / 'train' / 'photos'}, {empty}]"])
+    cfg = load_config(
+        SMOKE,
+        [
+            f"output_dir={tmp_path}",
+            "val.folder=",
+            "stage=esrnet",
+            "data.small_images=skip",
+            f"data.train=[{shared_data / 'train' / 'photos'}, {empty}]",
+        ],
+    )
     with pytest.raises(DataError) as err:
         train(cfg, show_progress=False)
     assert "data.train[1]" in str(err.value) and str(empty) in str(err.value)

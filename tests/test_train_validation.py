@@ -18,9 +18,20 @@ pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def cfg_for(tmp_path, shared_data, *extra):
-    return load_config(SMOKE, [f"output_dir={tmp_path}", f"data.train={shared_data / 'train' / 'photos'}",
-                               f"val.folder={shared_data / 'test' / 'Set5'}", "val.max_images=2", "val.max_size=64",
-                               "stage=esrnet", "optim.lr_g=2e-3", "save_every=100", *extra])
+    return load_config(
+        SMOKE,
+        [
+            f"output_dir={tmp_path}",
+            f"data.train={shared_data / 'train' / 'photos'}",
+            f"val.folder={shared_data / 'test' / 'Set5'}",
+            "val.max_images=2",
+            "val.max_size=64",
+            "stage=esrnet",
+            "optim.lr_g=2e-3",
+            "save_every=100",
+            *extra,
+        ],
+    )
 
 
 def val_rows(run):
@@ -29,8 +40,15 @@ def val_rows(run):
 
 
 def test_baseline_at_iteration_0_and_best_by_the_named_metric(tmp_path, shared_data):
-    cfg = cfg_for(tmp_path, shared_data, "total_iters=4", "val_every=1", "val.best=bicubic/ssim", "val.num_samples=1",
-                  "optim.ema_decay=0")
+    cfg = cfg_for(
+        tmp_path,
+        shared_data,
+        "total_iters=4",
+        "val_every=1",
+        "val.best=bicubic/ssim",
+        "val.num_samples=1",
+        "optim.ema_decay=0",
+    )
     train(cfg, show_progress=False)
     run = tmp_path / "smoke"
     rows = val_rows(run)
@@ -60,8 +78,9 @@ def test_sample_strips_are_lr_sr_gt(tmp_path, shared_data):
     train(cfg, show_progress=False)
     strips = sorted((tmp_path / "smoke" / "samples" / "iter_00000001").glob("*.png"))
     assert [p.name for p in strips] == ["baby_degraded.png"]  # the first image, at every validation
-    assert sorted(p.name for p in (tmp_path / "smoke" / "samples" / "iter_00000000").glob("*.png")) == \
-        ["baby_degraded.png"]
+    assert sorted(p.name for p in (tmp_path / "smoke" / "samples" / "iter_00000000").glob("*.png")) == [
+        "baby_degraded.png"
+    ]
     strip = np.asarray(Image.open(strips[0]).convert("RGB"))
     assert strip.shape == (64, 3 * 64 + 2 * 4, 3)
     # the GT panel is the centre 64 px of baby.png, exactly
@@ -110,27 +129,43 @@ COMPACT = ("network.arch=SRVGGNetCompact", "network.num_feat=8", "network.num_co
 
 
 def sets_override(shared_data, hr_dir, lr_dir, real_dir):
-    return (f"val.sets=[{{kind: synthetic, path: '{shared_data / 'test' / 'Set5'}', name: set5}}, "
-            f"{{kind: paired, path: '{hr_dir}', lr: '{lr_dir}', name: pairs}}, {{kind: real, path: '{real_dir}'}}]")
+    return (
+        f"val.sets=[{{kind: synthetic, path: '{shared_data / 'test' / 'Set5'}', name: set5}}, "
+        f"{{kind: paired, path: '{hr_dir}', lr: '{lr_dir}', name: pairs}}, {{kind: real, path: '{real_dir}'}}]"
+    )
 
 
 def test_each_kind_of_set_gives_its_rows_checked_against_the_metrics(tmp_path, shared_data, val_folders):
     hr_dir, lr_dir, real_dir = val_folders
-    cfg = cfg_for(tmp_path, shared_data, "val.folder=", sets_override(shared_data, *val_folders), *COMPACT,
-                  "total_iters=2",
-                  "val_every=2", "val.num_samples=2", "val.max_size=0", "optim.ema_decay=0")
+    cfg = cfg_for(
+        tmp_path,
+        shared_data,
+        "val.folder=",
+        sets_override(shared_data, *val_folders),
+        *COMPACT,
+        "total_iters=2",
+        "val_every=2",
+        "val.num_samples=2",
+        "val.max_size=0",
+        "optim.ema_decay=0",
+    )
     train(cfg, show_progress=False)
     run = tmp_path / "smoke"
     rows = val_rows(run)
     assert {(int(r["iteration"]), r["set"], r["metric"]) for r in rows} == {
-        (i, s, m) for i in (0, 2) for s, ms in (("set5", ("psnr", "ssim")), ("pairs", ("psnr", "ssim")),
-                                                 ("real", ("niqe",))) for m in ms}
+        (i, s, m)
+        for i in (0, 2)
+        for s, ms in (("set5", ("psnr", "ssim")), ("pairs", ("psnr", "ssim")), ("real", ("niqe",)))
+        for m in ms
+    }
     value = {(int(r["iteration"]), r["set"], r["metric"]): float(r["value"]) for r in rows}
     samples = run / "samples" / "iter_00000002"
     # synthetic: the GT panels are Set5 itself, metrics recomputed from the saved SR panels
     for metric, fn in (("psnr", psnr), ("ssim", ssim)):
-        got = [fn(sr, gt, crop_border=4, y_channel=True)
-               for _, sr, gt in (panels(samples / f"{n}_set5.png", 3) for n in ("baby", "bird"))]
+        got = [
+            fn(sr, gt, crop_border=4, y_channel=True)
+            for _, sr, gt in (panels(samples / f"{n}_set5.png", 3) for n in ("baby", "bird"))
+        ]
         assert value[2, "set5", metric] == pytest.approx(np.mean(got), rel=1e-5)
     # paired, matched by name: the LR panel is the LR file, PSNR against the test's own HR files
     got = []
@@ -151,11 +186,25 @@ def test_each_kind_of_set_gives_its_rows_checked_against_the_metrics(tmp_path, s
 
 
 def test_gan_stage_picks_best_by_the_lowest_niqe_of_the_real_set(tmp_path, shared_data, val_folders):
-    cfg = load_config(SMOKE, [f"output_dir={tmp_path}", f"data.train={shared_data / 'train' / 'photos'}",
-                              "val.folder=", sets_override(shared_data, *val_folders), "val.max_images=1",
-                              "val.max_size=0", *COMPACT,
-                              "total_iters=4", "val_every=1", "save_every=100", "optim.lr_g=5e-3",
-                              "optim.lr_d=5e-3", "optim.ema_decay=0", "val.num_samples=0"])
+    cfg = load_config(
+        SMOKE,
+        [
+            f"output_dir={tmp_path}",
+            f"data.train={shared_data / 'train' / 'photos'}",
+            "val.folder=",
+            sets_override(shared_data, *val_folders),
+            "val.max_images=1",
+            "val.max_size=0",
+            *COMPACT,
+            "total_iters=4",
+            "val_every=1",
+            "save_every=100",
+            "optim.lr_g=5e-3",
+            "optim.lr_d=5e-3",
+            "optim.ema_decay=0",
+            "val.num_samples=0",
+        ],
+    )
     assert cfg.stage == "esrgan" and cfg.val.best == ""
     train(cfg, show_progress=False)
     run = tmp_path / "smoke"
@@ -181,8 +230,9 @@ def test_val_sets_config_errors_name_the_key(tmp_path, shared_data, val_folders)
     # `val:` as the list itself; the old single folder is one synthetic set (its degraded and bicubic LR)
     from realesr.train.config import config_from_dict, default_best
 
-    cfg = config_from_dict({"data": {"train": "x"}, "stage": "esrgan",
-                            "val": [{"kind": "real", "path": str(real_dir)}]})
+    cfg = config_from_dict(
+        {"data": {"train": "x"}, "stage": "esrgan", "val": [{"kind": "real", "path": str(real_dir)}]}
+    )
     assert [s.kind for s in cfg.val.sets] == ["real"] and default_best(cfg) == "real/niqe"
     cfg = config_from_dict({"data": {"train": "x"}, "stage": "esrgan", "val": {"folder": str(hr_dir)}})
     assert default_best(cfg) == "degraded/psnr"

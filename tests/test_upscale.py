@@ -210,8 +210,15 @@ def test_cpu_tiles_by_itself_when_memory_is_short(monkeypatch, tiny_vgg):
 
 
 def test_bad_arguments_are_usage_errors(tiny_vgg):
-    for kwargs in ({"precision": "fp8"}, {"tile": -1}, {"tile": 8}, {"outscale": 0}, {"alpha": "none"},
-                   {"device": "tpu"}, {"tile_pad": -2}):
+    for kwargs in (
+        {"precision": "fp8"},
+        {"tile": -1},
+        {"tile": 8},
+        {"outscale": 0},
+        {"alpha": "none"},
+        {"device": "tpu"},
+        {"tile_pad": -2},
+    ):
         with pytest.raises(UsageError):
             Upscaler(tiny_vgg, **kwargs)
 

@@ -47,13 +47,21 @@ def test_batch_with_bad_files_reports_each_and_writes_the_good(tmp_path, shared_
     assert code == 1
     errors = [line for line in captured.err.splitlines() if line.startswith("failed:")]
     assert len(errors) == 4, captured.err
-    for fragment in ("empty.png: empty file", "notes.jpg: not an image", "trunc.png: broken or truncated",
-                     "missing.png: no such file"):
+    for fragment in (
+        "empty.png: empty file",
+        "notes.jpg: not an image",
+        "trunc.png: broken or truncated",
+        "missing.png: no such file",
+    ):
         assert sum(fragment in line for line in errors) == 1, fragment
     assert "Traceback" not in captured.err
     assert "4 of 8 image(s) upscaled" in captured.out and "4 failed" in captured.out
-    expected = {"0014_out.jpg": ("RGB", 8), "00017_gray_out.png": ("L", 8), "children-alpha_out.png": ("RGBA", 8),
-                "tree_alpha_16bit_out.png": ("RGBA", 16)}
+    expected = {
+        "0014_out.jpg": ("RGB", 8),
+        "00017_gray_out.png": ("L", 8),
+        "children-alpha_out.png": ("RGBA", 8),
+        "tree_alpha_16bit_out.png": ("RGBA", 16),
+    }
     assert sorted(p.name for p in out.iterdir()) == sorted(expected)
     for name, (mode, depth) in expected.items():
         image = read_image(out / name)
@@ -69,8 +77,24 @@ def test_single_output_file_outscale_ext_and_compare(tmp_path, shared_data, tiny
     assert main(["upscale", str(source), "-m", str(tiny_model), "-o", str(target), "-s", "2.5"]) == 0
     assert read_image(target).array.shape == (100, 100, 3)
     out = tmp_path / "res"
-    assert main(["upscale", str(tmp_path / "*.jpg"), "-m", str(tiny_model), "-o", str(out), "--ext", "webp",
-                 "--suffix", "x", "--compare"]) == 0
+    assert (
+        main(
+            [
+                "upscale",
+                str(tmp_path / "*.jpg"),
+                "-m",
+                str(tiny_model),
+                "-o",
+                str(out),
+                "--ext",
+                "webp",
+                "--suffix",
+                "x",
+                "--compare",
+            ]
+        )
+        == 0
+    )
     assert (out / "photo_x.webp").exists()
     with Image.open(out / "photo_compare.png") as compare:
         assert compare.width == 2 * 160 and compare.height > 160

@@ -44,9 +44,21 @@ def picture(i: int, w: int = W, h: int = H) -> np.ndarray:
     return img
 
 
-def make_clip(path: Path, n: int = N, vfr: bool = False, audio: bool = True, pix_fmt: str = "yuv420p",
-              rotation: int = 0, subtitles: bool = False, w: int = W, h: int = H, colorspace=None,
-              color_range=None, frames=None, sar=None) -> Path:
+def make_clip(
+    path: Path,
+    n: int = N,
+    vfr: bool = False,
+    audio: bool = True,
+    pix_fmt: str = "yuv420p",
+    rotation: int = 0,
+    subtitles: bool = False,
+    w: int = W,
+    h: int = H,
+    colorspace=None,
+    color_range=None,
+    frames=None,
+    sar=None,
+) -> Path:
     oc = av.open(str(path), "w")
     v = oc.add_stream("libx264", rate=FPS, options={"threads": "1", "crf": "10"})
     v.width, v.height, v.pix_fmt = w, h, pix_fmt
@@ -83,12 +95,19 @@ def make_clip(path: Path, n: int = N, vfr: bool = False, audio: bool = True, pix
     if subtitles:
         for k, text in enumerate((b"Hello", b"World")):
             packet = av.Packet(text)
-            packet.stream, packet.time_base, packet.pts, packet.dts, packet.duration = s, s.time_base, k * 500, k * 500, 400
+            packet.stream, packet.time_base, packet.pts, packet.dts, packet.duration = (
+                s,
+                s.time_base,
+                k * 500,
+                k * 500,
+                400,
+            )
             oc.mux(packet)
     if audio:
         for k in range(int(48000 * pts / (FPS * 4) / 1024)):
-            af = av.AudioFrame.from_ndarray((rng.standard_normal((2, 1024)) * 0.1).astype(np.float32), format="fltp",
-                                            layout="stereo")
+            af = av.AudioFrame.from_ndarray(
+                (rng.standard_normal((2, 1024)) * 0.1).astype(np.float32), format="fltp", layout="stereo"
+            )
             af.sample_rate, af.pts = 48000, k * 1024
             for p in a.encode(af):
                 oc.mux(p)
@@ -177,23 +196,33 @@ def _yuv_frame(rgb: np.ndarray, kr: float, kb: float, full: bool):
     return frame
 
 
-@pytest.mark.parametrize(("space", "kr", "kb", "full"), [(1, 0.2126, 0.0722, False), (6, 0.299, 0.114, False),
-                                                         (1, 0.2126, 0.0722, True)])
+@pytest.mark.parametrize(
+    ("space", "kr", "kb", "full"), [(1, 0.2126, 0.0722, False), (6, 0.299, 0.114, False), (1, 0.2126, 0.0722, True)]
+)
 def test_colour_matrix_and_range_round_trip(tmp_path, space, kr, kb, full):
     """Saturated patches encoded with a known matrix/range and tagged so decode to their RGB through the upscale,
     and the output carries the same tags. A wrong matrix would miss by tens of levels on these colours."""
     colours = np.array([[230, 40, 40], [40, 200, 60], [50, 60, 220], [240, 220, 30]], np.uint8)
     rgb = np.repeat(np.repeat(colours.reshape(2, 2, 3), 16, axis=0), 24, axis=1)  # 32 x 48
-    clip = make_clip(tmp_path / "c.mkv", n=4, audio=False, pix_fmt="yuv444p", colorspace=space,
-                     color_range=2 if full else 1, frames=lambda i: _yuv_frame(rgb, kr, kb, full))
+    clip = make_clip(
+        tmp_path / "c.mkv",
+        n=4,
+        audio=False,
+        pix_fmt="yuv444p",
+        colorspace=space,
+        color_range=2 if full else 1,
+        frames=lambda i: _yuv_frame(rgb, kr, kb, full),
+    )
     upscale_video(Upscaler(Nearest(), device="cpu", tile=0), clip, tmp_path / "o.mkv", VideoOptions(crf=0))
     with av.open(str(tmp_path / "o.mkv")) as c:
         ctx = c.streams.video[0].codec_context
         assert (int(ctx.colorspace), int(ctx.color_range)) == (space, 2 if full else 1)
         frame = next(c.decode(video=0))
     # Decode the output with the closed-form inverse, independently of swscale.
-    planes = [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width].astype(float)
-              for p in frame.reformat(format="yuv444p").planes]
+    planes = [
+        np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width].astype(float)
+        for p in frame.reformat(format="yuv444p").planes
+    ]
     if full:
         y, cb, cr = planes[0] / 255, (planes[1] - 128) / 255, (planes[2] - 128) / 255
     else:
@@ -307,7 +336,7 @@ def test_corrupt_packets_in_the_middle_are_counted_and_decoding_goes_on(tmp_path
     clip = make_clip(tmp_path / "c.mp4", n=48, audio=False)
     data = bytearray(clip.read_bytes())
     middle = len(data) // 2
-    data[middle: middle + 300] = bytes(np.random.default_rng(1).integers(0, 256, 300, dtype=np.uint8))
+    data[middle : middle + 300] = bytes(np.random.default_rng(1).integers(0, 256, 300, dtype=np.uint8))
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(bytes(data))
     decodable, broken = 0, 0  # what PyAV's own decoder makes of it
@@ -374,9 +403,12 @@ def test_chapters_and_display_aspect_ratio_kept(tmp_path):
     chaptered = tmp_path / "ch.mkv"
     with av.open(str(clip)) as src, av.open(str(chaptered), "w") as out:
         stream = out.add_stream_from_template(src.streams.video[0])
-        out.set_chapters([{"id": 1, "start": 0, "end": 500, "time_base": Fraction(1, 1000), "metadata": {"title": "One"}},
-                          {"id": 2, "start": 500, "end": 1000, "time_base": Fraction(1, 1000),
-                           "metadata": {"title": "Two"}}])
+        out.set_chapters(
+            [
+                {"id": 1, "start": 0, "end": 500, "time_base": Fraction(1, 1000), "metadata": {"title": "One"}},
+                {"id": 2, "start": 500, "end": 1000, "time_base": Fraction(1, 1000), "metadata": {"title": "Two"}},
+            ]
+        )
         for packet in src.demux(src.streams.video[0]):
             if packet.size:
                 packet.stream = stream

@@ -12,9 +12,9 @@ import pytest
 av = pytest.importorskip("av")
 
 from PIL import Image  # noqa: E402
+from test_video import make_clip, packets, tiny_upscaler, video_frames  # noqa: E402
 
 from realesr.infer.video import VideoOptions, probe_video, upscale_video  # noqa: E402
-from test_video import make_clip, packets, tiny_upscaler, video_frames  # noqa: E402
 
 
 def test_start_between_frames_keeps_audio_video_offset(tmp_path):
@@ -47,8 +47,7 @@ def _animation(path: Path, fmt: str, **save) -> Path:
         a[..., 0], a[..., 1], a[..., 3] = i * 80, 100, 255
         a[:, :12, 3] = 0  # left half transparent
         frames.append(Image.fromarray(a, "RGBA"))
-    frames[0].save(path, format=fmt, save_all=True, append_images=frames[1:], duration=[100, 200, 300], loop=0,
-                   **save)
+    frames[0].save(path, format=fmt, save_all=True, append_images=frames[1:], duration=[100, 200, 300], loop=0, **save)
     return path
 
 

@@ -15,10 +15,17 @@ import realesr.cli as cli
 from realesr.archs import RRDBNet, SRVGGNetCompact, UNetDiscriminatorSN
 from realesr.cache import Checksum
 from realesr.errors import ModelNotFoundError, RealesrError, WeightsFormatError
-from realesr.weights import (ZOO, OutputResize, detect_arch, load_model, load_state_dict, save_model, spec_of,
-                             unwrap_state_dict)
+from realesr.weights import (
+    ZOO,
+    OutputResize,
+    detect_arch,
+    load_model,
+    load_state_dict,
+    save_model,
+    spec_of,
+    unwrap_state_dict,
+)
 from realesr.weights import zoo as zoo_module
-
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
@@ -36,14 +43,22 @@ OFFICIAL = {
     "RealESRGAN_x4plus": (RRDBNet, dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=23, num_grow_ch=32, scale=4)),
     "RealESRNet_x4plus": (RRDBNet, dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=23, num_grow_ch=32, scale=4)),
     "RealESRGAN_x2plus": (RRDBNet, dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=23, num_grow_ch=32, scale=2)),
-    "RealESRGAN_x4plus_anime_6B": (RRDBNet, dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=6, num_grow_ch=32,
-                                                 scale=4)),
-    "realesr-animevideov3": (SRVGGNetCompact, dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=16, upscale=4,
-                                                   act_type="prelu")),
-    "realesr-general-x4v3": (SRVGGNetCompact, dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=32, upscale=4,
-                                                   act_type="prelu")),
-    "realesr-general-wdn-x4v3": (SRVGGNetCompact, dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=32, upscale=4,
-                                                       act_type="prelu")),
+    "RealESRGAN_x4plus_anime_6B": (
+        RRDBNet,
+        dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=6, num_grow_ch=32, scale=4),
+    ),
+    "realesr-animevideov3": (
+        SRVGGNetCompact,
+        dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=16, upscale=4, act_type="prelu"),
+    ),
+    "realesr-general-x4v3": (
+        SRVGGNetCompact,
+        dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=32, upscale=4, act_type="prelu"),
+    ),
+    "realesr-general-wdn-x4v3": (
+        SRVGGNetCompact,
+        dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=32, upscale=4, act_type="prelu"),
+    ),
 }
 
 
@@ -66,14 +81,17 @@ def test_official_parameter_counts():
     assert ZOO["RealESRGAN_x4plus_anime_6B"].spec.num_params == 4_467_779
 
 
-@pytest.mark.parametrize("cls,kwargs", [
-    (RRDBNet, dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_block=2, num_grow_ch=4, scale=1)),
-    (RRDBNet, dict(num_in_ch=1, num_out_ch=1, num_feat=8, num_block=1, num_grow_ch=4, scale=2)),
-    (RRDBNet, dict(num_in_ch=4, num_out_ch=3, num_feat=8, num_block=1, num_grow_ch=6, scale=8)),
-    (SRVGGNetCompact, dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=3, act_type="prelu")),
-    (SRVGGNetCompact, dict(num_in_ch=1, num_out_ch=1, num_feat=8, num_conv=0, upscale=1, act_type="prelu")),
-    (SRVGGNetCompact, dict(num_in_ch=3, num_out_ch=3, num_feat=16, num_conv=4, upscale=2, act_type="relu")),
-])
+@pytest.mark.parametrize(
+    "cls,kwargs",
+    [
+        (RRDBNet, dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_block=2, num_grow_ch=4, scale=1)),
+        (RRDBNet, dict(num_in_ch=1, num_out_ch=1, num_feat=8, num_block=1, num_grow_ch=4, scale=2)),
+        (RRDBNet, dict(num_in_ch=4, num_out_ch=3, num_feat=8, num_block=1, num_grow_ch=6, scale=8)),
+        (SRVGGNetCompact, dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=3, act_type="prelu")),
+        (SRVGGNetCompact, dict(num_in_ch=1, num_out_ch=1, num_feat=8, num_conv=0, upscale=1, act_type="prelu")),
+        (SRVGGNetCompact, dict(num_in_ch=3, num_out_ch=3, num_feat=16, num_conv=4, upscale=2, act_type="relu")),
+    ],
+)
 def test_detects_widths_depths_scales_and_channels(cls, kwargs):
     spec = detect_arch(random_state_dict(cls, **kwargs))
     assert (spec.arch, spec.kwargs) == (cls.__name__, kwargs)
@@ -150,8 +168,9 @@ def test_pickles_with_code_and_non_checkpoints_are_refused(tmp_path):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_pth_to_safetensors_round_trip_is_bit_exact(tmp_path, dtype, capsys, monkeypatch):
     monkeypatch.setattr(cli, "COMMANDS", ("models", "convert"))
-    sd = {k: v.to(dtype) for k, v in random_state_dict(RRDBNet, num_feat=8, num_block=2, num_grow_ch=4,
-                                                         scale=2).items()}
+    sd = {
+        k: v.to(dtype) for k, v in random_state_dict(RRDBNet, num_feat=8, num_block=2, num_grow_ch=4, scale=2).items()
+    }
     torch.save({"params_ema": sd}, tmp_path / "net.pth")
     assert cli.main(["convert", str(tmp_path / "net.pth"), str(tmp_path / "net.safetensors")]) == 0
     assert "RRDBNet x2" in capsys.readouterr().out
@@ -310,8 +329,7 @@ def test_cache_comes_before_the_data_package_and_wrong_files_are_named(empty_cac
 
 
 @pytest.mark.parametrize("junk", [b"\x80\x02garbage that is no pickle", b"PK\x03\x04truncated zip", b""])
-def test_a_corrupt_cached_file_is_reported_as_corrupt_and_the_next_source_used(empty_cache, capsys, monkeypatch,
-                                                                                junk):
+def test_a_corrupt_cached_file_is_reported_as_corrupt_and_the_next_source_used(empty_cache, capsys, monkeypatch, junk):
     cache, calls = empty_cache
     cache.mkdir()
     (cache / "RealESRGAN_x4plus.pth").write_bytes(junk)
@@ -321,8 +339,9 @@ def test_a_corrupt_cached_file_is_reported_as_corrupt_and_the_next_source_used(e
     assert len(problems) == 1 and "corrupt" in problems[0] and "run code" not in problems[0]
     # Without the data package the download is tried next: it fails here (no network), naming the corrupt file.
     (cache / "realesr-animevideov3.pth").write_bytes(junk)
-    monkeypatch.setitem(ZOO, "realesr-animevideov3", dataclasses.replace(ZOO["realesr-animevideov3"],
-                                                                         package_file=None))
+    monkeypatch.setitem(
+        ZOO, "realesr-animevideov3", dataclasses.replace(ZOO["realesr-animevideov3"], package_file=None)
+    )
     with pytest.raises(ModelNotFoundError) as info:
         load_model("realesr-animevideov3")
     assert "corrupt, skipped" in str(info.value) and calls
@@ -392,8 +411,10 @@ def test_models_download_fetches_release_files_into_the_cache(empty_cache, capsy
     assert cli.main(["models", "--download", "realesr-animevideov3", "RealESRNet_x4plus"]) == 1
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and all(line.startswith("realesr: error:") for line in err)
-    assert calls == ["https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.5.0/realesr-animevideov3.pth",
-                     "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.1/RealESRNet_x4plus.pth"]
+    assert calls == [
+        "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.5.0/realesr-animevideov3.pth",
+        "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.1/RealESRNet_x4plus.pth",
+    ]
     buf = io.BytesIO()
     torch.save({"params": random_state_dict(SRVGGNetCompact, num_feat=64, num_conv=16)}, buf)
     monkeypatch.setattr(zoo_module, "_urlopen", lambda url, timeout=30.0: FakeResponse(buf.getvalue()))

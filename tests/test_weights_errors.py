@@ -69,8 +69,12 @@ def test_such_files_cannot_be_written(tmp_path, factor):
     with pytest.raises(WeightsFormatError, match="factor"):
         OutputResize(tiny(), factor)
     with pytest.raises(WeightsFormatError, match="factor"):
-        ModelSpec("SRVGGNetCompact", dict(num_in_ch=3, num_out_ch=3, num_feat=4, num_conv=1, upscale=4,
-                                          act_type="prelu"), 1, output_resize=factor)
+        ModelSpec(
+            "SRVGGNetCompact",
+            dict(num_in_ch=3, num_out_ch=3, num_feat=4, num_conv=1, upscale=4, act_type="prelu"),
+            1,
+            output_resize=factor,
+        )
 
 
 def test_convert_to_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch, convert_only):
@@ -94,8 +98,9 @@ def test_convert_to_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, capsys,
     assert list(out.iterdir()) == []  # no temporary file left behind
 
 
-def test_convert_into_a_read_only_or_impossible_folder_is_refused_before_work(tmp_path, capsys, monkeypatch,
-                                                                              convert_only):
+def test_convert_into_a_read_only_or_impossible_folder_is_refused_before_work(
+    tmp_path, capsys, monkeypatch, convert_only
+):
     save_model(tiny(), tmp_path / "in.safetensors")
     (tmp_path / "afile").write_text("x")
     # A folder under a regular file can never exist (this holds for root too, who ignores permissions).
@@ -148,7 +153,9 @@ def test_initialising_from_weights_of_another_width_names_the_shapes(tmp_path):
     with pytest.raises(RealesrError) as info:
         init_generator_from(net, other, strict=True, what="init weights x.pth")
     message = str(info.value)
-    assert "\n" not in message and "body.0.weight" in message and "(6, 3, 3, 3)" in message and "(8, 3, 3, 3)" in message
+    assert (
+        "\n" not in message and "body.0.weight" in message and "(6, 3, 3, 3)" in message and "(8, 3, 3, 3)" in message
+    )
 
 
 def test_resuming_with_another_network_width_is_one_line(tmp_path, shared_data):
@@ -160,9 +167,20 @@ def test_resuming_with_another_network_width_is_one_line(tmp_path, shared_data):
     smoke = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
 
     def cfg(*extra):
-        return load_config(smoke, [f"output_dir={tmp_path}", f"data.train={shared_data / 'train' / 'photos'}",
-                                   "val.folder=", "val_every=0", "total_iters=1", "save_every=1", "stage=esrnet",
-                                   "data.num_workers=0", *extra])
+        return load_config(
+            smoke,
+            [
+                f"output_dir={tmp_path}",
+                f"data.train={shared_data / 'train' / 'photos'}",
+                "val.folder=",
+                "val_every=0",
+                "total_iters=1",
+                "save_every=1",
+                "stage=esrnet",
+                "data.num_workers=0",
+                *extra,
+            ],
+        )
 
     assert train(cfg(), show_progress=False).iteration == 1
     width = cfg().network.num_feat

@@ -9,10 +9,10 @@ from importlib import resources
 import numpy as np
 import pytest
 import torch
+from _ncnn_reference import run_ncnn
 from PIL import Image
 from torch.nn import functional as F
 
-from _ncnn_reference import run_ncnn
 from realesr.archs import RRDBNet, SRVGGNetCompact
 from realesr.errors import WeightsFormatError
 from realesr.weights import OutputResize, export_ncnn, load_model, load_state_dict, read_ncnn, spec_of
@@ -67,8 +67,9 @@ def test_export_import_round_trip(tmp_path, index):
 
 
 def test_the_animevideov3_x2_x3_files_are_the_x4_weights_plus_a_bicubic_resize():
-    digests = {s: hashlib.sha256((PACKAGE / f"REALESRGAN_ANIMAVIDEOV3_UP{s}X.bin").read_bytes()).hexdigest()
-               for s in (2, 3, 4)}
+    digests = {
+        s: hashlib.sha256((PACKAGE / f"REALESRGAN_ANIMAVIDEOV3_UP{s}X.bin").read_bytes()).hexdigest() for s in (2, 3, 4)
+    }
     assert len(set(digests.values())) == 1
     tails = {s: (PACKAGE / f"REALESRGAN_ANIMAVIDEOV3_UP{s}X.param").read_text().split() for s in (2, 3)}
     assert tails[2][-3:] == ["0=3", "1=5.000000e-01", "2=5.000000e-01"]
@@ -91,8 +92,9 @@ def test_official_anime_6b_graph_and_our_rrdbnet_agree():
     assert loaded.spec.kwargs["num_block"] == 6 and loaded.spec.num_params == 4_467_779
     x = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        torch.testing.assert_close(run_ncnn(PACKAGE / "REALESRGAN_X4PLUSANIME_UP4X.param", x), loaded.net(x),
-                                   rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            run_ncnn(PACKAGE / "REALESRGAN_X4PLUSANIME_UP4X.param", x), loaded.net(x), rtol=1e-4, atol=1e-4
+        )
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -163,8 +165,13 @@ def test_the_real_ncnn_runtime_agrees(tmp_path):
 
     def run(param, x):
         net = ncnn.Net()
-        for option in ("use_vulkan_compute", "use_fp16_storage", "use_fp16_arithmetic", "use_fp16_packed",
-                       "use_bf16_storage"):
+        for option in (
+            "use_vulkan_compute",
+            "use_fp16_storage",
+            "use_fp16_arithmetic",
+            "use_fp16_packed",
+            "use_bf16_storage",
+        ):
             if hasattr(net.opt, option):
                 setattr(net.opt, option, False)
         assert net.load_param(str(param)) == 0 and net.load_model(str(param).replace(".param", ".bin")) == 0
@@ -176,19 +183,25 @@ def test_the_real_ncnn_runtime_agrees(tmp_path):
 
     x = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        for name, stem in (("realesr-animevideov3-x3", "REALESRGAN_ANIMAVIDEOV3_UP3X"),
-                           ("RealESRGAN_x4plus_anime_6B", "REALESRGAN_X4PLUSANIME_UP4X")):
-            torch.testing.assert_close(run(PACKAGE / f"{stem}.param", x), load_model(name).net(x),
-                                       rtol=1e-4, atol=1e-4)
+        for name, stem in (
+            ("realesr-animevideov3-x3", "REALESRGAN_ANIMAVIDEOV3_UP3X"),
+            ("RealESRGAN_x4plus_anime_6B", "REALESRGAN_X4PLUSANIME_UP4X"),
+        ):
+            torch.testing.assert_close(run(PACKAGE / f"{stem}.param", x), load_model(name).net(x), rtol=1e-4, atol=1e-4)
         for net in small_nets():
             param, _ = export_ncnn(net, tmp_path / "m.param", fp16=False)
             xc = x[:, : spec_of(net).num_in_ch]
             torch.testing.assert_close(run(param, xc), net.eval()(xc), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name,stem", [("RealESRGAN_x4plus", "REALESRGAN_X4PLUS_UP4X"),
-                                       ("RealESRGAN_x4plus_anime_6B", "REALESRGAN_X4PLUSANIME_UP4X"),
-                                       ("realesr-animevideov3", "REALESRGAN_ANIMAVIDEOV3_UP4X")])
+@pytest.mark.parametrize(
+    "name,stem",
+    [
+        ("RealESRGAN_x4plus", "REALESRGAN_X4PLUS_UP4X"),
+        ("RealESRGAN_x4plus_anime_6B", "REALESRGAN_X4PLUSANIME_UP4X"),
+        ("realesr-animevideov3", "REALESRGAN_ANIMAVIDEOV3_UP4X"),
+    ],
+)
 def test_fp16_export_of_an_official_model_reproduces_the_official_bin_byte_for_byte(tmp_path, name, stem):
     """Import then export (fp16) gives the realesrgan-ncnn-vulkan weights file exactly: same tags, same
     order, same padding, same values."""

@@ -38,8 +38,10 @@ def cache_dir() -> Path:
         expanded = os.path.expanduser(env)
         if expanded.startswith("~"):
             head = expanded.split(os.sep, 1)[0]
-            raise UsageError(f"{CACHE_ENV}={env!r}: no user {head[1:]!r} on this machine to expand {head!r} "
-                             f"(or no HOME for '~'); set {CACHE_ENV} to an existing folder's path")
+            raise UsageError(
+                f"{CACHE_ENV}={env!r}: no user {head[1:]!r} on this machine to expand {head!r} "
+                f"(or no HOME for '~'); set {CACHE_ENV} to an existing folder's path"
+            )
         return Path(expanded)
     from platformdirs import user_cache_dir
 
@@ -69,8 +71,13 @@ def _urlopen(url: str, timeout: float = 30.0) -> Any:
     return urllib.request.urlopen(url, timeout=timeout)
 
 
-def download(url: str, dest: Path, checksum: Checksum | None = None, progress: Progress | None = None,
-             opener: Callable[..., Any] | None = None) -> Path:
+def download(
+    url: str,
+    dest: Path,
+    checksum: Checksum | None = None,
+    progress: Progress | None = None,
+    opener: Callable[..., Any] | None = None,
+) -> Path:
     """Fetch ``url`` to ``dest`` through a temporary file beside it: the size is checked against
     Content-Length and ``checksum``, and only a file that passes replaces ``dest``. Raises
     :class:`DownloadError` (an ``OSError``) naming what went wrong; nothing is left behind."""

@@ -23,7 +23,7 @@ def _mps_available(torch_module) -> bool:
 
 
 def pick_device(device: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
-    """"auto" -> cuda (GPU ``local_rank``), else mps, else cpu; "cuda" -> GPU ``local_rank``; "cuda:N", "cpu",
+    """ "auto" -> cuda (GPU ``local_rank``), else mps, else cpu; "cuda" -> GPU ``local_rank``; "cuda:N", "cpu",
     "mps" as they are. A device that does not exist here is a :class:`UsageError` (parameter "device")."""
     import torch
 

@@ -62,8 +62,25 @@ READ_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".jfif", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".pgm", ".pnm", ".tga"}
 )
 # Video containers `realesr upscale` also picks up when it lists a folder or a glob (realesr.infer.video reads them).
-VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mkv", ".webm", ".mov", ".avi", ".ts", ".mts", ".flv", ".wmv",
-                              ".mpg", ".mpeg", ".ogv", ".3gp", ".apng"})
+VIDEO_EXTENSIONS = frozenset(
+    {
+        ".mp4",
+        ".m4v",
+        ".mkv",
+        ".webm",
+        ".mov",
+        ".avi",
+        ".ts",
+        ".mts",
+        ".flv",
+        ".wmv",
+        ".mpg",
+        ".mpeg",
+        ".ogv",
+        ".3gp",
+        ".apng",
+    }
+)
 # The EXIF "Software" value (and TIFF tag) realesr writes into its outputs: it is how a later run tells an earlier
 # result of its own (which it may replace, and must not upscale again) from a user's file (which it must not touch).
 SOFTWARE = "realesr"
@@ -102,8 +119,9 @@ class LoadedImage:
 
     def with_array(self, array: np.ndarray) -> LoadedImage:
         """The same file's metadata (ICC profile, EXIF, format) with other pixels (an upscaled version)."""
-        return LoadedImage(array=array, icc_profile=self.icc_profile, exif=self.exif, format=self.format,
-                           info=dict(self.info))
+        return LoadedImage(
+            array=array, icc_profile=self.icc_profile, exif=self.exif, format=self.format, info=dict(self.info)
+        )
 
     @property
     def bit_depth(self) -> int:
@@ -119,7 +137,7 @@ class LoadedImage:
 
     @property
     def mode(self) -> str:
-        """"L", "LA", "RGB" or "RGBA" (the bit depth is separate)."""
+        """ "L", "LA", "RGB" or "RGBA" (the bit depth is separate)."""
         return {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[self.channels]
 
     @property
@@ -292,9 +310,7 @@ def _pixels_of(im: Image.Image) -> np.ndarray:
     if mode == "1":
         return np.asarray(im.convert("L")).copy()
     if mode == "P" or mode == "PA":
-        has_alpha = "transparency" in im.info or mode == "PA" or (
-            im.palette is not None and im.palette.mode == "RGBA"
-        )
+        has_alpha = "transparency" in im.info or mode == "PA" or (im.palette is not None and im.palette.mode == "RGBA")
         palette_mode = im.palette.mode if im.palette is not None else "RGB"
         if has_alpha:
             return np.asarray(im.convert("RGBA")).copy()
@@ -421,15 +437,20 @@ def array_layout(array: np.ndarray) -> ArrayLayout:
         raise UsageError(f"expected an HxW or HxWxC image (C = 1..4), got shape {array.shape}")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise UsageError(f"empty image of shape {array.shape}")
-    peaks = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): None,
-             np.dtype(np.float64): None}
+    peaks = {
+        np.dtype(np.uint8): 255.0,
+        np.dtype(np.uint16): 65535.0,
+        np.dtype(np.float32): None,
+        np.dtype(np.float64): None,
+    }
     if array.dtype not in peaks:
         raise UsageError(f"pixels must be uint8, uint16 or float in [0,1], not {array.dtype}")
     squeeze = array.ndim == 3 and array.shape[2] == 1
     planes = np.ascontiguousarray(array[..., 0] if squeeze else array)
     channels = 1 if planes.ndim == 2 else planes.shape[2]
-    return ArrayLayout(planes, peaks[array.dtype], squeeze, channels, 1 if channels in (1, 2) else 3,
-                       channels in (2, 4))
+    return ArrayLayout(
+        planes, peaks[array.dtype], squeeze, channels, 1 if channels in (1, 2) else 3, channels in (2, 4)
+    )
 
 
 def pil_to_array(image: Image.Image) -> np.ndarray:
@@ -760,8 +781,7 @@ class InputFile:
     error: str | None = None
 
 
-def expand_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False,
-                  videos: bool = False) -> list[InputFile]:
+def expand_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False, videos: bool = False) -> list[InputFile]:
     """Files, folders (their image files), globs and .txt lists -> files in order, each file once (a file reached
     twice, also through a symlink or a hard link, counts once). An argument that names nothing becomes an
     :class:`InputFile` with ``error`` so that it is reported while the rest goes on."""
@@ -846,8 +866,9 @@ class OutputCollision(UsageError):
     ``params`` names the parameters that avoid it; the CLI shows them as its options."""
 
 
-def earlier_results(entries: Sequence[InputFile], outputs_of: Sequence[Sequence[Path]],
-                    folder: str | os.PathLike) -> set[int]:
+def earlier_results(
+    entries: Sequence[InputFile], outputs_of: Sequence[Sequence[Path]], folder: str | os.PathLike
+) -> set[int]:
     """Indices of the entries that are results of an earlier run, not inputs of this one: found (through a folder
     or a glob, not named one by one) in the output ``folder``, planned as the output of another entry
     (``outputs_of[i]``: the planned outputs of entry i), and carrying realesr's mark. Any other input at a planned
@@ -860,8 +881,14 @@ def earlier_results(entries: Sequence[InputFile], outputs_of: Sequence[Sequence[
     found = set()
     for index, entry in enumerate(entries):
         other = owner.get(path_key(entry.path))
-        if (entry.error is None and not entry.named and other is not None and other != index
-                and os.path.realpath(entry.path.parent).casefold() == folder_key and made_by_realesr(entry.path)):
+        if (
+            entry.error is None
+            and not entry.named
+            and other is not None
+            and other != index
+            and os.path.realpath(entry.path.parent).casefold() == folder_key
+            and made_by_realesr(entry.path)
+        ):
             found.add(index)
     return found
 
@@ -879,8 +906,11 @@ def check_outputs(outputs: Sequence[PlannedOutput], inputs: Iterable[str | os.Pa
                 limits[folder] = 255
         # The temporary file beside it is ".NAME.<12 hex>.tmp": 18 bytes longer.
         if len(os.fsencode(output.path.name)) + 18 > limits[folder]:
-            raise UsageError(f"the name of {output.what} ({len(output.path.name)} characters) is too long for "
-                                  f"the file system (at most {limits[folder] - 18})", params=output.params)
+            raise UsageError(
+                f"the name of {output.what} ({len(output.path.name)} characters) is too long for "
+                f"the file system (at most {limits[folder] - 18})",
+                params=output.params,
+            )
     input_keys: dict[object, Path] = {}
     for raw in inputs:
         path = Path(raw)

@@ -18,8 +18,17 @@ from realesr.archs.rrdbnet import RRDBNet
 from realesr.archs.srvgg import SRVGGNetCompact
 from realesr.errors import WeightsFormatError
 
-__all__ = ["ARCHITECTURES", "Architecture", "RRDBNet", "SRVGGNetCompact", "UNetDiscriminatorSN", "arch_named",
-           "arch_of", "arch_names", "recognise"]
+__all__ = [
+    "ARCHITECTURES",
+    "Architecture",
+    "RRDBNet",
+    "SRVGGNetCompact",
+    "UNetDiscriminatorSN",
+    "arch_named",
+    "arch_of",
+    "arch_names",
+    "recognise",
+]
 
 # Order matters only for recognise(): the first record whose key test says yes reads the state dict.
 ARCHITECTURES: list[Architecture] = [rrdbnet.ARCH, srvgg.ARCH]
@@ -41,8 +50,7 @@ def arch_of(net: nn.Module) -> Architecture:
     for arch in ARCHITECTURES:
         if type(net) is arch.cls:
             return arch
-    raise WeightsFormatError(f"{type(net).__name__} is not a network realesr can describe "
-                             f"({', '.join(arch_names())})")
+    raise WeightsFormatError(f"{type(net).__name__} is not a network realesr can describe ({', '.join(arch_names())})")
 
 
 def recognise(sd: Mapping[str, torch.Tensor]) -> Architecture | None:

@@ -150,14 +150,26 @@ def _read_kwargs(sd: StateDict, hints: Mapping[str, Any]) -> dict[str, Any]:
         scale, num_in_ch = 4, in_first
     if scale_hint is not None and scale_hint != scale:
         raise WeightsFormatError(f"metadata says scale {scale_hint} but the tensors make an x{scale} RRDBNet")
-    return dict(num_in_ch=num_in_ch, num_out_ch=num_out_ch, num_feat=num_feat, num_block=num_block,
-                num_grow_ch=num_grow_ch, scale=scale)
+    return dict(
+        num_in_ch=num_in_ch,
+        num_out_ch=num_out_ch,
+        num_feat=num_feat,
+        num_block=num_block,
+        num_grow_ch=num_grow_ch,
+        scale=scale,
+    )
 
 
 def _kwargs_of(net: nn.Module) -> dict[str, Any]:
     assert isinstance(net, RRDBNet)
-    return dict(num_in_ch=net.num_in_ch, num_out_ch=net.num_out_ch, num_feat=net.num_feat,
-                num_block=net.num_block, num_grow_ch=net.num_grow_ch, scale=net.scale)
+    return dict(
+        num_in_ch=net.num_in_ch,
+        num_out_ch=net.num_out_ch,
+        num_feat=net.num_feat,
+        num_block=net.num_block,
+        num_grow_ch=net.num_grow_ch,
+        scale=net.scale,
+    )
 
 
 def _describe(k: Mapping[str, Any]) -> str:
@@ -166,8 +178,14 @@ def _describe(k: Mapping[str, Any]) -> str:
 
 
 def _from_config(network: Any, scale: int) -> dict[str, Any]:
-    return dict(num_in_ch=3, num_out_ch=3, num_feat=network.num_feat, num_block=network.num_block,
-                num_grow_ch=network.num_grow_ch, scale=scale)
+    return dict(
+        num_in_ch=3,
+        num_out_ch=3,
+        num_feat=network.num_feat,
+        num_block=network.num_block,
+        num_grow_ch=network.num_grow_ch,
+        scale=scale,
+    )
 
 
 def _ncnn_recognises(types: Counter[str]) -> bool:
@@ -176,16 +194,18 @@ def _ncnn_recognises(types: Counter[str]) -> bool:
 
 def _ncnn_import(layers: list, convs: list, prelus: list, source: str) -> tuple[dict[str, torch.Tensor], dict]:
     # The graph's x2 stages are nearest Interps by 2 on features: two for x4, three for x8.
-    ups = sum(1 for layer in layers if layer.type == "Interp" and int(layer.get(0)) == 1
-              and float(layer.get(1, 1.0)) == 2.0)
+    ups = sum(
+        1 for layer in layers if layer.type == "Interp" and int(layer.get(0)) == 1 and float(layer.get(1, 1.0)) == 2.0
+    )
     if ups not in (2, 3):
         raise WeightsFormatError(f"{source}: RRDBNet graph with {ups} nearest x2 upsampling stages (expected 2 or 3)")
     if prelus:
         raise WeightsFormatError(f"{source}: an RRDBNet graph has no PReLU layers")
     trunk = len(convs) - (4 + ups)
     if trunk <= 0 or trunk % 15:
-        raise WeightsFormatError(f"{source}: {len(convs)} convolutions do not make an RRDBNet "
-                                 f"(1 + 15 per block + 1 + {ups} + 2)")
+        raise WeightsFormatError(
+            f"{source}: {len(convs)} convolutions do not make an RRDBNet (1 + 15 per block + 1 + {ups} + 2)"
+        )
     names = ["conv_first"]
     for b in range(trunk // 15):
         names += [f"body.{b}.rdb{r}.conv{c}" for r in (1, 2, 3) for c in range(1, 6)]
@@ -241,5 +261,5 @@ ARCH = Architecture(
     ncnn_import=_ncnn_import,
     ncnn_export=_ncnn_export,
     onnx_notes="x1/x2 fold the input by pixel-unshuffle (ONNX SpaceToDepth-like reshapes): input sides must be "
-               "multiples of 4 (x1) or 2 (x2); the nearest x2 upsamplings export as Resize.",
+    "multiples of 4 (x1) or 2 (x2); the nearest x2 upsamplings export as Resize.",
 )

@@ -78,10 +78,12 @@ def _recognises(sd: StateDict) -> bool:
 
 def _read_kwargs(sd: StateDict, hints: Mapping[str, Any]) -> dict[str, Any]:
     act_type = hints.get("act_type")
-    conv_ids = sorted(int(k.split(".")[1]) for k in sd if k.startswith("body.") and k.endswith(".weight")
-                      and sd[k].ndim == 4)
-    prelu_ids = sorted(int(k.split(".")[1]) for k in sd if k.startswith("body.") and k.endswith(".weight")
-                       and sd[k].ndim == 1)
+    conv_ids = sorted(
+        int(k.split(".")[1]) for k in sd if k.startswith("body.") and k.endswith(".weight") and sd[k].ndim == 4
+    )
+    prelu_ids = sorted(
+        int(k.split(".")[1]) for k in sd if k.startswith("body.") and k.endswith(".weight") and sd[k].ndim == 1
+    )
     if not conv_ids or conv_ids != list(range(0, 2 * len(conv_ids), 2)):
         raise WeightsFormatError(f"SRVGGNetCompact convolutions must be body.0, body.2, ...; found body.{conv_ids}")
     first = tuple(sd[f"body.{conv_ids[0]}.weight"].shape)
@@ -90,8 +92,9 @@ def _read_kwargs(sd: StateDict, hints: Mapping[str, Any]) -> dict[str, Any]:
     num_conv = len(conv_ids) - 2
     if prelu_ids:
         if prelu_ids != list(range(1, 2 * len(conv_ids) - 2, 2)):
-            raise WeightsFormatError(f"SRVGGNetCompact PReLU weights must follow every conv but the last; "
-                                     f"found body.{prelu_ids}")
+            raise WeightsFormatError(
+                f"SRVGGNetCompact PReLU weights must follow every conv but the last; found body.{prelu_ids}"
+            )
         detected_act = "prelu"
     else:
         # ReLU and LeakyReLU carry no weights; the file cannot tell them apart, so a caller may say.
@@ -106,14 +109,26 @@ def _read_kwargs(sd: StateDict, hints: Mapping[str, Any]) -> dict[str, Any]:
             break
     else:  # pragma: no cover - the candidates always include out itself
         raise WeightsFormatError(f"SRVGGNetCompact last conv has {out} channels: not channels x scale^2")
-    return dict(num_in_ch=num_in_ch, num_out_ch=num_out_ch, num_feat=num_feat, num_conv=num_conv,
-                upscale=upscale, act_type=detected_act)
+    return dict(
+        num_in_ch=num_in_ch,
+        num_out_ch=num_out_ch,
+        num_feat=num_feat,
+        num_conv=num_conv,
+        upscale=upscale,
+        act_type=detected_act,
+    )
 
 
 def _kwargs_of(net: nn.Module) -> dict[str, Any]:
     assert isinstance(net, SRVGGNetCompact)
-    return dict(num_in_ch=net.num_in_ch, num_out_ch=net.num_out_ch, num_feat=net.num_feat,
-                num_conv=net.num_conv, upscale=net.upscale, act_type=net.act_type)
+    return dict(
+        num_in_ch=net.num_in_ch,
+        num_out_ch=net.num_out_ch,
+        num_feat=net.num_feat,
+        num_conv=net.num_conv,
+        upscale=net.upscale,
+        act_type=net.act_type,
+    )
 
 
 def _describe(k: Mapping[str, Any]) -> str:
@@ -121,8 +136,14 @@ def _describe(k: Mapping[str, Any]) -> str:
 
 
 def _from_config(network: Any, scale: int) -> dict[str, Any]:
-    return dict(num_in_ch=3, num_out_ch=3, num_feat=network.num_feat, num_conv=network.num_conv, upscale=scale,
-                act_type=network.act_type)
+    return dict(
+        num_in_ch=3,
+        num_out_ch=3,
+        num_feat=network.num_feat,
+        num_conv=network.num_conv,
+        upscale=scale,
+        act_type=network.act_type,
+    )
 
 
 def _ncnn_recognises(types: Counter[str]) -> bool:
@@ -145,17 +166,24 @@ def _ncnn_import(layers: list, convs: list, prelus: list, source: str) -> tuple[
     sd: dict[str, torch.Tensor] = {}
     if prelus:
         if len(prelus) != len(convs) - 1:
-            raise WeightsFormatError(f"{source}: {len(convs)} convolutions but {len(prelus)} PReLU layers; "
-                                     f"SRVGGNetCompact has one after every conv but the last")
+            raise WeightsFormatError(
+                f"{source}: {len(convs)} convolutions but {len(prelus)} PReLU layers; "
+                f"SRVGGNetCompact has one after every conv but the last"
+            )
         act = "prelu"
     else:
         acts = {a for a in (_activation_of(layer) for layer, _, _ in convs[:-1]) if a is not None}
-        acts |= {"relu" if float(layer.get(0, 0.0)) == 0 else f"leaky{float(layer.get(0)):g}"
-                 for layer in layers if layer.type == "ReLU"}
+        acts |= {
+            "relu" if float(layer.get(0, 0.0)) == 0 else f"leaky{float(layer.get(0)):g}"
+            for layer in layers
+            if layer.type == "ReLU"
+        }
         mapping = {"relu": "relu", "leaky0.1": "leakyrelu"}
         if len(acts) != 1 or next(iter(acts)) not in mapping:
-            raise WeightsFormatError(f"{source}: SRVGGNetCompact activations {sorted(map(str, acts))} are not one "
-                                     f"of PReLU, ReLU, LeakyReLU(0.1)")
+            raise WeightsFormatError(
+                f"{source}: SRVGGNetCompact activations {sorted(map(str, acts))} are not one "
+                f"of PReLU, ReLU, LeakyReLU(0.1)"
+            )
         act = mapping[next(iter(acts))]
     for i, (_layer, weight, bias) in enumerate(convs):
         sd[f"body.{2 * i}.weight"] = weight

@@ -59,8 +59,9 @@ class VGGFeatureExtractor(nn.Module):
     mean: torch.Tensor  # buffers, registered in __init__
     std: torch.Tensor
 
-    def __init__(self, layer_names: list[str] | tuple[str, ...], use_input_norm: bool = True,
-                 range_norm: bool = False) -> None:
+    def __init__(
+        self, layer_names: list[str] | tuple[str, ...], use_input_norm: bool = True, range_norm: bool = False
+    ) -> None:
         super().__init__()
         unknown = [n for n in layer_names if n not in VGG19_LAYER_NAMES]
         if unknown:
@@ -90,15 +91,17 @@ class VGGFeatureExtractor(nn.Module):
     def load_torchvision_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Load torchvision-format weights (``features.N.weight``); classifier keys are ignored."""
         wanted = self.features.state_dict()
-        sub = {k[len("features."):]: v for k, v in state_dict.items() if k.startswith("features.")}
+        sub = {k[len("features.") :]: v for k, v in state_dict.items() if k.startswith("features.")}
         missing = [k for k in wanted if k not in sub]
         if missing:
             raise WeightsFormatError(
-                f"VGG19 weights lack {len(missing)} feature tensors (first: features.{missing[0]})")
+                f"VGG19 weights lack {len(missing)} feature tensors (first: features.{missing[0]})"
+            )
         for k, v in wanted.items():
             if tuple(sub[k].shape) != tuple(v.shape):
                 raise WeightsFormatError(
-                    f"VGG19 weights: features.{k} has shape {tuple(sub[k].shape)}, expected {tuple(v.shape)}")
+                    f"VGG19 weights: features.{k} has shape {tuple(sub[k].shape)}, expected {tuple(v.shape)}"
+                )
         self.features.load_state_dict({k: sub[k] for k in wanted})
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -145,8 +148,9 @@ def _read(path: Path) -> dict[str, torch.Tensor] | str:
     return sd
 
 
-def load_vgg19_imagenet(source: str = "imagenet", allow_download: bool = True,
-                        progress: bool | Progress = False) -> dict[str, torch.Tensor]:
+def load_vgg19_imagenet(
+    source: str = "imagenet", allow_download: bool = True, progress: bool | Progress = False
+) -> dict[str, torch.Tensor]:
     """The torchvision VGG19 ImageNet state dict: ``imagenet`` (cache, else download) or a .pth path.
 
     A corrupt file in the cache is downloaded again when downloads are allowed, else reported in one line."""
@@ -165,12 +169,16 @@ def load_vgg19_imagenet(source: str = "imagenet", allow_download: bool = True,
         if not isinstance(sd, str):
             return sd
         if not allow_download:
-            raise WeightsFormatError(f"{path} is corrupt ({sd}); delete it so it is downloaded again from "
-                                     f"{VGG19_URL}, or set loss.perceptual.weights to a .pth path")
+            raise WeightsFormatError(
+                f"{path} is corrupt ({sd}); delete it so it is downloaded again from "
+                f"{VGG19_URL}, or set loss.perceptual.weights to a .pth path"
+            )
         log.warning("%s is corrupt (%s); downloading it again from %s", path, sd, VGG19_URL)
     elif not allow_download:
-        raise ModelNotFoundError(f"VGG19 ImageNet weights not found at {path} (downloads disabled); "
-                                 f"put {VGG19_URL} there, or set loss.perceptual.weights to a .pth path")
+        raise ModelNotFoundError(
+            f"VGG19 ImageNet weights not found at {path} (downloads disabled); "
+            f"put {VGG19_URL} there, or set loss.perceptual.weights to a .pth path"
+        )
     else:
         log.info("downloading VGG19 ImageNet weights from %s to %s", VGG19_URL, path)
     _download(VGG19_URL, path, callback)

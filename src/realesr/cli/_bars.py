@@ -15,8 +15,16 @@ def download_bar(name: str) -> Callable[[int, int | None], None]:
         if bar is None:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=name, leave=False,
-                       file=sys.stderr, disable=not sys.stderr.isatty())
+            bar = tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=name,
+                leave=False,
+                file=sys.stderr,
+                disable=not sys.stderr.isatty(),
+            )
         bar.update(done - bar.n)
         if total is not None and done >= total:
             bar.close()

@@ -8,8 +8,9 @@ import math
 from collections.abc import Callable
 
 
-def number(kind: type[int] | type[float], low: float | None = None, high: float | None = None,
-           above: float | None = None) -> Callable[[str], int | float]:
+def number(
+    kind: type[int] | type[float], low: float | None = None, high: float | None = None, above: float | None = None
+) -> Callable[[str], int | float]:
     """An argparse ``type``: ``kind(text)``, finite, and ``low <= value <= high`` / ``value > above`` where given."""
     noun = "an integer" if kind is int else "a number"
 

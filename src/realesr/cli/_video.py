@@ -9,8 +9,15 @@ import argparse
 import sys
 import time
 
-VIDEO_FLAGS = {"codec": "--codec", "crf": "--crf", "pix_fmt": "--pix-fmt", "batch": "--batch", "start": "--start",
-               "end": "--end", "preset": "--preset"}
+VIDEO_FLAGS = {
+    "codec": "--codec",
+    "crf": "--crf",
+    "pix_fmt": "--pix-fmt",
+    "batch": "--batch",
+    "start": "--start",
+    "end": "--end",
+    "preset": "--preset",
+}
 
 
 def _time(text: str) -> float:
@@ -49,17 +56,36 @@ def _crf(text: str) -> int:
 
 def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
-        "video", "videos (mp4, mkv, webm, mov, avi, ...) and animated GIF/WebP/PNG, recognised by content; "
-                 "audio and subtitles are copied, colours keep the input's matrix and range; an interrupted run "
-                 "resumes when the same command is run again (needs the video extra: pip install 'realesr[video]')")
-    group.add_argument("--codec", choices=("h264", "hevc", "vp9", "vp8", "av1"), default=None,
-                       help="video codec (default: the input's where an encoder exists, else h264)")
-    group.add_argument("--crf", type=_crf, default=None, metavar="N",
-                       help="constant rate factor, lower is better (default: h264 18, hevc 20, vp9/av1 30)")
-    group.add_argument("--preset", default=None, metavar="P",
-                       help="encoder speed preset (x264/x265: ultrafast..veryslow, default medium; av1/vp9: a number)")
-    group.add_argument("--pix-fmt", default=None, metavar="FMT",
-                       help="output pixel format, e.g. yuv420p10le (default: the input's where the encoder takes it)")
+        "video",
+        "videos (mp4, mkv, webm, mov, avi, ...) and animated GIF/WebP/PNG, recognised by content; "
+        "audio and subtitles are copied, colours keep the input's matrix and range; an interrupted run "
+        "resumes when the same command is run again (needs the video extra: pip install 'realesr[video]')",
+    )
+    group.add_argument(
+        "--codec",
+        choices=("h264", "hevc", "vp9", "vp8", "av1"),
+        default=None,
+        help="video codec (default: the input's where an encoder exists, else h264)",
+    )
+    group.add_argument(
+        "--crf",
+        type=_crf,
+        default=None,
+        metavar="N",
+        help="constant rate factor, lower is better (default: h264 18, hevc 20, vp9/av1 30)",
+    )
+    group.add_argument(
+        "--preset",
+        default=None,
+        metavar="P",
+        help="encoder speed preset (x264/x265: ultrafast..veryslow, default medium; av1/vp9: a number)",
+    )
+    group.add_argument(
+        "--pix-fmt",
+        default=None,
+        metavar="FMT",
+        help="output pixel format, e.g. yuv420p10le (default: the input's where the encoder takes it)",
+    )
     group.add_argument("--start", type=_time, default=None, metavar="T", help="start time (seconds or hh:mm:ss)")
     group.add_argument("--end", type=_time, default=None, metavar="T", help="end time (seconds or hh:mm:ss)")
     group.add_argument("--no-audio", action="store_true", help="leave out audio, subtitle and data streams")
@@ -74,16 +100,28 @@ def check_video_routing(args: argparse.Namespace, plan) -> bool:
     from realesr.errors import UsageError
 
     if getattr(args, "ray", None) is not None or scaleout.devices_of(args) is not None:
-        raise UsageError("videos are upscaled in this process on one device: give one --device and no --ray "
-                         "(upscale the images separately to spread them)", params=("device",))
+        raise UsageError(
+            "videos are upscaled in this process on one device: give one --device and no --ray "
+            "(upscale the images separately to spread them)",
+            params=("device",),
+        )
     return False
 
 
 def video_options(args: argparse.Namespace):
     from realesr.infer.video import VideoOptions
 
-    return VideoOptions(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt, batch=args.batch,
-                        start=args.start, end=args.end, audio=not args.no_audio, suffix=args.suffix)
+    return VideoOptions(
+        codec=args.codec,
+        crf=args.crf,
+        preset=args.preset,
+        pix_fmt=args.pix_fmt,
+        batch=args.batch,
+        start=args.start,
+        end=args.end,
+        audio=not args.no_audio,
+        suffix=args.suffix,
+    )
 
 
 def run_video_item(upscaler, item, options, show_progress: bool):
@@ -100,18 +138,27 @@ def run_video_item(upscaler, item, options, show_progress: bool):
         if not show_progress:
             return
         if bar is None:
-            bar = tqdm(total=total, initial=done, unit="frame", desc=item.source.name, file=sys.stderr,
-                       dynamic_ncols=True, smoothing=0.1)
+            bar = tqdm(
+                total=total,
+                initial=done,
+                unit="frame",
+                desc=item.source.name,
+                file=sys.stderr,
+                dynamic_ncols=True,
+                smoothing=0.1,
+            )
         bar.update(done - bar.n)
 
     try:
-        result = upscale_video(upscaler, item.source, item.output, options, on_progress=on_progress,
-                               info=item.video)
+        result = upscale_video(upscaler, item.source, item.output, options, on_progress=on_progress, info=item.video)
     finally:
         if bar is not None:
             bar.close()
     elapsed = time.perf_counter() - started
     fps = (result.frames - result.resumed_frames) / elapsed if elapsed > 0 else 0.0
-    print(f"{item.source} -> {result.output}: {result.frames} frames, {result.size[0]} x {result.size[1]}, "
-          f"{elapsed:.1f} s, {fps:.2f} fps", file=sys.stderr)
+    print(
+        f"{item.source} -> {result.output}: {result.frames} frames, {result.size[0]} x {result.size[1]}, "
+        f"{elapsed:.1f} s, {fps:.2f} fps",
+        file=sys.stderr,
+    )
     return result

@@ -16,19 +16,28 @@ def register(subparsers) -> None:
         "convert",
         help="convert weights to safetensors, ncnn or ONNX",
         description="Convert a weights file (.pth/.pt, .safetensors, ncnn .param/.bin) or an official model name "
-                    "to OUT.safetensors, with the architecture recorded in its metadata; for OUT.param, to "
-                    "an ncnn model (.param + .bin); for OUT.onnx, to an ONNX graph (dynamic height and width, "
-                    "architecture, scale and size multiple in its metadata; needs the [onnx] extra). Tensors "
-                    "are copied exactly (same values and dtype) to safetensors.",
+        "to OUT.safetensors, with the architecture recorded in its metadata; for OUT.param, to "
+        "an ncnn model (.param + .bin); for OUT.onnx, to an ONNX graph (dynamic height and width, "
+        "architecture, scale and size multiple in its metadata; needs the [onnx] extra). Tensors "
+        "are copied exactly (same values and dtype) to safetensors.",
     )
     parser.add_argument("input", metavar="IN", help="weights file or official model name")
     parser.add_argument("output", metavar="OUT", help="OUT.safetensors, OUT.param for ncnn, OUT.onnx for ONNX")
-    parser.add_argument("--fp32", action="store_true", help="ncnn only: store fp32 weights (default fp16, as the "
-                                                            "official ncnn models)")
-    parser.add_argument("--fp16", action="store_true", help="ONNX only: half-precision weights and graph (for GPUs; "
-                                                            "on the CPU fp32 is faster and exact)")
-    parser.add_argument("--denoise-strength", type=float, default=None, metavar="S",
-                        help="realesr-general-x4v3 only: blend with the wdn model (1 = none, 0 = full)")
+    parser.add_argument(
+        "--fp32", action="store_true", help="ncnn only: store fp32 weights (default fp16, as the official ncnn models)"
+    )
+    parser.add_argument(
+        "--fp16",
+        action="store_true",
+        help="ONNX only: half-precision weights and graph (for GPUs; on the CPU fp32 is faster and exact)",
+    )
+    parser.add_argument(
+        "--denoise-strength",
+        type=float,
+        default=None,
+        metavar="S",
+        help="realesr-general-x4v3 only: blend with the wdn model (1 = none, 0 = full)",
+    )
     parser.add_argument("--no-download", action="store_true", help="fail instead of downloading an official model")
     parser.set_defaults(func=run)
 
@@ -47,8 +56,10 @@ def run(args: argparse.Namespace) -> int:
     if args.fp32 and out.suffix != ".param":
         raise UsageError("--fp32 applies to ncnn output (OUT.param)")
     if Path(args.input).suffix.lower() == ".onnx":
-        raise UsageError("IN is an ONNX graph: realesr converts from weights (.pth, .safetensors, ncnn) or a model "
-                         "name, not from ONNX")
+        raise UsageError(
+            "IN is an ONNX graph: realesr converts from weights (.pth, .safetensors, ncnn) or a model "
+            "name, not from ONNX"
+        )
     _check_writable_folder(out)
     source = Path(args.input)
     is_file = args.input not in ZOO

@@ -22,21 +22,37 @@ def register(subparsers) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs or .txt lists of images")
     p.add_argument("-o", "--output", required=True, type=Path, help="output folder (created if missing)")
-    p.add_argument("--config", type=Path, metavar="CONFIG.yaml",
-                   help="a training config: its scale, data.gt_size (the crop), data.load_size and "
-                        "data.degradation, as `realesr train` would apply them")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key of --config, as `realesr train --set` (repeatable)")
-    p.add_argument("--scale", type=int, default=None, choices=(2, 4, 8),
-                   help="SR scale (default 4, or the scale of --config)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="CONFIG.yaml",
+        help="a training config: its scale, data.gt_size (the crop), data.load_size and "
+        "data.degradation, as `realesr train` would apply them",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of --config, as `realesr train --set` (repeatable)",
+    )
+    p.add_argument(
+        "--scale", type=int, default=None, choices=(2, 4, 8), help="SR scale (default 4, or the scale of --config)"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same LR (default 0)")
     p.add_argument("--per-image", type=int, default=1, metavar="K", help="LR versions per input (default 1)")
-    p.add_argument("--crop", type=int, default=None, metavar="SIZE",
-                   help="GT crop size, a multiple of the scale (default 256, or data.gt_size of --config, as "
-                        "training); 0 = the whole image")
+    p.add_argument(
+        "--crop",
+        type=int,
+        default=None,
+        metavar="SIZE",
+        help="GT crop size, a multiple of the scale (default 256, or data.gt_size of --config, as "
+        "training); 0 = the whole image",
+    )
     p.add_argument("--no-usm", action="store_true", help="degrade the plain GT instead of the sharpened one")
-    p.add_argument("--sheet", action="store_true",
-                   help="also write NAME_sheet.png: the GT crop beside its K LR versions, labelled")
+    p.add_argument(
+        "--sheet", action="store_true", help="also write NAME_sheet.png: the GT crop beside its K LR versions, labelled"
+    )
     p.add_argument("--device", default="cpu", help="torch device for the image operations (default cpu)")
     p.set_defaults(func=run, flags=FLAGS)
 
@@ -59,8 +75,10 @@ def _settings(args: argparse.Namespace):
 
     train = load_config(args.config, args.set)
     if args.scale is not None and args.scale != train.scale:
-        raise UsageError(f"--scale {args.scale} differs from the scale {train.scale} of {args.config}; "
-                         "leave --scale out (or change the config's scale with --set scale=N)")
+        raise UsageError(
+            f"--scale {args.scale} differs from the scale {train.scale} of {args.config}; "
+            "leave --scale out (or change the config's scale with --set scale=N)"
+        )
     # --crop may still cut a different (or the whole) image from the same chain: 0 gives the seeded LR of
     # validation and `realesr eval --degrade`
     crop = train.data.gt_size if args.crop is None else args.crop
@@ -93,8 +111,11 @@ def _check_crop(entry, crop: int):
     except RealesrError as err:
         return replace(entry, error=str(err).removeprefix(f"{entry.path}: "))
     if min(header.width, header.height) < crop:
-        return replace(entry, error=f"the image is {header.width}x{header.height}, smaller than the crop {crop}; "
-                                    "give a smaller --crop, or --crop 0 for the whole image")
+        return replace(
+            entry,
+            error=f"the image is {header.width}x{header.height}, smaller than the crop {crop}; "
+            "give a smaller --crop, or --crop 0 for the whole image",
+        )
     return entry
 
 
@@ -148,8 +169,11 @@ def run(args: argparse.Namespace) -> int:
         outputs_of.append(targets)
     # Earlier results of realesr in the output folder are not inputs of this run; anything else is protected.
     earlier = earlier_results(entries, outputs_of, out_dir)
-    plan = [(e.path, None if e.error is None else f"{e.path}: {e.error}", targets)
-            for i, (e, targets) in enumerate(zip(entries, outputs_of, strict=True)) if i not in earlier]
+    plan = [
+        (e.path, None if e.error is None else f"{e.path}: {e.error}", targets)
+        for i, (e, targets) in enumerate(zip(entries, outputs_of, strict=True))
+        if i not in earlier
+    ]
     planned = [PlannedOutput(t, f"an output of {path}", ("output",)) for path, _err, targets in plan for t in targets]
     skipped = {path_key(entries[i].path) for i in earlier}
     check_outputs(planned, [e.path for e in entries if e.error is None and path_key(e.path) not in skipped])
@@ -157,8 +181,9 @@ def run(args: argparse.Namespace) -> int:
         if any(err is None for _path, err, _targets in plan):
             out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ImageWriteError(f"{out_dir}: cannot create the output folder ({err.strerror or err})",
-                              params=("output",)) from None
+        raise ImageWriteError(
+            f"{out_dir}: cannot create the output folder ({err.strerror or err})", params=("output",)
+        ) from None
 
     failures = written = 0
     for path, error, targets in tqdm(plan, desc="degrade", unit="image", disable=None):

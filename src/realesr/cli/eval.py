@@ -28,36 +28,78 @@ def register(subparsers) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-m", "--model", dest="models", action="append", required=True, metavar="MODEL",
-                        help="'bicubic', an official model name or a weights file; repeat to compare several")
-    parser.add_argument("--data", nargs="+", action="extend", required=True, metavar="DIR_OR_TXT",
-                        help="folders of images, single images or .txt lists of image paths (one dataset each)")
+    parser.add_argument(
+        "-m",
+        "--model",
+        dest="models",
+        action="append",
+        required=True,
+        metavar="MODEL",
+        help="'bicubic', an official model name or a weights file; repeat to compare several",
+    )
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        action="extend",
+        required=True,
+        metavar="DIR_OR_TXT",
+        help="folders of images, single images or .txt lists of image paths (one dataset each)",
+    )
     parser.add_argument("-s", "--scale", type=int, default=4, choices=(2, 3, 4, 8), help="upscaling factor (default 4)")
-    parser.add_argument("--metrics", default=None,
-                        help="comma-separated psnr,ssim,niqe (default psnr,ssim; niqe with --no-ref)")
+    parser.add_argument(
+        "--metrics", default=None, help="comma-separated psnr,ssim,niqe (default psnr,ssim; niqe with --no-ref)"
+    )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--degrade", action="store_true",
-                      help="make the LR with the Real-ESRGAN degradation chain from --seed instead of bicubic")
-    mode.add_argument("--no-ref", action="store_true",
-                      help="the images are real LR inputs without ground truth: NIQE of the outputs only")
-    parser.add_argument("--format", dest="fmt", default="md", choices=("md", "json", "csv"),
-                        help="table format on stdout (default md)")
+    mode.add_argument(
+        "--degrade",
+        action="store_true",
+        help="make the LR with the Real-ESRGAN degradation chain from --seed instead of bicubic",
+    )
+    mode.add_argument(
+        "--no-ref",
+        action="store_true",
+        help="the images are real LR inputs without ground truth: NIQE of the outputs only",
+    )
+    parser.add_argument(
+        "--format", dest="fmt", default="md", choices=("md", "json", "csv"), help="table format on stdout (default md)"
+    )
     parser.add_argument("-o", "--output", type=Path, default=None, help="also write the table to this file")
     parser.add_argument("--per-image", type=Path, default=None, metavar="CSV", help="write per-image scores to CSV")
-    parser.add_argument("--save-images", type=Path, default=None, metavar="DIR",
-                        help="save each output as DIR/DATASET/MODEL/NAME.png")
-    parser.add_argument("--figure", type=Path, default=None, metavar="PATH",
-                        help="comparison figure (PNG/JPEG): same crops of the reference, bicubic and each model")
+    parser.add_argument(
+        "--save-images", type=Path, default=None, metavar="DIR", help="save each output as DIR/DATASET/MODEL/NAME.png"
+    )
+    parser.add_argument(
+        "--figure",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="comparison figure (PNG/JPEG): same crops of the reference, bicubic and each model",
+    )
     parser.add_argument("--figure-count", type=int, default=4, metavar="N", help="images in the figure (default 4)")
-    parser.add_argument("--figure-crop", type=int, default=None, metavar="PX",
-                        help="crop side in output pixels (default 160, or 40 input pixels x scale with --no-ref)")
-    parser.add_argument("--crop-border", type=int, default=None, metavar="PX",
-                        help="border cropped before PSNR/SSIM (default: the scale)")
+    parser.add_argument(
+        "--figure-crop",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="crop side in output pixels (default 160, or 40 input pixels x scale with --no-ref)",
+    )
+    parser.add_argument(
+        "--crop-border",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="border cropped before PSNR/SSIM (default: the scale)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "auto", "fp16", "bf16"),
-                        help="network precision (default fp32, so scores do not depend on the device)")
-    parser.add_argument("--tile", type=int, default=None, metavar="N",
-                        help="tile size for networks (0: whole image; default automatic)")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "auto", "fp16", "bf16"),
+        help="network precision (default fp32, so scores do not depend on the device)",
+    )
+    parser.add_argument(
+        "--tile", type=int, default=None, metavar="N", help="tile size for networks (0: whole image; default automatic)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the --degrade chain (default 0)")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images of each dataset")
     parser.add_argument("--no-download", action="store_true", help="never download weights; skip models not present")
@@ -74,8 +116,17 @@ def _parse_metrics(text: str | None, no_ref: bool) -> tuple[str, ...]:
     return metrics
 
 
-FLAGS = {"data": "--data", "scale": "--scale", "output": "-o", "per_image": "--per-image", "figure": "--figure",
-         "save_images": "--save-images", "fmt": "--format", "device": "--device", "tile": "--tile"}
+FLAGS = {
+    "data": "--data",
+    "scale": "--scale",
+    "output": "-o",
+    "per_image": "--per-image",
+    "figure": "--figure",
+    "save_images": "--save-images",
+    "fmt": "--format",
+    "device": "--device",
+    "tile": "--tile",
+}
 
 
 def _check_plan(args: argparse.Namespace, models, datasets) -> None:
@@ -84,9 +135,11 @@ def _check_plan(args: argparse.Namespace, models, datasets) -> None:
     from realesr.imagefiles import PlannedOutput, check_folder_writable, check_outputs
 
     outputs = []
-    for value, param, what in ((args.output, "output", "the table (-o)"),
-                               (args.per_image, "per_image", "the per-image CSV (--per-image)"),
-                               (args.figure, "figure", "the figure (--figure)")):
+    for value, param, what in (
+        (args.output, "output", "the table (-o)"),
+        (args.per_image, "per_image", "the per-image CSV (--per-image)"),
+        (args.figure, "figure", "the figure (--figure)"),
+    ):
         if value is not None:
             check_folder_writable(value.parent if str(value.parent) else Path("."), (param,))
             outputs.append(PlannedOutput(value, what, (param,)))
@@ -122,8 +175,9 @@ def run(args: argparse.Namespace) -> int:
     # Asking for NIQE alone means there is no reference to compare with: the images are the LR inputs.
     no_ref = args.no_ref or (metrics == ("niqe",) and not args.degrade)
     protocol = "no-ref" if no_ref else ("degrade" if args.degrade else "bicubic")
-    config = EvalConfig(scale=args.scale, metrics=metrics, protocol=protocol, seed=args.seed,
-                        crop_border=args.crop_border)
+    config = EvalConfig(
+        scale=args.scale, metrics=metrics, protocol=protocol, seed=args.seed, crop_border=args.crop_border
+    )
     if args.figure is not None and args.figure_count == 0:
         raise UsageError("--figure with --figure-count 0 would draw nothing: give --figure-count N >= 1")
     if args.figure is not None:
@@ -141,8 +195,16 @@ def run(args: argparse.Namespace) -> int:
     models, skipped = [], []
     for spec in dict.fromkeys(args.models):
         try:
-            models.append(load_eval_model(spec, scale=args.scale, device=args.device, tile=args.tile,
-                                          allow_download=not args.no_download, precision=args.precision))
+            models.append(
+                load_eval_model(
+                    spec,
+                    scale=args.scale,
+                    device=args.device,
+                    tile=args.tile,
+                    allow_download=not args.no_download,
+                    precision=args.precision,
+                )
+            )
         except RealesrError as err:
             skipped.append(spec)
             warn(f"model {spec} skipped: {err}")
@@ -152,9 +214,16 @@ def run(args: argparse.Namespace) -> int:
     _check_plan(args, models, datasets)
 
     crop = args.figure_crop or (40 * args.scale if no_ref else 160)
-    result = evaluate(models, datasets, config, save_dir=args.save_images,
-                      figure_count=args.figure_count if args.figure else 0, figure_crop=crop,
-                      progress=None if args.quiet else _dataset_bars(), on_problem=warn)
+    result = evaluate(
+        models,
+        datasets,
+        config,
+        save_dir=args.save_images,
+        figure_count=args.figure_count if args.figure else 0,
+        figure_crop=crop,
+        progress=None if args.quiet else _dataset_bars(),
+        on_problem=warn,
+    )
 
     table = format_table(result.rows, args.fmt, metrics)
     sys.stdout.write(table)
@@ -168,11 +237,14 @@ def run(args: argparse.Namespace) -> int:
         write_per_image_csv(args.per_image, result.per_image)
     if args.figure is not None:
         if result.figure_samples:
-            description = {"bicubic": "LR = MATLAB bicubic of the HR",
-                           "degrade": f"LR = degradation chain, seed {args.seed}",
-                           "no-ref": "real low-resolution inputs"}[protocol]
-            save_figure(args.figure, result.figure_samples,
-                        footer=f"x{args.scale}; {description}; crops at output resolution")
+            description = {
+                "bicubic": "LR = MATLAB bicubic of the HR",
+                "degrade": f"LR = degradation chain, seed {args.seed}",
+                "no-ref": "real low-resolution inputs",
+            }[protocol]
+            save_figure(
+                args.figure, result.figure_samples, footer=f"x{args.scale}; {description}; crops at output resolution"
+            )
         else:
             warn(f"--figure {args.figure}: no image was evaluated, no figure written")
     return 1 if (skipped or result.problems) else 0

@@ -14,13 +14,17 @@ def register(subparsers) -> None:
         "models",
         help="list the official models and where their weights are",
         description="List the official Real-ESRGAN models: where each one's weights are found on this machine "
-                    "(cache folder, data package) or the URL it would be downloaded from, its architecture, "
-                    "scale and parameter count.",
+        "(cache folder, data package) or the URL it would be downloaded from, its architecture, "
+        "scale and parameter count.",
     )
     parser.add_argument("--urls", action="store_true", help="also print each model's download URL")
-    parser.add_argument("--download", nargs="+", metavar="NAME",
-                        help="download these models' official .pth files into the cache folder ('all' for every "
-                             "model), even those the data package holds (it stores fp16-rounded weights)")
+    parser.add_argument(
+        "--download",
+        nargs="+",
+        metavar="NAME",
+        help="download these models' official .pth files into the cache folder ('all' for every "
+        "model), even those the data package holds (it stores fp16-rounded weights)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -39,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
         elif found.where == "package" and found.path is not None:
             where = f"data package: {found.path.stem}"
         else:
-            where = "not found (downloads on first use)" if (entry.url or ZOO.get(entry.weights_of or "")) \
-                else "not found"
+            where = (
+                "not found (downloads on first use)" if (entry.url or ZOO.get(entry.weights_of or "")) else "not found"
+            )
         if problems:
             where += f" ({len(problems)} corrupt file{'s' if len(problems) > 1 else ''} skipped)"
             corrupt += [f"{name}: {p}" for p in problems]
@@ -53,8 +58,11 @@ def run(args: argparse.Namespace) -> int:
         urls.append((name, base.url))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for i, row in enumerate(rows):
-        print("  ".join(cell.ljust(w) if j != 3 else cell.rjust(w) for j, (cell, w) in enumerate(zip(row, widths)))
-              .rstrip())
+        print(
+            "  ".join(
+                cell.ljust(w) if j != 3 else cell.rjust(w) for j, (cell, w) in enumerate(zip(row, widths))
+            ).rstrip()
+        )
         if i == 0:
             print("  ".join("-" * w for w in widths))
     print(f"\ncache folder: {cache_dir()} (set REALESR_CACHE_DIR to change it)")
@@ -87,4 +95,3 @@ def _download(names: list[str]) -> int:
             continue
         print(f"{name}: {'downloaded to' if how == 'downloaded' else 'already in'} {path}")
     return 1 if failed else 0
-

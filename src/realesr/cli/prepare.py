@@ -19,14 +19,19 @@ FLAGS = {"output": "OUT_DIR"}
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("prepare", help=HELP, description=HELP, epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "prepare", help=HELP, description=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("hr_dir", metavar="HR_DIR", help="folder of HR images (searched recursively)")
     p.add_argument("out_dir", metavar="OUT_DIR", help="where the sub-images and meta_info.txt go")
     p.add_argument("--crop", type=int, default=480, help="sub-image size (default 480)")
     p.add_argument("--step", type=int, default=240, help="window step (default 240)")
-    p.add_argument("--thresh", type=int, default=0,
-                   help="a last window flush with the border when more than this many pixels are left (default 0)")
+    p.add_argument(
+        "--thresh",
+        type=int,
+        default=0,
+        help="a last window flush with the border when more than this many pixels are left (default 0)",
+    )
     p.set_defaults(func=run, flags=FLAGS)
 
 

@@ -20,17 +20,41 @@ FLAGS = {"ray": "--ray", "batch": "--batch", "workers": "--ray-workers"}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("several devices and clusters (docs/scaleout.md)")
-    group.add_argument("--batch", type=number(int, low=1), default=1, metavar="N",
-                       help="images of one size go through the network N at a time (for GPUs; default 1)")
-    group.add_argument("--resume", action="store_true",
-                       help="skip inputs whose outputs are already complete (written by realesr, planned size)")
-    group.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                       help="run on Ray: no ADDRESS starts a local Ray, 'auto' joins the running cluster, "
-                            "or ray://HOST:10001 / HOST:6379 (needs realesr[ray]; outputs on a shared filesystem)")
-    group.add_argument("--ray-workers", type=number(int, low=1), default=None, metavar="N",
-                       help="Ray actors, each loading the model once (default: the cluster's GPUs, else its CPUs)")
-    group.add_argument("--ray-gpus", type=number(float, low=0), default=None, metavar="G",
-                       help="GPUs per Ray actor (default: 1 when the cluster has GPUs, else 0)")
+    group.add_argument(
+        "--batch",
+        type=number(int, low=1),
+        default=1,
+        metavar="N",
+        help="images of one size go through the network N at a time (for GPUs; default 1)",
+    )
+    group.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip inputs whose outputs are already complete (written by realesr, planned size)",
+    )
+    group.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="run on Ray: no ADDRESS starts a local Ray, 'auto' joins the running cluster, "
+        "or ray://HOST:10001 / HOST:6379 (needs realesr[ray]; outputs on a shared filesystem)",
+    )
+    group.add_argument(
+        "--ray-workers",
+        type=number(int, low=1),
+        default=None,
+        metavar="N",
+        help="Ray actors, each loading the model once (default: the cluster's GPUs, else its CPUs)",
+    )
+    group.add_argument(
+        "--ray-gpus",
+        type=number(float, low=0),
+        default=None,
+        metavar="G",
+        help="GPUs per Ray actor (default: 1 when the cluster has GPUs, else 0)",
+    )
 
 
 def devices_of(args: argparse.Namespace) -> list[str] | None:
@@ -71,17 +95,31 @@ def run(args: argparse.Namespace, plan, flags: dict[str, str]) -> int:
     flags = {**flags, **FLAGS}
     devices = devices_of(args)
     if args.ray is not None and devices is not None:
-        raise UsageError("--ray places the work itself: give no device list with it (--ray-gpus sets GPUs per "
-                         "actor)", params=("ray", "device"))
+        raise UsageError(
+            "--ray places the work itself: give no device list with it (--ray-gpus sets GPUs per actor)",
+            params=("ray", "device"),
+        )
     if args.ray is None and devices is None:
         devices = [args.device]  # --batch on one device: one worker process
-    spec = UpscalerSpec(args.model, precision=args.precision, tile=args.tile, tile_pad=args.tile_pad,
-                        outscale=args.outscale, alpha=args.alpha, denoise_strength=args.denoise_strength)
+    spec = UpscalerSpec(
+        args.model,
+        precision=args.precision,
+        tile=args.tile,
+        tile_pad=args.tile_pad,
+        outscale=args.outscale,
+        alpha=args.alpha,
+        denoise_strength=args.denoise_strength,
+    )
     # The model once here, on the CPU: it fails early with the usual message (and downloads, with its bar, once)
     # and gives the output sizes the plan is checked against.
-    sizer = Upscaler(args.model, device="cpu", precision="fp32", outscale=args.outscale,
-                     denoise_strength=args.denoise_strength,
-                     progress=False if args.no_progress else download_bar(args.model))
+    sizer = Upscaler(
+        args.model,
+        device="cpu",
+        precision="fp32",
+        outscale=args.outscale,
+        denoise_strength=args.denoise_strength,
+        progress=False if args.no_progress else download_bar(args.model),
+    )
     plan.check_sizes(sizer)
     model_name = sizer.model_name
     del sizer
@@ -97,8 +135,9 @@ def run(args: argparse.Namespace, plan, flags: dict[str, str]) -> int:
     if items:
         plan.prepare()
     show_progress = not args.no_progress and sys.stderr.isatty()
-    bar = tqdm(total=len(items), unit="image", desc="upscale", disable=not show_progress or len(items) < 2,
-               file=sys.stderr)
+    bar = tqdm(
+        total=len(items), unit="image", desc="upscale", disable=not show_progress or len(items) < 2, file=sys.stderr
+    )
     written: list[Path] = []
     notes: list[str] = []
     lost: list[str] = []
@@ -116,10 +155,19 @@ def run(args: argparse.Namespace, plan, flags: dict[str, str]) -> int:
                 bar.update(1)
 
             where = f"Ray ({'local' if args.ray == 'local' else args.ray})"
-            run_ray(items, spec, plan.options, address=None if args.ray == "local" else args.ray,
-                    concurrency=args.ray_workers, num_gpus=args.ray_gpus, batch=args.batch, on_row=on_row)
-            notes.extend(f"{item.source}: {note}" for item in items for note in item.notes
-                         if Path(item.output) in set(written))
+            run_ray(
+                items,
+                spec,
+                plan.options,
+                address=None if args.ray == "local" else args.ray,
+                concurrency=args.ray_workers,
+                num_gpus=args.ray_gpus,
+                batch=args.batch,
+                on_row=on_row,
+            )
+            notes.extend(
+                f"{item.source}: {note}" for item in items for note in item.notes if Path(item.output) in set(written)
+            )
         else:
             from realesr.infer.pool import PoolEvent, run_pool
 
@@ -147,8 +195,9 @@ def run(args: argparse.Namespace, plan, flags: dict[str, str]) -> int:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     target = plan.target if plan.target_is_file else f"{plan.target}{os.sep}"
-    summary = (f"{len(written)} of {len(todo)} image(s) upscaled with {model_name} -> {target} ({elapsed:.1f} s, "
-               f"{where})")
+    summary = (
+        f"{len(written)} of {len(todo)} image(s) upscaled with {model_name} -> {target} ({elapsed:.1f} s, {where})"
+    )
     if failures:
         summary += f"; {len(failures)} failed"
     if lost:

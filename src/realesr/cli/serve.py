@@ -19,32 +19,60 @@ def register(subparsers) -> None:
         "serve",
         help="a local web page for upscaling (needs the web extra)",
         description="Serve a web page on this machine that upscales the images dropped on it, with the same "
-                    "results as `realesr upscale`. The printed address carries an access token; requests without "
-                    "it, from another site's page or for another host name are refused. Binds to loopback "
-                    "unless --host says otherwise. Needs `pip install realesr[web]`.",
+        "results as `realesr upscale`. The printed address carries an access token; requests without "
+        "it, from another site's page or for another host name are refused. Binds to loopback "
+        "unless --host says otherwise. Needs `pip install realesr[web]`.",
     )
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1, this machine only; anything else makes the "
-                             "token the only guard)")
-    parser.add_argument("--port", type=number(int, 0, 65535), default=7860,
-                        help="port (default 7860; 0 picks a free one)")
-    parser.add_argument("--device", default="auto",
-                        help="where the networks run: auto, cpu, cuda, cuda:N, mps, or a comma list "
-                             "(one worker per device)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1, this machine only; anything else makes the "
+        "token the only guard)",
+    )
+    parser.add_argument(
+        "--port", type=number(int, 0, 65535), default=7860, help="port (default 7860; 0 picks a free one)"
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="where the networks run: auto, cpu, cuda, cuda:N, mps, or a comma list (one worker per device)",
+    )
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto")
-    parser.add_argument("--token", default=None,
-                        help="the access token (default: $REALESR_TOKEN, else a new random one)")
-    parser.add_argument("--model", action="append", default=[], metavar="WEIGHTS",
-                        help="also offer this weights file (repeatable); the page lists it by its file name")
+    parser.add_argument(
+        "--token", default=None, help="the access token (default: $REALESR_TOKEN, else a new random one)"
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="WEIGHTS",
+        help="also offer this weights file (repeatable); the page lists it by its file name",
+    )
     parser.add_argument("--only", action="store_true", help="offer only the --model files, not the official models")
-    parser.add_argument("--no-download", action="store_true",
-                        help="never download official weights: models not on this machine fail")
-    parser.add_argument("--max-upload-mb", type=number(float, above=0), default=200.0, metavar="MB",
-                        help="largest upload (default 200 MB)")
-    parser.add_argument("--max-pixels", type=number(float, above=0), default=50.0, metavar="MP",
-                        help="largest input image in megapixels (default 50)")
-    parser.add_argument("--max-jobs", type=number(int, above=0), default=100, metavar="N",
-                        help="most jobs queued or running at once (default 100)")
+    parser.add_argument(
+        "--no-download", action="store_true", help="never download official weights: models not on this machine fail"
+    )
+    parser.add_argument(
+        "--max-upload-mb",
+        type=number(float, above=0),
+        default=200.0,
+        metavar="MB",
+        help="largest upload (default 200 MB)",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=number(float, above=0),
+        default=50.0,
+        metavar="MP",
+        help="largest input image in megapixels (default 50)",
+    )
+    parser.add_argument(
+        "--max-jobs",
+        type=number(int, above=0),
+        default=100,
+        metavar="N",
+        help="most jobs queued or running at once (default 100)",
+    )
     parser.add_argument("--open", action="store_true", help="open the page in the default browser")
     parser.set_defaults(func=run, flags=FLAGS)
 
@@ -62,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
 
         from realesr.serve.app import Limits, create_app, file_model, official_models
     except ImportError as err:
-        raise UsageError(f"realesr serve needs the web extra ({err.name} is missing): "
-                         "pip install 'realesr[web]'") from None
+        raise UsageError(
+            f"realesr serve needs the web extra ({err.name} is missing): pip install 'realesr[web]'"
+        ) from None
 
     token = args.token or os.environ.get("REALESR_TOKEN") or secrets.token_urlsafe(24)
     if len(token) < 8:
@@ -83,8 +112,16 @@ def run(args: argparse.Namespace) -> int:
     sock = _bind(args.host, args.port)
     port = sock.getsockname()[1]
     limits = Limits(int(args.max_upload_mb * 1e6), int(args.max_pixels * 1e6), args.max_jobs)
-    app = create_app(models, token=token, host=args.host, port=port, devices=devices, precision=args.precision,
-                     limits=limits, allow_download=not args.no_download)
+    app = create_app(
+        models,
+        token=token,
+        host=args.host,
+        port=port,
+        devices=devices,
+        precision=args.precision,
+        limits=limits,
+        allow_download=not args.no_download,
+    )
     try:
         _serve(app, sock, args, token, devices, models)
     finally:
@@ -103,11 +140,17 @@ def _serve(app, sock: socket.socket, args: argparse.Namespace, token: str, devic
     shown = f"[{shown}]" if ":" in shown else shown
     url = f"http://{shown}:{port}/?token={token}"
     if not is_loopback(args.host):
-        print(f"warning: listening on {args.host}: anyone who can reach this machine and knows the token can use "
-              "it; the token is the only guard (no TLS)", file=sys.stderr)
+        print(
+            f"warning: listening on {args.host}: anyone who can reach this machine and knows the token can use "
+            "it; the token is the only guard (no TLS)",
+            file=sys.stderr,
+        )
     print(f"realesr serve: open {url}", flush=True)
-    print(f"  devices: {', '.join(devices)}; models: {', '.join(m.name for m in models if m.available)} "
-          f"(offline); Ctrl-C stops and deletes every upload and result", flush=True)
+    print(
+        f"  devices: {', '.join(devices)}; models: {', '.join(m.name for m in models if m.available)} "
+        f"(offline); Ctrl-C stops and deletes every upload and result",
+        flush=True,
+    )
     if args.open:
         import webbrowser
 

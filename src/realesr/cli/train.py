@@ -18,19 +18,36 @@ Ctrl-C (or SIGTERM) saves a checkpoint and exits; --resume auto continues exactl
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help=HELP, description=HELP, epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "train", help=HELP, description=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("config", help="YAML config (see configs/)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key; dotted keys for nested ones (optim.lr_g=1e-4); repeatable")
-    p.add_argument("--resume", metavar="auto|PATH", default=None,
-                   help="auto: continue from the newest checkpoint of the run folder (or start if none); "
-                        "PATH: a checkpoint folder")
-    p.add_argument("--overwrite", action="store_true",
-                   help="the run folder holds another run: move it aside (NAME.old-TIMESTAMP) and start afresh")
-    p.add_argument("--dry-run", action="store_true",
-                   help="show the resolved config, the data found, the networks' sizes and a memory estimate; "
-                        "train nothing, write nothing")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key; dotted keys for nested ones (optim.lr_g=1e-4); repeatable",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="auto|PATH",
+        default=None,
+        help="auto: continue from the newest checkpoint of the run folder (or start if none); "
+        "PATH: a checkpoint folder",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="the run folder holds another run: move it aside (NAME.old-TIMESTAMP) and start afresh",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show the resolved config, the data found, the networks' sizes and a memory estimate; "
+        "train nothing, write nothing",
+    )
     p.add_argument("--no-download", action="store_true", help="never download weights (VGG19, models)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -47,8 +64,13 @@ def run(args: argparse.Namespace) -> int:
         print(dry_run_report(cfg, allow_download=not args.no_download))
         return 0
     try:
-        result = train(cfg, resume=args.resume, allow_download=not args.no_download,
-                       show_progress=not args.no_progress, overwrite=args.overwrite)
+        result = train(
+            cfg,
+            resume=args.resume,
+            allow_download=not args.no_download,
+            show_progress=not args.no_progress,
+            overwrite=args.overwrite,
+        )
     finally:
         shutdown_distributed()
     return 130 if result.status == "interrupted" else 0

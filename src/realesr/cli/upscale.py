@@ -20,37 +20,87 @@ def register(subparsers) -> None:
         "upscale",
         help="upscale images (files, folders, globs)",
         description="Upscale images with a Real-ESRGAN model. Outputs are NAME_SUFFIX.EXT in the output folder; "
-                    "16-bit PNG/TIFF stay 16-bit, grey stays grey, alpha is kept, ICC profile and EXIF are "
-                    "carried over. Exit code 1 if any file failed, 2 for a usage error.",
+        "16-bit PNG/TIFF stay 16-bit, grey stays grey, alpha is kept, ICC profile and EXIF are "
+        "carried over. Exit code 1 if any file failed, 2 for a usage error.",
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="image files, folders, glob patterns or .txt lists of image paths")
-    parser.add_argument("-o", "--output", default="results", metavar="OUT",
-                        help="output folder (created if needed; default: results), or a file name for one input")
-    parser.add_argument("-m", "--model", default="RealESRGAN_x4plus", metavar="MODEL",
-                        help="model name (see `realesr models`) or weights path (default: RealESRGAN_x4plus)")
-    parser.add_argument("-s", "--outscale", type=number(float, above=0), default=None, metavar="OUTSCALE",
-                        help="final scale factor, any number > 0 (default: the model's scale)")
-    parser.add_argument("--tile", type=number(int, low=0), default=None, metavar="N",
-                        help="tile size in input pixels; 0 = whole image (default: automatic from free memory)")
-    parser.add_argument("--tile-pad", type=number(int, low=0), default=None, metavar="P",
-                        help="input pixels each tile reads beyond its core (default: 48)")
-    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
-                        help="auto: fp32 on the CPU, bf16/fp16 on a GPU (fp32 again if half overflows)")
-    parser.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,mps}",
-                        help="where the network runs (default: auto; also cuda:N); a list (cuda:0,cuda:1 or "
-                             "cpu,cpu) or 'all' (every GPU) runs one worker process per entry")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image files, folders, glob patterns or .txt lists of image paths"
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        default="results",
+        metavar="OUT",
+        help="output folder (created if needed; default: results), or a file name for one input",
+    )
+    parser.add_argument(
+        "-m",
+        "--model",
+        default="RealESRGAN_x4plus",
+        metavar="MODEL",
+        help="model name (see `realesr models`) or weights path (default: RealESRGAN_x4plus)",
+    )
+    parser.add_argument(
+        "-s",
+        "--outscale",
+        type=number(float, above=0),
+        default=None,
+        metavar="OUTSCALE",
+        help="final scale factor, any number > 0 (default: the model's scale)",
+    )
+    parser.add_argument(
+        "--tile",
+        type=number(int, low=0),
+        default=None,
+        metavar="N",
+        help="tile size in input pixels; 0 = whole image (default: automatic from free memory)",
+    )
+    parser.add_argument(
+        "--tile-pad",
+        type=number(int, low=0),
+        default=None,
+        metavar="P",
+        help="input pixels each tile reads beyond its core (default: 48)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "fp16", "bf16"),
+        default="auto",
+        help="auto: fp32 on the CPU, bf16/fp16 on a GPU (fp32 again if half overflows)",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        metavar="{auto,cpu,cuda,mps}",
+        help="where the network runs (default: auto; also cuda:N); a list (cuda:0,cuda:1 or "
+        "cpu,cpu) or 'all' (every GPU) runs one worker process per entry",
+    )
     parser.add_argument("--suffix", default="out", metavar="S", help="output name suffix (default: out)")
-    parser.add_argument("--ext", choices=EXT_CHOICES, default="auto",
-                        help="output format; auto keeps the input's (PNG for images with alpha)")
-    parser.add_argument("--quality", type=number(int, 1, 100), default=95, metavar="Q",
-                        help="JPEG/WebP quality (default 95)")
-    parser.add_argument("--alpha", choices=("model", "bicubic"), default="model",
-                        help="how the alpha channel is upscaled (default: model)")
-    parser.add_argument("--compare", action="store_true",
-                        help="also write NAME_compare.png: bicubic and the result side by side")
-    parser.add_argument("--denoise-strength", type=number(float, 0, 1), default=None, metavar="D",
-                        help="realesr-general-x4v3 only: 0 keeps noise, 1 removes it (blends with the wdn weights)")
+    parser.add_argument(
+        "--ext",
+        choices=EXT_CHOICES,
+        default="auto",
+        help="output format; auto keeps the input's (PNG for images with alpha)",
+    )
+    parser.add_argument(
+        "--quality", type=number(int, 1, 100), default=95, metavar="Q", help="JPEG/WebP quality (default 95)"
+    )
+    parser.add_argument(
+        "--alpha",
+        choices=("model", "bicubic"),
+        default="model",
+        help="how the alpha channel is upscaled (default: model)",
+    )
+    parser.add_argument(
+        "--compare", action="store_true", help="also write NAME_compare.png: bicubic and the result side by side"
+    )
+    parser.add_argument(
+        "--denoise-strength",
+        type=number(float, 0, 1),
+        default=None,
+        metavar="D",
+        help="realesr-general-x4v3 only: 0 keeps noise, 1 removes it (blends with the wdn weights)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     from realesr.cli import scaleout
     from realesr.cli._video import add_video_arguments
@@ -60,9 +110,20 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run, flags=FLAGS)
 
 
-FLAGS = {"output": "-o", "suffix": "--suffix", "ext": "--ext", "outscale": "-s/--outscale", "device": "--device",
-         "quality": "--quality", "tile": "--tile", "tile_pad": "--tile-pad", "model": "-m", "precision": "--precision",
-         "alpha": "--alpha", "denoise_strength": "--denoise-strength"}
+FLAGS = {
+    "output": "-o",
+    "suffix": "--suffix",
+    "ext": "--ext",
+    "outscale": "-s/--outscale",
+    "device": "--device",
+    "quality": "--quality",
+    "tile": "--tile",
+    "tile_pad": "--tile-pad",
+    "model": "-m",
+    "precision": "--precision",
+    "alpha": "--alpha",
+    "denoise_strength": "--denoise-strength",
+}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -153,8 +214,9 @@ def run(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     where = plan.target if plan.target_is_file else f"{plan.target}{os.sep}"
-    summary = (f"{len(written)} of {len(items)} image(s) upscaled with {upscaler.model_name} -> {where} "
-               f"({elapsed:.1f} s)")
+    summary = (
+        f"{len(written)} of {len(items)} image(s) upscaled with {upscaler.model_name} -> {where} ({elapsed:.1f} s)"
+    )
     if video_frames:
         summary += f"; {video_frames} video frame(s), {video_frames / max(elapsed, 1e-9):.2f} fps"
     if failures:

@@ -41,6 +41,7 @@ __all__ = [
 
 log = logging.getLogger("realesr.train")
 
+
 @dataclass(frozen=True)
 class ImageRecord:
     path: str
@@ -49,8 +50,9 @@ class ImageRecord:
     lr_path: str = ""  # a paired source's real LR image (its size x scale = the HR's); empty: synthesised LR
 
 
-def scan_pairs(hr_paths: list[Path], lr_paths: list[Path], scale: int, lq_size: int
-               ) -> tuple[list[ImageRecord], list[str]]:
+def scan_pairs(
+    hr_paths: list[Path], lr_paths: list[Path], scale: int, lq_size: int
+) -> tuple[list[ImageRecord], list[str]]:
     """Match HR and LR images by name (the stem, so a.png pairs with a.jpg), then :func:`check_pairs`.
     Returns the records and one note per skipped or unmatched file."""
     notes: list[str] = []
@@ -177,8 +179,9 @@ def scan_images(paths: list[Path], min_size: int, small_images: str = "pad") -> 
     return records, notes
 
 
-def draw_probabilities(records: list[ImageRecord], source_index: list[int], source_weights: list[float | None],
-                       by_area: bool = False) -> np.ndarray | None:
+def draw_probabilities(
+    records: list[ImageRecord], source_index: list[int], source_weights: list[float | None], by_area: bool = False
+) -> np.ndarray | None:
     """The probability of each image at one draw, or None when every image is equally likely (an epoch is then a
     permutation of the images, as with one source).
 
@@ -228,8 +231,17 @@ class ResumableSampler(Sampler):
     from them, still a function of ``(seed, epoch)`` alone, so a resume continues exactly.
     """
 
-    def __init__(self, num_images: int, global_batch: int, seed: int, rank: int = 0, world_size: int = 1,
-                 start_epoch: int = 0, start_position: int = 0, probabilities: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        num_images: int,
+        global_batch: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start_epoch: int = 0,
+        start_position: int = 0,
+        probabilities: np.ndarray | None = None,
+    ) -> None:
         self.probabilities = probabilities
         self.num_images = num_images
         self.per_epoch = samples_per_epoch(num_images, global_batch)
@@ -278,9 +290,17 @@ class TrainPatchDataset(Dataset):
     decode is reported once and replaced by the next image, deterministically.
     """
 
-    def __init__(self, records: list[ImageRecord], load_size: int, seed: int, use_hflip: bool = True,
-                 use_rot: bool = False, params_fn: Callable[[np.random.Generator], dict] | None = None,
-                 scale: int = 4, gt_size: int = 256) -> None:
+    def __init__(
+        self,
+        records: list[ImageRecord],
+        load_size: int,
+        seed: int,
+        use_hflip: bool = True,
+        use_rot: bool = False,
+        params_fn: Callable[[np.random.Generator], dict] | None = None,
+        scale: int = 4,
+        gt_size: int = 256,
+    ) -> None:
         self.scale = scale
         self.gt_size = gt_size  # paired records: the HR crop (its LR crop gt_size // scale, at the same place)
         if not records:
@@ -321,14 +341,19 @@ class TrainPatchDataset(Dataset):
             raise DataError(f"training pair {record.path} / {record.lr_path}: the HR is not x{s} the LR")
         top = int(rng.integers(0, lr.shape[0] - lq_size + 1))
         left = int(rng.integers(0, lr.shape[1] - lq_size + 1))
-        both = np.concatenate([  # one array, so that flips and rotations are the same for both
-            hr[top * s : (top + lq_size) * s, left * s : (left + lq_size) * s],
-            np.repeat(np.repeat(lr[top : top + lq_size, left : left + lq_size], s, 0), s, 1),
-        ], axis=2)
+        both = np.concatenate(
+            [  # one array, so that flips and rotations are the same for both
+                hr[top * s : (top + lq_size) * s, left * s : (left + lq_size) * s],
+                np.repeat(np.repeat(lr[top : top + lq_size, left : left + lq_size], s, 0), s, 1),
+            ],
+            axis=2,
+        )
         both = _augment(both, rng, self.use_hflip, self.use_rot)
         gt, lq = both[..., :3], both[::s, ::s, 3:]  # an LR pixel repeated s x s: any of its copies is itself
-        return {"gt": torch.from_numpy(np.ascontiguousarray(gt.transpose(2, 0, 1))),
-                "lq": torch.from_numpy(np.ascontiguousarray(lq.transpose(2, 0, 1)))}
+        return {
+            "gt": torch.from_numpy(np.ascontiguousarray(gt.transpose(2, 0, 1))),
+            "lq": torch.from_numpy(np.ascontiguousarray(lq.transpose(2, 0, 1))),
+        }
 
     def __getitem__(self, key: tuple[int, int, int]) -> dict:
         index, epoch, position = key

@@ -51,8 +51,9 @@ class SubImage:
     width: int
 
 
-def plan_subimages(hr_dir: Path, out_dir: Path, crop: int = 480, step: int = 240,
-                   thresh: int = 0) -> tuple[list[SubImage], list[str]]:
+def plan_subimages(
+    hr_dir: Path, out_dir: Path, crop: int = 480, step: int = 240, thresh: int = 0
+) -> tuple[list[SubImage], list[str]]:
     """Every sub-image to cut (from the image headers; nothing decoded or written) and the notes on skipped files."""
     hr_dir, out_dir = Path(hr_dir), Path(out_dir)
     if not hr_dir.is_dir():
@@ -80,8 +81,7 @@ def plan_subimages(hr_dir: Path, out_dir: Path, crop: int = 480, step: int = 240
     return plan, notes
 
 
-def cut_subimages(plan: list[SubImage], out_dir: Path,
-                  on_image: Callable[[Path, int], None] | None = None) -> Path:
+def cut_subimages(plan: list[SubImage], out_dir: Path, on_image: Callable[[Path, int], None] | None = None) -> Path:
     """Write the planned sub-images (each source decoded once) and ``OUT_DIR/meta_info.txt``; returns the list.
     Refuses before writing anything when an output would land on an input, on another output or on an existing
     file (an earlier run: choose another OUT_DIR)."""
@@ -91,8 +91,10 @@ def cut_subimages(plan: list[SubImage], out_dir: Path,
     check_outputs(outputs, sorted({s.source for s in plan}))
     existing = [o.path for o in outputs if o.path.exists()]
     if existing:
-        raise UsageError(f"{existing[0]} already exists ({len(existing)} of the planned files do); "
-                         f"choose another output folder", params=("output",))
+        raise UsageError(
+            f"{existing[0]} already exists ({len(existing)} of the planned files do); choose another output folder",
+            params=("output",),
+        )
     lines = []
     by_source: dict[Path, list[SubImage]] = {}
     for s in plan:
@@ -112,4 +114,3 @@ def cut_subimages(plan: list[SubImage], out_dir: Path,
 
     atomic_write_text(meta, "".join(f"{line}\n" for line in lines))
     return meta
-

@@ -111,33 +111,52 @@ class FinalSettings:
 
 
 _BLUR2 = BlurSettings(sigma=(0.2, 1.5))
-_STAGE2 = StageSettings(resize_prob=(0.3, 0.4, 0.3), resize_range=(0.3, 1.2), noise_range=(1.0, 25.0),
-                        poisson_scale_range=(0.05, 2.5))
+_STAGE2 = StageSettings(
+    resize_prob=(0.3, 0.4, 0.3), resize_range=(0.3, 1.2), noise_range=(1.0, 25.0), poisson_scale_range=(0.05, 2.5)
+)
 
 # The official flat key of every setting: (section, field). This table is the only place that knows the YAML
 # names; the chain reads the typed sections, and errors name the key as the user wrote it.
 FLAT_KEYS: dict[str, tuple[str, str]] = {
-    "kernel_list": ("blur1", "kernel_list"), "kernel_prob": ("blur1", "kernel_prob"),
-    "sinc_prob": ("blur1", "sinc_prob"), "blur_sigma": ("blur1", "sigma"),
-    "betag_range": ("blur1", "betag_range"), "betap_range": ("blur1", "betap_range"),
+    "kernel_list": ("blur1", "kernel_list"),
+    "kernel_prob": ("blur1", "kernel_prob"),
+    "sinc_prob": ("blur1", "sinc_prob"),
+    "blur_sigma": ("blur1", "sigma"),
+    "betag_range": ("blur1", "betag_range"),
+    "betap_range": ("blur1", "betap_range"),
     "blur_kernel_size": ("blur1", "kernel_size"),
-    "kernel_list2": ("blur2", "kernel_list"), "kernel_prob2": ("blur2", "kernel_prob"),
-    "sinc_prob2": ("blur2", "sinc_prob"), "blur_sigma2": ("blur2", "sigma"),
-    "betag_range2": ("blur2", "betag_range"), "betap_range2": ("blur2", "betap_range"),
+    "kernel_list2": ("blur2", "kernel_list"),
+    "kernel_prob2": ("blur2", "kernel_prob"),
+    "sinc_prob2": ("blur2", "sinc_prob"),
+    "blur_sigma2": ("blur2", "sigma"),
+    "betag_range2": ("blur2", "betag_range"),
+    "betap_range2": ("blur2", "betap_range"),
     "blur_kernel_size2": ("blur2", "kernel_size"),
-    "kernel_size_range": ("", "kernel_size_range"), "sinc_small_kernel_limit": ("", "sinc_small_kernel_limit"),
-    "sinc_cutoff_small": ("", "sinc_cutoff_small"), "sinc_cutoff_large": ("", "sinc_cutoff_large"),
-    "final_sinc_prob": ("final", "sinc_prob"), "final_sinc_cutoff": ("final", "sinc_cutoff"),
-    "resize_prob": ("stage1", "resize_prob"), "resize_range": ("stage1", "resize_range"),
-    "resize_modes": ("stage1", "resize_modes"), "gaussian_noise_prob": ("stage1", "gaussian_noise_prob"),
-    "noise_range": ("stage1", "noise_range"), "poisson_scale_range": ("stage1", "poisson_scale_range"),
-    "gray_noise_prob": ("stage1", "gray_noise_prob"), "jpeg_range": ("stage1", "jpeg_range"),
+    "kernel_size_range": ("", "kernel_size_range"),
+    "sinc_small_kernel_limit": ("", "sinc_small_kernel_limit"),
+    "sinc_cutoff_small": ("", "sinc_cutoff_small"),
+    "sinc_cutoff_large": ("", "sinc_cutoff_large"),
+    "final_sinc_prob": ("final", "sinc_prob"),
+    "final_sinc_cutoff": ("final", "sinc_cutoff"),
+    "resize_prob": ("stage1", "resize_prob"),
+    "resize_range": ("stage1", "resize_range"),
+    "resize_modes": ("stage1", "resize_modes"),
+    "gaussian_noise_prob": ("stage1", "gaussian_noise_prob"),
+    "noise_range": ("stage1", "noise_range"),
+    "poisson_scale_range": ("stage1", "poisson_scale_range"),
+    "gray_noise_prob": ("stage1", "gray_noise_prob"),
+    "jpeg_range": ("stage1", "jpeg_range"),
     "second_blur_prob": ("", "second_blur_prob"),
-    "resize_prob2": ("stage2", "resize_prob"), "resize_range2": ("stage2", "resize_range"),
-    "resize_modes2": ("stage2", "resize_modes"), "gaussian_noise_prob2": ("stage2", "gaussian_noise_prob"),
-    "noise_range2": ("stage2", "noise_range"), "poisson_scale_range2": ("stage2", "poisson_scale_range"),
-    "gray_noise_prob2": ("stage2", "gray_noise_prob"), "jpeg_range2": ("stage2", "jpeg_range"),
-    "final_resize_modes": ("final", "resize_modes"), "resize_before_jpeg_prob": ("final", "resize_before_jpeg_prob"),
+    "resize_prob2": ("stage2", "resize_prob"),
+    "resize_range2": ("stage2", "resize_range"),
+    "resize_modes2": ("stage2", "resize_modes"),
+    "gaussian_noise_prob2": ("stage2", "gaussian_noise_prob"),
+    "noise_range2": ("stage2", "noise_range"),
+    "poisson_scale_range2": ("stage2", "poisson_scale_range"),
+    "gray_noise_prob2": ("stage2", "gray_noise_prob"),
+    "jpeg_range2": ("stage2", "jpeg_range"),
+    "final_resize_modes": ("final", "resize_modes"),
+    "resize_before_jpeg_prob": ("final", "resize_before_jpeg_prob"),
     "jpeg_chroma_upsampling": ("", "jpeg_chroma_upsampling"),
 }
 _SECTIONS = ("blur1", "blur2", "stage1", "stage2", "final")
@@ -247,8 +266,10 @@ class DegradationConfig:
             raise ConfigError(f"degradation: expected a mapping, got {type(data).__name__}", key="degradation")
         unknown = sorted(set(data) - set(FLAT_KEYS))
         if unknown:
-            raise ConfigError(f"degradation.{unknown[0]}: unknown key (known keys: {', '.join(sorted(FLAT_KEYS))})",
-                              key=f"degradation.{unknown[0]}")
+            raise ConfigError(
+                f"degradation.{unknown[0]}: unknown key (known keys: {', '.join(sorted(FLAT_KEYS))})",
+                key=f"degradation.{unknown[0]}",
+            )
         return dataclasses.replace(self, **data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -264,8 +285,16 @@ class DegradationConfig:
         return dataclasses.replace(self, **changes)
 
 
-__all__ = ["FLAT_KEYS", "KERNEL_TYPES", "RESIZE_MODES", "SUPPORTED_SCALES", "BlurSettings", "DegradationConfig",
-           "FinalSettings", "StageSettings"]
+__all__ = [
+    "FLAT_KEYS",
+    "KERNEL_TYPES",
+    "RESIZE_MODES",
+    "SUPPORTED_SCALES",
+    "BlurSettings",
+    "DegradationConfig",
+    "FinalSettings",
+    "StageSettings",
+]
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -303,21 +332,28 @@ def _stage(s: StageSettings, section: str) -> StageSettings:
 
     resize_range = _pair(s.resize_range, key("resize_range"))
     if resize_range[0] <= 0:
-        raise ConfigError(f"degradation.{key('resize_range')}: scales must be > 0, got {list(resize_range)}",
-                          key=f"degradation.{key('resize_range')}")
+        raise ConfigError(
+            f"degradation.{key('resize_range')}: scales must be > 0, got {list(resize_range)}",
+            key=f"degradation.{key('resize_range')}",
+        )
     if not (resize_range[0] <= 1.0 <= resize_range[1]):
-        raise ConfigError(f"degradation.{key('resize_range')}: range must contain 1 (down below, up above), "
-                          f"got {list(resize_range)}", key=f"degradation.{key('resize_range')}")
+        raise ConfigError(
+            f"degradation.{key('resize_range')}: range must contain 1 (down below, up above), got {list(resize_range)}",
+            key=f"degradation.{key('resize_range')}",
+        )
     ranges = {}
     for name in ("noise_range", "poisson_scale_range"):
         ranges[name] = _pair(getattr(s, name), key(name))
         if ranges[name][0] < 0:
-            raise ConfigError(f"degradation.{key(name)}: must be >= 0, got {list(ranges[name])}",
-                              key=f"degradation.{key(name)}")
+            raise ConfigError(
+                f"degradation.{key(name)}: must be >= 0, got {list(ranges[name])}", key=f"degradation.{key(name)}"
+            )
     jpeg = _pair(s.jpeg_range, key("jpeg_range"))
     if jpeg[0] < 1 or jpeg[1] > 100:
-        raise ConfigError(f"degradation.{key('jpeg_range')}: JPEG quality must be in [1, 100], got {list(jpeg)}",
-                          key=f"degradation.{key('jpeg_range')}")
+        raise ConfigError(
+            f"degradation.{key('jpeg_range')}: JPEG quality must be in [1, 100], got {list(jpeg)}",
+            key=f"degradation.{key('jpeg_range')}",
+        )
     resize_prob = _probs(s.resize_prob, key("resize_prob"), 3)
     return StageSettings(
         resize_prob=(resize_prob[0], resize_prob[1], resize_prob[2]),
@@ -340,12 +376,19 @@ def _cutoff(value: Any, key: str) -> tuple[float, float]:
 
 def _validated(v: dict[str, Any]) -> dict[str, Any]:
     """The fields normalised to their types (YAML lists become tuples); ConfigError names the first bad key."""
-    types = {"blur1": BlurSettings, "blur2": BlurSettings, "stage1": StageSettings, "stage2": StageSettings,
-             "final": FinalSettings}
+    types = {
+        "blur1": BlurSettings,
+        "blur2": BlurSettings,
+        "stage1": StageSettings,
+        "stage2": StageSettings,
+        "final": FinalSettings,
+    }
     for section, tp in types.items():
         if not isinstance(v[section], tp):
-            raise ConfigError(f"degradation.{section}: expected a {tp.__name__}, got {type(v[section]).__name__}",
-                              key=f"degradation.{section}")
+            raise ConfigError(
+                f"degradation.{section}: expected a {tp.__name__}, got {type(v[section]).__name__}",
+                key=f"degradation.{section}",
+            )
     out = dict(v)
     out["blur1"], out["blur2"] = _blur(v["blur1"], "blur1"), _blur(v["blur2"], "blur2")
     ks = v["kernel_size_range"]
@@ -356,18 +399,24 @@ def _validated(v: dict[str, Any]) -> dict[str, Any]:
         or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 and x % 2 == 1 for x in ks)
         or ks[0] > ks[1]
     ):
-        raise ConfigError(f"degradation.kernel_size_range: expected [low, high] odd positive integers, got {ks!r}",
-                          key="degradation.kernel_size_range")
+        raise ConfigError(
+            f"degradation.kernel_size_range: expected [low, high] odd positive integers, got {ks!r}",
+            key="degradation.kernel_size_range",
+        )
     out["kernel_size_range"] = (int(ks[0]), int(ks[1]))
     for blur in ("blur1", "blur2"):
         size = out[blur].kernel_size
         if ks[1] > size:
-            raise ConfigError(f"degradation.kernel_size_range: largest size {ks[1]} exceeds "
-                              f"{_KEY_OF[(blur, 'kernel_size')]} {size}", key="degradation.kernel_size_range")
+            raise ConfigError(
+                f"degradation.kernel_size_range: largest size {ks[1]} exceeds {_KEY_OF[(blur, 'kernel_size')]} {size}",
+                key="degradation.kernel_size_range",
+            )
     limit = v["sinc_small_kernel_limit"]
     if isinstance(limit, bool) or not isinstance(limit, int):
-        raise ConfigError(f"degradation.sinc_small_kernel_limit: expected an integer, got {limit!r}",
-                          key="degradation.sinc_small_kernel_limit")
+        raise ConfigError(
+            f"degradation.sinc_small_kernel_limit: expected an integer, got {limit!r}",
+            key="degradation.sinc_small_kernel_limit",
+        )
     out["sinc_cutoff_small"] = _cutoff(v["sinc_cutoff_small"], "sinc_cutoff_small")
     out["sinc_cutoff_large"] = _cutoff(v["sinc_cutoff_large"], "sinc_cutoff_large")
     final: FinalSettings = v["final"]
@@ -382,6 +431,7 @@ def _validated(v: dict[str, Any]) -> dict[str, Any]:
     if v["jpeg_chroma_upsampling"] not in CHROMA_UPSAMPLING:
         raise ConfigError(
             f"degradation.jpeg_chroma_upsampling: expected one of {', '.join(CHROMA_UPSAMPLING)}, "
-            f"got {v['jpeg_chroma_upsampling']!r}", key="degradation.jpeg_chroma_upsampling"
+            f"got {v['jpeg_chroma_upsampling']!r}",
+            key="degradation.jpeg_chroma_upsampling",
         )
     return out

@@ -9,8 +9,13 @@ import torch
 from realesr.errors import DataError
 
 
-def paired_random_crop(gt: torch.Tensor | Sequence[torch.Tensor], lq: torch.Tensor, gt_size: int, scale: int,
-                       generator: torch.Generator | None = None):
+def paired_random_crop(
+    gt: torch.Tensor | Sequence[torch.Tensor],
+    lq: torch.Tensor,
+    gt_size: int,
+    scale: int,
+    generator: torch.Generator | None = None,
+):
     """Crop gt_size x gt_size from GT (one tensor or a list of aligned tensors, [B,C,H,W]) and the matching
     (gt_size/scale)^2 from LQ [B,C,H/scale,W/scale], at an LQ-grid offset drawn per sample.
 
@@ -26,9 +31,7 @@ def paired_random_crop(gt: torch.Tensor | Sequence[torch.Tensor], lq: torch.Tens
     b, _, h_lq, w_lq = lq.shape
     for t in gts:
         if t.shape[0] != b or t.shape[-2] != h_lq * scale or t.shape[-1] != w_lq * scale:
-            raise DataError(
-                f"GT of {tuple(t.shape)} does not match LQ of {tuple(lq.shape)} at scale {scale}"
-            )
+            raise DataError(f"GT of {tuple(t.shape)} does not match LQ of {tuple(lq.shape)} at scale {scale}")
     if h_lq < lq_size or w_lq < lq_size:
         raise DataError(f"LQ of {h_lq}x{w_lq} is smaller than the patch {lq_size}x{lq_size} (gt_size {gt_size})")
     dev = generator.device if generator is not None else torch.device("cpu")
@@ -36,8 +39,12 @@ def paired_random_crop(gt: torch.Tensor | Sequence[torch.Tensor], lq: torch.Tens
     lefts = torch.randint(0, w_lq - lq_size + 1, (b,), generator=generator, device=dev).tolist()
     lq_c = torch.stack([lq[i, :, t : t + lq_size, x : x + lq_size] for i, (t, x) in enumerate(zip(tops, lefts))])
     gt_c = [
-        torch.stack([g[i, :, t * scale : t * scale + gt_size, x * scale : x * scale + gt_size]
-                     for i, (t, x) in enumerate(zip(tops, lefts))])
+        torch.stack(
+            [
+                g[i, :, t * scale : t * scale + gt_size, x * scale : x * scale + gt_size]
+                for i, (t, x) in enumerate(zip(tops, lefts))
+            ]
+        )
         for g in gts
     ]
     return (gt_c[0] if single else gt_c), lq_c

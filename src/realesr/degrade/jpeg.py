@@ -108,8 +108,12 @@ def _clamp_to_sizes(plane: torch.Tensor, sizes: list[tuple[int, int]]) -> torch.
     return plane.gather(3, cols.view(b, 1, 1, w).expand(b, c, h, w))
 
 
-def jpeg_compress(x: torch.Tensor, quality: torch.Tensor | float, chroma_upsampling: str = "fancy",
-                  sizes: list[tuple[int, int]] | None = None) -> torch.Tensor:
+def jpeg_compress(
+    x: torch.Tensor,
+    quality: torch.Tensor | float,
+    chroma_upsampling: str = "fancy",
+    sizes: list[tuple[int, int]] | None = None,
+) -> torch.Tensor:
     """JPEG-compress and decode x [B,3,H,W] in [0,1] at a quality per sample ([B] tensor or a number).
 
     ``sizes``: each sample's own (h, w) when x is a canvas of samples of different sizes placed top-left with

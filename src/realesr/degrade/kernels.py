@@ -159,8 +159,9 @@ def random_blur_kernel(rng: np.random.Generator, cfg: DegradationConfig, second:
         omega = float(rng.uniform(*cutoff_range))
         draw = KernelDraw(circular_lowpass_kernel(omega, size), SINC_TYPE, size, omega=omega)
     else:
-        draw = random_mixed_kernel(rng, blur.kernel_list, blur.kernel_prob, size, blur.sigma, blur.betag_range,
-                                   blur.betap_range)
+        draw = random_mixed_kernel(
+            rng, blur.kernel_list, blur.kernel_prob, size, blur.sigma, blur.betag_range, blur.betap_range
+        )
     draw.kernel = pad_kernel(draw.kernel, blur.kernel_size)
     return draw
 

@@ -27,11 +27,12 @@ def randn_like_on(x_shape: Sequence[int], like: torch.Tensor, generator: torch.G
 
 def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
     r, g, b = _GRAY_WEIGHTS
-    return (r * x[:, 0:1] + g * x[:, 1:2] + b * x[:, 2:3])
+    return r * x[:, 0:1] + g * x[:, 1:2] + b * x[:, 2:3]
 
 
-def gaussian_noise(x: torch.Tensor, sigma: torch.Tensor, gray: torch.Tensor,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+def gaussian_noise(
+    x: torch.Tensor, sigma: torch.Tensor, gray: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Noise N(0, (sigma/255)^2) per sample; grey samples get the same noise in every channel.
 
     sigma: [B] in 8-bit levels; gray: [B] bool.
@@ -60,9 +61,13 @@ def _poisson(rate: torch.Tensor, generator: torch.Generator | None) -> torch.Ten
     return torch.poisson(rate.to(dev), generator=generator).to(rate.device)
 
 
-def poisson_noise(x: torch.Tensor, scale: torch.Tensor, gray: torch.Tensor,
-                  generator: torch.Generator | None = None,
-                  sizes: Sequence[tuple[int, int]] | None = None) -> torch.Tensor:
+def poisson_noise(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    gray: torch.Tensor,
+    generator: torch.Generator | None = None,
+    sizes: Sequence[tuple[int, int]] | None = None,
+) -> torch.Tensor:
     """Signal-dependent noise scale * (Poisson(v x) / v - x) with v = 2^ceil(log2(#levels)) per sample.
 
     Its variance is scale^2 x / v (about scale^2 x / 256 on 8-bit content). Grey samples draw the noise on the
@@ -83,9 +88,15 @@ def poisson_noise(x: torch.Tensor, scale: torch.Tensor, gray: torch.Tensor,
     return noise * scale
 
 
-def add_noise(x: torch.Tensor, use_gaussian: torch.Tensor, sigma: torch.Tensor, poisson_scale: torch.Tensor,
-              gray: torch.Tensor, generator: torch.Generator | None = None,
-              sizes: Sequence[tuple[int, int]] | None = None) -> torch.Tensor:
+def add_noise(
+    x: torch.Tensor,
+    use_gaussian: torch.Tensor,
+    sigma: torch.Tensor,
+    poisson_scale: torch.Tensor,
+    gray: torch.Tensor,
+    generator: torch.Generator | None = None,
+    sizes: Sequence[tuple[int, int]] | None = None,
+) -> torch.Tensor:
     """Gaussian or Poisson noise chosen per sample, then clip to [0, 1] (the official clip=True, rounds=False)."""
     use_gaussian = use_gaussian.bool().cpu()
     out = x.clone()

@@ -29,9 +29,23 @@ RESIZE_DIRECTIONS = ("up", "down", "keep")
 # Scalar keys of a parameter dict, and the dtype they are stored with.
 _KERNEL_FIELDS = ("type", "size", "sigma_x", "sigma_y", "theta", "beta", "omega")
 _INT_KEYS = {
-    "kernel1_type", "kernel1_size", "kernel2_type", "kernel2_size", "sinc_type", "sinc_size",
-    "resize1_direction", "resize1_mode", "noise1_gaussian", "noise1_gray", "blur2_apply",
-    "resize2_direction", "resize2_mode", "noise2_gaussian", "noise2_gray", "final_resize_first", "final_resize_mode",
+    "kernel1_type",
+    "kernel1_size",
+    "kernel2_type",
+    "kernel2_size",
+    "sinc_type",
+    "sinc_size",
+    "resize1_direction",
+    "resize1_mode",
+    "noise1_gaussian",
+    "noise1_gray",
+    "blur2_apply",
+    "resize2_direction",
+    "resize2_mode",
+    "noise2_gaussian",
+    "noise2_gray",
+    "final_resize_first",
+    "final_resize_mode",
 }
 
 
@@ -98,15 +112,32 @@ def sample_degradation_params(cfg: DegradationConfig, rng: np.random.Generator) 
 
 
 REQUIRED_KEYS = (
-    "kernel1", "kernel2", "sinc_kernel", "resize1_scale", "resize1_mode", "noise1_gaussian", "noise1_sigma",
-    "noise1_poisson_scale", "noise1_gray", "jpeg1_quality", "blur2_apply", "resize2_scale", "resize2_mode",
-    "noise2_gaussian", "noise2_sigma", "noise2_poisson_scale", "noise2_gray", "final_resize_first",
-    "final_resize_mode", "jpeg2_quality",
+    "kernel1",
+    "kernel2",
+    "sinc_kernel",
+    "resize1_scale",
+    "resize1_mode",
+    "noise1_gaussian",
+    "noise1_sigma",
+    "noise1_poisson_scale",
+    "noise1_gray",
+    "jpeg1_quality",
+    "blur2_apply",
+    "resize2_scale",
+    "resize2_mode",
+    "noise2_gaussian",
+    "noise2_sigma",
+    "noise2_poisson_scale",
+    "noise2_gray",
+    "final_resize_first",
+    "final_resize_mode",
+    "jpeg2_quality",
 )
 
 
-def sample_degradation_batch(cfg: DegradationConfig, rng: np.random.Generator, batch_size: int
-                             ) -> dict[str, torch.Tensor]:
+def sample_degradation_batch(
+    cfg: DegradationConfig, rng: np.random.Generator, batch_size: int
+) -> dict[str, torch.Tensor]:
     """``batch_size`` draws of :func:`sample_degradation_params`, stacked as default_collate would."""
     draws = [sample_degradation_params(cfg, rng) for _ in range(batch_size)]
     return {k: torch.stack([d[k] for d in draws]) for k in draws[0]}
@@ -127,14 +158,16 @@ def _blur_ragged(items: list, kernels: torch.Tensor, on_canvas: bool) -> list:
     return from_canvas(out.view(b, c, hh - k + 1, ww - k + 1), sizes)
 
 
-def _noise_ragged(items: list, p: Mapping[str, torch.Tensor], stage: int, generator: torch.Generator | None,
-                  on_canvas: bool) -> list:
+def _noise_ragged(
+    items: list, p: Mapping[str, torch.Tensor], stage: int, generator: torch.Generator | None, on_canvas: bool
+) -> list:
     keys = [f"noise{stage}_{name}" for name in ("gaussian", "sigma", "poisson_scale", "gray")]
     if same_size(items) or on_canvas:
         canvas, sizes = to_canvas(items)
         gaussian, sigma, poisson_scale, gray = (p[k] for k in keys)
-        out = add_noise(canvas, gaussian, sigma, poisson_scale, gray, generator,
-                        sizes=None if same_size(items) else sizes)
+        out = add_noise(
+            canvas, gaussian, sigma, poisson_scale, gray, generator, sizes=None if same_size(items) else sizes
+        )
         return from_canvas(out, sizes)
     noisy = []
     for i, t in enumerate(items):
@@ -159,8 +192,14 @@ def _check_params(params: Mapping[str, torch.Tensor], batch: int) -> None:
             raise ConfigError(f"degradation params: {key!r} has {params[key].shape[0]} entries for a batch of {batch}")
 
 
-def degrade(gt_usm: torch.Tensor, params: Mapping[str, torch.Tensor], cfg: DegradationConfig, scale: int,
-            generator: torch.Generator | None = None, on_canvas: bool | None = None) -> torch.Tensor:
+def degrade(
+    gt_usm: torch.Tensor,
+    params: Mapping[str, torch.Tensor],
+    cfg: DegradationConfig,
+    scale: int,
+    generator: torch.Generator | None = None,
+    on_canvas: bool | None = None,
+) -> torch.Tensor:
     """Synthesise LQ images [B,3,H//scale,W//scale] from (sharpened) GT [B,3,H,W] in [0,1], any device.
 
     ``params``: a collated batch of :func:`sample_degradation_params`. ``generator`` drives the noise; noise is
@@ -211,8 +250,9 @@ def degrade(gt_usm: torch.Tensor, params: Mapping[str, torch.Tensor], cfg: Degra
     scales2 = p["resize2_scale"].tolist()
     modes2 = p["resize2_mode"].tolist()
     items = [
-        resize_one(items[i], RESIZE_MODES[modes2[i]],
-                   size=(int(ori_h / scale * scales2[i]), int(ori_w / scale * scales2[i])))
+        resize_one(
+            items[i], RESIZE_MODES[modes2[i]], size=(int(ori_h / scale * scales2[i]), int(ori_w / scale * scales2[i]))
+        )
         for i in range(b)
     ]
     items = _noise_ragged(items, p, 2, generator, on_canvas)
@@ -222,8 +262,9 @@ def degrade(gt_usm: torch.Tensor, params: Mapping[str, torch.Tensor], cfg: Degra
     resize_first = p["final_resize_first"].bool().tolist()
     jpeg_first = [i for i in range(b) if not resize_first[i]]
     if jpeg_first:
-        coded = _jpeg_ragged([items[i] for i in jpeg_first], p["jpeg2_quality"][jpeg_first],
-                             cfg.jpeg_chroma_upsampling, on_canvas)
+        coded = _jpeg_ragged(
+            [items[i] for i in jpeg_first], p["jpeg2_quality"][jpeg_first], cfg.jpeg_chroma_upsampling, on_canvas
+        )
         for i, t in zip(jpeg_first, coded):
             items[i] = t
     final_modes = p["final_resize_mode"].tolist()
@@ -232,8 +273,9 @@ def degrade(gt_usm: torch.Tensor, params: Mapping[str, torch.Tensor], cfg: Degra
     resize_first_idx = [i for i in range(b) if resize_first[i]]
     if resize_first_idx:
         idx = torch.tensor(resize_first_idx, device=device)
-        coded_final = jpeg_compress(out[idx].clamp(0.0, 1.0), p["jpeg2_quality"][resize_first_idx],
-                                    cfg.jpeg_chroma_upsampling)
+        coded_final = jpeg_compress(
+            out[idx].clamp(0.0, 1.0), p["jpeg2_quality"][resize_first_idx], cfg.jpeg_chroma_upsampling
+        )
         out = out.index_copy(0, idx, coded_final)
     return (torch.clamp((out * 255.0).round(), 0, 255) / 255.0).to(out_dtype)
 

@@ -56,8 +56,10 @@ class TrainingPairPool:
             self.queue_lq = lq.new_zeros((self.pool_size, *lq.shape[1:]))
             self.queue_gt = [g.new_zeros((self.pool_size, *g.shape[1:])) for g in gts]
         assert self.queue_gt is not None  # filled together with queue_lq
-        if lq.shape[1:] != self.queue_lq.shape[1:] or len(gts) != len(self.queue_gt) or any(
-            g.shape[1:] != q.shape[1:] for g, q in zip(gts, self.queue_gt)
+        if (
+            lq.shape[1:] != self.queue_lq.shape[1:]
+            or len(gts) != len(self.queue_gt)
+            or any(g.shape[1:] != q.shape[1:] for g, q in zip(gts, self.queue_gt))
         ):
             raise ValueError("TrainingPairPool: the batch shapes changed since the pool was filled")
         if self.queue_lq.device != lq.device:  # e.g. the first call after load_state_dict

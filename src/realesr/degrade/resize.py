@@ -22,8 +22,9 @@ from realesr.degrade.kernels import pad_reflect
 Ragged = list  # list of [1,C,h,w] tensors
 
 
-def resize_one(x: torch.Tensor, mode: str, scale: float | None = None,
-               size: tuple[int, int] | None = None) -> torch.Tensor:
+def resize_one(
+    x: torch.Tensor, mode: str, scale: float | None = None, size: tuple[int, int] | None = None
+) -> torch.Tensor:
     """F.interpolate as the official calls it: by scale factor (stage one) or to a size (stage two, final)."""
     if mode not in RESIZE_MODES:
         raise ValueError(f"unknown resize mode {mode!r}")

@@ -29,8 +29,9 @@ def image_generators(seed: int, name: str) -> tuple[np.random.Generator, torch.G
 
 
 @torch.no_grad()
-def degraded_lr(gt: torch.Tensor, cfg: DegradationConfig, scale: int, seed: int, name: str,
-                sharpen: bool = True) -> torch.Tensor:
+def degraded_lr(
+    gt: torch.Tensor, cfg: DegradationConfig, scale: int, seed: int, name: str, sharpen: bool = True
+) -> torch.Tensor:
     """The training degradation of ``gt`` ([1, 3, H, W] float in [0, 1], H and W multiples of ``scale``), from its
     unsharp-masked version as in training; returns the LR [1, 3, H/scale, W/scale] float in [0, 1]."""
     rng, generator = image_generators(seed, name)

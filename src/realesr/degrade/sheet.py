@@ -39,10 +39,14 @@ def _noise_label(params: Mapping[str, torch.Tensor], stage: int, i: int) -> str:
 
 def label_lines(params: Mapping[str, torch.Tensor], i: int) -> list[str]:
     """Short lines naming every drawn parameter of sample i, in the order the chain applies them."""
-    r1 = f"{_DIRECTIONS[int(params['resize1_direction'][i])]} x{float(params['resize1_scale'][i]):.2f} " \
-         f"{RESIZE_MODES[int(params['resize1_mode'][i])]}"
-    r2 = f"{_DIRECTIONS[int(params['resize2_direction'][i])]} x{float(params['resize2_scale'][i]):.2f} " \
-         f"{RESIZE_MODES[int(params['resize2_mode'][i])]}"
+    r1 = (
+        f"{_DIRECTIONS[int(params['resize1_direction'][i])]} x{float(params['resize1_scale'][i]):.2f} "
+        f"{RESIZE_MODES[int(params['resize1_mode'][i])]}"
+    )
+    r2 = (
+        f"{_DIRECTIONS[int(params['resize2_direction'][i])]} x{float(params['resize2_scale'][i]):.2f} "
+        f"{RESIZE_MODES[int(params['resize2_mode'][i])]}"
+    )
     final_resize = RESIZE_MODES[int(params["final_resize_mode"][i])]
     sinc = _kernel_label(params, "sinc", i)
     jpeg2 = f"jpeg q{float(params['jpeg2_quality'][i]):.0f}"

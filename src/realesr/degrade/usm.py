@@ -48,8 +48,9 @@ def separable_blur(x: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
     return mh @ x @ mw.T
 
 
-def usm_sharpen(img: torch.Tensor, weight: float = 0.5, threshold: float = 10.0, radius: int = 50,
-                sigma: float | None = None) -> torch.Tensor:
+def usm_sharpen(
+    img: torch.Tensor, weight: float = 0.5, threshold: float = 10.0, radius: int = 50, sigma: float | None = None
+) -> torch.Tensor:
     """Sharpen [B,C,H,W] (or [C,H,W]) in [0,1]: img + weight (img - blur), blended in by a soft mask.
 
     The mask is 1 where |img - blur| exceeds ``threshold`` 8-bit levels, softened by the same Gaussian; the

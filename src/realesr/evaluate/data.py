@@ -39,13 +39,13 @@ def find_dataset(spec: str | Path, limit: int | None = None) -> Dataset:
         paths = [path]
         name = path.stem
     elif path.is_file():
-        raise DataError(f"{spec}: expected a folder of images, an image or a .txt list of image paths",
-                        params=("data",))
+        raise DataError(
+            f"{spec}: expected a folder of images, an image or a .txt list of image paths", params=("data",)
+        )
     else:
         raise DataError(f"{spec}: no such folder or file", params=("data",))
     if not paths:
-        raise DataError(f"{spec}: no images found (looked for {', '.join(sorted(READ_EXTENSIONS))})",
-                        params=("data",))
+        raise DataError(f"{spec}: no images found (looked for {', '.join(sorted(READ_EXTENSIONS))})", params=("data",))
     if limit is not None:
         paths = paths[:limit]
     return Dataset(name=name, paths=tuple(paths))

@@ -312,14 +312,18 @@ def saved_image_path(save_dir: Path, dataset: str, label: str, image: Path) -> P
     return Path(save_dir) / dataset / _safe(label) / f"{Path(image).stem}.png"
 
 
-def planned_outputs(models: Sequence[EvalModel], datasets: Sequence[Dataset], save_dir: Path | None,
-                    scale: int) -> list[PlannedOutput]:
+def planned_outputs(
+    models: Sequence[EvalModel], datasets: Sequence[Dataset], save_dir: Path | None, scale: int
+) -> list[PlannedOutput]:
     """Every image :func:`evaluate` would save, for the output plan (checked before any model runs)."""
     if save_dir is None:
         return []
     return [
-        PlannedOutput(saved_image_path(save_dir, dataset.name, model.label, path),
-                      f"the output of {model.label} for {path}", ("save_images",))
+        PlannedOutput(
+            saved_image_path(save_dir, dataset.name, model.label, path),
+            f"the output of {model.label} for {path}",
+            ("save_images",),
+        )
         for dataset in datasets
         for model in unique_labels(models)
         if model.scale is None or model.scale == scale

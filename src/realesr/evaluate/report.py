@@ -144,8 +144,12 @@ def render_figure(samples: Sequence[FigureSample], zoom: int = 1, footer: str | 
     for r, sample in enumerate(samples):
         top = title_h + pad + r * row_h
         y, x, size = sample.window
-        draw.text((pad, top + 2), f"{sample.dataset}/{sample.image}  (crop {size}x{size} at x={x}, y={y})",
-                  fill=(90, 90, 90), font=caption_font)
+        draw.text(
+            (pad, top + 2),
+            f"{sample.dataset}/{sample.image}  (crop {size}x{size} at x={x}, y={y})",
+            fill=(90, 90, 90),
+            font=caption_font,
+        )
         for c, label in enumerate(labels):
             crop = sample.reference if label == "__reference__" else sample.panels.get(label)
             left = pad + c * (panel_size + pad)

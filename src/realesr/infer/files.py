@@ -87,8 +87,9 @@ class OutputOptions:
         if os.sep in self.suffix or (os.altsep and os.altsep in self.suffix) or "\0" in self.suffix:
             raise UsageError(f"the suffix must not contain a path separator: {self.suffix!r}", params=("suffix",))
         if self.ext.lower().lstrip(".") not in EXTENSIONS + ("auto",):
-            raise UsageError(f"the output format must be auto or one of {', '.join(EXTENSIONS)}, not {self.ext!r}",
-                             params=("ext",))
+            raise UsageError(
+                f"the output format must be auto or one of {', '.join(EXTENSIONS)}, not {self.ext!r}", params=("ext",)
+            )
         if not 1 <= int(self.quality) <= 100:
             raise UsageError(f"the quality must be in 1..100, not {self.quality}", params=("quality",))
 
@@ -138,20 +139,27 @@ class UpscalePlan:
                 out_h = out_w = 10**30
             item.out_size = (out_w, out_h)
             fmt = WRITE_FORMATS[item.output.suffix.lower()]
-            channels = (2 if header.mode.startswith(("L", "I", "1")) else 4) if header.has_alpha else (
-                1 if header.mode in ("L", "1", "I", "I;16", "I;16B", "I;16L", "I;16N", "F") else 3)
+            channels = (
+                (2 if header.mode.startswith(("L", "I", "1")) else 4)
+                if header.has_alpha
+                else (1 if header.mode in ("L", "1", "I", "I;16", "I;16B", "I;16L", "I;16N", "F") else 3)
+            )
             sample = 2 if header.mode.startswith("I") or "16" in header.mode else 1
             pixels = float(out_h) * float(out_w)
             # The float32 result on the device (3 colour + alpha planes) and the integer array written out.
             memory = pixels * (4 * max(channels, 3) + channels * sample)
             if memory > available_bytes:
-                item.error = (f"{item.source}: the output would be {_size(out_w, out_h)} and need about "
-                              f"{_bytes(memory)} of memory, {_bytes(available_bytes)} are available: "
-                              "lower the output scale or crop the image")
+                item.error = (
+                    f"{item.source}: the output would be {_size(out_w, out_h)} and need about "
+                    f"{_bytes(memory)} of memory, {_bytes(available_bytes)} are available: "
+                    "lower the output scale or crop the image"
+                )
                 item.error_params = ("outscale",)
             elif max(out_h, out_w) > MAX_SIDE[fmt]:
-                item.error = (f"{item.source}: the output would be {_size(out_w, out_h)}, more than {fmt} can hold "
-                              f"({MAX_SIDE[fmt]} px a side): write PNG or TIFF, or lower the output scale")
+                item.error = (
+                    f"{item.source}: the output would be {_size(out_w, out_h)}, more than {fmt} can hold "
+                    f"({MAX_SIDE[fmt]} px a side): write PNG or TIFF, or lower the output scale"
+                )
                 item.error_params = ("ext", "outscale")
             else:
                 disk_need += pixels * channels * sample * _DISK_RATIO[fmt]
@@ -161,16 +169,18 @@ class UpscalePlan:
         except OSError:
             return
         if disk_need > free:
-            raise UsageError(f"the outputs need about {_bytes(disk_need)} and {folder} has {_bytes(free)} free",
-                             params=("output",))
+            raise UsageError(
+                f"the outputs need about {_bytes(disk_need)} and {folder} has {_bytes(free)} free", params=("output",)
+            )
 
     def prepare(self) -> None:
         """Create the output folder (after the plan has been checked: a refused plan writes nothing)."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise UsageError(f"cannot create the output folder {self.folder}: {err.strerror or err}",
-                             params=("output",)) from None
+            raise UsageError(
+                f"cannot create the output folder {self.folder}: {err.strerror or err}", params=("output",)
+            ) from None
 
 
 @dataclass
@@ -236,12 +246,16 @@ def plan_upscale(
         target_is_file = True
     if target.suffix.lower() in READ_EXTENSIONS and not target_is_file and not target.is_dir():
         # "-o out.gif" would otherwise become a folder named out.gif
-        raise UsageError(f"the output {target}: cannot write {target.suffix[1:].upper()} files "
-                         f"(use one of {', '.join('.' + e for e in EXTENSIONS)}, or a folder name)",
-                         params=("output",))
+        raise UsageError(
+            f"the output {target}: cannot write {target.suffix[1:].upper()} files "
+            f"(use one of {', '.join('.' + e for e in EXTENSIONS)}, or a folder name)",
+            params=("output",),
+        )
     if target_is_file and len(entries) != 1:
-        raise UsageError(f"the output {target} is a file name, but there are {len(entries)} inputs: give a folder",
-                         params=("output",))
+        raise UsageError(
+            f"the output {target} is a file name, but there are {len(entries)} inputs: give a folder",
+            params=("output",),
+        )
     plan = UpscalePlan([], options, target, target_is_file)
     check_folder_writable(plan.folder, params=("output",))
 
@@ -288,16 +302,18 @@ def plan_upscale(
                 params += ("ext",)
             planned_outputs.append(PlannedOutput(item.output, f"the result of {item.source}", params))
         if item.compare is not None:
-            planned_outputs.append(PlannedOutput(item.compare, f"the comparison sheet of {item.source}",
-                                                 ("suffix", "output")))
+            planned_outputs.append(
+                PlannedOutput(item.compare, f"the comparison sheet of {item.source}", ("suffix", "output"))
+            )
     inputs_to_protect = [e.path for e in files if path_key(e.path) not in skipped_keys]
     check_outputs(planned_outputs, inputs_to_protect)
     plan.items = [item for _e, item in kept]
     return plan
 
 
-def _plan_video(item: PlanItem, path: Path, target: Path, target_is_file: bool, options: OutputOptions,
-                video_options) -> None:
+def _plan_video(
+    item: PlanItem, path: Path, target: Path, target_is_file: bool, options: OutputOptions, video_options
+) -> None:
     """A file that is no still image, or has several frames: a video or an animation? (by content)"""
     from realesr.infer.video import output_extension, probe_video
 
@@ -334,8 +350,14 @@ def upscale_item(
     if item.compare is not None:
         sheet = comparison_sheet(image.array, result.array, upscaler.model_name)
         write_image(item.compare, sheet, source=item.source, mark=True)
-    return FileResult(item.source, item.output, item.compare, (result.width, result.height),
-                      time.perf_counter() - started, list(item.notes))
+    return FileResult(
+        item.source,
+        item.output,
+        item.compare,
+        (result.width, result.height),
+        time.perf_counter() - started,
+        list(item.notes),
+    )
 
 
 def upscale_file(

@@ -75,9 +75,17 @@ class UpscalerSpec:
 
         if threads is not None:
             torch.set_num_threads(max(1, threads))
-        return Upscaler(self.model, device=device, precision=self.precision, tile=self.tile,
-                        tile_pad=self.tile_pad, outscale=self.outscale, alpha=self.alpha,
-                        denoise_strength=self.denoise_strength, allow_download=self.allow_download)
+        return Upscaler(
+            self.model,
+            device=device,
+            precision=self.precision,
+            tile=self.tile,
+            tile_pad=self.tile_pad,
+            outscale=self.outscale,
+            alpha=self.alpha,
+            denoise_strength=self.denoise_strength,
+            allow_download=self.allow_download,
+        )
 
 
 def parse_devices(text: str) -> list[str] | None:
@@ -224,15 +232,30 @@ def upscale_items(
             try:
                 if isinstance(out, BaseException):
                     raise out
-                result = LoadedImage(array=out, icc_profile=image.icc_profile, exif=image.exif,
-                                     format=image.format, info=dict(image.info))
+                result = LoadedImage(
+                    array=out,
+                    icc_profile=image.icc_profile,
+                    exif=image.exif,
+                    format=image.format,
+                    info=dict(image.info),
+                )
                 assert item.output is not None
                 write_image(item.output, result, quality=options.quality, source=item.source, mark=True)
                 if item.compare is not None:
                     sheet = comparison_sheet(image.array, result.array, upscaler.model_name)
                     write_image(item.compare, sheet, source=item.source, mark=True)
-                yield item, FileResult(item.source, item.output, item.compare, (result.width, result.height),
-                                       time.perf_counter() - began, list(item.notes)), None
+                yield (
+                    item,
+                    FileResult(
+                        item.source,
+                        item.output,
+                        item.compare,
+                        (result.width, result.height),
+                        time.perf_counter() - began,
+                        list(item.notes),
+                    ),
+                    None,
+                )
             except RealesrError as err:
                 yield item, None, _with_source(str(err), item.source)
             except Exception as err:  # noqa: BLE001 - one file's trouble must not end the run
@@ -274,8 +297,15 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(143)  # unwinds through atomic_path, which removes its temporary file
 
 
-def _worker_main(conn: Connection, worker: int, device: str, spec: UpscalerSpec, options: OutputOptions,
-                 threads: int | None, batch: int) -> None:
+def _worker_main(
+    conn: Connection,
+    worker: int,
+    device: str,
+    spec: UpscalerSpec,
+    options: OutputOptions,
+    threads: int | None,
+    batch: int,
+) -> None:
     try:
         _serve(conn, worker, device, spec, options, threads, batch)
     except SystemExit as stop:
@@ -284,8 +314,15 @@ def _worker_main(conn: Connection, worker: int, device: str, spec: UpscalerSpec,
         os._exit(stop.code if isinstance(stop.code, int) else 1)
 
 
-def _serve(conn: Connection, worker: int, device: str, spec: UpscalerSpec, options: OutputOptions,
-           threads: int | None, batch: int) -> None:
+def _serve(
+    conn: Connection,
+    worker: int,
+    device: str,
+    spec: UpscalerSpec,
+    options: OutputOptions,
+    threads: int | None,
+    batch: int,
+) -> None:
     # Ctrl-C reaches the whole process group: the parent decides, workers just stop (atomic writes clean up).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -384,8 +421,12 @@ def run_pool(
     def start(slot: int) -> None:
         parent_end, child_end = context.Pipe()
         device = devices[slot]
-        process = context.Process(target=_worker_main, name=f"realesr-upscale-{device}",
-                                  args=(child_end, slot, device, spec, options, threads, batch), daemon=True)
+        process = context.Process(
+            target=_worker_main,
+            name=f"realesr-upscale-{device}",
+            args=(child_end, slot, device, spec, options, threads, batch),
+            daemon=True,
+        )
         process.start()
         child_end.close()
         workers.append(_Worker(slot, device, process, parent_end))
@@ -395,8 +436,13 @@ def run_pool(
         worker.conn.close()
         worker.process.join(timeout=5)
         code = worker.process.exitcode
-        reason = why or (f"exit code {code}" if code is not None and code >= 0 else
-                         f"killed by signal {-code}" if code is not None else "no exit code")
+        reason = why or (
+            f"exit code {code}"
+            if code is not None and code >= 0
+            else f"killed by signal {-code}"
+            if code is not None
+            else "no exit code"
+        )
         line = f"worker {worker.number} on {worker.device} stopped ({reason})"
         report.lost.append(line)
         emit(PoolEvent("lost", worker.device, worker.number, message=line))

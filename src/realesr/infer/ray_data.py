@@ -42,8 +42,16 @@ COLUMNS = ("source", "output", "compare", "status", "error", "width", "height", 
 
 def plan_rows(items: Sequence[PlanItem]) -> list[dict[str, str]]:
     """The dataset rows of planned items (strings only: Arrow-friendly and the same on every node)."""
-    return [{"source": str(item.source), "output": str(item.output), "compare": str(item.compare or ""),
-             "notes": "\n".join(item.notes)} for item in items if item.error is None and item.output is not None]
+    return [
+        {
+            "source": str(item.source),
+            "output": str(item.output),
+            "compare": str(item.compare or ""),
+            "notes": "\n".join(item.notes),
+        }
+        for item in items
+        if item.error is None and item.output is not None
+    ]
 
 
 class UpscaleActor:
@@ -54,8 +62,14 @@ class UpscaleActor:
     through the network together (a GPU gains from it; see docs/scaleout.md for how exact that is).
     """
 
-    def __init__(self, spec: UpscalerSpec, options: OutputOptions, device: str = "auto", threads: int | None = None,
-                 batch: int = 1) -> None:
+    def __init__(
+        self,
+        spec: UpscalerSpec,
+        options: OutputOptions,
+        device: str = "auto",
+        threads: int | None = None,
+        batch: int = 1,
+    ) -> None:
         self.upscaler = spec.build(device, threads=threads)
         self.options = options
         self.batch = max(1, int(batch))
@@ -64,9 +78,14 @@ class UpscaleActor:
     def __call__(self, rows: dict[str, Any]) -> dict[str, list]:
         items = []
         for source, output, compare, notes in zip(rows["source"], rows["output"], rows["compare"], rows["notes"]):
-            items.append(PlanItem(Path(str(source)), output=Path(str(output)),
-                                  compare=Path(str(compare)) if str(compare) else None,
-                                  notes=[n for n in str(notes).split("\n") if n]))
+            items.append(
+                PlanItem(
+                    Path(str(source)),
+                    output=Path(str(output)),
+                    compare=Path(str(compare)) if str(compare) else None,
+                    notes=[n for n in str(notes).split("\n") if n],
+                )
+            )
         out: dict[str, list] = {name: [] for name in COLUMNS}
         for item, result, error in upscale_items(self.upscaler, items, self.options, batch=self.batch):
             out["source"].append(str(item.source))
@@ -110,8 +129,13 @@ def upscale_dataset(
 def _map(ds, compute, spec, options, num_gpus, num_cpus, threads, batch_size, batch):
     return ds.map_batches(
         UpscaleActor,
-        fn_constructor_kwargs={"spec": spec, "options": options, "device": "auto" if num_gpus else "cpu",
-                               "threads": threads, "batch": batch},
+        fn_constructor_kwargs={
+            "spec": spec,
+            "options": options,
+            "device": "auto" if num_gpus else "cpu",
+            "threads": threads,
+            "batch": batch,
+        },
         batch_size=max(1, int(batch_size)),
         compute=compute,
         num_gpus=num_gpus or None,
@@ -162,8 +186,9 @@ def run_ray(
             ray.init(address=address or "local", **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as err:
             where = address or "a local Ray"
-            raise UsageError(f"cannot start or join {where}: {str(err).strip().splitlines()[0]}",
-                             params=("ray",)) from None
+            raise UsageError(
+                f"cannot start or join {where}: {str(err).strip().splitlines()[0]}", params=("ray",)
+            ) from None
         started_here = True
     try:
         # Ray Data's own progress lines and statistics: the caller reports progress from the rows.
@@ -188,8 +213,16 @@ def run_ray(
 
         def execute(rows: list[dict[str, str]], blocks: int) -> None:
             ds = ray.data.from_items(rows, override_num_blocks=blocks)
-            results = upscale_dataset(ds, spec, options, concurrency=min(concurrency, len(rows)),
-                                      num_gpus=num_gpus, num_cpus=num_cpus, batch_size=max(1, batch), batch=batch)
+            results = upscale_dataset(
+                ds,
+                spec,
+                options,
+                concurrency=min(concurrency, len(rows)),
+                num_gpus=num_gpus,
+                num_cpus=num_cpus,
+                batch_size=max(1, batch),
+                batch=batch,
+            )
             try:
                 for row in results.iter_rows():
                     row = {key: (value.item() if hasattr(value, "item") else value) for key, value in row.items()}
@@ -204,8 +237,11 @@ def run_ray(
 
         def unreported() -> list[PlanItem]:
             reported = {row["source"] for row in collected}
-            return [item for item in items if item.error is None and str(item.source) in wanted
-                    and str(item.source) not in reported]
+            return [
+                item
+                for item in items
+                if item.error is None and str(item.source) in wanted and str(item.source) not in reported
+            ]
 
         wanted = {row["source"] for row in rows}
         execute(rows, min(len(rows), max(concurrency * 4, math.ceil(len(rows) / 64)), 4096))
@@ -221,9 +257,18 @@ def run_ray(
             execute(plan_rows(again), len(again))
         for item in unreported():
             complete = is_complete(item)
-            _report(collected, on_row, item, "done" if complete else "failed", "" if complete else (
-                f"{item.source}: the Ray worker upscaling it stopped (out of memory or a crash), "
-                f"{2 * (TASK_RETRIES + 1)} times"))
+            _report(
+                collected,
+                on_row,
+                item,
+                "done" if complete else "failed",
+                ""
+                if complete
+                else (
+                    f"{item.source}: the Ray worker upscaling it stopped (out of memory or a crash), "
+                    f"{2 * (TASK_RETRIES + 1)} times"
+                ),
+            )
         return collected
     finally:
         if started_here:
@@ -232,9 +277,17 @@ def run_ray(
 
 def _report(collected: list[dict[str, Any]], on_row, item: PlanItem, status: str, error: str) -> None:
     done = status == "done" and item.out_size is not None
-    row = {"source": str(item.source), "output": str(item.output), "compare": str(item.compare or ""),
-           "status": status, "error": error, "width": item.out_size[0] if done and item.out_size else 0,
-           "height": item.out_size[1] if done and item.out_size else 0, "seconds": 0.0, "host": ""}
+    row = {
+        "source": str(item.source),
+        "output": str(item.output),
+        "compare": str(item.compare or ""),
+        "status": status,
+        "error": error,
+        "width": item.out_size[0] if done and item.out_size else 0,
+        "height": item.out_size[1] if done and item.out_size else 0,
+        "seconds": 0.0,
+        "host": "",
+    }
     collected.append(row)
     if on_row is not None:
         on_row(row)

@@ -45,8 +45,7 @@ def split_axis(length: int, tile: int, pad: int, multiple: int = 1) -> list[Tile
     bounds = [round(k * units / count) * multiple for k in range(count + 1)]
     pad = math.ceil(pad / multiple) * multiple
     return [
-        TileSpan(start, end, max(0, start - pad), min(length, end + pad))
-        for start, end in itertools.pairwise(bounds)
+        TileSpan(start, end, max(0, start - pad), min(length, end + pad)) for start, end in itertools.pairwise(bounds)
     ]
 
 

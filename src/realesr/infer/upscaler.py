@@ -37,7 +37,9 @@ def _is_out_of_memory(err: BaseException) -> bool:
         return True
     text = str(err).lower()
     return isinstance(err, (RuntimeError, MemoryError)) and (
-        "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
+        "out of memory" in text
+        or "can't allocate memory" in text
+        or "not enough memory" in text
         or isinstance(err, MemoryError)
     )
 
@@ -49,8 +51,9 @@ class _Resolved:
     source: str
 
 
-def _resolve_model(model, denoise_strength: float | None, allow_download: bool,
-                   progress: bool | Callable[[int, int | None], None]) -> _Resolved:
+def _resolve_model(
+    model, denoise_strength: float | None, allow_download: bool, progress: bool | Callable[[int, int | None], None]
+) -> _Resolved:
     if isinstance(model, nn.Module):
         if denoise_strength is not None:
             raise UsageError("denoise_strength applies to model names, not to an nn.Module")
@@ -106,15 +109,18 @@ class Upscaler:
         channels_last: bool = True,
     ) -> None:
         if precision not in PRECISIONS:
-            raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}",
-                             params=("precision",))
+            raise UsageError(
+                f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}", params=("precision",)
+            )
         if tile is not None and (not isinstance(tile, int) or tile < 0):
-            raise UsageError(f"tile must be 0 (whole image) or a positive number of pixels, not {tile!r}",
-                             params=("tile",))
+            raise UsageError(
+                f"tile must be 0 (whole image) or a positive number of pixels, not {tile!r}", params=("tile",)
+            )
         if tile_pad is not None and (not isinstance(tile_pad, int) or tile_pad < 0):
             raise UsageError(f"tile_pad must be a number of pixels >= 0, not {tile_pad!r}", params=("tile_pad",))
-        if outscale is not None and not (isinstance(outscale, (int, float)) and math.isfinite(outscale)
-                                         and outscale > 0):
+        if outscale is not None and not (
+            isinstance(outscale, (int, float)) and math.isfinite(outscale) and outscale > 0
+        ):
             raise UsageError(f"outscale must be a number > 0, not {outscale!r}", params=("outscale",))
         if alpha not in ALPHA_MODES:
             raise UsageError(f"alpha must be one of {', '.join(ALPHA_MODES)}, not {alpha!r}", params=("alpha",))
@@ -216,9 +222,7 @@ class Upscaler:
         return self._net(x)
 
     @torch.inference_mode()
-    def upscale_tensor(
-        self, x: torch.Tensor, on_tile: Callable[[int, int], None] | None = None
-    ) -> torch.Tensor:
+    def upscale_tensor(self, x: torch.Tensor, on_tile: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """[B,C,H,W] float in [0,1] (any device) -> [B,C,H*s,W*s] float32 on the Upscaler's device, not clamped.
 
         Pads with reflection to the network's size multiple and crops back; tiles as configured; on an
@@ -355,9 +359,14 @@ class Upscaler:
         """
         arrays = [np.asarray(a) for a in arrays]
         first = arrays[0] if arrays else None
-        if (first is None or len(arrays) == 1 or first.dtype not in (np.uint8, np.uint16) or first.size == 0
-                or not (first.ndim == 2 or (first.ndim == 3 and first.shape[2] in (1, 3)))
-                or any(a.shape != first.shape or a.dtype != first.dtype for a in arrays)):
+        if (
+            first is None
+            or len(arrays) == 1
+            or first.dtype not in (np.uint8, np.uint16)
+            or first.size == 0
+            or not (first.ndim == 2 or (first.ndim == 3 and first.shape[2] in (1, 3)))
+            or any(a.shape != first.shape or a.dtype != first.dtype for a in arrays)
+        ):
             return [self.upscale_array(a) for a in arrays]
         height, width = first.shape[:2]
         if self.tile is None:

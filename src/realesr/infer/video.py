@@ -67,9 +67,23 @@ ANIMATION_FORMATS = frozenset({"GIF", "WEBP", "PNG"})  # Pillow formats whose mu
 
 # codec family -> (encoder, family name shown to the user)
 ENCODERS = {"h264": "libx264", "hevc": "libx265", "vp9": "libvpx-vp9", "vp8": "libvpx", "av1": "libsvtav1"}
-CODEC_ALIASES = {"h264": "h264", "x264": "h264", "avc": "h264", "libx264": "h264", "hevc": "hevc", "h265": "hevc",
-                 "x265": "hevc", "libx265": "hevc", "vp9": "vp9", "libvpx-vp9": "vp9", "vp8": "vp8", "libvpx": "vp8",
-                 "av1": "av1", "libsvtav1": "av1", "svtav1": "av1"}
+CODEC_ALIASES = {
+    "h264": "h264",
+    "x264": "h264",
+    "avc": "h264",
+    "libx264": "h264",
+    "hevc": "hevc",
+    "h265": "hevc",
+    "x265": "hevc",
+    "libx265": "hevc",
+    "vp9": "vp9",
+    "libvpx-vp9": "vp9",
+    "vp8": "vp8",
+    "libvpx": "vp8",
+    "av1": "av1",
+    "libsvtav1": "av1",
+    "svtav1": "av1",
+}
 DEFAULT_CRF = {"h264": 18, "hevc": 20, "vp9": 30, "vp8": 10, "av1": 30}
 _SEGMENT_FORMAT = "matroska"
 MANIFEST_VERSION = 1
@@ -196,8 +210,19 @@ def probe_video(path: str | os.PathLike) -> VideoInfo | None:
         return None
     with container:
         name = container.format.name
-        if name in ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "gif", "apng", "bmp_pipe", "tiff_pipe",
-                    "tty", "bin", "mjpeg") or name.endswith("_pipe"):
+        if name in (
+            "image2",
+            "png_pipe",
+            "jpeg_pipe",
+            "webp_pipe",
+            "gif",
+            "apng",
+            "bmp_pipe",
+            "tiff_pipe",
+            "tty",
+            "bin",
+            "mjpeg",
+        ) or name.endswith("_pipe"):
             return None  # still images (and text files FFmpeg reads as "tty") are the image path's
         if not container.streams.video:
             if container.streams.audio:
@@ -294,8 +319,7 @@ def _colour_of(frame, stream, height: int) -> ColourTags:
         space = 1 if height >= 720 else 6
     if rng not in (1, 2):
         rng = 1
-    return ColourTags(space, rng, primaries if primaries not in (0, 2) else 2, trc if trc not in (0, 2) else 2,
-                      guessed)
+    return ColourTags(space, rng, primaries if primaries not in (0, 2) else 2, trc if trc not in (0, 2) else 2, guessed)
 
 
 def _is_high_depth(pix_fmt: str) -> bool:
@@ -306,9 +330,13 @@ def frame_to_rgb(frame, tags: ColourTags, deep: bool) -> np.ndarray:
     """A decoded frame -> HxWx3 uint8 (or uint16 when ``deep``) full-range RGB, with the declared matrix."""
     from av.video.reformatter import Interpolation
 
-    rgb = frame.reformat(format="rgb48le" if deep else "rgb24", src_colorspace=tags.colorspace,
-                         src_color_range=tags.color_range, dst_color_range=2,
-                         interpolation=Interpolation.BICUBIC | Interpolation.ACCURATE_RND)
+    rgb = frame.reformat(
+        format="rgb48le" if deep else "rgb24",
+        src_colorspace=tags.colorspace,
+        src_color_range=tags.color_range,
+        dst_color_range=2,
+        interpolation=Interpolation.BICUBIC | Interpolation.ACCURATE_RND,
+    )
     return rgb.to_ndarray()
 
 
@@ -318,9 +346,13 @@ def rgb_to_frame(rgb: np.ndarray, pix_fmt: str, tags: ColourTags):
     from av.video.reformatter import Interpolation
 
     source = av.VideoFrame.from_ndarray(rgb, format="rgb48le" if rgb.dtype == np.uint16 else "rgb24")
-    frame = source.reformat(format=pix_fmt, dst_colorspace=tags.colorspace, src_color_range=2,
-                            dst_color_range=tags.color_range,
-                            interpolation=Interpolation.BICUBIC | Interpolation.ACCURATE_RND)
+    frame = source.reformat(
+        format=pix_fmt,
+        dst_colorspace=tags.colorspace,
+        src_color_range=2,
+        dst_color_range=tags.color_range,
+        interpolation=Interpolation.BICUBIC | Interpolation.ACCURATE_RND,
+    )
     frame.colorspace = tags.colorspace
     frame.color_range = tags.color_range
     frame.color_primaries = tags.primaries
@@ -334,7 +366,6 @@ def rgb_to_frame(rgb: np.ndarray, pix_fmt: str, tags: ColourTags):
 def _upscale_batch(upscaler, arrays: list[np.ndarray], out_size: tuple[int, int] | None = None) -> list[np.ndarray]:
     """HxWx3 uint8/uint16 arrays of one size -> upscaled arrays of the same dtype (one forward pass)."""
     import torch
-
 
     dtype = arrays[0].dtype
     top = 65535.0 if dtype == np.uint16 else 255.0
@@ -479,8 +510,11 @@ class _VideoJob:
         if self.encoder not in av.codecs_available:
             raise VideoError(f"{self.source}: this PyAV has no {self.encoder} encoder", params=("codec",))
         if family == "av1" and not _can_decode_av1(av):
-            raise VideoError(f"{self.source}: this PyAV has no AV1 decoder, which joining the resumable segments "
-                             "needs: choose another codec", params=("codec",))
+            raise VideoError(
+                f"{self.source}: this PyAV has no AV1 decoder, which joining the resumable segments "
+                "needs: choose another codec",
+                params=("codec",),
+            )
         if family == "av1":
             os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its configuration to stderr otherwise
         codec = av.Codec(self.encoder, "w")
@@ -490,12 +524,17 @@ class _VideoJob:
         if self.options.pix_fmt is not None:
             pix_fmt = self.options.pix_fmt
             if supported and pix_fmt not in supported:
-                raise VideoError(f"{self.source}: {self.encoder} cannot encode {pix_fmt} "
-                                 f"(it takes {', '.join(supported)})", params=("pix_fmt",))
+                raise VideoError(
+                    f"{self.source}: {self.encoder} cannot encode {pix_fmt} (it takes {', '.join(supported)})",
+                    params=("pix_fmt",),
+                )
         else:
             candidate = in_fmt.replace("yuvj", "yuv")
-            pix_fmt = candidate if candidate in supported and candidate.startswith("yuv") else (
-                "yuv420p10le" if deep_in and "yuv420p10le" in supported else "yuv420p")
+            pix_fmt = (
+                candidate
+                if candidate in supported and candidate.startswith("yuv")
+                else ("yuv420p10le" if deep_in and "yuv420p10le" in supported else "yuv420p")
+            )
         self.pix_fmt = pix_fmt
         self.deep = deep_in or _is_high_depth(pix_fmt)
         self.tags = _colour_of(first, stream, first.height)
@@ -510,8 +549,9 @@ class _VideoJob:
         if (new_w, new_h) != (width, height):
             self.notes.append(f"{width} x {height} is odd for {pix_fmt}: cropped to {new_w} x {new_h}")
         if new_w < 2 or new_h < 2:
-            raise VideoError(f"{self.source}: the output would be {width} x {height}, too small to encode",
-                             params=("outscale",))
+            raise VideoError(
+                f"{self.source}: the output would be {width} x {height}, too small to encode", params=("outscale",)
+            )
         self.out_size = (new_w, new_h)
         self.rotation = round(first.rotation or 0)
         self.time_base = stream.time_base
@@ -525,17 +565,33 @@ class _VideoJob:
         if self.family == "h264":
             return {"crf": str(crf), "preset": opts.preset or "medium", "bf": "0", "threads": threads}
         if self.family == "hevc":
-            return {"crf": str(crf), "preset": opts.preset or "medium",
-                    "x265-params": f"bframes=0:log-level=none:pools={threads}:frame-threads={threads}"}
+            return {
+                "crf": str(crf),
+                "preset": opts.preset or "medium",
+                "x265-params": f"bframes=0:log-level=none:pools={threads}:frame-threads={threads}",
+            }
         if self.family in ("vp9", "vp8"):
-            return {"crf": str(crf), "b": "0", "cpu-used": opts.preset or "4", "threads": threads,
-                    "deadline": "good", "auto-alt-ref": "0", "lag-in-frames": "0"}
+            return {
+                "crf": str(crf),
+                "b": "0",
+                "cpu-used": opts.preset or "4",
+                "threads": threads,
+                "deadline": "good",
+                "auto-alt-ref": "0",
+                "lag-in-frames": "0",
+            }
         return {"crf": str(crf), "preset": opts.preset or "8", "svtav1-params": f"lp={threads}:pred-struct=1"}
 
     def _manifest_key(self) -> dict:
-        return {"version": MANIFEST_VERSION, "input": input_identity(self.source),
-                "options": self.options.encoding_key(), "model": self.upscaler.model_name,
-                "scale": self.upscaler.scale, "outscale": self.upscaler.outscale, "dest": self.dest.name}
+        return {
+            "version": MANIFEST_VERSION,
+            "input": input_identity(self.source),
+            "options": self.options.encoding_key(),
+            "model": self.upscaler.model_name,
+            "scale": self.upscaler.scale,
+            "outscale": self.upscaler.outscale,
+            "dest": self.dest.name,
+        }
 
     def _load_manifest(self, key: dict) -> list[dict]:
         manifest = self.work / "manifest.json"
@@ -667,8 +723,15 @@ class _VideoJob:
         ctx.color_primaries, ctx.color_trc = self.tags.primaries, self.tags.trc
         if self.sar and self.sar.numerator:
             ctx.sample_aspect_ratio = self.sar
-        return {"container": container, "stream": stream, "tmp": tmp, "file": name, "first": first_index,
-                "pts": [], "durations": []}
+        return {
+            "container": container,
+            "stream": stream,
+            "tmp": tmp,
+            "file": name,
+            "first": first_index,
+            "pts": [],
+            "durations": [],
+        }
 
     def _close_segment(self, seg: dict) -> dict:
         for packet in seg["stream"].encode():
@@ -718,8 +781,15 @@ class _VideoJob:
             self.notes.append(f"{self.corrupt} corrupt packet(s) or frame(s) in the input: decoding went on past them")
         self._mux(segments)
         shutil.rmtree(self.work, ignore_errors=True)
-        return VideoResult(self.source, self.dest, frames, time.perf_counter() - started, self.out_size,
-                           resumed_frames=done, notes=self.notes)
+        return VideoResult(
+            self.source,
+            self.dest,
+            frames,
+            time.perf_counter() - started,
+            self.out_size,
+            resumed_frames=done,
+            notes=self.notes,
+        )
 
     def _first_frame(self, container, stream):
         av = self.av
@@ -749,10 +819,12 @@ class _VideoJob:
         decoded: queue.Queue = queue.Queue(maxsize=depth)
         upscaled: queue.Queue = queue.Queue(maxsize=depth)
         self.decoded = 0
-        decoder = threading.Thread(target=self._decode, args=(container, stream, decoded, skip), daemon=True,
-                                   name="realesr-decode")
-        encoder = threading.Thread(target=self._encode, args=(upscaled, key, segments, skip), daemon=True,
-                                   name="realesr-encode")
+        decoder = threading.Thread(
+            target=self._decode, args=(container, stream, decoded, skip), daemon=True, name="realesr-decode"
+        )
+        encoder = threading.Thread(
+            target=self._encode, args=(upscaled, key, segments, skip), daemon=True, name="realesr-encode"
+        )
         decoder.start()
         encoder.start()
         done = skip
@@ -766,8 +838,9 @@ class _VideoJob:
                         ended = True
                         break
                     if batch and item.rgb.shape != batch[0].rgb.shape:
-                        raise VideoError(f"{self.source}: the frame size changes mid-stream (frame {item.index}): "
-                                         "not supported")
+                        raise VideoError(
+                            f"{self.source}: the frame size changes mid-stream (frame {item.index}): not supported"
+                        )
                     batch.append(item)
                 if self.error is not None:
                     break
@@ -805,9 +878,11 @@ class _VideoJob:
                 s.width, s.height, s.pix_fmt = self.out_size[0], self.out_size[1], self.pix_fmt
                 probe.start_encoding()
         except (av.FFmpegError, ValueError) as err:
-            raise VideoError(f"{self.source}: {self.dest.suffix or fmt} cannot hold {self.family} "
-                             f"({_one_line(err)}): choose another codec or a .mkv output",
-                             params=("codec", "output")) from None
+            raise VideoError(
+                f"{self.source}: {self.dest.suffix or fmt} cannot hold {self.family} "
+                f"({_one_line(err)}): choose another codec or a .mkv output",
+                params=("codec", "output"),
+            ) from None
 
     def _copy_streams(self, container, out) -> dict[int, object]:
         """Output streams for the input's audio/subtitle/data streams that the output container takes; the
@@ -893,8 +968,9 @@ class _VideoJob:
             with av.open(str(self.work / seg["file"])) as segment:
                 packets = [p for p in segment.demux(segment.streams.video[0]) if p.size]
             if len(packets) != len(pts_list):
-                raise VideoError(f"{self.source}: segment {seg['file']} has {len(packets)} packets for "
-                                 f"{len(pts_list)} frames")
+                raise VideoError(
+                    f"{self.source}: segment {seg['file']} has {len(packets)} packets for {len(pts_list)} frames"
+                )
             for i, packet in enumerate(packets):
                 pts = pts_list[i]
                 if shift is None:
@@ -953,8 +1029,9 @@ def _merge_by_time(*iterators: Iterator) -> Iterator:
             ts = packet.dts if packet.dts is not None else packet.pts
             yield (float(ts * packet.time_base) if ts is not None else 0.0, n, seq, packet)
 
-    for _t, _n, _s, packet in heapq.merge(*(keyed(it, n) for n, it in enumerate(iterators)),
-                                          key=lambda e: (e[0], e[1], e[2])):
+    for _t, _n, _s, packet in heapq.merge(
+        *(keyed(it, n) for n, it in enumerate(iterators)), key=lambda e: (e[0], e[1], e[2])
+    ):
         yield packet
 
 
@@ -989,8 +1066,9 @@ def _drain(q: queue.Queue) -> None:
 # --------------------------------------------------------------------------------------------------- animations
 
 
-def _upscale_animation(upscaler, source: Path, dest: Path, info: VideoInfo, options: VideoOptions,
-                       on_progress) -> VideoResult:
+def _upscale_animation(
+    upscaler, source: Path, dest: Path, info: VideoInfo, options: VideoOptions, on_progress
+) -> VideoResult:
     """Animated GIF/WebP/PNG -> the same format, every frame upscaled (alpha through the model), durations,
     loop count and disposal kept."""
     from PIL import Image, ImageSequence

@@ -60,8 +60,14 @@ class ModelChoice:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "scale": self.scale, "summary": self.summary, "available": self.available,
-                "where": self.where, "denoise": self.denoise}
+        return {
+            "name": self.name,
+            "scale": self.scale,
+            "summary": self.summary,
+            "available": self.available,
+            "where": self.where,
+            "denoise": self.denoise,
+        }
 
 
 def official_models() -> list[ModelChoice]:
@@ -78,8 +84,17 @@ def official_models() -> list[ModelChoice]:
             where = "downloads on first use (run `realesr models --download NAME` to get it now)"
         else:
             where = "not available"
-        choices.append(ModelChoice(name, name, entry.spec.scale, entry.summary, bool(found.where), where,
-                                   denoise=name == "realesr-general-x4v3"))
+        choices.append(
+            ModelChoice(
+                name,
+                name,
+                entry.spec.scale,
+                entry.summary,
+                bool(found.where),
+                where,
+                denoise=name == "realesr-general-x4v3",
+            )
+        )
     return sorted(choices, key=lambda c: not c.available)
 
 
@@ -88,8 +103,9 @@ def file_model(path: str | os.PathLike) -> ModelChoice:
     from realesr.weights.zoo import read_model
 
     _sd, spec = read_model(path)
-    return ModelChoice(Path(path).stem, Path(path), spec.scale, f"{spec.description} (from {Path(path).name})",
-                       True, "file")
+    return ModelChoice(
+        Path(path).stem, Path(path), spec.scale, f"{spec.description} (from {Path(path).name})", True, "file"
+    )
 
 
 class _Upscalers:
@@ -115,8 +131,12 @@ class _Upscalers:
                 if isinstance(source, LoadedModel):
                     loaded = source
                 else:
-                    loaded = load_model(source, denoise_strength=options.denoise_strength,
-                                        allow_download=self.allow_download, progress=False)
+                    loaded = load_model(
+                        source,
+                        denoise_strength=options.denoise_strength,
+                        allow_download=self.allow_download,
+                        progress=False,
+                    )
                 with self._lock:
                     self._loaded[key] = loaded
         # The same defaults as `realesr upscale` (automatic tiles, alpha through the network): same bytes.
@@ -151,8 +171,9 @@ def create_app(
         if "token" in request.query_params:
             # Keep the token in a cookie the page's scripts cannot read, and take it out of the address bar.
             response = RedirectResponse("/", status_code=303)
-            response.set_cookie(f"realesr_token_{port}", request.query_params["token"], httponly=True,
-                                samesite="strict", path="/")
+            response.set_cookie(
+                f"realesr_token_{port}", request.query_params["token"], httponly=True, samesite="strict", path="/"
+            )
             return response
         return _static("index.html")
 
@@ -166,8 +187,13 @@ def create_app(
         return JSONResponse({"models": [c.to_json() for c in choices], "default": default})
 
     async def get_limits(request: Request) -> Response:
-        return JSONResponse({"max_upload_mb": limits.max_upload_bytes / 1e6, "max_pixels": limits.max_pixels,
-                             "max_jobs": limits.max_jobs})
+        return JSONResponse(
+            {
+                "max_upload_mb": limits.max_upload_bytes / 1e6,
+                "max_pixels": limits.max_pixels,
+                "max_jobs": limits.max_jobs,
+            }
+        )
 
     async def create_job(request: Request) -> Response:
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -177,8 +203,11 @@ def create_app(
             try:
                 form = await request.form(max_files=1, max_fields=20)
             except _UploadTooLarge:
-                return error(413, f"the upload is larger than the server's limit of "
-                                  f"{limits.max_upload_bytes / 1e6:g} MB (max_upload_mb)")
+                return error(
+                    413,
+                    f"the upload is larger than the server's limit of "
+                    f"{limits.max_upload_bytes / 1e6:g} MB (max_upload_mb)",
+                )
             except Exception as err:  # noqa: BLE001 -- a malformed body or a client that went away: nothing is kept
                 return error(400, f"could not read the upload: {err}")
             upload = form.get("file")
@@ -225,8 +254,12 @@ def create_app(
             return error(404, "no such job")
         if job.state != "done" or job.result is None:
             return error(409, f"the job is {job.state}: there is no result" + (f" ({job.error})" if job.error else ""))
-        return FileResponse(job.result, filename=job.result.name, media_type=_media_type(job.result),
-                            headers={"cache-control": "no-store"})
+        return FileResponse(
+            job.result,
+            filename=job.result.name,
+            media_type=_media_type(job.result),
+            headers={"cache-control": "no-store"},
+        )
 
     async def delete_job(request: Request) -> Response:
         job = jobs.cancel_or_remove(request.path_params["job_id"])
@@ -251,9 +284,11 @@ def create_app(
                 used.add(name.casefold())
                 with contextlib.suppress(FileNotFoundError):
                     archive.write(job.result, name)
-        return Response(buffer.getvalue(), media_type="application/zip",
-                        headers={"content-disposition": 'attachment; filename="realesr-results.zip"',
-                                 "cache-control": "no-store"})
+        return Response(
+            buffer.getvalue(),
+            media_type="application/zip",
+            headers={"content-disposition": 'attachment; filename="realesr-results.zip"', "cache-control": "no-store"},
+        )
 
     routes = [
         Route("/", page, methods=["GET"]),
@@ -298,14 +333,20 @@ def _check_image(path: Path, name: str, limits: Limits) -> JSONResponse | None:
     except RealesrError as err:
         video = _probe_video(path)
         if video is None:
-            return JSONResponse({"error": f"{name}: not an image or video realesr can read "
-                                          f"({str(err).replace(str(path), name)})"}, status_code=415)
+            return JSONResponse(
+                {"error": f"{name}: not an image or video realesr can read ({str(err).replace(str(path), name)})"},
+                status_code=415,
+            )
         width, height = video.width, video.height
     pixels = width * height
     if pixels > limits.max_pixels:
-        return JSONResponse({"error": f"{name} is {width} x {height} = {pixels / 1e6:.1f} MP, more than "
-                                      f"the server's limit of {limits.max_pixels / 1e6:g} MP (max_pixels)"},
-                            status_code=413)
+        return JSONResponse(
+            {
+                "error": f"{name} is {width} x {height} = {pixels / 1e6:.1f} MP, more than "
+                f"the server's limit of {limits.max_pixels / 1e6:g} MP (max_pixels)"
+            },
+            status_code=413,
+        )
     return None
 
 
@@ -337,16 +378,33 @@ def _with_image_extension(name: str, path: Path) -> str:
 
 def _static(name: str) -> Response:
     data = (resources.files("realesr.serve") / "static" / name).read_bytes()
-    return Response(data, media_type=STATIC_FILES[name],
-                    headers={"cache-control": "no-store", "x-content-type-options": "nosniff",
-                             "content-security-policy": "default-src 'self'; img-src 'self' blob: data:; "
-                                                        "style-src 'self'; script-src 'self'; connect-src 'self'",
-                             "referrer-policy": "no-referrer"})
+    return Response(
+        data,
+        media_type=STATIC_FILES[name],
+        headers={
+            "cache-control": "no-store",
+            "x-content-type-options": "nosniff",
+            "content-security-policy": "default-src 'self'; img-src 'self' blob: data:; "
+            "style-src 'self'; script-src 'self'; connect-src 'self'",
+            "referrer-policy": "no-referrer",
+        },
+    )
 
 
 def _media_type(path: Path) -> str:
-    return {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
-            ".tif": "image/tiff", ".tiff": "image/tiff", ".bmp": "image/bmp", ".gif": "image/gif",
-            ".apng": "image/apng", ".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime",
-            ".mkv": "video/x-matroska", ".webm": "video/webm"}.get(path.suffix.lower(),
-                                                                                  "application/octet-stream")
+    return {
+        ".png": "image/png",
+        ".jpg": "image/jpeg",
+        ".jpeg": "image/jpeg",
+        ".webp": "image/webp",
+        ".tif": "image/tiff",
+        ".tiff": "image/tiff",
+        ".bmp": "image/bmp",
+        ".gif": "image/gif",
+        ".apng": "image/apng",
+        ".mp4": "video/mp4",
+        ".m4v": "video/mp4",
+        ".mov": "video/quicktime",
+        ".mkv": "video/x-matroska",
+        ".webm": "video/webm",
+    }.get(path.suffix.lower(), "application/octet-stream")

@@ -89,7 +89,8 @@ class Job:
             "denoise_strength": self.options.denoise_strength,
             "result_name": self.result.name if self.result is not None else None,
             "result_size": list(self.result_size) if self.result_size else None,
-            "seconds": None if self.started is None or self.finished is None
+            "seconds": None
+            if self.started is None or self.finished is None
             else round(self.finished - self.started, 3),
             "device": self.device,
         }
@@ -159,8 +160,10 @@ class JobQueue:
                 raise QueueFull("the server is shutting down")
             waiting = sum(1 for j in self._jobs.values() if j.state in ("queued", "running"))
             if waiting >= self.max_queued:
-                raise QueueFull(f"{waiting} jobs are queued or running, the limit is {self.max_queued} "
-                                "(max_jobs): wait for some to finish")
+                raise QueueFull(
+                    f"{waiting} jobs are queued or running, the limit is {self.max_queued} "
+                    "(max_jobs): wait for some to finish"
+                )
             job = Job(job_id, name, options, folder, upload, size)
             self._jobs[job_id] = job
         self._pending.put(job_id)
@@ -255,8 +258,9 @@ class JobQueue:
             ext = "auto" if job.options.ext == "keep" else job.options.ext
             # Planned exactly as `realesr upscale UPLOAD -o FOLDER` plans it (video options included), so that the
             # result is the file the CLI writes.
-            plan = plan_upscale([job.upload], job.folder / "result", OutputOptions(ext=ext),
-                                video_options=video_options)
+            plan = plan_upscale(
+                [job.upload], job.folder / "result", OutputOptions(ext=ext), video_options=video_options
+            )
             item = plan.items[0]
             outscale = job.options.outscale
             if job.options.width is not None:
@@ -271,8 +275,9 @@ class JobQueue:
                 from realesr.infer.video import upscale_video
 
                 assert item.output is not None  # planned without error, so it has an output
-                video = upscale_video(upscaler, item.source, item.output, video_options, on_progress=on_step,
-                                      info=item.video)
+                video = upscale_video(
+                    upscaler, item.source, item.output, video_options, on_progress=on_step, info=item.video
+                )
                 output, size, notes = video.output, video.size, video.notes
             else:
                 result = upscale_item(upscaler, item, plan.options, on_progress=on_step)
@@ -370,6 +375,8 @@ def parse_options(form: Mapping[str, Any], models: Mapping[str, Any], default_mo
         if not 0.0 <= denoise <= 1.0:
             raise UsageError(f"denoise_strength: must be in [0, 1], not {raw}", params=("denoise_strength",))
         if not getattr(models[model], "denoise", False):
-            raise UsageError(f"denoise_strength: model {model} has no denoise strength "
-                             "(realesr-general-x4v3 has)", params=("denoise_strength",))
+            raise UsageError(
+                f"denoise_strength: model {model} has no denoise strength (realesr-general-x4v3 has)",
+                params=("denoise_strength",),
+            )
     return JobOptions(model, outscale, width, ext, denoise)

@@ -72,8 +72,7 @@ class Guard:
             await _reply(send, *_json(413, self._too_large()))
 
     def _too_large(self) -> str:
-        return (f"the upload is larger than the server's limit of {self.max_upload_bytes / 1e6:g} MB "
-                "(max_upload_mb)")
+        return f"the upload is larger than the server's limit of {self.max_upload_bytes / 1e6:g} MB (max_upload_mb)"
 
     def _refusal(self, scope: dict, headers: dict[str, str]) -> tuple[int, bytes] | None:
         if headers.get("host", "").lower() not in self.hosts:
@@ -86,11 +85,16 @@ class Guard:
         if self._has_token(scope, headers):
             return None
         if scope["path"] in ("/", "/index.html") and scope["method"] == "GET":
-            page = ("<!doctype html><meta charset=utf-8><title>realesr</title><p>Open the address that "
-                    "<code>realesr serve</code> printed: it carries the access token.</p>")
+            page = (
+                "<!doctype html><meta charset=utf-8><title>realesr</title><p>Open the address that "
+                "<code>realesr serve</code> printed: it carries the access token.</p>"
+            )
             return 401, page.encode()
-        return _json(401, "the access token is missing or wrong: send Authorization: Bearer TOKEN "
-                          "(the token is printed by realesr serve)")
+        return _json(
+            401,
+            "the access token is missing or wrong: send Authorization: Bearer TOKEN "
+            "(the token is printed by realesr serve)",
+        )
 
     def _has_token(self, scope: dict, headers: dict[str, str]) -> bool:
         given: list[str] = []
@@ -127,9 +131,17 @@ class _UploadTooLarge(Exception):
 
 async def _reply(send: Any, status: int, body: bytes) -> None:
     kind = b"text/html; charset=utf-8" if body.startswith(b"<!doctype") else b"application/json"
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", kind), (b"content-length", str(len(body)).encode()),
-                            (b"cache-control", b"no-store")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", kind),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

@@ -381,8 +381,11 @@ def _one_of(value: str, key: str, choices: tuple[str, ...]) -> None:
 
 def resolve(cfg: TrainConfig) -> TrainConfig:
     """Fill stage-dependent defaults and validate every value; returns the same object."""
-    _check(bool(cfg.name) and "/" not in cfg.name and cfg.name not in (".", ".."), "name",
-           "must be a non-empty folder name without '/'")
+    _check(
+        bool(cfg.name) and "/" not in cfg.name and cfg.name not in (".", ".."),
+        "name",
+        "must be a non-empty folder name without '/'",
+    )
     defaults = STAGE_DEFAULTS[cfg.stage]
     if cfg.total_iters is None:
         cfg.total_iters = defaults["total_iters"]
@@ -411,29 +414,50 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     data = cfg.data
     _check(bool(data.train), "data.train", "must name a folder or a .txt list of training images (or a list of them)")
     for i, source in enumerate(train_sources(data)):
-        _check(bool(source.path) or bool(source.pairs), f"data.train[{i}].path",
-               "must name a folder or a .txt list of training images (or give pairs: a .txt list of pairs)")
-        _check(not (source.pairs and (source.path or source.lr)), f"data.train[{i}].pairs",
-               "a list of pairs replaces path and lr; give one or the other")
-        _check(source.weight is None or (math.isfinite(source.weight) and source.weight > 0),
-               f"data.train[{i}].weight", f"must be a positive number; got {source.weight}")
-    _check(data.gt_size >= 8 and data.gt_size % cfg.scale == 0, "data.gt_size",
-           f"must be at least 8 and a multiple of scale {cfg.scale}; got {data.gt_size}")
+        _check(
+            bool(source.path) or bool(source.pairs),
+            f"data.train[{i}].path",
+            "must name a folder or a .txt list of training images (or give pairs: a .txt list of pairs)",
+        )
+        _check(
+            not (source.pairs and (source.path or source.lr)),
+            f"data.train[{i}].pairs",
+            "a list of pairs replaces path and lr; give one or the other",
+        )
+        _check(
+            source.weight is None or (math.isfinite(source.weight) and source.weight > 0),
+            f"data.train[{i}].weight",
+            f"must be a positive number; got {source.weight}",
+        )
+    _check(
+        data.gt_size >= 8 and data.gt_size % cfg.scale == 0,
+        "data.gt_size",
+        f"must be at least 8 and a multiple of scale {cfg.scale}; got {data.gt_size}",
+    )
     arch = arch_named(net.arch)
     _check(cfg.scale in arch.scales, "scale", f"{net.arch} takes scales {list(arch.scales)}; got {cfg.scale}")
     multiple = arch.size_multiple(arch.from_config(net, cfg.scale)) if arch.from_config else 1
-    _check((data.gt_size // cfg.scale) % multiple == 0, "data.gt_size",
-           f"must give an LQ size that is a multiple of {multiple} at scale {cfg.scale} ({net.arch} folds the "
-           f"input by pixel-unshuffle)")
+    _check(
+        (data.gt_size // cfg.scale) % multiple == 0,
+        "data.gt_size",
+        f"must give an LQ size that is a multiple of {multiple} at scale {cfg.scale} ({net.arch} folds the "
+        f"input by pixel-unshuffle)",
+    )
     if cfg.stage == "esrgan":
         _check(data.gt_size % 8 == 0, "data.gt_size", "must be a multiple of 8 for the U-Net discriminator")
-    _check(data.load_size >= data.gt_size, "data.load_size",
-           f"must be at least data.gt_size ({data.gt_size}); got {data.load_size}")
+    _check(
+        data.load_size >= data.gt_size,
+        "data.load_size",
+        f"must be at least data.gt_size ({data.gt_size}); got {data.load_size}",
+    )
     _check(data.load_size % cfg.scale == 0, "data.load_size", f"must be a multiple of scale {cfg.scale}")
     _check(data.num_workers >= 0, "data.num_workers", "must be 0 or positive")
     _check(data.pool_size >= 0, "data.pool_size", "must be 0 (off) or positive")
-    _check(data.pool_size % cfg.batch_size == 0, "data.pool_size",
-           f"must be a multiple of batch_size ({cfg.batch_size}); got {data.pool_size}")
+    _check(
+        data.pool_size % cfg.batch_size == 0,
+        "data.pool_size",
+        f"must be a multiple of batch_size ({cfg.batch_size}); got {data.pool_size}",
+    )
     from realesr.train.synth import (
         degradation_config,  # the degradation model's own checks, keys named
     )
@@ -443,11 +467,17 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     opt = cfg.optim
     _check(opt.lr_g > 0, "optim.lr_g", f"must be positive; got {opt.lr_g}")
     _check(opt.lr_d > 0, "optim.lr_d", f"must be positive; got {opt.lr_d}")
-    _check(len(opt.betas) == 2 and all(0 <= b < 1 for b in opt.betas), "optim.betas",
-           f"must be two numbers in [0, 1); got {opt.betas}")
+    _check(
+        len(opt.betas) == 2 and all(0 <= b < 1 for b in opt.betas),
+        "optim.betas",
+        f"must be two numbers in [0, 1); got {opt.betas}",
+    )
     _check(opt.weight_decay >= 0, "optim.weight_decay", "must be 0 or positive")
-    _check(all(m >= 1 for m in opt.milestones) and opt.milestones == sorted(opt.milestones), "optim.milestones",
-           f"must be increasing positive iterations; got {opt.milestones}")
+    _check(
+        all(m >= 1 for m in opt.milestones) and opt.milestones == sorted(opt.milestones),
+        "optim.milestones",
+        f"must be increasing positive iterations; got {opt.milestones}",
+    )
     _check(0 < opt.gamma <= 1, "optim.gamma", f"must be in (0, 1]; got {opt.gamma}")
     _check(opt.warmup_iters >= 0, "optim.warmup_iters", "must be 0 or positive")
     _check(opt.accum_steps >= 1, "optim.accum_steps", f"must be at least 1; got {opt.accum_steps}")
@@ -462,10 +492,15 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         if layer not in _vgg19_layer_names():
             close = difflib.get_close_matches(layer, _vgg19_layer_names(), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"config key 'loss.perceptual.layer_weights.{layer}' is not a VGG19 layer{hint}",
-                              key=f"loss.perceptual.layer_weights.{layer}")
-    _check(bool(pl.layer_weights) or pl.weight == 0, "loss.perceptual.layer_weights",
-           "must name at least one layer when the perceptual loss is on")
+            raise ConfigError(
+                f"config key 'loss.perceptual.layer_weights.{layer}' is not a VGG19 layer{hint}",
+                key=f"loss.perceptual.layer_weights.{layer}",
+            )
+    _check(
+        bool(pl.layer_weights) or pl.weight == 0,
+        "loss.perceptual.layer_weights",
+        "must name at least one layer when the perceptual loss is on",
+    )
     _check(bool(pl.weights), "loss.perceptual.weights", "must be imagenet, random or a .pth path")
     _check(loss.gan.weight >= 0, "loss.gan.weight", "must be 0 or positive")
     _check(loss.net_d_iters >= 1, "loss.net_d_iters", "must be at least 1")
@@ -486,13 +521,19 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         name = names[len(names) - len(val.sets) + i]
         _check(names.count(name) == 1, f"val.sets[{i}].name", f"must be unique among the validation sets; got {name!r}")
     if val.best:
-        choices = [f"{n}/{m}" for n, kind in zip(names, val_set_kinds(cfg))
-                   for m in (("niqe",) if kind == "real" else ("psnr", "ssim"))]
+        choices = [
+            f"{n}/{m}"
+            for n, kind in zip(names, val_set_kinds(cfg))
+            for m in (("niqe",) if kind == "real" else ("psnr", "ssim"))
+        ]
         _check(val.best in choices, "val.best", f"must be one of {', '.join(choices)}; got {val.best!r}")
 
     rt = cfg.runtime
-    _check(rt.device == "auto" or rt.device.split(":")[0] in ("cpu", "cuda", "mps"), "runtime.device",
-           f"must be auto, cpu, cuda, cuda:N or mps; got {rt.device!r}")
+    _check(
+        rt.device == "auto" or rt.device.split(":")[0] in ("cpu", "cuda", "mps"),
+        "runtime.device",
+        f"must be auto, cpu, cuda, cuda:N or mps; got {rt.device!r}",
+    )
     _check(rt.num_threads >= 0, "runtime.num_threads", "must be 0 (torch's default) or positive")
     _check(rt.max_nonfinite >= 1, "runtime.max_nonfinite", "must be at least 1")
     return cfg

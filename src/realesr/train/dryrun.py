@@ -47,20 +47,28 @@ def dry_run_report(cfg: TrainConfig, allow_download: bool = True) -> str:
     lines = ["# resolved config", yaml.safe_dump(config_to_dict(cfg), sort_keys=False).rstrip(), ""]
     sides = [min(r.width, r.height) for r in run.records]
     pixels = sum(r.width * r.height for r in run.records)
-    lines.append(f"training data: {len(run.records)} image(s); shorter side min "
-                 f"{min(sides)} / median {int(statistics.median(sides))} / max {max(sides)} px; "
-                 f"{pixels / 1e6:.1f} Mpx in all")
+    lines.append(
+        f"training data: {len(run.records)} image(s); shorter side min "
+        f"{min(sides)} / median {int(statistics.median(sides))} / max {max(sides)} px; "
+        f"{pixels / 1e6:.1f} Mpx in all"
+    )
     for i, source in enumerate(train_sources(cfg.data)):
         what = f"pair(s) (LR from {source.lr})" if source.lr else "pair(s)" if source.pairs else "image(s)"
         weight = f", weight {source.weight:g}" if source.weight is not None else ""
         lines.append(f"  {run.source_index.count(i)} {what} from {source.path or source.pairs}{weight}")
     if run.draw_p is not None:
-        share = [float(run.draw_p[[j for j, k in enumerate(run.source_index) if k == i]].sum())
-                 for i in range(len(train_sources(cfg.data)))]
-        lines.append("  share of the draws: " + ", ".join(f"{x:.1%}" for x in share)
-                     + (" (images by area)" if cfg.data.sample_by_area else ""))
-    lines.append(f"samples per epoch: {run.per_epoch} ({cfg.batch_size} per micro-batch x {cfg.optim.accum_steps} "
-                 f"accumulation)")
+        share = [
+            float(run.draw_p[[j for j, k in enumerate(run.source_index) if k == i]].sum())
+            for i in range(len(train_sources(cfg.data)))
+        ]
+        lines.append(
+            "  share of the draws: "
+            + ", ".join(f"{x:.1%}" for x in share)
+            + (" (images by area)" if cfg.data.sample_by_area else "")
+        )
+    lines.append(
+        f"samples per epoch: {run.per_epoch} ({cfg.batch_size} per micro-batch x {cfg.optim.accum_steps} accumulation)"
+    )
     if cfg.val.folder:
         from realesr.data import list_images
 
@@ -69,11 +77,12 @@ def dry_run_report(cfg: TrainConfig, allow_download: bool = True) -> str:
         from realesr.data import list_images
         from realesr.train.config import val_set_names
 
-        for vs, name in zip(cfg.val.sets, val_set_names(cfg)[-len(cfg.val.sets):]):
+        for vs, name in zip(cfg.val.sets, val_set_names(cfg)[-len(cfg.val.sets) :]):
             lines.append(f"validation set {name} ({vs.kind}): {len(list_images(vs.path))} image(s) from {vs.path}")
     g, d, vgg = _params(run.net_g), _params(run.net_d), _params(run.perceptual)
-    lines.append(f"generator {cfg.network.arch}: {g:,} parameters" + (
-        f"; EMA copy: {g:,}" if run.net_g_ema is not None else ""))
+    lines.append(
+        f"generator {cfg.network.arch}: {g:,} parameters" + (f"; EMA copy: {g:,}" if run.net_g_ema is not None else "")
+    )
     if run.net_d is not None:
         lines.append(f"discriminator UNetDiscriminatorSN: {d:,} parameters")
     if run.perceptual is not None:
@@ -91,10 +100,14 @@ def dry_run_report(cfg: TrainConfig, allow_download: bool = True) -> str:
         act += _activation_bytes(run.perceptual, gt, gt) // 2  # the GT's features carry no gradient
     act *= 2 * cfg.batch_size
     gib = 2**30
-    lines.append(f"memory estimate per process: {weights / gib:.2f} GiB weights/gradients/optimiser + "
-                 f"{act / gib:.2f} GiB activations of a micro-batch of {cfg.batch_size} = {(weights + act) / gib:.2f} "
-                 f"GiB (fp32; bf16/fp16 roughly halve the activations)")
+    lines.append(
+        f"memory estimate per process: {weights / gib:.2f} GiB weights/gradients/optimiser + "
+        f"{act / gib:.2f} GiB activations of a micro-batch of {cfg.batch_size} = {(weights + act) / gib:.2f} "
+        f"GiB (fp32; bf16/fp16 roughly halve the activations)"
+    )
     run_dir = cfg.run_dir
-    lines.append(f"run folder {run_dir}: " + ("holds a run (continue it with --resume auto, or --overwrite)"
-                                              if _holds_a_run(run_dir) else "new"))
+    lines.append(
+        f"run folder {run_dir}: "
+        + ("holds a run (continue it with --resume auto, or --overwrite)" if _holds_a_run(run_dir) else "new")
+    )
     return "\n".join(lines)

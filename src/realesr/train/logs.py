@@ -69,8 +69,9 @@ class MetricsLog:
     dropped, so the file reads as one uninterrupted run.
     """
 
-    def __init__(self, path: Path, columns: list[str], resume_iteration: int | None = None, tb=None,
-                 prefix: str = "") -> None:
+    def __init__(
+        self, path: Path, columns: list[str], resume_iteration: int | None = None, tb=None, prefix: str = ""
+    ) -> None:
         self.path = path
         self.columns = ["iteration", *columns]
         self.tb = tb
@@ -154,8 +155,11 @@ def plot_curves(run_dir: Path) -> list[Path]:
     if val_rows:
         metrics = [m for m in ("psnr", "ssim", "niqe") if any(r["metric"] == m for r in val_rows)]
         metrics += sorted({r["metric"] for r in val_rows} - set(metrics))
-        titles = {"psnr": "PSNR (Y) [dB], higher is better", "ssim": "SSIM (Y), higher is better",
-                  "niqe": "NIQE (Y), lower is better"}
+        titles = {
+            "psnr": "PSNR (Y) [dB], higher is better",
+            "ssim": "SSIM (Y), higher is better",
+            "niqe": "NIQE (Y), lower is better",
+        }
         colour = {name: f"C{i % 10}" for i, name in enumerate(dict.fromkeys(r["set"] for r in val_rows))}
         fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
         for ax, metric in zip(axes[0], metrics):

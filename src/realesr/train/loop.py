@@ -110,8 +110,17 @@ log = logging.getLogger("realesr.train")
 G_LOSSES = ("l_g_pix", "l_g_percep", "l_g_gan")
 D_LOSSES = ("l_d_real", "l_d_fake", "out_d_real", "out_d_fake")
 # config keys a checkpoint's tensors depend on: resuming with another value cannot work
-_SHAPE_KEYS = ("scale", "network.arch", "network.num_feat", "network.num_block", "network.num_grow_ch",
-               "network.num_conv", "network.act_type", "discriminator.num_feat", "discriminator.skip_connection")
+_SHAPE_KEYS = (
+    "scale",
+    "network.arch",
+    "network.num_feat",
+    "network.num_block",
+    "network.num_grow_ch",
+    "network.num_conv",
+    "network.act_type",
+    "discriminator.num_feat",
+    "discriminator.skip_connection",
+)
 # config keys of the learning-rate schedule: a resumed run follows the new values (and the log lists them)
 _SCHEDULE_KEYS = ("total_iters", "optim.lr_g", "optim.lr_d", "optim.milestones", "optim.gamma", "optim.warmup_iters")
 # files that mark a folder as holding a run
@@ -162,17 +171,25 @@ def init_generator_from(net: nn.Module, source_sd: dict[str, torch.Tensor], stri
     if strict:
         missing = [k for k in own if k not in source_sd]
         unexpected = [k for k in source_sd if k not in own]
-        mismatched = [f"{k} {tuple(source_sd[k].shape)} vs {tuple(own[k].shape)}" for k in own
-                      if k in source_sd and source_sd[k].shape != own[k].shape]
+        mismatched = [
+            f"{k} {tuple(source_sd[k].shape)} vs {tuple(own[k].shape)}"
+            for k in own
+            if k in source_sd and source_sd[k].shape != own[k].shape
+        ]
         if missing or unexpected or mismatched:
             details = "; ".join(
-                part for part in (
+                part
+                for part in (
                     f"missing {missing[:4]}" if missing else "",
                     f"unexpected {unexpected[:4]}" if unexpected else "",
                     f"shape differs {mismatched[:4]}" if mismatched else "",
-                ) if part)
-            raise RealesrError(f"{what} does not match the network strictly ({details}); "
-                               f"set init_strict: false to re-initialise the layers that differ")
+                )
+                if part
+            )
+            raise RealesrError(
+                f"{what} does not match the network strictly ({details}); "
+                f"set init_strict: false to re-initialise the layers that differ"
+            )
         net.load_state_dict(source_sd)
         return []
     fresh = []
@@ -203,8 +220,14 @@ def discriminator_frozen(net_d: nn.Module):
             p.requires_grad_(flag)
 
 
-def generator_losses(cfg: TrainConfig, output: torch.Tensor, gt: torch.Tensor, gt_usm: torch.Tensor,
-                     net_d: nn.Module | None, perceptual: nn.Module | None) -> dict[str, torch.Tensor]:
+def generator_losses(
+    cfg: TrainConfig,
+    output: torch.Tensor,
+    gt: torch.Tensor,
+    gt_usm: torch.Tensor,
+    net_d: nn.Module | None,
+    perceptual: nn.Module | None,
+) -> dict[str, torch.Tensor]:
     """The weighted generator losses of the stage (call under :func:`discriminator_frozen`)."""
     lc = cfg.loss
     l1_gt = gt_usm if lc.l1_gt_usm else gt
@@ -219,7 +242,8 @@ def generator_losses(cfg: TrainConfig, output: torch.Tensor, gt: torch.Tensor, g
             fake_pred = net_d(output)
             real_pred = net_d(gan_gt).detach() if lc.gan.type == "ragan" else None
             losses["l_g_gan"] = lc.gan.weight * gan_loss_generator(
-                fake_pred, real_pred, lc.gan.type, lc.gan.real_label, lc.gan.fake_label)
+                fake_pred, real_pred, lc.gan.type, lc.gan.real_label, lc.gan.fake_label
+            )
     return losses
 
 
@@ -391,8 +415,9 @@ def _configure_torch(cfg: TrainConfig, device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
-def build(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resuming: bool,
-          allow_download: bool = True) -> Run:
+def build(
+    cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resuming: bool, allow_download: bool = True
+) -> Run:
     """Check what can be checked, then build networks, optimisers and data. Writes nothing."""
     _configure_torch(cfg, device)
     is_main, rank = dist_info.is_main, dist_info.rank
@@ -401,8 +426,10 @@ def build(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resuming:
     for i, vs in enumerate(cfg.val.sets):
         for sub in ("path", "lr") if vs.kind == "paired" else ("path",):
             if not Path(getattr(vs, sub)).is_dir():
-                raise ConfigError(f"config key 'val.sets[{i}].{sub}': validation folder not found: "
-                                  f"{getattr(vs, sub)}", key=f"val.sets[{i}].{sub}")
+                raise ConfigError(
+                    f"config key 'val.sets[{i}].{sub}': validation folder not found: {getattr(vs, sub)}",
+                    key=f"val.sets[{i}].{sub}",
+                )
     deg_cfg = degradation_config(cfg.scale, cfg.data.degradation)
     records, source_index, notes = _training_images(cfg)
     _seed_everything(cfg.seed)  # the same initial networks on every rank (and EMA copies made before DDP's broadcast)
@@ -415,28 +442,53 @@ def build(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resuming:
         for i, source in enumerate(sources):
             share = f", weight {source.weight:g}" if source.weight is not None else ""
             if source.pairs:
-                log.info("training data: %d real LR/HR pair(s) listed in %s (no synthetic degradation)%s",
-                         source_index.count(i), source.pairs, share)
+                log.info(
+                    "training data: %d real LR/HR pair(s) listed in %s (no synthetic degradation)%s",
+                    source_index.count(i),
+                    source.pairs,
+                    share,
+                )
             elif source.lr:
-                log.info("training data: %d real LR/HR pair(s) from %s and %s (no synthetic degradation)%s",
-                         source_index.count(i), source.path, source.lr, share)
+                log.info(
+                    "training data: %d real LR/HR pair(s) from %s and %s (no synthetic degradation)%s",
+                    source_index.count(i),
+                    source.path,
+                    source.lr,
+                    share,
+                )
             else:
                 log.info("training data: %d usable image(s) from %s%s", source_index.count(i), source.path, share)
         if cfg.data.sample_by_area:
             log.info("training data: images drawn in proportion to their area")
-    dataset = TrainPatchDataset(records, cfg.data.load_size, cfg.seed, cfg.data.use_hflip, cfg.data.use_rot,
-                                params_fn=params_sampler(deg_cfg), scale=cfg.scale, gt_size=cfg.data.gt_size)
+    dataset = TrainPatchDataset(
+        records,
+        cfg.data.load_size,
+        cfg.seed,
+        cfg.data.use_hflip,
+        cfg.data.use_rot,
+        params_fn=params_sampler(deg_cfg),
+        scale=cfg.scale,
+        gt_size=cfg.data.gt_size,
+    )
     global_batch = cfg.batch_size * dist_info.world_size
-    draw_p = draw_probabilities(records, source_index, [s.weight for s in train_sources(cfg.data)],
-                                cfg.data.sample_by_area)
-    synth = PairSynthesizer(deg_cfg, cfg.scale, cfg.data.gt_size, cfg.data.pool_size, cfg.batch_size,
-                            seed=_iteration_seed(cfg.seed, rank, 0))
+    draw_p = draw_probabilities(
+        records, source_index, [s.weight for s in train_sources(cfg.data)], cfg.data.sample_by_area
+    )
+    synth = PairSynthesizer(
+        deg_cfg,
+        cfg.scale,
+        cfg.data.gt_size,
+        cfg.data.pool_size,
+        cfg.batch_size,
+        seed=_iteration_seed(cfg.seed, rank, 0),
+    )
 
     # networks; the initialisation sources are ignored on resume (the checkpoint replaces them)
     net_g = build_generator(cfg)
     if cfg.init_from and not resuming:
-        fresh = init_generator_from(net_g, _load_source_state_dict(cfg.init_from, allow_download), cfg.init_strict,
-                                    cfg.init_from)
+        fresh = init_generator_from(
+            net_g, _load_source_state_dict(cfg.init_from, allow_download), cfg.init_strict, cfg.init_from
+        )
         if is_main:
             log.info("generator initialised from %s%s", cfg.init_from, " (strict)" if cfg.init_strict else "")
             for name in fresh:
@@ -447,8 +499,9 @@ def build(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resuming:
     if cfg.stage == "esrgan":
         net_d = UNetDiscriminatorSN(3, cfg.discriminator.num_feat, cfg.discriminator.skip_connection)
         if cfg.init_d_from and not resuming:
-            fresh = init_generator_from(net_d, _load_source_state_dict(cfg.init_d_from, allow_download),
-                                        cfg.init_strict, cfg.init_d_from)
+            fresh = init_generator_from(
+                net_d, _load_source_state_dict(cfg.init_d_from, allow_download), cfg.init_strict, cfg.init_d_from
+            )
             if is_main:
                 log.info("discriminator initialised from %s", cfg.init_d_from)
                 for name in fresh:
@@ -456,8 +509,9 @@ def build(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resuming:
         net_d.to(device)
         pc = cfg.loss.perceptual
         if pc.weight > 0:
-            perceptual = build_perceptual_loss(pc.layer_weights, pc.weight, pc.weights, pc.use_input_norm,
-                                               pc.criterion, allow_download=allow_download).to(device)
+            perceptual = build_perceptual_loss(
+                pc.layer_weights, pc.weight, pc.weights, pc.use_input_norm, pc.criterion, allow_download=allow_download
+            ).to(device)
     _seed_everything(cfg.seed + rank)  # from here on, a stream per rank
     memory_format = torch.channels_last if cfg.runtime.channels_last else torch.contiguous_format
     for net in (net_g, net_g_ema, net_d, perceptual):
@@ -471,12 +525,28 @@ def build(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resuming:
     opt_g = torch.optim.Adam(net_g.parameters(), lr=oc.lr_g, **adam)
     opt_d = torch.optim.Adam(net_d.parameters(), lr=oc.lr_d, **adam) if net_d is not None else None
     precision = cfg.runtime.precision
-    return Run(cfg=cfg, device=device, dist=dist_info, records=records, draw_p=draw_p, dataset=dataset, synth=synth,
-               global_batch=global_batch, per_epoch=samples_per_epoch(len(records), global_batch), net_g=net_g,
-               net_g_ema=net_g_ema, net_d=net_d, perceptual=perceptual, memory_format=memory_format,
-               schedule=LRSchedule(oc.milestones, oc.gamma, oc.warmup_iters), opt_g=opt_g, opt_d=opt_d,
-               source_index=source_index, scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
-               autocast_dtype={"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision])
+    return Run(
+        cfg=cfg,
+        device=device,
+        dist=dist_info,
+        records=records,
+        draw_p=draw_p,
+        dataset=dataset,
+        synth=synth,
+        global_batch=global_batch,
+        per_epoch=samples_per_epoch(len(records), global_batch),
+        net_g=net_g,
+        net_g_ema=net_g_ema,
+        net_d=net_d,
+        perceptual=perceptual,
+        memory_format=memory_format,
+        schedule=LRSchedule(oc.milestones, oc.gamma, oc.warmup_iters),
+        opt_g=opt_g,
+        opt_d=opt_d,
+        source_index=source_index,
+        scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
+        autocast_dtype={"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision],
+    )
 
 
 def _training_images(cfg: TrainConfig) -> tuple[list, list[int], list[str]]:
@@ -484,19 +554,26 @@ def _training_images(cfg: TrainConfig) -> tuple[list, list[int], list[str]]:
     records, source_index, notes = [], [], []
     for i, source in enumerate(train_sources(cfg.data)):
         if source.pairs:
-            found, skipped = check_pairs(read_pair_list(source.pairs, cfg.data.root or None), cfg.scale,
-                                         cfg.data.gt_size // cfg.scale)
+            found, skipped = check_pairs(
+                read_pair_list(source.pairs, cfg.data.root or None), cfg.scale, cfg.data.gt_size // cfg.scale
+            )
         elif source.lr:
-            found, skipped = scan_pairs(list_images(source.path, cfg.data.root or None),
-                                        list_images(source.lr, cfg.data.root or None), cfg.scale,
-                                        cfg.data.gt_size // cfg.scale)
+            found, skipped = scan_pairs(
+                list_images(source.path, cfg.data.root or None),
+                list_images(source.lr, cfg.data.root or None),
+                cfg.scale,
+                cfg.data.gt_size // cfg.scale,
+            )
         else:
-            found, skipped = scan_images(list_images(source.path, cfg.data.root or None), cfg.data.load_size,
-                                         cfg.data.small_images)
+            found, skipped = scan_images(
+                list_images(source.path, cfg.data.root or None), cfg.data.load_size, cfg.data.small_images
+            )
         if not found:
             key = "data.train" if isinstance(cfg.data.train, str) else f"data.train[{i}]"
-            raise DataError(f"config key '{key}': no usable training images in {source.path}"
-                            + (f" ({skipped[0]})" if skipped else ""))
+            raise DataError(
+                f"config key '{key}': no usable training images in {source.path}"
+                + (f" ({skipped[0]})" if skipped else "")
+            )
         records += found
         source_index += [i] * len(found)
         notes += skipped
@@ -555,33 +632,46 @@ def restore(run: Run, folder: Path) -> None:
                     detail = f" ({err})"
                 raise ckpt.CheckpointError(
                     f"cannot resume {folder}: config key '{key}' is {now[key]!r} here but {then[key]!r} in the "
-                    f"checkpoint's run; set {key}: {then[key]!r}, or start a new run (another name){detail}", key=key)
+                    f"checkpoint's run; set {key}: {then[key]!r}, or start a new run (another name){detail}",
+                    key=key,
+                )
     try:
         load_strict(run.net_g, weights["net_g"], f"checkpoint {folder}")
         if run.net_g_ema is not None:
             run.net_g_ema.load_state_dict(weights.get("net_g_ema", weights["net_g"]))
         if run.net_d is not None:
             if "net_d" not in weights:
-                raise ckpt.CheckpointError(f"{folder} has no discriminator (an esrnet checkpoint?); "
-                                           "start the esrgan stage with init_from instead of resuming", key="stage")
+                raise ckpt.CheckpointError(
+                    f"{folder} has no discriminator (an esrnet checkpoint?); "
+                    "start the esrgan stage with init_from instead of resuming",
+                    key="stage",
+                )
             run.net_d.load_state_dict(weights["net_d"])
     except (RuntimeError, WeightsFormatError) as err:  # shapes differ, and no saved config said which key
         first = str(err).strip().splitlines()[-1].strip()
-        raise ckpt.CheckpointError(f"cannot resume {folder}: its networks have other shapes than this config's "
-                                   f"network / discriminator keys ({first})", key="network") from None
+        raise ckpt.CheckpointError(
+            f"cannot resume {folder}: its networks have other shapes than this config's "
+            f"network / discriminator keys ({first})",
+            key="network",
+        ) from None
     run.opt_g.load_state_dict(state["opt_g"])
     if run.opt_d is not None:
         run.opt_d.load_state_dict(state["opt_d"])
     run.scaler.load_state_dict(state["scaler"])
     synth_state = state["synth"][rank] if rank < len(state["synth"]) else {}
     pool = (synth_state or {}).get("pool")
-    if pool is not None and run.synth.pool is not None and (
-            pool["pool_size"], pool["batch_size"]) != (run.synth.pool.pool_size, run.synth.pool.batch_size):
+    if (
+        pool is not None
+        and run.synth.pool is not None
+        and (pool["pool_size"], pool["batch_size"]) != (run.synth.pool.pool_size, run.synth.pool.batch_size)
+    ):
         key = "batch_size" if pool["batch_size"] != cfg.batch_size else "data.pool_size"
         raise ckpt.CheckpointError(
             f"cannot resume {folder}: its training pair pool holds {pool['pool_size']} pairs in batches of "
             f"{pool['batch_size']}; set batch_size: {pool['batch_size']} and data.pool_size: {pool['pool_size']} "
-            f"to continue it, or start a new run (another name)", key=key)
+            f"to continue it, or start a new run (another name)",
+            key=key,
+        )
     run.synth.load_state_dict(synth_state, device=run.device)
     run.iteration = int(state["iteration"])
     run.best_value = float(state.get("best_value", state.get("best_psnr", -math.inf)))
@@ -591,14 +681,21 @@ def restore(run: Run, folder: Path) -> None:
     ckpt.restore_rng_states(rng_states[rank] if rank < len(rng_states) else rng_states[0])
     if run.is_main:
         if int(state.get("world_size", 1)) != run.dist.world_size:
-            log.warning("resuming with %d process(es) from a run with %d: the data order differs from an "
-                        "uninterrupted run", run.dist.world_size, state.get("world_size"))
+            log.warning(
+                "resuming with %d process(es) from a run with %d: the data order differs from an uninterrupted run",
+                run.dist.world_size,
+                state.get("world_size"),
+            )
         log.info("resumed from %s at iteration %d", folder, run.iteration)
-        changed = [f"{k} {then[k]!r} -> {now[k]!r}" for k in _SCHEDULE_KEYS
-                   if then is not None and k in then and then[k] != now[k]]
+        changed = [
+            f"{k} {then[k]!r} -> {now[k]!r}"
+            for k in _SCHEDULE_KEYS
+            if then is not None and k in then and then[k] != now[k]
+        ]
         if changed:
-            log.info("schedule changed on resume, followed from iteration %d on: %s", run.iteration + 1,
-                     "; ".join(changed))
+            log.info(
+                "schedule changed on resume, followed from iteration %d on: %s", run.iteration + 1, "; ".join(changed)
+            )
 
 
 # ------------------------------------------------------------------------------------------------------ open_run
@@ -619,8 +716,10 @@ def _open_tensorboard(run: Run):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        log.warning("TensorBoard scalars are off: the tensorboard package is not installed "
-                    "(pip install 'realesr[train]'); the CSV files and plots are written as usual")
+        log.warning(
+            "TensorBoard scalars are off: the tensorboard package is not installed "
+            "(pip install 'realesr[train]'); the CSV files and plots are written as usual"
+        )
         return None
     return SummaryWriter(str(run.run_dir / "tb"), purge_step=run.iteration + 1 if run.iteration else None)
 
@@ -631,17 +730,30 @@ def open_run(run: Run, overwrite: bool = False, show_progress: bool = True) -> N
     cfg, dist_info, device = run.cfg, run.dist, run.device
     accum = cfg.optim.accum_steps
     consumed = run.iteration * accum * run.global_batch
-    sampler = ResumableSampler(len(run.records), run.global_batch, cfg.seed, dist_info.rank, dist_info.world_size,
-                               start_epoch=consumed // run.per_epoch, start_position=consumed % run.per_epoch,
-                               probabilities=run.draw_p)
+    sampler = ResumableSampler(
+        len(run.records),
+        run.global_batch,
+        cfg.seed,
+        dist_info.rank,
+        dist_info.world_size,
+        start_epoch=consumed // run.per_epoch,
+        start_position=consumed % run.per_epoch,
+        probabilities=run.draw_p,
+    )
     workers = cfg.data.num_workers
     paired = any(source.lr or source.pairs for source in train_sources(cfg.data))
-    run.loader = DataLoader(run.dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
-                            collate_fn=collate_mixed if paired else None,
-                            pin_memory=device.type == "cuda", worker_init_fn=_worker_init if workers else None,
-                            prefetch_factor=4 if workers else None,
-                            # its own generator: creating the iterator must not consume the global RNG (exact resume)
-                            generator=torch.Generator().manual_seed(cfg.seed + dist_info.rank))
+    run.loader = DataLoader(
+        run.dataset,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_mixed if paired else None,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=_worker_init if workers else None,
+        prefetch_factor=4 if workers else None,
+        # its own generator: creating the iterator must not consume the global RNG (exact resume)
+        generator=torch.Generator().manual_seed(cfg.seed + dist_info.rank),
+    )
     run.batches = iter(run.loader)
 
     ids = [device.index] if device.type == "cuda" else None
@@ -659,8 +771,9 @@ def open_run(run: Run, overwrite: bool = False, show_progress: bool = True) -> N
         size_multiple = getattr(run.net_g, "size_multiple", 1)
         run.val_set = build_validation_sets(cfg, size_multiple, run.synth.cfg)
         for vset in run.val_set:
-            log.info("validation set %s (%s, %s): %d image(s)", vset.name, vset.kind, "/".join(vset.metrics),
-                     len(vset.items))
+            log.info(
+                "validation set %s (%s, %s): %d image(s)", vset.name, vset.kind, "/".join(vset.metrics), len(vset.items)
+            )
 
     barrier(dist_info)  # every rank has checked the run folder before rank 0 changes it
     if not run.is_main:
@@ -671,16 +784,31 @@ def open_run(run: Run, overwrite: bool = False, show_progress: bool = True) -> N
     attach_log_file(run_dir)
     save_config(cfg, run_dir / "config.yaml")
     world = dist_info.world_size
-    log.info("run folder %s; device %s; %d process(es); effective batch %d = %d per micro-batch x %d "
-             "accumulation x %d process(es)", run_dir, device, world, cfg.batch_size * accum * world, cfg.batch_size,
-             accum, world)
+    log.info(
+        "run folder %s; device %s; %d process(es); effective batch %d = %d per micro-batch x %d "
+        "accumulation x %d process(es)",
+        run_dir,
+        device,
+        world,
+        cfg.batch_size * accum * world,
+        cfg.batch_size,
+        accum,
+        world,
+    )
     run.tb = _open_tensorboard(run)
     g_cols = ["l_g_pix"] if cfg.loss.pixel_weight > 0 else []
     g_cols += ["l_g_percep"] if run.perceptual is not None else []
     g_cols += ["l_g_gan"] if run.net_d is not None and cfg.loss.gan.weight > 0 else []
     d_cols = list(D_LOSSES) if run.net_d is not None else []
-    columns = ["lr_g", *g_cols, *d_cols, "grad_norm_g", *(["grad_norm_d"] if run.net_d is not None else []),
-               "it_per_s", "skipped"]
+    columns = [
+        "lr_g",
+        *g_cols,
+        *d_cols,
+        "grad_norm_g",
+        *(["grad_norm_d"] if run.net_d is not None else []),
+        "it_per_s",
+        "skipped",
+    ]
     run.train_log = MetricsLog(run_dir / "train_log.csv", columns, run.iteration, run.tb, "train/")
     run.val_log = MetricsLog(run_dir / "val_log.csv", ["set", "metric", "value"], run.iteration, None)
     if show_progress:
@@ -700,12 +828,16 @@ def training_pairs(run: Run, generator: torch.Generator) -> list[tuple[torch.Ten
     for _ in range(run.cfg.optim.accum_steps):
         data = next(run.batches)
         gt = data["gt"].to(run.device, non_blocking=True) if "gt" in data else None
-        params = {k: v.to(run.device, non_blocking=True) if torch.is_tensor(v) else v
-                  for k, v in data.get("params", {}).items()}
+        params = {
+            k: v.to(run.device, non_blocking=True) if torch.is_tensor(v) else v
+            for k, v in data.get("params", {}).items()
+        }
         paired = None
         if "paired_gt" in data:  # real pairs: the synthetic chain is off for them
-            paired = (data["paired_lq"].to(run.device, non_blocking=True),
-                      data["paired_gt"].to(run.device, non_blocking=True))
+            paired = (
+                data["paired_lq"].to(run.device, non_blocking=True),
+                data["paired_gt"].to(run.device, non_blocking=True),
+            )
         lq, gt, gt_usm = run.synth(gt, params, generator, paired=paired)
         micro.append((lq.contiguous(memory_format=run.memory_format), gt, gt_usm))
     return micro
@@ -791,17 +923,22 @@ class StepCheck:
     stop: bool  # a stop was requested (on any rank)
 
 
-def reduce_and_check(run: Run, sums: dict, do_g: bool, grad_norm_g: torch.Tensor, grad_norm_d: torch.Tensor,
-                     stop_requested: bool) -> StepCheck:
+def reduce_and_check(
+    run: Run, sums: dict, do_g: bool, grad_norm_g: torch.Tensor, grad_norm_d: torch.Tensor, stop_requested: bool
+) -> StepCheck:
     """One collective for the decisions and the logged values: losses, finiteness, stop request."""
     dist_info, world = run.dist, run.dist.world_size
     names = [n for n in G_LOSSES if n in sums] + (list(D_LOSSES) if run.net_d is not None else [])
-    local = torch.stack([torch.as_tensor(sums[n], dtype=torch.float32, device=run.device).reshape(())
-                         for n in names]) if names else torch.zeros(0, device=run.device)
+    local = (
+        torch.stack([torch.as_tensor(sums[n], dtype=torch.float32, device=run.device).reshape(()) for n in names])
+        if names
+        else torch.zeros(0, device=run.device)
+    )
     bad_local = [n for n, v in zip(names, local.tolist()) if not math.isfinite(v)]
     flags = torch.tensor([float(bool(bad_local)), float(stop_requested)], device=run.device)
-    packed = all_reduce_sum(torch.cat([torch.nan_to_num(local, nan=0.0, posinf=0.0, neginf=0.0), flags]),
-                            dist_info).tolist()
+    packed = all_reduce_sum(
+        torch.cat([torch.nan_to_num(local, nan=0.0, posinf=0.0, neginf=0.0), flags]), dist_info
+    ).tolist()
     mean_losses = {n: float(packed[i]) / world for i, n in enumerate(names)}
     any_bad = packed[len(names)] > 0
     stop = packed[len(names) + 1] > 0 or (stop_requested and not dist_info.enabled)
@@ -831,8 +968,7 @@ def skip_step(run: Run, what: str) -> None:
     """Drop the gradients of a non-finite step; too many in a row abort with the last good state saved."""
     run.nonfinite_in_a_row += 1
     run.skipped_total += 1
-    log.warning("iteration %d: non-finite %s; step skipped (%d in a row)", run.iteration, what,
-                run.nonfinite_in_a_row)
+    log.warning("iteration %d: non-finite %s; step skipped (%d in a row)", run.iteration, what, run.nonfinite_in_a_row)
     run.opt_g.zero_grad(set_to_none=True)
     if run.opt_d is not None:
         run.opt_d.zero_grad(set_to_none=True)
@@ -843,7 +979,8 @@ def skip_step(run: Run, what: str) -> None:
         raise NonFiniteLossError(
             f"{run.nonfinite_in_a_row} non-finite steps in a row (last: {what}) at iteration {run.iteration}; "
             f"the last good state is saved in {folder or run.ckpt_root}; lower the learning rate, use fp32 "
-            f"or bf16, or check the data")
+            f"or bf16, or check the data"
+        )
 
 
 # --------------------------------------------------------------------------------------------- records, saving
@@ -857,13 +994,22 @@ def training_state(run: Run) -> dict:
         gathered = [None] * run.dist.world_size
         torch.distributed.all_gather_object(gathered, per_rank)
     cfg = run.cfg
-    state = {"iteration": run.iteration, "world_size": run.dist.world_size, "best_value": run.best_value,
-             "best_iteration": run.best_iteration,
-             "skipped_total": run.skipped_total, "opt_g": run.opt_g.state_dict(),
-             "scaler": run.scaler.state_dict(), "rng": [g["rng"] for g in gathered],
-             "synth": [g["synth"] for g in gathered], "config": config_to_dict(cfg),
-             "data": {"samples_consumed": run.iteration * cfg.optim.accum_steps * run.global_batch,
-                      "samples_per_epoch": run.per_epoch}}
+    state = {
+        "iteration": run.iteration,
+        "world_size": run.dist.world_size,
+        "best_value": run.best_value,
+        "best_iteration": run.best_iteration,
+        "skipped_total": run.skipped_total,
+        "opt_g": run.opt_g.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "rng": [g["rng"] for g in gathered],
+        "synth": [g["synth"] for g in gathered],
+        "config": config_to_dict(cfg),
+        "data": {
+            "samples_consumed": run.iteration * cfg.optim.accum_steps * run.global_batch,
+            "samples_per_epoch": run.per_epoch,
+        },
+    }
     if run.opt_d is not None:
         state["opt_d"] = run.opt_d.state_dict()
     return state
@@ -880,8 +1026,12 @@ def save(run: Run, folder_name: str) -> Path | None:
     if run.net_d is not None:
         weights["net_d"] = run.net_d.state_dict()
     folder = ckpt.save_checkpoint(run.ckpt_root / folder_name, weights, state)
-    _write_model(run.net_g_ema if run.net_g_ema is not None else run.net_g, run.run_dir / "model.safetensors",
-                 run.cfg, run.iteration)
+    _write_model(
+        run.net_g_ema if run.net_g_ema is not None else run.net_g,
+        run.run_dir / "model.safetensors",
+        run.cfg,
+        run.iteration,
+    )
     if folder_name.startswith("iter_"):
         ckpt.prune_checkpoints(run.ckpt_root, run.cfg.keep_last)
     log.info("checkpoint saved: %s", folder)
@@ -896,10 +1046,18 @@ def write_status(run: Run, state: str) -> None:
     best = None
     if math.isfinite(run.best_value):
         best = {"metric": best_metric(run), "value": run.best_value, "iteration": run.best_iteration}
-    status = {"state": state, "pid": os.getpid(), "host": socket.gethostname(), "name": run.cfg.name,
-              "stage": run.cfg.stage, "iteration": run.iteration, "total_iters": run.cfg.total_iters, "best": best,
-              "last_validation": {"iteration": run.last_validation_iteration, "metrics": run.last_validation},
-              "updated": time.time()}
+    status = {
+        "state": state,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "name": run.cfg.name,
+        "stage": run.cfg.stage,
+        "iteration": run.iteration,
+        "total_iters": run.cfg.total_iters,
+        "best": best,
+        "last_validation": {"iteration": run.last_validation_iteration, "metrics": run.last_validation},
+        "updated": time.time(),
+    }
     with contextlib.suppress(OSError):  # a status that cannot be written must not stop a training
         atomic_write_text(run.run_dir / "status.json", json.dumps(status, indent=1))
 
@@ -929,9 +1087,16 @@ def run_validation(run: Run) -> dict:
             if tb is not None:
                 tb.add_image(f"samples/{tag}", strip, it, dataformats="HWC")
 
-        results = validate_sets(net, run.val_set, run.device, run.cfg.val.crop_border,
-                           run.run_dir / "samples" / f"iter_{it:08d}", run.cfg.val.num_samples, run.autocast_dtype,
-                           on_sample=on_sample)
+        results = validate_sets(
+            net,
+            run.val_set,
+            run.device,
+            run.cfg.val.crop_border,
+            run.run_dir / "samples" / f"iter_{it:08d}",
+            run.cfg.val.num_samples,
+            run.autocast_dtype,
+            on_sample=on_sample,
+        )
         run.last_validation_iteration = it
         for name, m in results.items():
             for metric, value in m.items():
@@ -944,9 +1109,14 @@ def run_validation(run: Run) -> dict:
     chosen = best_metric(run)
     name, _, metric = chosen.rpartition("/")
     key_metric = results.get(name, {}).get(metric)
-    better = key_metric is not None and math.isfinite(key_metric) and (
-        not math.isfinite(run.best_value)
-        or (key_metric < run.best_value if lower_is_better(chosen) else key_metric > run.best_value))
+    better = (
+        key_metric is not None
+        and math.isfinite(key_metric)
+        and (
+            not math.isfinite(run.best_value)
+            or (key_metric < run.best_value if lower_is_better(chosen) else key_metric > run.best_value)
+        )
+    )
     is_best = torch.tensor([1.0 if better else 0.0], device=run.device)
     all_reduce_sum(is_best, run.dist)  # rank 0 decides; the others must join the collective save
     if is_best.item() > 0:
@@ -956,8 +1126,9 @@ def run_validation(run: Run) -> dict:
     return results
 
 
-def log_and_validate(run: Run, check: StepCheck, lr: float, grad_norm_g: torch.Tensor,
-                     grad_norm_d: torch.Tensor) -> None:
+def log_and_validate(
+    run: Run, check: StepCheck, lr: float, grad_norm_g: torch.Tensor, grad_norm_d: torch.Tensor
+) -> None:
     """Progress bar, the CSV/TensorBoard row (``lr``: the one used in this iteration), validation on its interval."""
     cfg, it = run.cfg, run.iteration
     if run.bar is not None:
@@ -971,8 +1142,13 @@ def log_and_validate(run: Run, check: StepCheck, lr: float, grad_norm_g: torch.T
         now = time.perf_counter()
         speed = (it - run.it_last) / max(now - run.t_last, 1e-9)
         run.t_last, run.it_last = now, it
-        row = {"lr_g": lr, **check.mean_losses, "grad_norm_g": float(grad_norm_g), "it_per_s": speed,
-               "skipped": run.skipped_total}
+        row = {
+            "lr_g": lr,
+            **check.mean_losses,
+            "grad_norm_g": float(grad_norm_g),
+            "it_per_s": speed,
+            "skipped": run.skipped_total,
+        }
         if run.net_d is not None:
             row["grad_norm_d"] = float(grad_norm_d)
         run.train_log.write(it, row)
@@ -984,8 +1160,14 @@ def log_and_validate(run: Run, check: StepCheck, lr: float, grad_norm_g: torch.T
 # ------------------------------------------------------------------------------------------------------- train
 
 
-def train(cfg: TrainConfig, resume: str | None = None, on_iteration: Callable[[int, dict], None] | None = None,
-          allow_download: bool = True, show_progress: bool = True, overwrite: bool = False) -> TrainResult:
+def train(
+    cfg: TrainConfig,
+    resume: str | None = None,
+    on_iteration: Callable[[int, dict], None] | None = None,
+    allow_download: bool = True,
+    show_progress: bool = True,
+    overwrite: bool = False,
+) -> TrainResult:
     """Train one stage as ``cfg`` says; ``resume`` is None, ``"auto"`` (newest checkpoint of the run, if any) or a
     checkpoint folder; ``overwrite`` moves a run already in the run folder aside (``NAME.old-TIMESTAMP``).
     ``on_iteration(iteration, losses)`` is called after every iteration (rank 0 too)."""
@@ -1000,7 +1182,9 @@ def train(cfg: TrainConfig, resume: str | None = None, on_iteration: Callable[[i
         if resume_from is None and not overwrite and _holds_a_run(cfg.run_dir) and resume != "auto":
             raise RunFolderError(
                 f"run folder {cfg.run_dir} already holds a run; continue it with --resume auto, give this run "
-                f"another name (--set name=NEW), or pass --overwrite to move the old run aside", key="name")
+                f"another name (--set name=NEW), or pass --overwrite to move the old run aside",
+                key="name",
+            )
         run = build(cfg, device, dist_info, resume_from is not None, allow_download)
         if resume_from is not None:
             restore(run, resume_from)
@@ -1010,8 +1194,12 @@ def train(cfg: TrainConfig, resume: str | None = None, on_iteration: Callable[[i
         opened = True
         if has_validation(cfg) and dist_info.is_main:
             chosen = best_metric(run)
-            log.info("checkpoints/best: the %s %s%s", "lowest" if lower_is_better(chosen) else "highest", chosen,
-                     "" if cfg.val.best else " (val.best empty: the default for this stage)")
+            log.info(
+                "checkpoints/best: the %s %s%s",
+                "lowest" if lower_is_better(chosen) else "highest",
+                chosen,
+                "" if cfg.val.best else " (val.best empty: the default for this stage)",
+            )
         if run.iteration == 0 and has_validation(cfg) and cfg.val.at_start:
             run.last_validation = run_validation(run)  # the baseline (of a fine-tune: its starting model)
         status = _loop(run, on_iteration)
@@ -1019,8 +1207,13 @@ def train(cfg: TrainConfig, resume: str | None = None, on_iteration: Callable[[i
             _finish(run)
         write_status(run, "finished" if status == "completed" else "interrupted")
         barrier(dist_info)
-        return TrainResult(cfg.run_dir, run.iteration, status, run.last_validation,
-                           model=run.net_g_ema if run.net_g_ema is not None else run.net_g)
+        return TrainResult(
+            cfg.run_dir,
+            run.iteration,
+            status,
+            run.last_validation,
+            model=run.net_g_ema if run.net_g_ema is not None else run.net_g,
+        )
     except BaseException:
         if opened:
             write_status(run, "failed")
@@ -1084,8 +1277,11 @@ def _loop(run: Run, on_iteration: Callable[[int, dict], None] | None) -> str:
             if stop_now:
                 save(run, f"iter_{it:08d}")
                 if run.is_main:
-                    log.warning("stopped by %s at iteration %d; resume with --resume auto",
-                                stop.signal_name or "a signal on another rank", it)
+                    log.warning(
+                        "stopped by %s at iteration %d; resume with --resume auto",
+                        stop.signal_name or "a signal on another rank",
+                        it,
+                    )
                 return "interrupted"
             if it % cfg.save_every == 0 or it == cfg.total_iters:
                 save(run, f"iter_{it:08d}")
@@ -1124,5 +1320,8 @@ def plot_curves_safe(run_dir: Path) -> list[Path]:
 
 def _write_model(net: nn.Module, path: Path, cfg: TrainConfig, iteration: int) -> None:
     """The EMA generator as ``model.safetensors`` (realesr.weights.save_model writes atomically)."""
-    save_model(net, path, {"realesr_train_name": cfg.name, "realesr_train_stage": cfg.stage,
-                           "realesr_train_iteration": str(iteration)})
+    save_model(
+        net,
+        path,
+        {"realesr_train_name": cfg.name, "realesr_train_stage": cfg.stage, "realesr_train_iteration": str(iteration)},
+    )

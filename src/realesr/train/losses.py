@@ -22,8 +22,13 @@ class PerceptualLoss(nn.Module):
     PerceptualLoss with ``criterion: l1``; the GT features carry no gradient.
     """
 
-    def __init__(self, extractor: VGGFeatureExtractor, layer_weights: dict[str, float], weight: float = 1.0,
-                 criterion: str = "l1") -> None:
+    def __init__(
+        self,
+        extractor: VGGFeatureExtractor,
+        layer_weights: dict[str, float],
+        weight: float = 1.0,
+        criterion: str = "l1",
+    ) -> None:
         super().__init__()
         if criterion not in ("l1", "l2"):
             raise ValueError(f"criterion must be l1 or l2, not {criterion!r}")
@@ -43,13 +48,21 @@ class PerceptualLoss(nn.Module):
         return total * self.weight
 
 
-def build_perceptual_loss(layer_weights: dict[str, float], weight: float, weights: str, use_input_norm: bool,
-                          criterion: str, allow_download: bool = True) -> PerceptualLoss:
+def build_perceptual_loss(
+    layer_weights: dict[str, float],
+    weight: float,
+    weights: str,
+    use_input_norm: bool,
+    criterion: str,
+    allow_download: bool = True,
+) -> PerceptualLoss:
     """``weights``: ``imagenet`` (cached/downloaded vgg19-dcbb9e9d.pth), a .pth path, or ``random``."""
     extractor = VGGFeatureExtractor(list(layer_weights), use_input_norm=use_input_norm)
     if weights == "random":
-        log.warning("!!! loss.perceptual.weights is 'random': the perceptual loss uses an UNTRAINED VGG19. "
-                    "This is for smoke tests only; models trained so are not Real-ESRGAN. !!!")
+        log.warning(
+            "!!! loss.perceptual.weights is 'random': the perceptual loss uses an UNTRAINED VGG19. "
+            "This is for smoke tests only; models trained so are not Real-ESRGAN. !!!"
+        )
         gen = torch.Generator().manual_seed(0)
         with torch.no_grad():
             for m in extractor.modules():
@@ -66,8 +79,9 @@ def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
-def gan_loss_generator(fake_pred: torch.Tensor, real_pred: torch.Tensor | None, kind: str,
-                       real_label: float = 1.0, fake_label: float = 0.0) -> torch.Tensor:
+def gan_loss_generator(
+    fake_pred: torch.Tensor, real_pred: torch.Tensor | None, kind: str, real_label: float = 1.0, fake_label: float = 0.0
+) -> torch.Tensor:
     """The generator's adversarial loss, unweighted.
 
     vanilla: BCE(D(fake), real). ragan (ESRGAN's relativistic average GAN): the mean of
@@ -84,8 +98,9 @@ def gan_loss_generator(fake_pred: torch.Tensor, real_pred: torch.Tensor | None, 
     raise ValueError(f"unknown GAN loss {kind!r}")
 
 
-def gan_loss_discriminator(real_pred: torch.Tensor, fake_pred: torch.Tensor, kind: str,
-                           real_label: float = 1.0, fake_label: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def gan_loss_discriminator(
+    real_pred: torch.Tensor, fake_pred: torch.Tensor, kind: str, real_label: float = 1.0, fake_label: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The discriminator's losses on the GT and on the (detached) output: ``(l_d_real, l_d_fake)``.
 
     vanilla: BCE(D(gt), real) and BCE(D(out), fake), as the official step (each back-propagated).

@@ -49,8 +49,9 @@ def _last_validation(run_dir: Path) -> str:
         if r["iteration"] == last:
             metrics.setdefault(r["set"], {})[r["metric"]] = float(r["value"])
     words = {"psnr": "{:.2f} dB", "ssim": "{:.3f}", "niqe": "NIQE {:.3f}"}
-    parts = [f"{name} " + " / ".join(words.get(k, "{:.4g}").format(v) for k, v in m.items())
-             for name, m in metrics.items()]
+    parts = [
+        f"{name} " + " / ".join(words.get(k, "{:.4g}").format(v) for k, v in m.items()) for name, m in metrics.items()
+    ]
     return f"@ {last}: " + ", ".join(parts)
 
 
@@ -82,10 +83,18 @@ def _row(run_dir: Path) -> RunRow | None:
         b = status["best"]
         metric = str(b["metric"]).rpartition("/")[2]
         value = {"psnr": "{:.2f} dB", "ssim": "{:.4f}", "niqe": "NIQE {:.3f}"}.get(metric, "{:.4g}").format(
-            float(b["value"]))
+            float(b["value"])
+        )
         best = f"{value} ({b['metric']}) @ {b['iteration']}"
-    return RunRow(run_dir.name, str(status.get("stage", config.get("stage", "?"))), iteration, total, best,
-                  _last_validation(run_dir), state)
+    return RunRow(
+        run_dir.name,
+        str(status.get("stage", config.get("stage", "?"))),
+        iteration,
+        total,
+        best,
+        _last_validation(run_dir),
+        state,
+    )
 
 
 def list_runs(folder: str | os.PathLike) -> list[RunRow]:

@@ -33,8 +33,9 @@ def degradation_config(scale: int, overrides: dict[str, Any]) -> DegradationConf
     for key in overrides:
         if key not in FLAT_KEYS:
             known = ", ".join(sorted(FLAT_KEYS))
-            raise ConfigError(f"unknown config key 'data.degradation.{key}'; known keys: {known}",
-                              key=f"data.degradation.{key}")
+            raise ConfigError(
+                f"unknown config key 'data.degradation.{key}'; known keys: {known}", key=f"data.degradation.{key}"
+            )
     try:
         return base.replace_flat(overrides)
     except ConfigError as err:  # its messages read "degradation.KEY: why", its key "degradation.KEY"
@@ -65,8 +66,13 @@ class PairSynthesizer:
         self.pool = TrainingPairPool(pool_size, batch_size, seed=seed) if pool_size > 0 else None
 
     @torch.no_grad()
-    def __call__(self, gt: torch.Tensor | None, params: dict, generator: torch.Generator | None = None,
-                 paired: tuple[torch.Tensor, torch.Tensor] | None = None):
+    def __call__(
+        self,
+        gt: torch.Tensor | None,
+        params: dict,
+        generator: torch.Generator | None = None,
+        paired: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ):
         """``gt``: patches to degrade (None when the batch is all paired); ``paired``: (lq, gt) crops of real pairs,
         which skip the chain and join the synthetic ones before the pool."""
         if gt is not None:

@@ -30,8 +30,16 @@ from realesr.errors import ConfigError, UsageError
 from realesr.metrics import imresize, niqe, psnr, ssim
 from realesr.metrics.niqe import NIQE_BLOCK
 
-__all__ = ["ValImage", "ValItem", "ValSet", "build_validation_set", "build_validation_sets", "to_uint8", "validate",
-           "validate_sets"]
+__all__ = [
+    "ValImage",
+    "ValItem",
+    "ValSet",
+    "build_validation_set",
+    "build_validation_sets",
+    "to_uint8",
+    "validate",
+    "validate_sets",
+]
 
 log = logging.getLogger("realesr.train")
 
@@ -51,9 +59,17 @@ def to_uint8(t: torch.Tensor) -> np.ndarray:
     return imagefiles.to_uint8(t.detach().float().permute(1, 2, 0).cpu().numpy())
 
 
-def build_validation_set(folder: str, scale: int, size_multiple: int, max_images: int, max_size: int, seed: int,
-                         degraded: bool, bicubic: bool,
-                         degradation_cfg: DegradationConfig | None = None) -> list[ValImage]:
+def build_validation_set(
+    folder: str,
+    scale: int,
+    size_multiple: int,
+    max_images: int,
+    max_size: int,
+    seed: int,
+    degraded: bool,
+    bicubic: bool,
+    degradation_cfg: DegradationConfig | None = None,
+) -> list[ValImage]:
     """HR images cropped to a multiple of ``scale * size_multiple`` (and centre-cropped to ``max_size``), with
     their LR versions computed once, on the CPU, from fixed seeds."""
     paths = list_images(folder)
@@ -100,10 +116,16 @@ def sample_strip(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray | None = None, g
 
 
 @torch.no_grad()
-def validate(net: nn.Module, images: list[ValImage], device: torch.device, crop_border: int,
-             sample_dir: Path | None = None, num_samples: int = 0,
-             autocast_dtype: torch.dtype | None = None,
-             on_sample: Callable[[str, np.ndarray], None] | None = None) -> dict[str, dict[str, float]]:
+def validate(
+    net: nn.Module,
+    images: list[ValImage],
+    device: torch.device,
+    crop_border: int,
+    sample_dir: Path | None = None,
+    num_samples: int = 0,
+    autocast_dtype: torch.dtype | None = None,
+    on_sample: Callable[[str, np.ndarray], None] | None = None,
+) -> dict[str, dict[str, float]]:
     """Mean PSNR/SSIM (Y channel, ``crop_border`` cropped) per LR kind. For the first ``num_samples`` images of each
     kind an LR | SR | GT strip is written to ``sample_dir/NAME_KIND.png`` and passed to ``on_sample(tag, strip)``."""
     was_training = net.training
@@ -166,8 +188,9 @@ def _lr_crop(h: int, w: int, size_multiple: int, max_lr: int) -> tuple[int, int,
     return (h - ch) // 2, (w - cw) // 2, ch, cw
 
 
-def build_validation_sets(cfg: TrainConfig, size_multiple: int,
-                          degradation_cfg: DegradationConfig | None = None) -> list[ValSet]:
+def build_validation_sets(
+    cfg: TrainConfig, size_multiple: int, degradation_cfg: DegradationConfig | None = None
+) -> list[ValSet]:
     """Every validation set of ``cfg.val``, read and (synthetic ones) degraded once, on the CPU: ``val.folder`` as
     the sets ``degraded`` and ``bicubic``, then ``val.sets`` in order. Paired LR/HR are matched by file stem and
     centre-cropped alike (HR crop = LR crop x scale); a real set's SR must hold NIQE's 96-px blocks."""
@@ -177,8 +200,17 @@ def build_validation_sets(cfg: TrainConfig, size_multiple: int,
     names = val_set_names(cfg)
     out: list[ValSet] = []
     if val.folder:
-        images = build_validation_set(val.folder, scale, size_multiple, val.max_images, val.max_size, val.seed,
-                                      val.degraded, val.bicubic, degradation_cfg)
+        images = build_validation_set(
+            val.folder,
+            scale,
+            size_multiple,
+            val.max_images,
+            val.max_size,
+            val.seed,
+            val.degraded,
+            val.bicubic,
+            degradation_cfg,
+        )
         for kind in ("degraded", "bicubic"):
             if getattr(val, kind):
                 out.append(ValSet(kind, "synthetic", [ValItem(i.name, i.lr[kind], i.hr) for i in images]))
@@ -188,8 +220,9 @@ def build_validation_sets(cfg: TrainConfig, size_multiple: int,
             raise ConfigError(f"config key '{key}.path': validation folder not found: {vs.path}", key=f"{key}.path")
         items: list[ValItem] = []
         if vs.kind == "synthetic":
-            images = build_validation_set(vs.path, scale, size_multiple, val.max_images, val.max_size, val.seed,
-                                          True, False, degradation_cfg)
+            images = build_validation_set(
+                vs.path, scale, size_multiple, val.max_images, val.max_size, val.seed, True, False, degradation_cfg
+            )
             items = [ValItem(i.name, i.lr["degraded"], i.hr) for i in images]
         elif vs.kind == "paired":
             if not Path(vs.lr).is_dir():
@@ -198,26 +231,38 @@ def build_validation_sets(cfg: TrainConfig, size_multiple: int,
             hr_paths = list_images(vs.path)
             missing = [p.name for p in hr_paths if p.stem not in lr_by_stem]
             if missing:
-                raise ConfigError(f"config key '{key}.lr': no LR image in {vs.lr} for {', '.join(missing[:5])}"
-                                  f"{' ...' if len(missing) > 5 else ''} (LR and HR are matched by file name)",
-                                  key=f"{key}.lr")
+                raise ConfigError(
+                    f"config key '{key}.lr': no LR image in {vs.lr} for {', '.join(missing[:5])}"
+                    f"{' ...' if len(missing) > 5 else ''} (LR and HR are matched by file name)",
+                    key=f"{key}.lr",
+                )
             for path in hr_paths[: val.max_images or None]:
                 hr, lr = _read_u8(path), _read_u8(lr_by_stem[path.stem])
                 if hr.shape[0] < lr.shape[0] * scale or hr.shape[1] < lr.shape[1] * scale:
-                    raise ConfigError(f"config key '{key}': {path.name} is {hr.shape[1]}x{hr.shape[0]}, smaller than "
-                                      f"its LR ({lr.shape[1]}x{lr.shape[0]}) x {scale}", key=key)
+                    raise ConfigError(
+                        f"config key '{key}': {path.name} is {hr.shape[1]}x{hr.shape[0]}, smaller than "
+                        f"its LR ({lr.shape[1]}x{lr.shape[0]}) x {scale}",
+                        key=key,
+                    )
                 top, left, ch, cw = _lr_crop(lr.shape[0], lr.shape[1], size_multiple, val.max_size // scale)
                 if ch and cw:
-                    items.append(ValItem(path.stem, _to_tensor(lr[top : top + ch, left : left + cw]),
-                                         np.ascontiguousarray(hr[top * scale : (top + ch) * scale,
-                                                                 left * scale : (left + cw) * scale])))
+                    items.append(
+                        ValItem(
+                            path.stem,
+                            _to_tensor(lr[top : top + ch, left : left + cw]),
+                            np.ascontiguousarray(
+                                hr[top * scale : (top + ch) * scale, left * scale : (left + cw) * scale]
+                            ),
+                        )
+                    )
         else:
             for path in list_images(vs.path)[: val.max_images or None]:
                 lr = _read_u8(path)
                 top, left, ch, cw = _lr_crop(lr.shape[0], lr.shape[1], size_multiple, val.max_size // scale)
                 if min(ch, cw) * scale - 2 * val.crop_border < NIQE_BLOCK:
-                    log.warning("validation set %s: %s skipped, its SR would be under NIQE's %d px", name,
-                                path.name, NIQE_BLOCK)
+                    log.warning(
+                        "validation set %s: %s skipped, its SR would be under NIQE's %d px", name, path.name, NIQE_BLOCK
+                    )
                     continue
                 items.append(ValItem(path.stem, _to_tensor(lr[top : top + ch, left : left + cw]), None))
         if not items:
@@ -227,10 +272,16 @@ def build_validation_sets(cfg: TrainConfig, size_multiple: int,
 
 
 @torch.no_grad()
-def validate_sets(net: nn.Module, sets: list[ValSet], device: torch.device, crop_border: int,
-                  sample_dir: Path | None = None, num_samples: int = 0,
-                  autocast_dtype: torch.dtype | None = None,
-                  on_sample: Callable[[str, np.ndarray], None] | None = None) -> dict[str, dict[str, float]]:
+def validate_sets(
+    net: nn.Module,
+    sets: list[ValSet],
+    device: torch.device,
+    crop_border: int,
+    sample_dir: Path | None = None,
+    num_samples: int = 0,
+    autocast_dtype: torch.dtype | None = None,
+    on_sample: Callable[[str, np.ndarray], None] | None = None,
+) -> dict[str, dict[str, float]]:
     """Mean metrics per set: PSNR/SSIM (Y channel, ``crop_border`` cropped) against the GT, NIQE (Y, the same
     border cropped) of a real set's SR, all on the 8-bit SR as written. The first ``num_samples`` items of each set
     give an LR | SR | GT (real: LR | SR) strip, ``sample_dir/NAME_SET.png``, also passed to ``on_sample``."""

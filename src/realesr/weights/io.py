@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
-from realesr.errors import NotWeightsError, WeightsFormatError
 from realesr.atomic import atomic_path
+from realesr.errors import NotWeightsError, WeightsFormatError
 from realesr.weights.ncnn import MAGIC, read_ncnn
 from realesr.weights.spec import ModelSpec, check_resize_factor, detect_arch, spec_of
 
@@ -47,8 +48,9 @@ def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.T
                 break
         else:
             nested = {k: type(v).__name__ for k, v in list(obj.items())[:8]}
-            raise WeightsFormatError(f"{source}: no state dict inside; top-level entries: {nested} "
-                                     f"(looked for {', '.join(_WRAPPER_KEYS)})")
+            raise WeightsFormatError(
+                f"{source}: no state dict inside; top-level entries: {nested} (looked for {', '.join(_WRAPPER_KEYS)})"
+            )
     if not isinstance(obj, Mapping):
         raise WeightsFormatError(f"{source}: holds a {type(obj).__name__}, not a state dict")
     if not _is_tensor_dict(obj):
@@ -56,9 +58,9 @@ def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.T
     sd = {}
     for key, value in obj.items():
         while key.startswith("module."):
-            key = key[len("module."):]
+            key = key[len("module.") :]
         if key.startswith("_orig_mod."):  # torch.compile wrapper
-            key = key[len("_orig_mod."):]
+            key = key[len("_orig_mod.") :]
         sd[key] = value
     return sd
 
@@ -98,8 +100,10 @@ def read_weights(path: str | os.PathLike) -> WeightsFile:
     if path.exists() and not path.is_file():
         raise WeightsFormatError(f"{path} is not a regular file (a pipe, socket or device); give a weights file")
     if path.suffix.lower() == ".onnx":
-        raise WeightsFormatError(f"{path}: an ONNX model holds a graph, not weights realesr converts; run it with "
-                                 f"-m {path.name}, or convert from the original weights file")
+        raise WeightsFormatError(
+            f"{path}: an ONNX model holds a graph, not weights realesr converts; run it with "
+            f"-m {path.name}, or convert from the original weights file"
+        )
     kind = _sniff(path) if path.exists() else "ncnn"
     if kind == "ncnn":
         model = read_ncnn(path)
@@ -128,16 +132,20 @@ def _read_torch(path: Path) -> dict[str, torch.Tensor]:
         if "global" not in text.lower():
             # Not the safe unpickler refusing a class or function: the bytes themselves are broken.
             detail = next((ln.strip() for ln in reversed(first) if ln.strip() and "http" not in ln), "")
-            raise WeightsFormatError(f"{path}: corrupt PyTorch checkpoint (cannot unpickle it: {detail[:160]}); "
-                                     f"delete it or fetch it again") from err
+            raise WeightsFormatError(
+                f"{path}: corrupt PyTorch checkpoint (cannot unpickle it: {detail[:160]}); delete it or fetch it again"
+            ) from err
         reason = next((ln for ln in first if "Unsupported" in ln or "global" in ln.lower()), first[0] if first else "")
         reason = reason.split(" Please use")[0].split(". Please")[0]
         raise WeightsFormatError(
             f"{path}: refused to unpickle: it holds more than tensors (code or objects), which could run code "
-            f"when loaded. Only plain state dicts are read. ({reason.strip()[:200]})") from err
+            f"when loaded. Only plain state dicts are read. ({reason.strip()[:200]})"
+        ) from err
     except Exception as err:  # noqa: BLE001 - torch.load fails on a bad file with many kinds of error
         detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise WeightsFormatError(f"{path}: corrupt or not a PyTorch checkpoint ({type(err).__name__}: {detail})") from err
+        raise WeightsFormatError(
+            f"{path}: corrupt or not a PyTorch checkpoint ({type(err).__name__}: {detail})"
+        ) from err
     return unwrap_state_dict(obj, str(path))
 
 
@@ -175,8 +183,9 @@ def save_model(net: nn.Module, path: str | os.PathLike, metadata: Mapping[str, s
     return save_state_dict(sd, spec, path, metadata)
 
 
-def save_state_dict(sd: Mapping[str, torch.Tensor], spec: ModelSpec, path: str | os.PathLike,
-                    metadata: Mapping[str, str] | None = None) -> Path:
+def save_state_dict(
+    sd: Mapping[str, torch.Tensor], spec: ModelSpec, path: str | os.PathLike, metadata: Mapping[str, str] | None = None
+) -> Path:
     """Write ``sd`` as is (values and dtypes) to safetensors with ``spec`` in the metadata, after
     checking that detection from the tensors gives that spec; atomically."""
     from safetensors.torch import save_file
@@ -202,17 +211,25 @@ def load_strict(net: nn.Module, sd: Mapping[str, torch.Tensor], what: str) -> No
     own = net.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
-    wrong = [f"{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-             if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
+    wrong = [
+        f"{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in sd and tuple(sd[k].shape) != tuple(v.shape)
+    ]
     parts = []
     if wrong:
-        parts.append(f"{len(wrong)} shape{'s' if len(wrong) > 1 else ''} differ (file vs network): "
-                     + ", ".join(wrong[:3]) + (" ..." if len(wrong) > 3 else ""))
+        parts.append(
+            f"{len(wrong)} shape{'s' if len(wrong) > 1 else ''} differ (file vs network): "
+            + ", ".join(wrong[:3])
+            + (" ..." if len(wrong) > 3 else "")
+        )
     if missing:
         parts.append(f"missing {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else ""))
     if unexpected:
         parts.append(f"unexpected {', '.join(unexpected[:3])}" + (" ..." if len(unexpected) > 3 else ""))
     if parts:
-        raise WeightsFormatError(f"{what} does not fit the network: {'; '.join(parts)}; was the network "
-                                 f"configuration (width, blocks, scale) changed?")
+        raise WeightsFormatError(
+            f"{what} does not fit the network: {'; '.join(parts)}; was the network "
+            f"configuration (width, blocks, scale) changed?"
+        )
     net.load_state_dict(sd)

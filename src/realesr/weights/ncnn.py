@@ -38,8 +38,24 @@ TAG_FP32 = 0x00000000
 TAG_INT8 = 0x000D4B38
 
 # Layers that carry no weights in the .bin: they only shape the graph.
-_WEIGHTLESS = {"Input", "Split", "Concat", "Eltwise", "BinaryOp", "Interp", "PixelShuffle", "ReLU", "Reorg",
-               "Noop", "Clip", "Sigmoid", "TanH", "Crop", "Reshape", "Permute"}
+_WEIGHTLESS = {
+    "Input",
+    "Split",
+    "Concat",
+    "Eltwise",
+    "BinaryOp",
+    "Interp",
+    "PixelShuffle",
+    "ReLU",
+    "Reorg",
+    "Noop",
+    "Clip",
+    "Sigmoid",
+    "TanH",
+    "Crop",
+    "Reshape",
+    "Permute",
+}
 
 
 @dataclass
@@ -97,15 +113,15 @@ def parse_param(text: str, source: str = ".param") -> list[NcnnLayer]:
         fields = line.split()
         try:
             ltype, name, n_in, n_out = fields[0], fields[1], int(fields[2]), int(fields[3])
-            inputs = fields[4:4 + n_in]
-            outputs = fields[4 + n_in:4 + n_in + n_out]
+            inputs = fields[4 : 4 + n_in]
+            outputs = fields[4 + n_in : 4 + n_in + n_out]
             params: dict[int, object] = {}
-            for item in fields[4 + n_in + n_out:]:
+            for item in fields[4 + n_in + n_out :]:
                 key_text, value_text = item.split("=", 1)
                 key = int(key_text)
                 if key <= -23300:  # array parameter: -23300 - id = count,values...
                     values = value_text.split(",")
-                    params[-23300 - key] = [_parse_value(v) for v in values[1:int(values[0]) + 1]]
+                    params[-23300 - key] = [_parse_value(v) for v in values[1 : int(values[0]) + 1]]
                 else:
                     params[key] = _parse_value(value_text)
         except (IndexError, ValueError) as err:
@@ -129,8 +145,9 @@ class _BinReader:
         if self.pos + nbytes > len(self.data):
             raise WeightsFormatError(
                 f"{self.source}: ends at byte {len(self.data)} while reading {what} ({nbytes} bytes from {self.pos}); "
-                f"the .bin does not belong to this .param or is truncated")
-        chunk = self.data[self.pos:self.pos + nbytes]
+                f"the .bin does not belong to this .param or is truncated"
+            )
+        chunk = self.data[self.pos : self.pos + nbytes]
         self.pos += nbytes
         return chunk
 
@@ -148,10 +165,14 @@ class _BinReader:
             self.dtypes.add("fp32")
             return self.raw_fp32(count, what)
         if tag == TAG_INT8:
-            raise WeightsFormatError(f"{self.source}: {what} holds int8-quantised weights, which realesr cannot "
-                                     f"use; convert the fp32 or fp16 model instead")
-        raise WeightsFormatError(f"{self.source}: {what} has unknown weight tag 0x{tag:08X} (quantised or "
-                                 f"not an ncnn .bin); expected 0x{TAG_FP16:08X} (fp16) or 0 (fp32)")
+            raise WeightsFormatError(
+                f"{self.source}: {what} holds int8-quantised weights, which realesr cannot "
+                f"use; convert the fp32 or fp16 model instead"
+            )
+        raise WeightsFormatError(
+            f"{self.source}: {what} has unknown weight tag 0x{tag:08X} (quantised or "
+            f"not an ncnn .bin); expected 0x{TAG_FP16:08X} (fp16) or 0 (fp32)"
+        )
 
 
 def _conv_shape(layer: NcnnLayer) -> tuple[int, int, int, int]:
@@ -161,11 +182,14 @@ def _conv_shape(layer: NcnnLayer) -> tuple[int, int, int, int]:
     size = int(layer.get(6))
     if out_ch <= 0 or kw <= 0 or size % (out_ch * kh * kw):
         raise WeightsFormatError(
-            f"Convolution {layer.name}: weight_data_size {size} is not out {out_ch} x in x {kh}x{kw}")
+            f"Convolution {layer.name}: weight_data_size {size} is not out {out_ch} x in x {kh}x{kw}"
+        )
     for key, what, expected in ((2, "dilation", 1), (3, "stride", 1), (4, "pad", kw // 2)):
         if int(layer.get(key, 1 if key != 4 else 0)) != expected:
-            raise WeightsFormatError(f"Convolution {layer.name}: {what} {layer.get(key)} is not {expected}; "
-                                     f"not a layer of a known architecture")
+            raise WeightsFormatError(
+                f"Convolution {layer.name}: {what} {layer.get(key)} is not {expected}; "
+                f"not a layer of a known architecture"
+            )
     return out_ch, size // (out_ch * kh * kw), kh, kw
 
 
@@ -174,13 +198,15 @@ def read_ncnn(path: str | os.PathLike) -> NcnnModel:
     param_path, bin_path = ncnn_paths(path)
     for p in (param_path, bin_path):
         if not p.is_file():
-            raise WeightsFormatError(f"ncnn model needs both {param_path.name} and {bin_path.name} side by side; "
-                                     f"{p} is missing")
+            raise WeightsFormatError(
+                f"ncnn model needs both {param_path.name} and {bin_path.name} side by side; {p} is missing"
+            )
     try:
         text = param_path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise WeightsFormatError(
-            f"{param_path}: not a text ncnn .param (binary .param files are not supported)") from err
+            f"{param_path}: not a text ncnn .param (binary .param files are not supported)"
+        ) from err
     layers = parse_param(text, str(param_path))
     reader = _BinReader(bin_path.read_bytes(), str(bin_path))
 
@@ -191,32 +217,43 @@ def read_ncnn(path: str | os.PathLike) -> NcnnModel:
             out_ch, in_ch, kh, kw = _conv_shape(layer)
             weight = reader.tagged(int(layer.get(6)), f"Convolution {layer.name} weights")
             bias = reader.raw_fp32(out_ch, f"Convolution {layer.name} bias") if int(layer.get(5)) else None
-            convs.append((layer, torch.from_numpy(weight.reshape(out_ch, in_ch, kh, kw).copy()),
-                          None if bias is None else torch.from_numpy(bias.copy())))
+            convs.append(
+                (
+                    layer,
+                    torch.from_numpy(weight.reshape(out_ch, in_ch, kh, kw).copy()),
+                    None if bias is None else torch.from_numpy(bias.copy()),
+                )
+            )
         elif layer.type == "PReLU":
             slope = reader.raw_fp32(int(layer.get(0, 1)), f"PReLU {layer.name} slopes")
             prelus.append((layer, torch.from_numpy(slope.copy())))
         elif layer.type not in _WEIGHTLESS:
-            raise WeightsFormatError(f"{param_path}: layer {layer.name} of type {layer.type} is not part of an "
-                                     f"graph of a known architecture")
+            raise WeightsFormatError(
+                f"{param_path}: layer {layer.name} of type {layer.type} is not part of an graph of a known architecture"
+            )
     if reader.pos != len(reader.data):
-        raise WeightsFormatError(f"{bin_path}: {len(reader.data) - reader.pos} bytes left after the last layer; "
-                                 f"the .bin does not belong to this .param")
+        raise WeightsFormatError(
+            f"{bin_path}: {len(reader.data) - reader.pos} bytes left after the last layer; "
+            f"the .bin does not belong to this .param"
+        )
     if not convs:
         raise WeightsFormatError(f"{param_path}: no Convolution layers")
     if any(b is None for _, _, b in convs):
         raise WeightsFormatError(
-            f"{param_path}: a Convolution without bias; the convs of every known architecture have one")
+            f"{param_path}: a Convolution without bias; the convs of every known architecture have one"
+        )
 
     types = Counter(layer.type for layer in layers)
     output_resize = _output_resize(layers)
     dtype = "fp16" if reader.dtypes == {"fp16"} else "fp32" if reader.dtypes == {"fp32"} else "mixed"
-    arch = next((a for a in archs.ARCHITECTURES if a.ncnn_recognises and a.ncnn_import and a.ncnn_recognises(types)),
-                None)
+    arch = next(
+        (a for a in archs.ARCHITECTURES if a.ncnn_recognises and a.ncnn_import and a.ncnn_recognises(types)), None
+    )
     if arch is None or arch.ncnn_import is None:
         known = ", ".join(a.name for a in archs.ARCHITECTURES if a.ncnn_import)
-        raise WeightsFormatError(f"{param_path}: not the ncnn graph of a known architecture ({known}); "
-                                 f"layer types: {dict(types)}")
+        raise WeightsFormatError(
+            f"{param_path}: not the ncnn graph of a known architecture ({known}); layer types: {dict(types)}"
+        )
     sd, hints = arch.ncnn_import(layers, convs, prelus, str(param_path))
     return NcnnModel(layers, sd, arch.name, hints.get("act_type"), output_resize, dtype, param_path)
 
@@ -230,10 +267,11 @@ def _output_resize(layers: list[NcnnLayer]) -> float | None:
         h, w = float(last.get(1, 1.0)), float(last.get(2, 1.0))
     except (TypeError, ValueError):
         h = w = math.nan
-    if (last.get(0) != 3 or h != w or not math.isfinite(h) or not 0 < h < 1
-            or last.get(3, 0) or last.get(4, 0)):
-        raise WeightsFormatError(f"the graph ends with an Interp ({last.params}) realesr does not reproduce; "
-                                 f"only a bicubic resize by one finite factor in (0, 1) is supported")
+    if last.get(0) != 3 or h != w or not math.isfinite(h) or not 0 < h < 1 or last.get(3, 0) or last.get(4, 0):
+        raise WeightsFormatError(
+            f"the graph ends with an Interp ({last.params}) realesr does not reproduce; "
+            f"only a bicubic resize by one finite factor in (0, 1) is supported"
+        )
     return h
 
 
@@ -290,8 +328,10 @@ class _GraphWriter:
         blobs = sum(len(layer[3]) for layer in final)
         lines = [str(MAGIC), f"{len(final)} {blobs}"]
         for ltype, name, ins, outs, params in final:
-            lines.append(f"{ltype:<24} {name:<24} {len(ins)} {len(outs)} {' '.join(ins + outs)}"
-                         + (f" {params}" if params else ""))
+            lines.append(
+                f"{ltype:<24} {name:<24} {len(ins)} {len(outs)} {' '.join(ins + outs)}"
+                + (f" {params}" if params else "")
+            )
         return "\n".join(lines) + "\n"
 
 

@@ -65,10 +65,19 @@ def export_onnx(net: nn.Module, path: str | os.PathLike, fp16: bool = False, sou
             warnings.simplefilter("ignore")
             try:
                 torch.onnx.export(
-                    copy, (dummy,), str(tmp), input_names=["input"], output_names=["output"],
-                    dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"},
-                                  "output": {0: "batch", 2: "out_height", 3: "out_width"}},
-                    opset_version=OPSET, do_constant_folding=True, dynamo=False)
+                    copy,
+                    (dummy,),
+                    str(tmp),
+                    input_names=["input"],
+                    output_names=["output"],
+                    dynamic_axes={
+                        "input": {0: "batch", 2: "height", 3: "width"},
+                        "output": {0: "batch", 2: "out_height", 3: "out_width"},
+                    },
+                    opset_version=OPSET,
+                    do_constant_folding=True,
+                    dynamo=False,
+                )
             except RuntimeError as err:  # the exporter's failure on an unsupported operator
                 detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
                 raise WeightsFormatError(f"cannot export {spec.arch} to ONNX: {detail}") from None
@@ -87,7 +96,8 @@ def export_onnx(net: nn.Module, path: str | os.PathLike, fp16: bool = False, sou
             entry.key, entry.value = key, value
         model.producer_name = "realesr"
         model.doc_string = f"{spec.description}; input [N,{spec.num_in_ch},H,W] in [0,1]" + (
-            f", H and W multiples of {multiple}" if multiple > 1 else "")
+            f", H and W multiples of {multiple}" if multiple > 1 else ""
+        )
         onnx.save(model, str(tmp))
     return path
 
@@ -107,13 +117,20 @@ def read_onnx_spec(path: str | os.PathLike) -> ModelSpec:
     path = Path(path)
     meta = _metadata(path).get(METADATA_KEY)
     if meta is None:
-        raise WeightsFormatError(f"{path}: an ONNX model not exported by realesr (no {METADATA_KEY!r} metadata): "
-                                 f"its scale and input rules are unknown; export it with `realesr convert`")
+        raise WeightsFormatError(
+            f"{path}: an ONNX model not exported by realesr (no {METADATA_KEY!r} metadata): "
+            f"its scale and input rules are unknown; export it with `realesr convert`"
+        )
     try:
         info = json.loads(meta)
-        return ModelSpec(info["arch"], dict(info["kwargs"]), int(info["scale"]),
-                         int(info["kwargs"].get("num_in_ch", 3)), int(info["kwargs"].get("num_out_ch", 3)),
-                         info.get("output_resize"))
+        return ModelSpec(
+            info["arch"],
+            dict(info["kwargs"]),
+            int(info["scale"]),
+            int(info["kwargs"].get("num_in_ch", 3)),
+            int(info["kwargs"].get("num_out_ch", 3)),
+            info.get("output_resize"),
+        )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise WeightsFormatError(f"{path}: its {METADATA_KEY!r} metadata is not a model description ({err})") from None
 

