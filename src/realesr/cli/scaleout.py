@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from realesr.cli._options import number
+from realesr.cli._summary import print_summary
 from realesr.errors import RealesrError, UsageError
 
 FLAGS = {"ray": "--ray", "batch": "--batch", "workers": "--ray-workers"}
@@ -192,17 +193,7 @@ def run(args: argparse.Namespace, plan, flags: dict[str, str]) -> int:
     finally:
         bar.close()
     elapsed = time.perf_counter() - started
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
     target = plan.target if plan.target_is_file else f"{plan.target}{os.sep}"
-    summary = (
-        f"{len(written)} of {len(todo)} image(s) upscaled with {model_name} -> {target} ({elapsed:.1f} s, {where})"
-    )
-    if failures:
-        summary += f"; {len(failures)} failed"
-    if lost:
-        summary += f"; {len(lost)} worker process(es) stopped"
-    if plan.skipped:
-        summary += f"; {len(plan.skipped)} earlier result(s) of realesr in the output folder skipped as inputs"
-    print(summary)
+    extras = (where,) + ((f"{len(lost)} worker process(es) stopped",) if lost else ())
+    print_summary(len(written), len(todo), model_name, str(target), elapsed, notes, len(failures), plan.skipped, extras)
     return 1 if failures else 0

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from realesr.cli._bars import download_bar
 from realesr.cli._options import number
+from realesr.cli._summary import print_summary
 from realesr.errors import RealesrError
 
 EXT_CHOICES = ("auto", "png", "jpg", "webp", "tif", "bmp")
@@ -211,19 +212,11 @@ def run(args: argparse.Namespace) -> int:
                 tiles_bar.close()
     bar.close()
     elapsed = time.perf_counter() - started
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
     where = plan.target if plan.target_is_file else f"{plan.target}{os.sep}"
-    summary = (
-        f"{len(written)} of {len(items)} image(s) upscaled with {upscaler.model_name} -> {where} ({elapsed:.1f} s)"
+    extras = (f"{video_frames} video frame(s), {video_frames / max(elapsed, 1e-9):.2f} fps",) if video_frames else ()
+    print_summary(
+        len(written), len(items), upscaler.model_name, str(where), elapsed, notes, len(failures), plan.skipped, extras
     )
-    if video_frames:
-        summary += f"; {video_frames} video frame(s), {video_frames / max(elapsed, 1e-9):.2f} fps"
-    if failures:
-        summary += f"; {len(failures)} failed"
-    if plan.skipped:
-        summary += f"; {len(plan.skipped)} earlier result(s) of realesr in the output folder skipped as inputs"
-    print(summary)
     if upscaler.fell_back_to_fp32:
         print(f"note: {upscaler.precision} overflowed; fp32 was used", file=sys.stderr)
     return 1 if failures else 0

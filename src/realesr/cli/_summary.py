@@ -1,0 +1,31 @@
+"""The closing lines of `realesr upscale`, the same for one process and for device lists or Ray."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def print_summary(
+    done: int,
+    total: int,
+    model_name: str,
+    where: str,
+    elapsed: float,
+    notes: list[str],
+    failures: int,
+    skipped: list[Path],
+    extras: tuple[str, ...] = (),
+) -> None:
+    """Notes on stderr, then one summary line: ``extras`` (e.g. video frames, stopped workers) before the
+    failures and the earlier results skipped as inputs."""
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    summary = f"{done} of {total} image(s) upscaled with {model_name} -> {where} ({elapsed:.1f} s)"
+    for extra in extras:
+        summary += f"; {extra}"
+    if failures:
+        summary += f"; {failures} failed"
+    if skipped:
+        summary += f"; {len(skipped)} earlier result(s) of realesr in the output folder skipped as inputs"
+    print(summary)
