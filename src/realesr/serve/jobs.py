@@ -244,7 +244,7 @@ class JobQueue:
 
     def _run(self, job: Job, device: str) -> None:
         from realesr.imagefiles import read_header
-        from realesr.infer.files import OutputOptions, plan_upscale, upscale_item
+        from realesr.infer.files import OutputOptions, plan_upscale, run_item
 
         def on_step(done: int, total: int | None) -> None:
             # Tiles of an image, frames of a video: also where a cancelled job stops.
@@ -271,17 +271,8 @@ class JobQueue:
             if item.error is not None:
                 raise RealesrError(item.error, params=item.error_params)
             plan.prepare()
-            if item.video is not None:
-                from realesr.infer.video import upscale_video
-
-                assert item.output is not None  # planned without error, so it has an output
-                video = upscale_video(
-                    upscaler, item.source, item.output, video_options, on_progress=on_step, info=item.video
-                )
-                output, size, notes = video.output, video.size, video.notes
-            else:
-                result = upscale_item(upscaler, item, plan.options, on_progress=on_step)
-                output, size, notes = result.output, result.size, result.notes
+            result = run_item(upscaler, item, plan.options, on_step, video_options)
+            output, size, notes = result.output, result.size, result.notes
         except JobCancelled:
             self._finish(job, "cancelled")
             return
