@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -86,6 +85,7 @@ from realesr.train.losses import (
     gan_loss_discriminator,
     gan_loss_generator,
 )
+from realesr.train.runs import check_run_files, read_run_config
 from realesr.train.synth import PairSynthesizer, degradation_config, params_sampler
 from realesr.train.validate import build_validation_sets, validate_sets
 from realesr.weights import load_model, load_state_dict, load_strict, save_model
@@ -605,12 +605,8 @@ def _checkpoint_config(folder: Path, state: dict) -> dict[str, Any] | None:
     config.yaml of its run folder."""
     if isinstance(state.get("config"), dict):
         return _flat(state["config"])
-    path = folder.parent.parent / "config.yaml"
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
-    return _flat(raw) if isinstance(raw, dict) else None
+    raw = read_run_config(folder.parent.parent)  # a damaged one: StateFileError, the resume is refused
+    return _flat(raw) if raw is not None else None
 
 
 def restore(run: Run, folder: Path) -> None:
@@ -1177,6 +1173,8 @@ def train(
     opened = False
     try:
         resume_from = _resume_folder(cfg, resume)
+        if resume_from is not None:  # every file the resume reads back or appends to, before anything is written
+            check_run_files(cfg.run_dir)
         if resume_from is None and not overwrite and _holds_a_run(cfg.run_dir) and resume != "auto":
             raise RunFolderError(
                 f"run folder {cfg.run_dir} already holds a run; continue it with --resume auto, give this run "
