@@ -58,3 +58,13 @@ class ConfigError(RealesrError):
 
 class DataError(RealesrError):
     """A dataset path or list that yields no usable image."""
+
+
+class MissingExtraError(UsageError):
+    """A feature that needs an optional extra which is not installed (exit code 2): one message naming the feature,
+    the missing module and the extra to install, the same everywhere."""
+
+    def __init__(self, feature: str, extra: str, module: str = "", params: tuple[str, ...] = ()) -> None:
+        missing = f" ({module} is missing)" if module else ""
+        super().__init__(f"{feature} needs the {extra} extra{missing}: pip install 'realesr[{extra}]'", params=params)
+        self.extra = extra

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from realesr.errors import RealesrError, UsageError
+from realesr.errors import MissingExtraError, RealesrError, UsageError
 from realesr.infer.files import OutputOptions, PlanItem
 from realesr.infer.pool import UpscalerSpec, is_complete, upscale_items
 
@@ -171,7 +171,7 @@ def run_ray(
         import ray
         import ray.data
     except ImportError:
-        raise UsageError("--ray needs Ray Data: pip install 'realesr[ray]'", params=("ray",)) from None
+        raise MissingExtraError("--ray (Ray Data)", "ray", "ray", params=("ray",)) from None
     rows = plan_rows(items)
     if not rows:
         return []

@@ -191,7 +191,7 @@ def save_state_dict(
     from safetensors.torch import save_file
 
     path = Path(path)
-    detected = detect_arch(sd, spec.hints())
+    detected = detect_arch(sd, spec.hints(), finite=False)
     if spec.output_resize is not None:
         check_resize_factor(spec.output_resize, spec.net_scale, f"{path}: output resize")
     if (detected.arch, detected.kwargs) != (spec.arch, spec.kwargs):

@@ -158,18 +158,21 @@ def _spec_from(arch: Architecture, kwargs: dict[str, Any]) -> ModelSpec:
     )
 
 
-def detect_arch(sd: Mapping[str, torch.Tensor], hints: Mapping[str, Any] | None = None) -> ModelSpec:
+def detect_arch(
+    sd: Mapping[str, torch.Tensor], hints: Mapping[str, Any] | None = None, finite: bool = True
+) -> ModelSpec:
     """Recognise the network of an (unwrapped) state dict and check that every tensor fits it.
 
     The records of ``realesr.archs.ARCHITECTURES`` are asked in turn. ``hints`` (constructor kwargs saved
     beside the tensors, e.g. by :func:`save_model`) only settle what tensors cannot show (``act_type``
     ReLU vs LeakyReLU in an SRVGGNetCompact, ``scale`` 4 for an RRDBNet whose input channels look like
     pixel-unshuffle); a hint that contradicts the tensors is an error. Raises :class:`WeightsFormatError`
-    naming what was found when the dict is not a known network.
+    naming what was found when the dict is not a known network. ``finite``: also refuse NaN or infinite values
+    (a damaged file; off when saving, so that a diverged training run can still be written and looked at).
     """
     if not sd:
         raise WeightsFormatError("the state dict is empty")
-    _check_tensors(sd)
+    _check_tensors(sd, finite)
     arch = archs.recognise(sd)
     if arch is None:
         raise WeightsFormatError(f"not a state dict of {' nor '.join(archs.arch_names())}; found {_summary(sd)}")
@@ -188,7 +191,7 @@ def detect_arch(sd: Mapping[str, torch.Tensor], hints: Mapping[str, Any] | None 
     return spec
 
 
-def _check_tensors(sd: Mapping[str, Any]) -> None:
+def _check_tensors(sd: Mapping[str, Any], finite: bool) -> None:
     """Every entry a named, non-empty, floating-point tensor with finite values: a file that passes this can only
     fail detection by not being a known network, never by tripping the readers of shapes."""
     for key, value in sd.items():
@@ -200,7 +203,7 @@ def _check_tensors(sd: Mapping[str, Any]) -> None:
             raise WeightsFormatError(f"{key} holds {value.dtype} values; network weights are floating-point")
         if value.numel() == 0:
             raise WeightsFormatError(f"{key} has shape {tuple(value.shape)}: no values (a layer of zero channels)")
-        if value.device.type != "meta" and not bool(torch.isfinite(value).all()):
+        if finite and value.device.type != "meta" and not bool(torch.isfinite(value).all()):
             raise WeightsFormatError(f"{key} holds NaN or infinite values; the file is damaged")
 
 
