@@ -9,7 +9,7 @@ import socket
 import sys
 
 from realesr.cli._options import number
-from realesr.errors import RealesrError, UsageError
+from realesr.errors import MissingExtraError, RealesrError, UsageError
 
 FLAGS = {"model": "--model", "device": "--device", "host": "--host", "port": "--port"}
 
@@ -88,17 +88,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn  # noqa: F401 - checked here, used in _serve
 
-        from realesr.serve.app import Limits, create_app, file_model, official_models
+        from realesr.serve.app import Limits, available_models, create_app, file_model
     except ImportError as err:
-        raise UsageError(
-            f"realesr serve needs the web extra ({err.name} is missing): pip install 'realesr[web]'"
-        ) from None
+        raise MissingExtraError("realesr serve", "web", err.name or "") from None
 
     token = args.token or os.environ.get("REALESR_TOKEN") or secrets.token_urlsafe(24)
     if len(token) < 8:
         raise UsageError("the token must have at least 8 characters", params=("token",))
     devices = _devices(args.device)
-    models = [] if args.only else official_models()
+    models = [] if args.only else available_models()
     for path in args.model:
         try:
             models.append(file_model(path))

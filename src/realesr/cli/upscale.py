@@ -185,6 +185,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if runner.kind == "process" and report.fell_back:
         print(f"note: {report.precision} overflowed; fp32 was used", file=sys.stderr)
+    if report.licence:
+        print(f"note: {report.model_name}: licence: {report.licence}", file=sys.stderr)
     return 1 if report.failures else 0
 
 
@@ -223,11 +225,16 @@ class _Show:
     @staticmethod
     def _message(event) -> str:
         from realesr.cli import describe
+        from realesr.cli._text import escape
+        from realesr.errors import RealesrError
         from realesr.infer.files import with_source
 
-        if event.error is None:
-            return event.message
-        return with_source(describe(event.error, FLAGS), event.item.source)
+        err, source = event.error, event.item.source
+        if isinstance(err, RealesrError):
+            return with_source(describe(err, FLAGS), escape(str(source)))
+        if err is not None:  # anything else about this one file
+            return escape(with_source(f"{type(err).__name__}: {describe(err)}", source))
+        return event.message
 
     def _inner(self, event) -> None:
         from tqdm import tqdm

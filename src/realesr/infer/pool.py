@@ -256,7 +256,7 @@ def _batched(upscaler, chunk: Sequence[PlanItem], options: OutputOptions):
         try:
             if isinstance(out, Exception):
                 raise out
-            yield item, write_result(item, image, image.with_array(out), options, upscaler.model_name, began), None
+            yield item, write_result(upscaler, item, image, image.with_array(out), options, began), None
         except Exception as err:  # noqa: BLE001 - one file's trouble must not end the run
             yield item, None, _one_line(err, item)
 

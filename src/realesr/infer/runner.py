@@ -97,14 +97,15 @@ class RunEvent:
     - "start": ``total`` items are about to be worked on (planning errors included);
     - "progress": ``item`` is at ``done`` of ``total`` (tiles of an image, frames of a video; this process only);
     - "done": ``item`` is written, ``result`` says how (a FileResult, a VideoResult, or None from Ray);
-    - "failed": ``item`` failed: ``error`` (a RealesrError, whose ``params`` name the options) or ``message``;
+    - "failed": ``item`` failed: ``error`` (a RealesrError, whose ``params`` name the options, or another
+      exception of this one file) or ``message`` (from a worker process or Ray);
     - "lost": a worker process stopped (``message``); its files go to others or fail.
     """
 
     kind: str
     item: PlanItem | None = None
     result: FileResult | VideoResult | None = None
-    error: RealesrError | None = None
+    error: BaseException | None = None
     message: str = ""
     done: int = 0
     total: int | None = None
@@ -125,6 +126,7 @@ class RunReport:
     video_frames: int = 0
     seconds: float = 0.0
     precision: str = ""  # the precision that ran (in this process: the one "auto" chose)
+    licence: str = ""  # the model's licence, when beyond the permissive default
 
 
 def run_plan(
@@ -158,7 +160,7 @@ def _todo(plan: UpscalePlan, resume: bool, emit: Callable[[RunEvent], None]) -> 
     return todo
 
 
-def _failed(report: RunReport, emit, item: PlanItem, message: str, error: RealesrError | None = None) -> None:
+def _failed(report: RunReport, emit, item: PlanItem, message: str, error: BaseException | None = None) -> None:
     report.failures.append((item.source, message))
     emit(RunEvent("failed", item=item, error=error, message=message))
 
@@ -173,7 +175,9 @@ def _run_here(plan, spec, runner: Runner, emit, video_options, resume: bool, pro
     plan.check_sizes(upscaler)
     if any(item.error is None for item in plan.items):
         plan.prepare()
-    report = RunReport(model_name=upscaler.model_name, precision=upscaler.precision)
+    report = RunReport(
+        model_name=upscaler.model_name, precision=upscaler.precision, licence=upscaler.traits.licence or ""
+    )
     items = _todo(plan, resume, emit)
     report.total = len(items)
     emit(RunEvent("start", total=len(items)))
@@ -192,7 +196,7 @@ def _run_here(plan, spec, runner: Runner, emit, video_options, resume: bool, pro
             _failed(report, emit, item, str(err), err)
             continue
         except (OSError, ValueError, MemoryError) as err:  # anything else about this one file
-            _failed(report, emit, item, f"{item.source}: {type(err).__name__}: {err}")
+            _failed(report, emit, item, f"{item.source}: {type(err).__name__}: {err}", err)
             continue
         report.written.append(result.output)
         report.notes.extend(f"{item.source}: {note}" for note in result.notes)
@@ -211,7 +215,7 @@ def _run_elsewhere(plan, spec, runner: Runner, emit, resume: bool, progress) -> 
     sizing = replace(spec, precision="fp32", tile=None, tile_pad=None, alpha="model")
     sizer = sizing.build("cpu", allow_download=True, progress=progress)
     plan.check_sizes(sizer)
-    report = RunReport(model_name=sizer.model_name, precision=spec.precision)
+    report = RunReport(model_name=sizer.model_name, precision=spec.precision, licence=sizer.traits.licence or "")
     del sizer
     todo = _todo(plan, resume, emit)
     report.total = len(todo)
