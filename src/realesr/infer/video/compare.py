@@ -23,8 +23,8 @@ def split_screen(low: np.ndarray, result: np.ndarray) -> np.ndarray:
     top = 65535.0 if result.dtype == np.uint16 else 255.0
     height, width = result.shape[:2]
     x = torch.from_numpy(low.astype(np.float32)).permute(2, 0, 1)[None] / top
-    big = F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False)
-    big = (big.clamp(0, 1) * top).round()[0].permute(1, 2, 0).numpy().astype(result.dtype)
+    y = F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False)
+    big = (y.clamp(0, 1) * top).round()[0].permute(1, 2, 0).numpy().astype(result.dtype)
     channels = min(big.shape[2], result.shape[2])
     out = np.array(result[..., :channels])
     half = width // 2

@@ -47,7 +47,15 @@ class SegmentWriter:
         part = self.work.path / f"{name}.part"
         container = self.av.open(str(part), "w", format=SEGMENT_FORMAT)
         stream = open_video_stream(container, self.plan, self.options)
-        return {"container": container, "stream": stream, "part": part, "file": name, "first": first, "pts": [], "durations": []}
+        return {
+            "container": container,
+            "stream": stream,
+            "part": part,
+            "file": name,
+            "first": first,
+            "pts": [],
+            "durations": [],
+        }
 
     def finish(self) -> None:
         """Close the open segment (flush its encoder), name it in the manifest, drop its cached frames."""
@@ -57,7 +65,9 @@ class SegmentWriter:
         for packet in seg["stream"].encode():
             seg["container"].mux(packet)
         seg["container"].close()
-        self.segments.append(self.work.close_segment(seg["part"], seg["file"], seg["first"], seg["pts"], seg["durations"]))
+        self.segments.append(
+            self.work.close_segment(seg["part"], seg["file"], seg["first"], seg["pts"], seg["durations"])
+        )
         self.work.write(self.segments)
         self.work.drop_frames(seg["first"], len(seg["pts"]))
 

@@ -145,7 +145,7 @@ class Pipeline:
         self.error: BaseException | None = None
         self.stuck = False
         self.out_shape = (plan.out_size[1], plan.out_size[0], 3)
-        self.out_dtype = np.uint16 if plan.deep else np.uint8
+        self.out_dtype = np.uint16
 
     def _fail(self, err: BaseException) -> None:
         if self.error is None:
@@ -188,8 +188,14 @@ class Pipeline:
             if rgb is not None:
                 return _Item(frame.index, frame.pts, frame.duration, rgb, True)
         rgb = frame.rgb()
+        if rgb.dtype == np.uint8:
+            # v * 257 / 65535 == v / 255: the network sees exactly the 8-bit frame a PNG would hold, and its
+            # result is rounded to 16 bits, not 8, before the Y'CbCr conversion rounds it once to the output's.
+            rgb = rgb.astype(np.uint16) * 257
         if rgb.shape[:2] != (self.facts.height, self.facts.width):
-            raise VideoError(f"{self.job.source}: the frame size changes mid-stream (frame {frame.index}): not supported")
+            raise VideoError(
+                f"{self.job.source}: the frame size changes mid-stream (frame {frame.index}): not supported"
+            )
         return _Item(frame.index, frame.pts, frame.duration, rgb, False)
 
     def _network(self, done: int, total: int | None) -> None:

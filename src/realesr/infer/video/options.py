@@ -66,9 +66,7 @@ class VideoOptions:
 
     def __post_init__(self) -> None:
         if self.codec is not None and self.codec.lower() not in CODEC_ALIASES:
-            raise UsageError(
-                f"unknown codec {self.codec!r}: use one of {', '.join(ENCODERS)}", params=("codec",)
-            )
+            raise UsageError(f"unknown codec {self.codec!r}: use one of {', '.join(ENCODERS)}", params=("codec",))
         if self.crf is not None and not 0 <= self.crf <= 63:
             raise UsageError(f"the crf must be in 0..63, not {self.crf}", params=("crf",))
         if self.batch < 1:

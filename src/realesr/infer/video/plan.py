@@ -68,6 +68,43 @@ def _even_size(source: Path, size: tuple[int, int], pix_fmt: str, notes: list[st
     return new_w, new_h
 
 
+_X26X_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+)
+_NUMBER_PRESETS = {"vp8": (-16, 16), "vp9": (-8, 8), "av1": (-2, 13)}
+
+
+def check_preset(source: Path, family: str, preset: str | None) -> None:
+    """A preset the encoder knows (x264 and x265 print an unknown one on the terminal themselves)."""
+    if preset is None:
+        return
+    if family in ("h264", "hevc"):
+        if preset not in _X26X_PRESETS:
+            raise VideoError(
+                f"{source}: {family} has no preset {preset!r}: use one of {', '.join(_X26X_PRESETS)}",
+                params=("preset",),
+            )
+        return
+    low, high = _NUMBER_PRESETS[family]
+    try:
+        ok = low <= int(preset) <= high
+    except ValueError:
+        ok = False
+    if not ok:
+        raise VideoError(
+            f"{source}: the {family} preset is a number in {low}..{high}, not {preset!r}", params=("preset",)
+        )
+
+
 def plan_encoder(
     av, upscaler, source: Path, dest: Path, info: VideoInfo, facts: StreamFacts, options: VideoOptions, notes: list
 ) -> EncoderPlan:
@@ -80,6 +117,7 @@ def plan_encoder(
             params=("codec",),
         )
     encoder = ENCODERS[family]
+    check_preset(source, family, options.preset)
     pix_fmt = _pixel_format(av, source, encoder, facts, options.pix_fmt)
     if facts.tags.guessed:
         notes.append(f"no colour matrix declared: assumed {facts.tags.describe()}")
@@ -146,7 +184,8 @@ def try_encoder(av, plan: EncoderPlan, options: VideoOptions, source: Path, dest
         holds = plan.family in probe.supported_codecs
     if not holds:
         raise VideoError(
-            f"{source}: {dest.suffix or plan.container} cannot hold {plan.family}: choose another codec or a .mkv output",
+            f"{source}: {dest.suffix or plan.container} cannot hold {plan.family}: "
+            "choose another codec or a .mkv output",
             params=("codec", "output"),
         )
     blank = np.zeros((plan.out_size[1], plan.out_size[0], 3), np.uint16 if plan.deep else np.uint8)
@@ -162,6 +201,7 @@ def try_encoder(av, plan: EncoderPlan, options: VideoOptions, source: Path, dest
     except (av.FFmpegError, ValueError) as err:
         raise VideoError(
             f"{source}: {plan.encoder} refuses these settings ({plan.out_size[0]} x {plan.out_size[1]} "
-            f"{plan.pix_fmt}: {one_line(err)}): choose another size, preset, crf or pixel format",
+            f"{plan.pix_fmt}: {getattr(err, 'strerror', None) or one_line(err)}): "
+            "choose another size, preset, crf or pixel format",
             params=("outscale", "preset", "crf", "pix_fmt"),
         ) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +126,7 @@ class VideoSource:
                 continue
             duration = int(frame.duration or 0)
             pts = frame.pts if frame.pts is not None else (last_pts or 0) + (duration or 1)
-            yield Frame(index, pts, duration, lambda f=frame: frame_to_rgb(f, tags, deep))
+            yield Frame(index, pts, duration, partial(frame_to_rgb, frame, tags, deep))
             last_pts = pts
             index += 1
 
@@ -165,7 +166,7 @@ class AnimationSource:
                     return
                 if _in_range(t, self.options):
                     rgb = np.ascontiguousarray(rgba[..., :3])
-                    yield Frame(index, pts, duration, lambda a=rgb: a)
+                    yield Frame(index, pts, duration, partial(np.asarray, rgb))
                     index += 1
                 pts += max(duration, 1)
         except ImageReadError as err:
