@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from realesr.errors import RealesrError, UsageError
+from realesr.errors import MissingExtraError, RealesrError, UsageError
 
 # codec family -> encoder
 ENCODERS = {"h264": "libx264", "hevc": "libx265", "vp9": "libvpx-vp9", "vp8": "libvpx", "av1": "libsvtav1"}
@@ -129,7 +129,7 @@ def load_av():
     try:
         import av
     except ImportError:
-        raise VideoError("video needs PyAV: pip install 'realesr[video]'") from None
+        raise MissingExtraError("video", "video", "PyAV") from None
     av.logging.set_level(None)
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its configuration to stderr otherwise
     return av
