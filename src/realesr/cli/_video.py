@@ -1,4 +1,5 @@
-"""The video side of `realesr upscale`: its option group and the VideoOptions it gives.
+"""The video side of `realesr upscale`: its option group, the VideoOptions it gives, and how a video's progress
+and count are shown (the frame rate over a moving window; "1 video, 240 frames").
 
 PyAV is imported only when a video is actually processed, so `realesr upscale --help` stays fast.
 """
@@ -6,6 +7,9 @@ PyAV is imported only when a video is actually processed, so `realesr upscale --
 from __future__ import annotations
 
 import argparse
+import time
+from collections import deque
+from dataclasses import dataclass
 
 VIDEO_FLAGS = {
     "codec": "--codec",
@@ -63,7 +67,8 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
         "--codec",
         choices=("h264", "hevc", "vp9", "vp8", "av1"),
         default=None,
-        help="video codec (default: the input's where an encoder exists, else h264)",
+        help="video codec (default: the input's where an encoder exists, else h264; a codec this install's PyAV "
+        "lacks is refused before any work, naming the ones it has); an animation given a codec becomes a video",
     )
     group.add_argument(
         "--crf",
@@ -102,4 +107,50 @@ def video_options(args: argparse.Namespace):
         end=args.end,
         audio=not args.no_audio,
         suffix=args.suffix,
+        compare=bool(getattr(args, "compare", False)),
     )
+
+
+@dataclass
+class VideoCounts:
+    """Videos and their frames, for the summary line in their own words ("1 video, 240 frames")."""
+
+    videos: int = 0
+    frames: int = 0
+
+    def add(self, result) -> None:
+        self.videos += 1
+        self.frames += result.frames
+
+    def phrase(self, images_done: int, images_total: int, videos_total: int) -> str | None:
+        if not videos_total:
+            return None
+        videos = f"{self.videos} video{'' if self.videos == 1 else 's'}"
+        if self.videos != videos_total:
+            videos = f"{self.videos} of {videos_total} videos"
+        videos += f", {self.frames} frame{'' if self.frames == 1 else 's'}"
+        return f"{images_done} of {images_total} image(s) and {videos}" if images_total else videos
+
+
+class FrameRate:
+    """Frames per second over the last ``window`` frames (a moving average): an ETA that neither jumps with one
+    slow frame nor remembers a slow start for ever."""
+
+    def __init__(self, window: int = 30) -> None:
+        self.marks: deque[tuple[float, int]] = deque(maxlen=window + 1)
+
+    def mark(self, done: int, now: float | None = None) -> None:
+        self.marks.append((time.perf_counter() if now is None else now, done))
+
+    def rate(self) -> float | None:
+        if len(self.marks) < 2:
+            return None
+        (t0, n0), (t1, n1) = self.marks[0], self.marks[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 and n1 > n0 else None
+
+    def eta(self, done: int, total: int | None) -> str:
+        rate = self.rate()
+        if rate is None or total is None:
+            return "?"
+        seconds = int(max(0, total - done) / rate)
+        return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

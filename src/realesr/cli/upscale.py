@@ -165,9 +165,12 @@ def run(args: argparse.Namespace) -> int:
         show.close()
     where = plan.target if plan.target_is_file else f"{plan.target}{os.sep}"
     notes = list(report.notes)
+    what = None
     if runner.kind == "process":
-        frames = report.video_frames
-        extras = (f"{frames} video frame(s), {frames / max(report.seconds, 1e-9):.2f} fps",) if frames else ()
+        frames = report.video_frames  # upscaled in this run (for the rate)
+        extras: tuple[str, ...] = (f"{frames / max(report.seconds, 1e-9):.2f} frames/s",) if frames else ()
+        videos = show.videos
+        what = videos.phrase(len(report.written) - videos.videos, report.total - report.videos, report.videos)
     else:
         notes += [f"{device}: {report.precision} overflowed; fp32 was used" for device in report.fell_back]
         lost = (f"{len(report.lost)} worker process(es) stopped",) if report.lost else ()
@@ -182,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
         len(report.failures),
         plan.skipped,
         extras,
+        what=what,
     )
     if runner.kind == "process" and report.fell_back:
         print(f"note: {report.precision} overflowed; fp32 was used", file=sys.stderr)
@@ -194,7 +198,11 @@ class _Show:
     """The run's events as progress bars (images, and tiles or frames of the file at work) and lines on stderr."""
 
     def __init__(self, bars: bool) -> None:
+        from realesr.cli._video import FrameRate, VideoCounts
+
         self.bars = bars
+        self.videos = VideoCounts()
+        self.meter = FrameRate()
         self.files: Any = None  # the bar of files (tqdm)
         self.inner: Any = None  # the bar of the current file's tiles or frames
         self.inner_of: Path | None = None
@@ -216,6 +224,7 @@ class _Show:
             if event.kind == "failed":
                 tqdm.write(f"failed: {self._message(event)}", file=sys.stderr)
             elif event.item is not None and event.item.video is not None:
+                self.videos.add(event.result)
                 self._video_line(event.result)
             if self.files is not None:
                 self.files.update(1)
@@ -239,15 +248,20 @@ class _Show:
     def _inner(self, event) -> None:
         from tqdm import tqdm
 
-        if not self.bars:
-            return
         video = event.item.video is not None
+        if video:
+            if self.inner_of != event.item.source:
+                self.meter = type(self.meter)()  # a fresh moving window for each video
+            self.meter.mark(event.done)
+        if not self.bars:
+            self.inner_of = event.item.source
+            return
         if self.inner is None or self.inner_of != event.item.source:
             self._close_inner()
+            self.inner_of = event.item.source
             if not video and (event.total or 0) < 2:
                 return
-            self.inner_of = event.item.source
-            if video:  # frames: fps and ETA, and a resumed video starts where it was
+            if video:  # frames: rate and ETA over a moving window, and a resumed video starts where it was
                 self.inner = tqdm(
                     total=event.total,
                     initial=event.done,
@@ -255,13 +269,17 @@ class _Show:
                     desc=event.item.source.name,
                     file=sys.stderr,
                     dynamic_ncols=True,
-                    smoothing=0.1,
+                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{postfix}]",
                 )
             else:
                 self.inner = tqdm(
                     total=event.total, unit="tile", desc=event.item.source.name, leave=False, file=sys.stderr
                 )
+        if self.inner is None:
+            return
         if video:
+            rate = self.meter.rate()
+            self.inner.set_postfix_str(f"{self.meter.eta(event.done, event.total)}, {rate or 0:.2f} frames/s", False)
             self.inner.update(event.done - self.inner.n)
         else:
             self.inner.n = event.done
@@ -270,7 +288,7 @@ class _Show:
     def _video_line(self, result) -> None:
         print(
             f"{result.source} -> {result.output}: {result.frames} frames, {result.size[0]} x {result.size[1]}, "
-            f"{result.seconds:.1f} s, {result.fps:.2f} fps",
+            f"{result.seconds:.1f} s, {result.fps:.2f} frames/s",
             file=sys.stderr,
         )
 

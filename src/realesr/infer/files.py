@@ -352,6 +352,8 @@ def _plan_video(
         item.output = target
     else:
         item.output = target / (f"{path.stem}_{options.suffix}{ext}" if options.suffix else f"{path.stem}{ext}")
+    if options.compare:  # a split-screen clip (animation) of the same length: realesr.infer.video.compare
+        item.compare = item.output.with_name(f"{path.stem}_compare{item.output.suffix}")
 
 
 def _has_pyav() -> bool:
@@ -379,7 +381,13 @@ def run_item(
         from realesr.infer.video import upscale_video
 
         return upscale_video(
-            upscaler, item.source, item.output, video_options, on_progress=on_progress, info=item.video
+            upscaler,
+            item.source,
+            item.output,
+            video_options,
+            on_progress=on_progress,
+            info=item.video,
+            compare=item.compare,
         )
     started = time.perf_counter()
     image = read_image(item.source)

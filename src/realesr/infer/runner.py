@@ -123,7 +123,8 @@ class RunReport:
     failures: list[tuple[Path, str]] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
     fell_back: list[str] = field(default_factory=list)
-    video_frames: int = 0
+    videos: int = 0  # videos and animations among the items worked on
+    video_frames: int = 0  # frames upscaled in this run (a resumed video's earlier frames not counted)
     seconds: float = 0.0
     precision: str = ""  # the precision that ran (in this process: the one "auto" chose)
     licence: str = ""  # the model's licence, when beyond the permissive default
@@ -180,6 +181,7 @@ def _run_here(plan, spec, runner: Runner, emit, video_options, resume: bool, pro
     )
     items = _todo(plan, resume, emit)
     report.total = len(items)
+    report.videos = sum(1 for item in items if item.video is not None)
     emit(RunEvent("start", total=len(items)))
     started = time.perf_counter()
     for item in items:
