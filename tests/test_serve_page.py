@@ -311,7 +311,12 @@ def test_progress_title_resize_and_cancel(server, browser, photos):
     assert stage["width"] < stage_before and shown["x"] + shown["width"] <= stage["x"] + stage["width"] + 1
 
     page.set_input_files("#files", str(photos["big"]))  # cancel while it runs
-    _wait_until(lambda: page.locator(".job.running").count() == 1 and page.get_attribute(".job.running .bar", "aria-valuenow") != "0")
+    _wait_until(
+        lambda: (
+            page.locator(".job.running").count() == 1
+            and page.get_attribute(".job.running .bar", "aria-valuenow") != "0"
+        )
+    )
     job_id = page.get_attribute(".job.running", "data-id") or server.api("/api/jobs").json()["jobs"][-1]["id"]
     started = time.monotonic()
     page.locator(".job.running .job-cancel").click()

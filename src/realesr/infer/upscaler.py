@@ -474,12 +474,12 @@ def layer_progress(upscaler: Upscaler, on_layer: Callable[[int, int], None]) -> 
     counted."""
     thread = threading.get_ident()
     counter = [0]
-    nets = {id(net): net for net in (upscaler._net, upscaler._net_fp32)}.values()
-    handles = []
-    for net in nets:
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+    for net in {id(net): net for net in (upscaler._net, upscaler._net_fp32)}.values():
         stages = _stages(net)
+        per_pass = len(stages)
 
-        def hook(_module, _inputs, _output, per_pass=len(stages)) -> None:
+        def hook(_module, _inputs, _output, per_pass=per_pass) -> None:
             if threading.get_ident() == thread:
                 counter[0] += 1
                 on_layer(counter[0], per_pass)

@@ -143,9 +143,7 @@ class AppState:
         return {c.name: c for c in self.choices}
 
 
-def model_choices(
-    models: Sequence[ModelChoice] | None, allow_download: bool
-) -> list[ModelChoice]:
+def model_choices(models: Sequence[ModelChoice] | None, allow_download: bool) -> list[ModelChoice]:
     """The models the page offers: those given (else the zoo), less those that would need a download when
     downloads are off. (One list to extend: a models folder adds its entries here.)"""
     choices = list(models) if models is not None else official_models()
@@ -177,7 +175,9 @@ def create_app(
         raise UsageError("no model to serve: none is on this machine and downloads are off")
     default = default_model or next((c.name for c in choices if c.available), choices[0].name)
     upscalers = _Upscalers({c.name: c for c in choices}, precision, allow_download)
-    jobs = JobQueue(upscalers, devices=devices, max_queued=limits.max_jobs, work_dir=work_dir, keep_seconds=keep_seconds)
+    jobs = JobQueue(
+        upscalers, devices=devices, max_queued=limits.max_jobs, work_dir=work_dir, keep_seconds=keep_seconds
+    )
     state = AppState(choices, default, limits, jobs, upscalers, token, port, tuple(devices))
 
     @contextlib.asynccontextmanager

@@ -35,6 +35,8 @@ def _detail(name: str, err: BaseException, upload: Path | None) -> str:
 def failure_message(name: str, model: str, err: BaseException | str, upload: Path | None = None) -> str:
     """One sentence or two for a failed job, in words a person who dropped ``name`` on the page can act on."""
     text = str(err)
+    if isinstance(err, str):
+        err = RealesrError(err)
     if isinstance(err, MemoryError) or "out of memory" in text.lower():
         return (
             f"{name} needs more memory than this machine has at this size: choose a smaller output size "

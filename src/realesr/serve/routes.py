@@ -367,7 +367,9 @@ def _with_extension(name: str, seen: _Seen) -> str:
         return name
     if seen.format == "video":  # Matroska holds any codec
         return name + ".mkv"
-    return name + {"JPEG": ".jpg", "TIFF": ".tif", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif"}.get(seen.format, ".png")
+    return name + {"JPEG": ".jpg", "TIFF": ".tif", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif"}.get(
+        seen.format, ".png"
+    )
 
 
 def _media_type(path: Path) -> str:

@@ -187,7 +187,7 @@ def job_from_record(work_dir: Path, record: Any) -> Job:
         input_size=_size(record.get("input_size")),
         frames=_get(record, "frames", int, True),
         created=_get(record, "created", number),
-        state=state,  # type: ignore[arg-type]
+        state=state,
         started=_get(record, "started", number, True),
         finished=_get(record, "finished", number, True),
         error=_get(record, "error", str, True),

@@ -169,7 +169,8 @@ function describe(job) {
   else if (job.outscale) parts.push(`×${job.outscale}`);
   const ext = job.result_name ? job.result_name.split(".").pop().toUpperCase() : (job.ext || "keep");
   parts.push(ext === "KEEP" || ext === "keep" ? "same format" : ext);
-  if (job.input_bytes) parts.push(formatBytes(job.input_bytes));
+  if (job.input_bytes) parts.push(`${formatBytes(job.input_bytes)} upload`);
+  if (job.result_name) parts.push(`saved as ${job.result_name}`);
   if (job.state === "done" && job.seconds != null) parts.push(`took ${formatSeconds(job.seconds)}`);
   if (job.notes && job.notes.length) parts.push(...job.notes);
   return parts.join(" · ");
