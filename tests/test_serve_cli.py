@@ -150,27 +150,3 @@ def test_jobs_and_the_token_are_kept_for_the_next_start(tmp_path, shared_data):
     assert urls[0] == urls[1]  # the same token (the port was 0: any free one)
     assert (results / "token").stat().st_mode & 0o777 == 0o600
     assert [(j["id"], j["state"], j["result_name"]) for j in listed[1]] == [(listed[0][0]["id"], "done", "in_out.png")]
-
-
-@pytest.mark.parametrize(
-    ("env", "args", "fragment"),
-    [
-        ({"REALESR_TOKEN": "        "}, [], "$REALESR_TOKEN is blank"),
-        ({"REALESR_TOKEN": ""}, [], "$REALESR_TOKEN is blank"),
-        ({}, ["--token", "   "], "--token is blank"),
-        ({}, ["--token", "two words here"], "--token may only hold"),
-        ({}, ["--token", "short"], "at least 8"),
-    ],
-)
-def test_a_blank_or_unusable_token_never_starts_a_server(tmp_path, env, args, fragment):
-    result = subprocess.run(
-        [sys.executable, "-m", "realesr", "serve", "--port", "0", "--no-keep", "--model", "x.pth", *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        env={**{k: v for k, v in ENV.items() if k != "REALESR_TOKEN"}, **env},
-        timeout=120,
-    )
-    assert result.returncode == 2 and fragment in result.stderr, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
-    assert result.stdout == ""  # no address printed: no server

@@ -178,6 +178,15 @@ class ImageHeader:
     has_alpha: bool
 
 
+def _frame_count(im: Image.Image, path: Path) -> int:
+    """Counting an animation's frames reads through it: a file cut short fails there (Pillow's GIF reader raises
+    IndexError, others EOFError or OSError), and is a damaged file like any other, not a crash."""
+    try:
+        return int(getattr(im, "n_frames", 1) or 1)
+    except (IndexError, EOFError, OSError, ValueError, SyntaxError, struct.error):
+        raise ImageReadError(f"{path}: a damaged or cut-short animation (its frames cannot be counted)") from None
+
+
 def read_header(path: str | os.PathLike) -> ImageHeader:
     """Size, mode, frame count and alpha of ``path`` from its header (cheap even for a 20000x20000 file);
     raises :class:`ImageReadError`. The orientation is applied: width and height are as the image is seen."""
@@ -195,7 +204,7 @@ def read_header(path: str | os.PathLike) -> ImageHeader:
             alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
                 mode == "P" and ("transparency" in im.info or (im.palette is not None and im.palette.mode == "RGBA"))
             )
-            return ImageHeader(width, height, mode, im.format, int(getattr(im, "n_frames", 1) or 1), alpha)
+            return ImageHeader(width, height, mode, im.format, _frame_count(im, path), alpha)
     except UnidentifiedImageError:
         raise ImageReadError(f"{path}: not an image file Pillow can decode") from None
     except PermissionError:

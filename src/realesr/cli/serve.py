@@ -48,7 +48,10 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto")
     parser.add_argument(
-        "--token", default=None, help="the access token (default: $REALESR_TOKEN, else a new random one)"
+        "--token",
+        default=None,
+        help="the access token, at least 8 letters, digits or . _ ~ + / = - (default: $REALESR_TOKEN, else the one "
+        "kept in --results from an earlier start, else a new random one)",
     )
     parser.add_argument(
         "--model",
@@ -59,8 +62,17 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--only", action="store_true", help="offer only the --model files, not the official models")
     parser.add_argument(
-        "--no-download", action="store_true", help="never download official weights: models not on this machine fail"
+        "--no-download",
+        action="store_true",
+        help="never download official weights: the page lists only the models on this machine",
     )
+    _add_limits(parser)
+    _add_storage(parser)
+    parser.add_argument("--open", action="store_true", help="open the page in the default browser")
+    parser.set_defaults(func=run, flags=FLAGS)
+
+
+def _add_limits(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-upload-mb",
         type=number(float, above=0),
@@ -82,6 +94,9 @@ def register(subparsers) -> None:
         metavar="N",
         help="most jobs queued or running at once (default 100)",
     )
+
+
+def _add_storage(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--results",
         default=None,
@@ -101,8 +116,6 @@ def register(subparsers) -> None:
         action="store_true",
         help="keep nothing: uploads and results go to a temporary folder deleted when the server stops",
     )
-    parser.add_argument("--open", action="store_true", help="open the page in the default browser")
-    parser.set_defaults(func=run, flags=FLAGS)
 
 
 def _devices(text: str) -> list[str]:

@@ -22,6 +22,13 @@ def not_readable(name: str) -> str:
     )
 
 
+def damaged(name: str) -> str:
+    return (
+        f"{name} is damaged or cut short (an interrupted download or copy?): open it in another program, save it "
+        "again and upload that."
+    )
+
+
 def _detail(name: str, err: BaseException, upload: Path | None) -> str:
     """The library's message without the file's name or path (the page says it once, first)."""
     text = str(err)

@@ -29,7 +29,7 @@ from starlette.routing import Route
 
 from realesr.errors import RealesrError, UsageError
 from realesr.serve.jobs import Job, JobOptions, QueueFull, clean_name, parse_options
-from realesr.serve.messages import not_readable
+from realesr.serve.messages import damaged, not_readable
 from realesr.serve.security import COOKIE_PREFIX, _UploadTooLarge
 
 if TYPE_CHECKING:
@@ -223,8 +223,8 @@ async def _receive(request: Request, state: AppState, job_id: str, folder: Path)
     if size == 0:
         return error(400, f"{name} is empty (0 bytes): choose the file again")
     seen = await run_in_threadpool(_inspect, received)
-    if seen is None:
-        return error(415, not_readable(name))
+    if not isinstance(seen, _Seen):
+        return error(415, not_readable(name) if seen is None else damaged(name))
     pixels = seen.width * seen.height
     if pixels > state.limits.max_pixels:
         return error(
@@ -330,18 +330,18 @@ def _store(source: Any, path: Path) -> int:
     return path.stat().st_size
 
 
-def _inspect(path: Path) -> _Seen | None:
+def _inspect(path: Path) -> _Seen | RealesrError | None:
     """What the upload is, from its content: an image (size as seen, EXIF orientation applied), a video or an
-    animation (size and frame count), or None for neither."""
+    animation (size and frame count); the error of an image that is damaged; None for neither."""
     from realesr.imagefiles import read_header
 
     try:
         header = read_header(path)
-    except RealesrError:
+    except RealesrError as err:
         video = _probe_video(path)
-        if video is None:
-            return None
-        return _Seen(video.width, video.height, video.frames or 1, "video")
+        if video is not None:
+            return _Seen(video.width, video.height, video.frames or 1, "video")
+        return None if "not an image file" in str(err) else err
     frames = getattr(header, "frames", 1) or 1
     return _Seen(header.width, header.height, frames if frames > 1 else None, (header.format or "PNG").upper())
 

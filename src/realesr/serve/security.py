@@ -77,7 +77,15 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        pairs = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope.get("headers", [])]
+        headers = dict(pairs)
+        names = [k for k, _ in pairs]
+        if any(names.count(k) > 1 for k in ("authorization", "cookie", "host", "origin")):
+            # Which of two would count? None: a request that says two things about who it is gets no choice.
+            await _reply(
+                send, *_json(400, "a header that says who is asking (Authorization, Cookie, Host or Origin) came twice")
+            )
+            return
         refusal = self._refusal(scope, headers)
         if refusal is not None:
             await _reply(send, *refusal)

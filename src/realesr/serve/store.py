@@ -1,16 +1,18 @@
 """What `realesr serve` keeps on disk beside the results: the job list (``jobs.json``) and the speed of each
 model on this machine (``speeds.json``), both read back through one validating reader.
 
-A file that does not have the expected shape is set aside (renamed ``*.corrupt``) with one line on stderr naming
-it, and the server starts without it; a record that names a path outside its job's folder is dropped, so a
+Both go through :mod:`realesr.statefiles` (size-limited, regular files only, checked against a schema). A file that
+fails is set aside (renamed ``*.corrupt-TIME``) with one line on stderr naming it, and the server starts without
+it; a damaged entry of the list is skipped; a record that names a path outside its job's folder is dropped, so a
 tampered list cannot make the server read or delete anything else.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import re
+import shutil
 import sys
 import threading
 import time
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from realesr.atomic import atomic_write_text
+from realesr.schema import Choice, Float, Int, Map, Name, Nullable, Record, Seq, Str
+from realesr.statefiles import StateFileError, check_state, read_json
 
 State = Literal["queued", "running", "done", "failed", "cancelled"]
 STATES = ("queued", "running", "done", "failed", "cancelled")
@@ -128,19 +132,42 @@ class Job:
         }
 
 
+_WHEN = Nullable(Float(low=0))
+_SIZE = Seq(Int(0, 1 << 20), 2, 2)
+_RELATIVE = Str(max_len=1024, empty=False)
+JOB_RECORD = Record(
+    {
+        "id": Str(max_len=16),
+        "name": Name(),
+        "state": Choice(STATES),
+        "model": Str(max_len=1024, empty=False),
+        "outscale": Nullable(Float(above=0, high=16)),
+        "width": Nullable(Int(1, 65500)),
+        "ext": Choice(FORMATS),
+        "denoise_strength": Nullable(Float(low=0, high=1)),
+        "input_bytes": Int(0),
+        "input_size": _SIZE,
+        "frames": Nullable(Int(1)),
+        "created": Float(low=0),
+        "started": _WHEN,
+        "finished": _WHEN,
+        "error": Nullable(Str()),
+        "notes": Seq(Str(), max_len=100),
+        "device": Nullable(Str(max_len=100)),
+        "estimate_seconds": _WHEN,
+        "upload": _RELATIVE,
+        "result": Nullable(_RELATIVE),
+        "result_size": Nullable(_SIZE),
+    },
+    required=frozenset({"id", "name", "state", "model", "ext", "input_bytes", "input_size", "created", "upload"}),
+)
+JOB_LIST = Record({"jobs": Seq(Record({}), max_len=1_000_000)}, required=frozenset({"jobs"}), closed=True)
+SPEED_TABLE = Map(Float(above=0))
+REMEDY = "the server set it aside and goes on without it"
+
+
 class BadRecord(ValueError):
     pass
-
-
-def _get(record: dict, key: str, kind: type | tuple[type, ...], optional: bool = False) -> Any:
-    value = record.get(key)
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise BadRecord(f"{key}: expected {kind}, got {type(value).__name__}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise BadRecord(f"{key}: not finite")
-    return value
 
 
 def _inside(folder: Path, relative: str | None) -> Path | None:
@@ -152,51 +179,40 @@ def _inside(folder: Path, relative: str | None) -> Path | None:
     return folder / relative
 
 
-def _size(value: Any) -> tuple[int, int]:
-    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v >= 0 for v in value)):
-        raise BadRecord(f"a size must be [width, height], not {value!r}")
-    return value[0], value[1]
-
-
-def job_from_record(work_dir: Path, record: Any) -> Job:
-    """A Job from one entry of jobs.json; BadRecord names what is wrong."""
-    if not isinstance(record, dict):
-        raise BadRecord("an entry is not an object")
-    job_id = _get(record, "id", str)
+def job_from_record(work_dir: Path, record: dict[str, Any]) -> Job:
+    """A Job from one entry of jobs.json, already checked against JOB_RECORD; BadRecord for what the shape cannot
+    say (an id the server would not make, a path leading out of the job's folder)."""
+    job_id = record["id"]
     if not _ID.fullmatch(job_id):
         raise BadRecord(f"id {job_id!r} is not one the server makes")
-    state = _get(record, "state", str)
-    if state not in STATES:
-        raise BadRecord(f"state {state!r}")
-    number = (int, float)
     folder = work_dir / job_id
     options = JobOptions(
-        _get(record, "model", str),
-        _get(record, "outscale", number, True),
-        _get(record, "width", int, True),
-        _get(record, "ext", str),
-        _get(record, "denoise_strength", number, True),
+        record["model"], record.get("outscale"), record.get("width"), record["ext"], record.get("denoise_strength")
     )
     job = Job(
         job_id,
-        _get(record, "name", str),
+        record["name"],
         options,
         folder,
-        _inside(folder, _get(record, "upload", str)) or folder,
-        _get(record, "input_bytes", int),
-        input_size=_size(record.get("input_size")),
-        frames=_get(record, "frames", int, True),
-        created=_get(record, "created", number),
-        state=state,
-        started=_get(record, "started", number, True),
-        finished=_get(record, "finished", number, True),
-        error=_get(record, "error", str, True),
-        result=_inside(folder, _get(record, "result", str, True)),
-        result_size=None if record.get("result_size") is None else _size(record["result_size"]),
-        notes=[n for n in _get(record, "notes", list) if isinstance(n, str)],
-        device=_get(record, "device", str, True),
-        estimate_seconds=_get(record, "estimate_seconds", number, True),
+        _inside(folder, record["upload"]) or folder,
+        record["input_bytes"],
+        input_size=(record["input_size"][0], record["input_size"][1]),
+        frames=record.get("frames"),
+        created=record["created"],
+        state=record["state"],
+        started=record.get("started"),
+        finished=record.get("finished"),
+        error=record.get("error"),
+        result=_inside(folder, record.get("result")),
+        result_size=None if record.get("result_size") is None else tuple(record["result_size"]),
+        notes=list(record.get("notes") or []),
+        device=record.get("device"),
+        estimate_seconds=record.get("estimate_seconds"),
     )
+    return _settle(job)
+
+
+def _settle(job: Job) -> Job:
     if job.state == "running":  # the server stopped while it ran: it runs again
         job.state, job.started, job.device = "queued", None, None
     if job.state in ("done", "failed", "cancelled"):
@@ -207,48 +223,39 @@ def job_from_record(work_dir: Path, record: Any) -> Job:
     return job
 
 
-def _read_json(path: Path) -> Any:
-    """The parsed file, None when absent, or the file set aside (one line on stderr) when it is not JSON."""
+def _read(path: Path, shape: Any, what: str) -> Any:
+    """The checked content of a kept file, None when it is absent, or None after setting a damaged one aside."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json(path, shape, what=what, remedy=REMEDY)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as err:
-        _set_aside(path, f"not readable JSON ({err})")
+    except StateFileError as err:
+        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        with contextlib.suppress(OSError):
+            path.rename(aside)
+        print(f"realesr serve: {err} (kept as {aside.name})", file=sys.stderr)
         return None
-
-
-def _set_aside(path: Path, why: str) -> None:
-    aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-    try:
-        path.rename(aside)
-    except OSError:
-        aside = path
-    print(f"realesr serve: {path} is {why}: kept as {aside.name}, starting without it", file=sys.stderr)
 
 
 def load_jobs(work_dir: Path) -> dict[str, Job]:
-    """The jobs kept in ``work_dir/jobs.json`` (none when it is absent). Folders no entry names (an upload cut
-    off by a stop) are deleted when the list was read whole."""
+    """The jobs kept in ``work_dir/jobs.json`` (none when it is absent). A damaged entry is skipped with one
+    line on stderr, the others load. Folders no entry names (an upload cut off by a stop) are deleted when the
+    list was read whole."""
     path = work_dir / JOBS_FILE
-    data = _read_json(path)
+    data = _read(path, JOB_LIST, "the page's job list")
     if data is None:
         return {}
-    if not (isinstance(data, dict) and isinstance(data.get("jobs"), list)):
-        _set_aside(path, 'not a job list ({"jobs": [...]})')
-        return {}
     jobs: dict[str, Job] = {}
-    for index, record in enumerate(data["jobs"]):
+    for index, entry in enumerate(data["jobs"]):
         try:
+            record = check_state(entry, JOB_RECORD, path, what=f"job {index} of the page's job list", remedy=REMEDY)
             job = job_from_record(work_dir, record)
-        except BadRecord as err:
-            print(f"realesr serve: {path}: entry {index} is skipped ({err})", file=sys.stderr)
+        except (StateFileError, BadRecord) as err:
+            print(f"realesr serve: {path}: job {index} is skipped ({err})", file=sys.stderr)
             continue
         jobs[job.id] = job
     for folder in work_dir.iterdir():
         if folder.is_dir() and _ID.fullmatch(folder.name) and folder.name not in jobs:
-            import shutil
-
             shutil.rmtree(folder, ignore_errors=True)
     return jobs
 
@@ -266,13 +273,8 @@ class Speeds:
         self.path = None if work_dir is None else work_dir / SPEEDS_FILE
         self._lock = threading.Lock()
         self._rates: dict[str, float] = {}
-        data = _read_json(self.path) if self.path is not None else None
-        if isinstance(data, dict):
-            self._rates = {
-                k: float(v)
-                for k, v in data.items()
-                if isinstance(k, str) and isinstance(v, (int, float)) and math.isfinite(v) and v > 0
-            }
+        data = _read(self.path, SPEED_TABLE, "the page's table of model speeds") if self.path else None
+        self._rates = dict(data or {})
 
     def rate(self, model: str, device: str | None = None) -> float | None:
         with self._lock:
