@@ -127,6 +127,7 @@ async function submit(file) {
     state.local.delete(card);
     if (state.cards.has(job.id)) { card.el.remove(); return; }  // a refresh drew it already
     card.id = job.id;
+    card.born = performance.now();
     card.el.dataset.id = job.id;
     state.cards.set(job.id, card);
     render(card, job);
@@ -148,7 +149,7 @@ function newCard(id, name) {
   $("jobs").prepend(el);
   $("results").hidden = false;
   if (id) el.dataset.id = id;
-  const card = { el, id, name, job: null, viewer: null };
+  const card = { el, id, name, job: null, viewer: null, born: performance.now() };
   el.querySelector(".job-cancel").addEventListener("click", () => cancel(card));
   return card;
 }
@@ -238,6 +239,7 @@ function schedule(ms) {
 }
 
 async function refresh() {
+  const asked = performance.now();
   let jobs;
   try { jobs = (await api("/api/jobs")).jobs; } catch (_) { schedule(3000); return; }
   const seen = new Set();
@@ -250,7 +252,8 @@ async function refresh() {
     }
     render(card, job);
   }
-  for (const [id, card] of state.cards) if (!seen.has(id)) removeCard(card);
+  // A card made after this list was asked for is newer than the list: not gone, only not in it yet.
+  for (const [id, card] of state.cards) if (!seen.has(id) && card.born < asked) removeCard(card);
   updateSummary();
   schedule(jobs.some((j) => ACTIVE.includes(j.state)) ? 500 : 3000);
 }
