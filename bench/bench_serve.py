@@ -1,7 +1,7 @@
 """The web server's overhead: time from upload to downloaded result against `realesr upscale` on the same file.
 
     python bench/bench_serve.py [--model realesr-animevideov3] [--image PATH] [--repeats 3] \\
-        [--screenshot docs/serve.png]
+        [--screenshot shot.png]
 
 Both run in fresh processes: the CLI end to end (process start, model load, read, upscale, write), and the server
 (started once; model loaded by its first job, which is not timed) from POST to the last byte of the result.

@@ -147,7 +147,7 @@ def test_drop_an_image_watch_it_slide_and_download_the_clis_bytes(server, shared
                 for sel in (".layer.before img", ".layer.after img")
             )
             assert before == after and "translate" in before[0]  # zoom and pan in step on both sides
-            # Saved for a person to look at (REALESR_SERVE_SCREENSHOT=path keeps it, e.g. for docs/serve.png).
+            # Saved for a person to look at (REALESR_SERVE_SCREENSHOT=path keeps it).
             shot = Path(os.environ.get("REALESR_SERVE_SCREENSHOT") or tmp_path / "serve.png")
             page.screenshot(path=str(shot), full_page=True)
 
