@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from realesr.cli._text import escape
+
 
 def print_summary(
     done: int,
@@ -20,7 +22,7 @@ def print_summary(
     """Notes on stderr, then one summary line: ``extras`` (e.g. video frames, stopped workers) before the
     failures and the earlier results skipped as inputs."""
     for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {escape(note)}", file=sys.stderr)
     summary = f"{done} of {total} image(s) upscaled with {model_name} -> {where} ({elapsed:.1f} s)"
     for extra in extras:
         summary += f"; {extra}"
@@ -28,4 +30,4 @@ def print_summary(
         summary += f"; {failures} failed"
     if skipped:
         summary += f"; {len(skipped)} earlier result(s) of realesr in the output folder skipped as inputs"
-    print(summary)
+    print(escape(summary))

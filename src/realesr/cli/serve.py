@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from realesr.cli._options import number
-from realesr.errors import RealesrError, UsageError
+from realesr.errors import MissingExtraError, RealesrError, UsageError
 
 FLAGS = {
     "model": "--model",
@@ -168,16 +168,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn  # noqa: F401 - checked here, used in _serve
 
-        from realesr.serve.app import Limits, create_app, file_model, official_models
+        from realesr.serve.app import Limits, available_models, create_app, file_model
     except ImportError as err:
-        raise UsageError(
-            f"realesr serve needs the web extra ({err.name} is missing): pip install 'realesr[web]'"
-        ) from None
+        raise MissingExtraError("realesr serve", "web", err.name or "") from None
 
     results = None if args.no_keep else _results_dir(args.results)
     token = _token(args.token, results)
     devices = _devices(args.device)
-    models = [] if args.only else official_models()
+    models = [] if args.only else available_models()
     for path in args.model:
         try:
             models.append(file_model(path))

@@ -129,6 +129,7 @@ FLAGS = {
 
 def run(args: argparse.Namespace) -> int:
     from realesr.cli import describe
+    from realesr.cli._text import escape
     from realesr.infer.files import OutputOptions, plan_upscale, upscale_item
 
     options = OutputOptions(suffix=args.suffix, ext=args.ext, quality=args.quality, compare=args.compare)
@@ -201,12 +202,13 @@ def run(args: argparse.Namespace) -> int:
             written.append(result.output)
             notes.extend(f"{item.source}: {note}" for note in result.notes)
         except RealesrError as err:
-            message = _strip_path(describe(err, FLAGS), item.source)
+            message = _strip_path(describe(err, FLAGS), escape(str(item.source)))
             failures.append((item.source, message))
             tqdm.write(f"failed: {message}", file=sys.stderr)
         except (OSError, ValueError, MemoryError) as err:  # anything else about this one file
-            failures.append((item.source, f"{type(err).__name__}: {err}"))
-            tqdm.write(f"failed: {item.source}: {type(err).__name__}: {err}", file=sys.stderr)
+            message = _strip_path(f"{type(err).__name__}: {describe(err)}", item.source)
+            failures.append((item.source, message))
+            tqdm.write(f"failed: {escape(message)}", file=sys.stderr)
         finally:
             if tiles_bar is not None:
                 tiles_bar.close()
@@ -219,8 +221,10 @@ def run(args: argparse.Namespace) -> int:
     )
     if upscaler.fell_back_to_fp32:
         print(f"note: {upscaler.precision} overflowed; fp32 was used", file=sys.stderr)
+    if upscaler.traits.licence:
+        print(f"note: {upscaler.model_name}: licence: {upscaler.traits.licence}", file=sys.stderr)
     return 1 if failures else 0
 
 
-def _strip_path(message: str, source: Path) -> str:
+def _strip_path(message: str, source: Path | str) -> str:
     return message if message.startswith(str(source)) else f"{source}: {message}"

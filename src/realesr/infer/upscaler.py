@@ -151,7 +151,8 @@ class Upscaler:
                 "and RGBA networks with as many output channels as input ones are supported"
             )
         self.precision = self._pick_precision(precision)
-        self.notes: list[str] = []  # what a caller should tell the user (e.g. a global-attention model tiled)
+        # What a caller should tell the user: a licence beyond the permissive default, a global model tiled.
+        self.notes: list[str] = [f"licence: {self.traits.licence}"] if self.traits.licence else []
         self.tile = tile
         self.tile_pad = DEFAULT_TILE_PAD if tile_pad is None else tile_pad
         self.outscale = outscale
@@ -258,10 +259,17 @@ class Upscaler:
         if padded != (height, width):
             x = pad_right_bottom(x, padded[0] - height, padded[1] - width)
         # (x stays fp32 here so that an fp32 rerun starts from the exact input, not from its half rounding.)
-        out = self._run_with_retries(x.to(self._dtype), on_tile)
-        if self._dtype != torch.float32 and not torch.isfinite(out).all():
+        try:
+            out = self._run_with_retries(x.to(self._dtype), on_tile)
+            problem = "" if self._dtype == torch.float32 or torch.isfinite(out).all() else "is not finite (overflow)"
+        except RuntimeError as err:
+            # A model that claims half precision but mixes dtypes inside (a float32 attention mask) fails here.
+            if self._dtype == torch.float32 or _is_out_of_memory(err):
+                raise
+            problem = f"failed in the model's layers ({str(err).strip().splitlines()[0][:120]})"
+        if problem:
             warnings.warn(
-                f"{self.precision} output is not finite (overflow); running this and later images in fp32",
+                f"{self.precision} output {problem}; running this and later images in fp32",
                 RuntimeWarning,
                 stacklevel=2,
             )
@@ -318,6 +326,12 @@ class Upscaler:
         if note not in self.notes:
             self.notes.append(note)
             warnings.warn(note, RuntimeWarning, stacklevel=3)
+
+    def run_notes(self) -> list[str]:
+        """What the last image's result should say about how it was made (a global-attention model tiled)."""
+        if self.traits.tiling == "global" and self.last_tile_used:
+            return [note for note in self.notes if "attends over the whole image" in note][-1:]
+        return []
 
     # ------------------------------------------------------------------------------------------ images
 

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from realesr.errors import RealesrError, UsageError
+from realesr.errors import MissingExtraError, RealesrError, UsageError
 from realesr.schema import Int, Name, Record, Seq
 from realesr.statefiles import StateFileError, read_json
 
@@ -185,7 +185,7 @@ def _av():
     try:
         import av
     except ImportError:
-        raise VideoError("video needs PyAV: pip install 'realesr[video]'") from None
+        raise MissingExtraError("video", "video", "PyAV") from None
     av.logging.set_level(av.logging.PANIC)  # FFmpeg's own chatter would break the one-line rule
     return av
 

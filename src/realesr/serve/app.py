@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -14,10 +15,12 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from realesr.errors import UsageError
+from realesr.errors import RealesrError, UsageError
 from realesr.serve.jobs import JobOptions, JobQueue
 from realesr.serve.routes import EXCEPTION_HANDLERS, ROUTES
 from realesr.serve.security import Guard, allowed_host_names, check_token
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,14 +82,34 @@ def official_models() -> list[ModelChoice]:
     return sorted(choices, key=lambda c: not c.available)
 
 
-def file_model(path: str | os.PathLike) -> ModelChoice:
-    """A weights file named on the server's command line (never by a client)."""
-    from realesr.weights.zoo import read_model
+def file_model(path: str | os.PathLike, name: str | None = None) -> ModelChoice:
+    """A weights file named on the server's command line or in the user's models folder (never by a client);
+    realesr's own architectures or, with the models extra, spandrel's."""
+    from realesr.weights.library import inspect_model
 
-    _sd, spec = read_model(path)
+    card = inspect_model(path)
     return ModelChoice(
-        Path(path).stem, Path(path), spec.scale, f"{spec.description} (from {Path(path).name})", True, "file"
+        name or Path(path).stem,
+        Path(path),
+        card.traits.scale,
+        f"{card.description} (from {Path(path).name})",
+        True,
+        "file",
     )
+
+
+def available_models() -> list[ModelChoice]:
+    """The page's model picker: the zoo (the ones found on this machine first), then the user's models folder
+    (`realesr models add`); a file there that does not load is left out with a warning in the log."""
+    from realesr.weights.library import user_models
+
+    choices = official_models()
+    for name, path in user_models():
+        try:
+            choices.append(file_model(path, name))
+        except RealesrError as err:
+            log.warning("your model %s (%s) is not offered: %s", name, path, err)
+    return choices
 
 
 class _Upscalers:
@@ -144,9 +167,9 @@ class AppState:
 
 
 def model_choices(models: Sequence[ModelChoice] | None, allow_download: bool) -> list[ModelChoice]:
-    """The models the page offers: those given (else the zoo), less those that would need a download when
-    downloads are off. (One list to extend: a models folder adds its entries here.)"""
-    choices = list(models) if models is not None else official_models()
+    """The models the page offers: those given (else the zoo and the user's models folder), less those that
+    would need a download when downloads are off."""
+    choices = list(models) if models is not None else available_models()
     if not allow_download:
         choices = [c for c in choices if c.available]
     return choices
