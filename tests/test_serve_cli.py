@@ -38,6 +38,7 @@ def work_folders() -> set[Path]:
     return set(Path(tempfile.gettempdir()).glob("realesr-serve-*"))
 
 
+@pytest.mark.slow
 def test_prints_a_tokened_loopback_url_serves_it_and_stops_on_sigterm_deleting_uploads(tmp_path):
     weights = tiny_weights(tmp_path)
     earlier = work_folders()
@@ -62,6 +63,7 @@ def test_prints_a_tokened_loopback_url_serves_it_and_stops_on_sigterm_deleting_u
     assert not any(p.exists() for p in work)
 
 
+@pytest.mark.slow
 def test_a_busy_port_is_one_line_and_exit_2():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -91,6 +93,7 @@ def test_a_busy_port_is_one_line_and_exit_2():
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_missing_weights_file_is_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "realesr", "serve", "--model", str(tmp_path / "none.pth"), "--no-keep"],
@@ -103,6 +106,7 @@ def test_a_missing_weights_file_is_one_line(tmp_path):
     assert result.returncode == 2 and "none.pth" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_binding_beyond_loopback_warns_that_the_token_is_the_only_guard(tmp_path):
     weights = tiny_weights(tmp_path)
     earlier = work_folders()
@@ -117,6 +121,7 @@ def test_binding_beyond_loopback_warns_that_the_token_is_the_only_guard(tmp_path
     assert work_folders() == earlier
 
 
+@pytest.mark.slow
 def test_jobs_and_the_token_are_kept_for_the_next_start(tmp_path, shared_data):
     """Without --token the first start makes one and keeps it (0600) beside the jobs; a restart prints the same
     address and lists the same finished job, whose result is still there."""
