@@ -287,7 +287,7 @@ def _pinch(page, box) -> None:
     cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
 
 
-@pytest.mark.slow  # a server restart / the CLI run beside it: over 5 s on 2 cores
+@pytest.mark.slow  # two runs of the wide network, watched: about 10 s on 2 cores
 def test_progress_title_resize_and_cancel(server, browser, photos):
     page = open_page(browser, server, viewport={"width": 1280, "height": 900})
     page.select_option("#model", "slow")
@@ -329,7 +329,7 @@ def test_progress_title_resize_and_cancel(server, browser, photos):
     page.context.close()
 
 
-@pytest.mark.slow  # a server restart / the CLI run beside it: over 5 s on 2 cores
+@pytest.mark.slow  # a second server start: about 12 s on 2 cores
 def test_reload_second_tab_and_restart_keep_the_cards(server, browser, photos):
     page = open_page(browser, server, viewport={"width": 1280, "height": 900})
     page.set_input_files("#files", [str(photos["small"]), str(photos["second"])])
