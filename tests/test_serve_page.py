@@ -220,6 +220,11 @@ def test_keyboard_alone_from_upload_to_download(server, browser, photos, tmp_pat
     page.screenshot(path=str(shot), full_page=True)
     assert axe_serious(page) == []
 
+    with page.expect_download() as everything:
+        tab_to(page, lambda f: f["text"] == "Download all (zip)")
+        page.keyboard.press("Enter")
+    with zipfile.ZipFile(io.BytesIO(Path(everything.value.path()).read_bytes())) as archive:
+        assert archive.namelist() == ["small_out.png"]
     tab_to(page, lambda f: f["text"] == "Remove small.png")
     page.keyboard.press("Enter")
     _wait_until(lambda: page.locator(".job").count() == 0)
