@@ -13,10 +13,11 @@ import torch
 from torch import nn
 
 from realesr import cache
+from realesr.archs import ModelTraits
 from realesr.cache import CACHE_ENV, Checksum, DownloadError, Progress, cache_dir
 from realesr.errors import ModelNotFoundError, RealesrError, UsageError, WeightsFormatError
 from realesr.weights.io import read_weights
-from realesr.weights.spec import ModelSpec, OutputResize, check_resize_factor, detect_arch
+from realesr.weights.spec import ModelSpec, OutputResize, check_resize_factor, detect_arch, traits_of
 
 __all__ = [
     "ZOO",
@@ -159,6 +160,10 @@ class LoadedModel:
     @property
     def scale(self) -> int:
         return self.spec.scale
+
+    @property
+    def traits(self) -> ModelTraits:
+        return traits_of(self.net)
 
 
 _CACHE_SUFFIXES = (".safetensors", ".pth", ".param")
