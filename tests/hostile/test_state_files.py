@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -335,13 +336,17 @@ def video_case(tmp_path_factory):
     options = VideoOptions(segment_frames=4, threads=1)
     upscale_video(up, clip, root / "whole.mkv", options)
 
+    work = root / ".part.mkv.realesr-work"
+
     def stop(done, total):
-        if done >= 9:
+        if done >= 9:  # frames 0-7 are with the encoder: wait for it to close their two segments, then stop
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and len(json.loads((work / "manifest.json").read_text())["segments"]) < 2:
+                time.sleep(0.05)
             raise _Stop
 
     with pytest.raises(_Stop):
         upscale_video(up, clip, root / "part.mkv", options, on_progress=stop)
-    work = root / ".part.mkv.realesr-work"
     assert len(json.loads((work / "manifest.json").read_text())["segments"]) == 2
     return up, options, clip, _frames(root / "whole.mkv"), work
 
@@ -369,19 +374,28 @@ VIDEO_DAMAGE = {
 
 
 @pytest.mark.parametrize("case", sorted(VIDEO_DAMAGE))
-def test_a_damaged_video_work_folder_is_redone_not_trusted(video_case, tmp_path, case):
-    """The work folder is realesr's own: a damaged manifest starts it over (said in the notes), a damaged segment
-    is encoded again; the output is the uninterrupted run's, frame for frame, and nothing outside is read."""
+def test_a_damaged_video_work_folder_is_refused_or_redone_never_trusted(video_case, tmp_path, case):
+    """A damaged manifest is refused (one line naming it and what to do) with the work folder untouched; a damaged
+    segment's timestamps make that segment encoded again, and the output is the uninterrupted run's frame for
+    frame. Nothing outside the work folder is read or written."""
     from realesr.infer.video import upscale_video
+    from realesr.statefiles import StateFileError
 
     up, options, clip, whole, work = video_case
     dest = tmp_path / "part.mkv"
     shutil.copytree(work, tmp_path / work.name)
     VIDEO_DAMAGE[case](tmp_path / work.name)
     (tmp_path / "outside.mkv").write_bytes(b"not yours")
-    result = upscale_video(up, clip, dest, options)
+    before = _snapshot(tmp_path)
+    if case.startswith(("manifest", "segment")):
+        with pytest.raises(StateFileError) as err:
+            upscale_video(up, clip, dest, options)
+        message = str(err.value)
+        assert "\n" not in message and str(tmp_path / work.name / "manifest.json") in message
+        assert "delete the folder" in message and err.value.exit_code == 2
+        assert _snapshot(tmp_path) == before
+        return
+    upscale_video(up, clip, dest, options)
     frames = _frames(dest)
     assert len(frames) == len(whole) and all(np.array_equal(a, b) for a, b in zip(frames, whole))
     assert (tmp_path / "outside.mkv").read_bytes() == b"not yours" and not (tmp_path / work.name).exists()
-    if case.startswith(("manifest", "segment")):
-        assert any("manifest" in note and "damaged" in note for note in result.notes), result.notes
