@@ -327,12 +327,19 @@ def _plan_video(
             item.notes.append("all frames of an animation need the video extra: pip install 'realesr[video]'")
             return
         raise MissingExtraError(f"{path} is a video: upscaling it", "video", "PyAV")
-    from realesr.infer.video import output_extension, probe_video
+    from realesr.infer.video import ANIMATION_FORMATS, output_extension, probe_video
 
     try:
         info = probe_video(path)
     except RealesrError as err:
         item.error = str(err)
+        return
+    header = item.header
+    if info is None and header is not None and header.frames > 1 and header.format in ANIMATION_FORMATS:
+        # Its header counts the frames, but they do not all decode (a truncated GIF, APNG or WebP): the file
+        # fails, rather than coming out as its first frame without a word about the broken rest.
+        item.error = f"{path}: a broken animation: not all of its {header.frames} frames can be decoded"
+        item.header = None
         return
     if info is None:
         if item.error is not None and path.suffix.lower() in VIDEO_EXTENSIONS:
