@@ -1083,3 +1083,100 @@ def check_folder_writable(folder: str | os.PathLike, params: tuple[str, ...] = (
         is_it = ancestor == Path(os.path.abspath(folder))
         what = f"folder {folder}" if is_it else f"folder {ancestor} (to create {folder})"
         raise UsageError(f"the {what} is not writable", params=params)
+
+
+# --------------------------------------------------------------------------------------------------- animations
+
+# Pillow formats whose files with more than one frame are animations, and the extension each is written with.
+ANIMATION_FORMATS = {"GIF": ".gif", "WEBP": ".webp", "PNG": ".png"}
+
+
+@dataclass(frozen=True)
+class AnimationHeader:
+    """An animated GIF/WebP/APNG: its format, size, frame count, each frame's duration (ms), loop count (0 =
+    for ever) and whether any frame can be transparent."""
+
+    format: str
+    width: int
+    height: int
+    frames: int
+    durations: tuple[int, ...]
+    loop: int
+    has_alpha: bool
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.durations) / 1000
+
+
+def _frame_duration(im: Image.Image, default: int = 100) -> int:
+    value = im.info.get("duration", default)
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return default
+
+
+def read_animation_header(path: str | os.PathLike) -> AnimationHeader | None:
+    """The header of an animation (more than one frame in GIF, WebP or PNG), None for anything else (a still
+    image, a video, not an image). Every frame is looked at once: WebP says a frame's duration only when it is
+    loaded, and a truncated frame makes the file fail here rather than half-way through the work."""
+    path = Path(path)
+    try:
+        with _quiet(), Image.open(path) as im:
+            frames = int(getattr(im, "n_frames", 1) or 1)
+            if im.format not in ANIMATION_FORMATS or frames < 2:
+                return None
+            fmt, size, loop = im.format, im.size, int(im.info.get("loop", 0) or 0)
+            durations, alpha = [], False
+            for index in range(frames):
+                im.seek(index)
+                im.load()
+                durations.append(_frame_duration(im))
+                alpha = alpha or im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
+            return AnimationHeader(fmt, size[0], size[1], frames, tuple(durations), loop, alpha)
+    except (OSError, ValueError, EOFError, SyntaxError, IndexError, Image.DecompressionBombError):
+        return None
+
+
+def iter_animation(path: str | os.PathLike) -> Iterator[tuple[np.ndarray, int]]:
+    """Each frame of an animation as it is shown (Pillow composes GIF/APNG disposal and blending), HxWx4 uint8
+    RGBA, with its duration in ms. Raises :class:`ImageReadError` for a broken frame (naming the frame)."""
+    path = Path(path)
+    index = 0
+    try:
+        with _quiet(), Image.open(path) as im:
+            frames = int(getattr(im, "n_frames", 1) or 1)
+            for index in range(frames):
+                im.seek(index)
+                rgba = im.convert("RGBA")  # loads the frame first: WebP's duration is known only then
+                yield np.asarray(rgba), _frame_duration(im)
+    except (OSError, ValueError, EOFError, SyntaxError, IndexError) as err:
+        raise ImageReadError(f"{path}: broken animation at frame {index + 1} ({_one_line(err)})") from None
+
+
+def write_animation(
+    path: str | os.PathLike, frames: Sequence[np.ndarray], durations: Sequence[int], loop: int, fmt: str
+) -> None:
+    """Write HxWx3/HxWx4 uint8 ``frames`` as an animation of Pillow format ``fmt`` (GIF, WEBP or PNG)
+    atomically, with each frame's duration (ms) and the loop count. GIF transparency is on or off per pixel
+    (alpha >= 128 is opaque); WebP is written at quality 95, APNG losslessly."""
+    if fmt not in ANIMATION_FORMATS:
+        raise ImageWriteError(f"{path}: cannot write {fmt} animations")
+    images = []
+    for array in frames:
+        if fmt == "GIF" and array.ndim == 3 and array.shape[2] == 4:
+            array = array.copy()
+            array[..., 3] = np.where(array[..., 3] >= 128, 255, 0).astype(array.dtype)
+        images.append(Image.fromarray(np.ascontiguousarray(array)))
+    save: dict = {"save_all": True, "append_images": images[1:], "duration": list(durations), "loop": loop}
+    if fmt == "GIF":
+        save["disposal"] = 2  # each frame replaces the last: frames are whole pictures here
+    elif fmt == "WEBP":
+        save.update(lossless=False, quality=95)
+    buffer = io.BytesIO()
+    try:
+        images[0].save(buffer, format=fmt, **save)
+    except (OSError, ValueError) as err:
+        raise ImageWriteError(f"{path}: cannot write the animation ({_one_line(err)})") from None
+    atomic_write_bytes(Path(path), buffer.getvalue())

@@ -18,12 +18,14 @@ def print_summary(
     failures: int,
     skipped: list[Path],
     extras: tuple[str, ...] = (),
+    what: str | None = None,
 ) -> None:
     """Notes on stderr, then one summary line: ``extras`` (e.g. video frames, stopped workers) before the
-    failures and the earlier results skipped as inputs."""
+    failures and the earlier results skipped as inputs. ``what``: the count in words when it is not only images
+    (e.g. "1 video, 240 frames")."""
     for note in notes:
         print(f"note: {escape(note)}", file=sys.stderr)
-    summary = f"{done} of {total} image(s) upscaled with {model_name} -> {where} ({elapsed:.1f} s)"
+    summary = f"{what or f'{done} of {total} image(s)'} upscaled with {model_name} -> {where} ({elapsed:.1f} s)"
     for extra in extras:
         summary += f"; {extra}"
     if failures:

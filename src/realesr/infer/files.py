@@ -351,6 +351,8 @@ def _plan_video(
         item.output = target
     else:
         item.output = target / (f"{path.stem}_{options.suffix}{ext}" if options.suffix else f"{path.stem}{ext}")
+    if options.compare:  # a split-screen clip (animation) of the same length: realesr.infer.video.compare
+        item.compare = item.output.with_name(f"{path.stem}_compare{item.output.suffix}")
 
 
 def _has_pyav() -> bool:
