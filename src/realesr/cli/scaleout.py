@@ -102,6 +102,10 @@ def run(args: argparse.Namespace, plan, flags: dict[str, str]) -> int:
         )
     if args.ray is None and devices is None:
         devices = [args.device]  # --batch on one device: one worker process
+    if args.ray is not None:
+        from realesr.infer.ray_data import require_ray
+
+        require_ray()  # without the extra: said before the model is loaded or the output folder made
     spec = UpscalerSpec(
         args.model,
         precision=args.precision,
