@@ -300,7 +300,7 @@ class _Progress:
 
 def _upscale(job: Job, device: str, make_upscaler: UpscalerFactory, tracker: _Progress) -> tuple[Path, Any, Any]:
     from realesr.imagefiles import read_header
-    from realesr.infer.files import OutputOptions, plan_upscale, upscale_item
+    from realesr.infer.files import OutputOptions, plan_upscale, run_item
     from realesr.infer.upscaler import layer_progress
 
     video_options = _video_options()
@@ -320,15 +320,7 @@ def _upscale(job: Job, device: str, make_upscaler: UpscalerFactory, tracker: _Pr
     tracker.check()
     plan.prepare()
     with layer_progress(upscaler, tracker.on_layer) if item.video is None else contextlib.nullcontext():
-        if item.video is not None:
-            from realesr.infer.video import upscale_video
-
-            assert item.output is not None  # planned without error, so it has an output
-            video = upscale_video(
-                upscaler, item.source, item.output, video_options, on_progress=tracker.on_step, info=item.video
-            )
-            return video.output, video.size, video.notes
-        result = upscale_item(upscaler, item, plan.options, on_progress=tracker.on_step)
+        result = run_item(upscaler, item, plan.options, tracker.on_step, video_options)
         return result.output, result.size, result.notes
 
 
