@@ -352,7 +352,7 @@ def test_corrupt_packets_in_the_middle_are_counted_and_decoding_goes_on(tmp_path
     assert broken > 0 and decodable > 30
     result = upscale_video(tiny_upscaler(), bad, tmp_path / "o.mp4", VideoOptions())
     assert result.frames == decodable == len(video_frames(tmp_path / "o.mp4"))
-    assert any(f"{broken} corrupt" in note for note in result.notes)
+    assert any(f"{broken} corrupt" in note for note in result.notes), (broken, result.notes)
 
 
 def test_codec_the_container_cannot_hold_is_refused_before_work(tmp_path, tiny_model, capsys):
