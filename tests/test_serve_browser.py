@@ -74,6 +74,7 @@ def server(tmp_path):
         proc.kill()
 
 
+@pytest.mark.slow  # the CLI runs beside the server for the expected bytes: over 15 s on 2 cores
 def test_drop_an_image_watch_it_slide_and_download_the_clis_bytes(server, shared_data, tmp_path):
     url, weights = server
     source = shared_data / "real_lr" / "RealESRGAN_inputs" / "children-alpha.png"
@@ -161,6 +162,7 @@ def test_drop_an_image_watch_it_slide_and_download_the_clis_bytes(server, shared
             browser.close()
 
 
+@pytest.mark.slow  # the CLI runs beside the server for the expected bytes: over 15 s on 2 cores
 def test_choose_and_paste_several_files_errors_in_words_and_the_zip(server, shared_data, tmp_path):
     """The other ways in (the file chooser with several files, a paste), ×3 chosen on the page, a broken file
     failing in words while the others finish, and "Download all" holding the CLI's bytes."""

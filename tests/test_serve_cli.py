@@ -32,27 +32,23 @@ def start(*args: str, env: dict | None = None) -> subprocess.Popen:
     )
 
 
-def work_folders() -> set[Path]:
-    import tempfile
-
-    return set(Path(tempfile.gettempdir()).glob("realesr-serve-*"))
-
-
 def test_prints_a_tokened_loopback_url_serves_it_and_stops_on_sigterm_deleting_uploads(tmp_path):
     weights = tiny_weights(tmp_path)
-    earlier = work_folders()
     proc = start("--model", str(weights), "--only", "--token", "my-own-token-123")
     try:
         line = proc.stdout.readline()
         url = re.search(r"http://127\.0\.0\.1:(\d+)/\?token=my-own-token-123", line)
         assert url, line
+        # The folder it names (other servers on this machine may make theirs at the same time).
+        named = re.search(r"uploads and results in (\S+),", proc.stdout.readline())
+        assert named
         base = f"http://127.0.0.1:{url.group(1)}"
         with httpx.Client(base_url=base, timeout=30) as c:
             assert c.get("/api/models").status_code == 401
             models = c.get("/api/models", headers={"Authorization": "Bearer my-own-token-123"}).json()
             assert [m["name"] for m in models["models"]] == ["tiny"]
-        work = work_folders() - earlier
-        assert len(work) == 1  # the private work folder exists while it runs
+        work = {Path(named.group(1))}
+        assert all(p.is_dir() and p.name.startswith("realesr-serve-") for p in work)  # it exists while it runs
         for folder in work:
             assert folder.stat().st_mode & 0o077 == 0  # and only its owner can read it
     finally:
@@ -105,8 +101,9 @@ def test_a_missing_weights_file_is_one_line(tmp_path):
 
 def test_binding_beyond_loopback_warns_that_the_token_is_the_only_guard(tmp_path):
     weights = tiny_weights(tmp_path)
-    earlier = work_folders()
-    proc = start("--host", "0.0.0.0", "--model", str(weights), "--only")
+    private_tmp = tmp_path / "tmp"  # its own temporary folder: other servers on the machine do not count
+    private_tmp.mkdir()
+    proc = start("--host", "0.0.0.0", "--model", str(weights), "--only", env={**ENV, "TMPDIR": str(private_tmp)})
     try:
         warning = proc.stderr.readline()
         assert "token is the only guard" in warning
@@ -114,7 +111,7 @@ def test_binding_beyond_loopback_warns_that_the_token_is_the_only_guard(tmp_path
     finally:
         proc.terminate()  # at once, maybe before the server has started: nothing may be left behind
         proc.wait(timeout=30)
-    assert work_folders() == earlier
+    assert list(private_tmp.iterdir()) == []
 
 
 def test_jobs_and_the_token_are_kept_for_the_next_start(tmp_path, shared_data):
