@@ -207,8 +207,9 @@ def test_nan_weights_fail_the_file_instead_of_writing_black(tmp_path, photo, cap
     Image.fromarray(photo).save(tmp_path / "a.png")
     code = upscale(str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "-m", str(model))
     err = capsys.readouterr().err
-    assert code == 1 and "not finite" in err and "Traceback" not in err
-    assert listing(tmp_path / "out") == []
+    # (Issue 18: refused when the weights are read, before any work: a damaged file, exit 2.)
+    assert code == 2 and "nan.safetensors" in err and "NaN" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists() or listing(tmp_path / "out") == []
 
 
 def test_multi_frame_input_is_upscaled_frame_by_frame(tmp_path, photo, tiny_model, capsys):

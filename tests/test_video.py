@@ -58,9 +58,12 @@ def make_clip(
     color_range=None,
     frames=None,
     sar=None,
+    lossless: bool = False,
 ) -> Path:
     oc = av.open(str(path), "w")
-    v = oc.add_stream("libx264", rate=FPS, options={"threads": "1", "crf": "10"})
+    v = oc.add_stream(
+        "libx264", rate=FPS, options={"threads": "1", "qp" if lossless else "crf": "0" if lossless else "10"}
+    )
     v.width, v.height, v.pix_fmt = w, h, pix_fmt
     tb = Fraction(1, FPS * 4)
     v.codec_context.time_base = tb
@@ -155,7 +158,7 @@ def test_cli_clip_frames_timestamps_audio(tmp_path, tiny_model, capsys):
         assert audio.metadata.get("language") == "fra"
         assert c.duration == pytest.approx(av.open(str(clip)).duration, abs=1e6 / FPS)
     assert not any(p.name.endswith("realesr-work") for p in (tmp_path / "out").iterdir())
-    assert "36 video frame(s)" in capsys.readouterr().out
+    assert "1 video, 36 frames upscaled" in capsys.readouterr().out
 
 
 def test_frames_match_the_network_on_decoded_frames(tmp_path):

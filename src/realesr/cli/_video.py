@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import deque
+from dataclasses import dataclass
 
 VIDEO_FLAGS = {
     "codec": "--codec",
@@ -65,7 +67,8 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
         "--codec",
         choices=("h264", "hevc", "vp9", "vp8", "av1"),
         default=None,
-        help="video codec (default: the input's where an encoder exists, else h264)",
+        help="video codec (default: the input's where an encoder exists, else h264; a codec this install's PyAV "
+        "lacks is refused before any work, naming the ones it has); an animation given a codec becomes a video",
     )
     group.add_argument(
         "--crf",
@@ -121,20 +124,69 @@ def video_options(args: argparse.Namespace):
         end=args.end,
         audio=not args.no_audio,
         suffix=args.suffix,
+        compare=bool(getattr(args, "compare", False)),
     )
 
 
+@dataclass
+class VideoCounts:
+    """Videos and their frames, for the summary line in their own words ("1 video, 240 frames")."""
+
+    videos: int = 0
+    frames: int = 0
+
+    def add(self, result) -> None:
+        self.videos += 1
+        self.frames += result.frames
+
+    def phrase(self, images_done: int, images_total: int, videos_total: int) -> str | None:
+        if not videos_total:
+            return None
+        videos = f"{self.videos} video{'' if self.videos == 1 else 's'}"
+        if self.videos != videos_total:
+            videos = f"{self.videos} of {videos_total} videos"
+        videos += f", {self.frames} frame{'' if self.frames == 1 else 's'}"
+        return f"{images_done} of {images_total} image(s) and {videos}" if images_total else videos
+
+
+class FrameRate:
+    """Frames per second over the last ``window`` frames (a moving average): an ETA that neither jumps with one
+    slow frame nor remembers a slow start for ever."""
+
+    def __init__(self, window: int = 30) -> None:
+        self.marks: deque[tuple[float, int]] = deque(maxlen=window + 1)
+
+    def mark(self, done: int, now: float | None = None) -> None:
+        self.marks.append((time.perf_counter() if now is None else now, done))
+
+    def rate(self) -> float | None:
+        if len(self.marks) < 2:
+            return None
+        (t0, n0), (t1, n1) = self.marks[0], self.marks[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 and n1 > n0 else None
+
+    def eta(self, done: int, total: int | None) -> str:
+        rate = self.rate()
+        if rate is None or total is None:
+            return "?"
+        seconds = int(max(0, total - done) / rate)
+        return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 def run_video_item(upscaler, item, options, show_progress: bool):
-    """Upscale one planned video with a progress bar in frames (fps, ETA); returns the VideoResult."""
+    """Upscale one planned video with a progress bar in frames (fps and ETA over a moving window of frames);
+    returns the VideoResult."""
     from tqdm import tqdm
 
     from realesr.infer.video import upscale_video
 
     bar = None
     started = time.perf_counter()
+    meter = FrameRate()
 
     def on_progress(done: int, total: int | None) -> None:
         nonlocal bar
+        meter.mark(done)
         if not show_progress:
             return
         if bar is None:
@@ -145,12 +197,22 @@ def run_video_item(upscaler, item, options, show_progress: bool):
                 desc=item.source.name,
                 file=sys.stderr,
                 dynamic_ncols=True,
-                smoothing=0.1,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{postfix}]",
             )
+        rate = meter.rate()
+        bar.set_postfix_str(f"{meter.eta(done, total)}, {rate or 0:.2f} frames/s", refresh=False)
         bar.update(done - bar.n)
 
     try:
-        result = upscale_video(upscaler, item.source, item.output, options, on_progress=on_progress, info=item.video)
+        result = upscale_video(
+            upscaler,
+            item.source,
+            item.output,
+            options,
+            on_progress=on_progress,
+            info=item.video,
+            compare=getattr(item, "compare", None),
+        )
     finally:
         if bar is not None:
             bar.close()
@@ -158,7 +220,7 @@ def run_video_item(upscaler, item, options, show_progress: bool):
     fps = (result.frames - result.resumed_frames) / elapsed if elapsed > 0 else 0.0
     print(
         f"{item.source} -> {result.output}: {result.frames} frames, {result.size[0]} x {result.size[1]}, "
-        f"{elapsed:.1f} s, {fps:.2f} fps",
+        f"{elapsed:.1f} s, {fps:.2f} frames/s",
         file=sys.stderr,
     )
     return result

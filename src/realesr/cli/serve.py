@@ -9,7 +9,7 @@ import socket
 import sys
 
 from realesr.cli._options import number
-from realesr.errors import RealesrError, UsageError
+from realesr.errors import MissingExtraError, RealesrError, UsageError
 
 FLAGS = {"model": "--model", "device": "--device", "host": "--host", "port": "--port"}
 
@@ -90,9 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
         from realesr.serve.app import Limits, available_models, create_app, file_model
     except ImportError as err:
-        raise UsageError(
-            f"realesr serve needs the web extra ({err.name} is missing): pip install 'realesr[web]'"
-        ) from None
+        raise MissingExtraError("realesr serve", "web", err.name or "") from None
 
     token = args.token or os.environ.get("REALESR_TOKEN") or secrets.token_urlsafe(24)
     if len(token) < 8:

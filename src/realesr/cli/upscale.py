@@ -129,11 +129,13 @@ FLAGS = {
 
 def run(args: argparse.Namespace) -> int:
     from realesr.cli import describe
+    from realesr.cli._text import escape
     from realesr.infer.files import OutputOptions, plan_upscale, upscale_item
 
     options = OutputOptions(suffix=args.suffix, ext=args.ext, quality=args.quality, compare=args.compare)
     from realesr.cli._video import (
         VIDEO_FLAGS,
+        VideoCounts,
         check_video_routing,
         run_video_item,
         video_options,
@@ -169,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
     failures: list[tuple[Path, str]] = []
     written: list[Path] = []
     notes: list[str] = []
-    video_frames = 0
+    video_frames = 0  # upscaled in this run (for the rate)
+    counts = VideoCounts()
     started = time.perf_counter()
     items = scaleout.kept_items(args, plan)
     bar = tqdm(items, unit="image", desc="upscale", disable=not show_progress or len(items) < 2, file=sys.stderr)
@@ -196,26 +199,39 @@ def run(args: argparse.Namespace) -> int:
                 written.append(video_result.output)
                 notes.extend(f"{item.source}: {note}" for note in video_result.notes)
                 video_frames += video_result.frames - video_result.resumed_frames
+                counts.add(video_result)
                 continue
             result = upscale_item(upscaler, item, options, on_progress=on_tile)
             written.append(result.output)
             notes.extend(f"{item.source}: {note}" for note in result.notes)
         except RealesrError as err:
-            message = _strip_path(describe(err, FLAGS), item.source)
+            message = _strip_path(describe(err, FLAGS), escape(str(item.source)))
             failures.append((item.source, message))
             tqdm.write(f"failed: {message}", file=sys.stderr)
         except (OSError, ValueError, MemoryError) as err:  # anything else about this one file
-            failures.append((item.source, f"{type(err).__name__}: {err}"))
-            tqdm.write(f"failed: {item.source}: {type(err).__name__}: {err}", file=sys.stderr)
+            message = _strip_path(f"{type(err).__name__}: {describe(err)}", item.source)
+            failures.append((item.source, message))
+            tqdm.write(f"failed: {escape(message)}", file=sys.stderr)
         finally:
             if tiles_bar is not None:
                 tiles_bar.close()
     bar.close()
     elapsed = time.perf_counter() - started
     where = plan.target if plan.target_is_file else f"{plan.target}{os.sep}"
-    extras = (f"{video_frames} video frame(s), {video_frames / max(elapsed, 1e-9):.2f} fps",) if video_frames else ()
+    extras = (f"{video_frames / max(elapsed, 1e-9):.2f} frames/s",) if video_frames else ()
+    videos = sum(1 for item in items if item.video is not None)
+    what = counts.phrase(len(written) - counts.videos, len(items) - videos, videos)
     print_summary(
-        len(written), len(items), upscaler.model_name, str(where), elapsed, notes, len(failures), plan.skipped, extras
+        len(written),
+        len(items),
+        upscaler.model_name,
+        str(where),
+        elapsed,
+        notes,
+        len(failures),
+        plan.skipped,
+        extras,
+        what=what,
     )
     if upscaler.fell_back_to_fp32:
         print(f"note: {upscaler.precision} overflowed; fp32 was used", file=sys.stderr)
@@ -224,5 +240,5 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _strip_path(message: str, source: Path) -> str:
+def _strip_path(message: str, source: Path | str) -> str:
     return message if message.startswith(str(source)) else f"{source}: {message}"

@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from realesr.errors import RealesrError, UsageError
+from realesr.errors import MissingExtraError, RealesrError, UsageError
 from realesr.imagefiles import (
     MAX_SIDE,
     NO_ALPHA_FORMATS,
+    NOT_AN_IMAGE,
     READ_EXTENSIONS,
     VIDEO_EXTENSIONS,
     WRITE_FORMATS,
@@ -46,6 +47,7 @@ from realesr.imagefiles import (
     earlier_results,
     existing_ancestor,
     expand_inputs,
+    is_video_content,
     path_key,
     read_header,
     read_image,
@@ -314,7 +316,17 @@ def plan_upscale(
 def _plan_video(
     item: PlanItem, path: Path, target: Path, target_is_file: bool, options: OutputOptions, video_options
 ) -> None:
-    """A file that is no still image, or has several frames: a video or an animation? (by content)"""
+    """A file that is no still image, or has several frames: a video or an animation? (by content, and decided
+    before the video extra is needed: without PyAV a text file is still named as neither image nor video)"""
+    if item.header is None and not is_video_content(path):
+        if item.error is not None and item.error.endswith(NOT_AN_IMAGE):  # not a broken image: something else
+            item.error = f"{path}: neither an image nor a video (by its content)"
+        return
+    if not _has_pyav():
+        if item.header is not None:  # an animated image: its first frame, as a still image
+            item.notes.append("all frames of an animation need the video extra: pip install 'realesr[video]'")
+            return
+        raise MissingExtraError(f"{path} is a video: upscaling it", "video", "PyAV")
     from realesr.infer.video import output_extension, probe_video
 
     try:
@@ -332,6 +344,16 @@ def _plan_video(
         item.output = target
     else:
         item.output = target / (f"{path.stem}_{options.suffix}{ext}" if options.suffix else f"{path.stem}{ext}")
+    if options.compare:  # a split-screen clip (animation) of the same length: realesr.infer.video.compare
+        item.compare = item.output.with_name(f"{path.stem}_compare{item.output.suffix}")
+
+
+def _has_pyav() -> bool:
+    try:
+        import av  # noqa: F401 - imported here only when a file may be a video or an animation
+    except ImportError:
+        return False
+    return True
 
 
 def upscale_item(

@@ -30,7 +30,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from realesr.errors import RealesrError, UsageError
+from realesr import signals
+from realesr.errors import MissingExtraError, RealesrError, UsageError
 from realesr.infer.files import OutputOptions, PlanItem
 from realesr.infer.pool import UpscalerSpec, is_complete, upscale_items
 
@@ -171,7 +172,7 @@ def run_ray(
         import ray
         import ray.data
     except ImportError:
-        raise UsageError("--ray needs Ray Data: pip install 'realesr[ray]'", params=("ray",)) from None
+        raise MissingExtraError("--ray (Ray Data)", "ray", "ray", params=("ray",)) from None
     rows = plan_rows(items)
     if not rows:
         return []
@@ -184,6 +185,8 @@ def run_ray(
         kwargs.setdefault("configure_logging", False)
         try:
             ray.init(address=address or "local", **kwargs)
+            # ray.init installs its own SIGTERM handler (and shutdown leaves it): take the signal rule back.
+            signals.reassert()
         except (ConnectionError, RuntimeError, ValueError) as err:
             where = address or "a local Ray"
             raise UsageError(
@@ -273,6 +276,7 @@ def run_ray(
     finally:
         if started_here:
             ray.shutdown()
+        signals.reassert()
 
 
 def _report(collected: list[dict[str, Any]], on_row, item: PlanItem, status: str, error: str) -> None:

@@ -21,6 +21,7 @@ import yaml
 
 from realesr.atomic import atomic_write_text
 from realesr.errors import ConfigError
+from realesr.imagefiles import MAX_LIST_BYTES, open_regular
 
 __all__ = [
     "DataConfig",
@@ -348,9 +349,12 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     """Read a YAML config, apply ``--set`` overrides, validate and resolve it."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular(path) as f:  # a FIFO or a device would block or never end
+            text = f.read(MAX_LIST_BYTES + 1).decode("utf-8")
     except OSError as err:
         raise ConfigError(f"cannot read config {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config {path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
