@@ -15,7 +15,7 @@ from realesr.archs import RRDBNet, SRVGGNetCompact
 from realesr.cli import main
 from realesr.errors import RealesrError, UsageError
 from realesr.imagefiles import read_image
-from realesr.infer.files import OutputOptions, plan_upscale, upscale_item
+from realesr.infer.files import OutputOptions, plan_upscale, run_item
 from realesr.infer.pool import CRASH_HOOK, CRASH_ONCE, parse_devices, upscale_items
 from realesr.infer.upscaler import Upscaler
 from realesr.weights import save_model
@@ -146,7 +146,7 @@ def test_batches_give_the_arrays_of_one_at_a_time(shared_data):
 
 
 def test_batched_files_are_the_files_of_upscale_item(tmp_path, inputs, tiny_model):
-    """upscale_items with batches writes exactly what upscale_item writes (names, metadata, marks, errors)."""
+    """upscale_items with batches writes exactly what run_item writes (names, metadata, marks, errors)."""
     up = Upscaler(str(tiny_model), device="cpu", tile=0)
     with torch.backends.mkldnn.flags(enabled=False):
         plan = plan_upscale([inputs], tmp_path / "one", OutputOptions(compare=True))
@@ -154,7 +154,7 @@ def test_batched_files_are_the_files_of_upscale_item(tmp_path, inputs, tiny_mode
         plan.prepare()
         for item in plan.items:
             try:
-                upscale_item(up, item, plan.options)
+                run_item(up, item, plan.options)
             except RealesrError as err:
                 assert "broken.png" in str(err)
         plan_b = plan_upscale([inputs], tmp_path / "batch", OutputOptions(compare=True))

@@ -56,6 +56,7 @@ def server(tmp_path):
             "--no-download",
             "--device",
             "cpu",
+            "--no-keep",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -127,8 +128,8 @@ def test_drop_an_image_watch_it_slide_and_download_the_clis_bytes(server, shared
             page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
             page.wait_for_selector(".job.done", timeout=240_000)
             assert "children-alpha_out.png" in page.inner_text(".job-info")
-            page.wait_for_function("() => document.querySelector('.img-after').naturalWidth > 0")
-            page.wait_for_function("() => document.querySelector('.img-before').naturalWidth > 0")
+            page.wait_for_function("() => document.querySelector('.layer.after img').naturalWidth > 0")
+            page.wait_for_function("() => document.querySelector('.layer.before img').naturalWidth > 0")
 
             page.fill(".slider", "25")
             page.dispatch_event(".slider", "input")
@@ -143,10 +144,10 @@ def test_drop_an_image_watch_it_slide_and_download_the_clis_bytes(server, shared
             page.mouse.up()
             before, after = (
                 page.eval_on_selector(sel, "e => [e.style.transform, e.style.width]")
-                for sel in (".img-before", ".img-after")
+                for sel in (".layer.before img", ".layer.after img")
             )
             assert before == after and "translate" in before[0]  # zoom and pan in step on both sides
-            # Saved for a person to look at (REALESR_SERVE_SCREENSHOT=path keeps it, e.g. for docs/serve.png).
+            # Saved for a person to look at (REALESR_SERVE_SCREENSHOT=path keeps it).
             shot = Path(os.environ.get("REALESR_SERVE_SCREENSHOT") or tmp_path / "serve.png")
             page.screenshot(path=str(shot), full_page=True)
 
@@ -220,7 +221,7 @@ def test_choose_and_paste_several_files_errors_in_words_and_the_zip(server, shar
             _wait_until(lambda: page.locator(".job.done").count() == 2, timeout=120)
             failed = page.locator(".job.failed")
             assert failed.locator(".job-name").inner_text() == "broken.png"
-            assert "not an image" in failed.locator(".job-error").inner_text()
+            assert "is not a picture or video" in failed.locator(".job-error").inner_text()
             with page.expect_download() as info:
                 page.click("#download-all")
             with zipfile.ZipFile(io.BytesIO(Path(info.value.path()).read_bytes())) as archive:

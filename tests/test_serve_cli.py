@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -20,13 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
 
 
-def start(*args: str) -> subprocess.Popen:
+def start(*args: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "realesr", "serve", "--port", "0", "--device", "cpu", *args],
+        [sys.executable, "-m", "realesr", "serve", "--port", "0", "--device", "cpu", *args]
+        + ([] if "--results" in args else ["--no-keep"]),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=ENV,
+        env=env or ENV,
     )
 
 
@@ -66,7 +68,18 @@ def test_a_busy_port_is_one_line_and_exit_2():
         s.listen(1)
         port = s.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "realesr", "serve", "--port", str(port), "--device", "cpu", "--no-download"],
+            [
+                sys.executable,
+                "-m",
+                "realesr",
+                "serve",
+                "--port",
+                str(port),
+                "--device",
+                "cpu",
+                "--no-download",
+                "--no-keep",
+            ],
             check=False,
             capture_output=True,
             text=True,
@@ -80,7 +93,7 @@ def test_a_busy_port_is_one_line_and_exit_2():
 
 def test_a_missing_weights_file_is_one_line(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "realesr", "serve", "--model", str(tmp_path / "none.pth")],
+        [sys.executable, "-m", "realesr", "serve", "--model", str(tmp_path / "none.pth"), "--no-keep"],
         check=False,
         capture_output=True,
         text=True,
@@ -102,3 +115,38 @@ def test_binding_beyond_loopback_warns_that_the_token_is_the_only_guard(tmp_path
         proc.terminate()  # at once, maybe before the server has started: nothing may be left behind
         proc.wait(timeout=30)
     assert work_folders() == earlier
+
+
+def test_jobs_and_the_token_are_kept_for_the_next_start(tmp_path, shared_data):
+    """Without --token the first start makes one and keeps it (0600) beside the jobs; a restart prints the same
+    address and lists the same finished job, whose result is still there."""
+    weights = tiny_weights(tmp_path)
+    env = {k: v for k, v in ENV.items() if k != "REALESR_TOKEN"}
+    results = tmp_path / "results"
+    image = tmp_path / "in.png"
+    from PIL import Image
+
+    with Image.open(shared_data / "real_lr" / "RealESRGAN_inputs" / "0014.jpg") as im:
+        im.convert("RGB").crop((0, 0, 40, 30)).save(image)
+    urls, listed = [], []
+    for attempt in range(2):
+        proc = start("--model", str(weights), "--only", "--results", str(results), env=env)
+        try:
+            url = re.search(r"(http://\S+)/\?token=(\S+)", proc.stdout.readline())
+            assert url
+            urls.append(url.group(2))
+            auth = {"Authorization": f"Bearer {url.group(2)}"}
+            with httpx.Client(base_url=url.group(1), headers=auth, timeout=30) as c:
+                if attempt == 0:
+                    job = c.post("/api/jobs", files={"file": ("in.png", image.read_bytes())}).json()
+                    while c.get(f"/api/jobs/{job['id']}").json()["state"] != "done":
+                        time.sleep(0.05)
+                listed.append(c.get("/api/jobs").json()["jobs"])
+                result = c.get(f"/api/jobs/{listed[-1][0]['id']}/result")
+                assert result.status_code == 200 and result.content[:8] == b"\x89PNG\r\n\x1a\n"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 143
+    assert urls[0] == urls[1]  # the same token (the port was 0: any free one)
+    assert (results / "token").stat().st_mode & 0o777 == 0o600
+    assert [(j["id"], j["state"], j["result_name"]) for j in listed[1]] == [(listed[0][0]["id"], "done", "in_out.png")]

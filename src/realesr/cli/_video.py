@@ -1,4 +1,5 @@
-"""The video side of `realesr upscale`: its option group, and one video's job with a progress bar in frames.
+"""The video side of `realesr upscale`: its option group, the VideoOptions it gives, and how a video's progress
+and count are shown (the frame rate over a moving window; "1 video, 240 frames").
 
 PyAV is imported only when a video is actually processed, so `realesr upscale --help` stays fast.
 """
@@ -6,7 +7,6 @@ PyAV is imported only when a video is actually processed, so `realesr upscale --
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -94,23 +94,6 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-audio", action="store_true", help="leave out audio, subtitle and data streams")
 
 
-def check_video_routing(args: argparse.Namespace, plan) -> bool:
-    """Whether a run that scale-out would take (--batch, several devices, --ray) can go there: a plan with videos
-    stays in this process (--batch then sets the frames per forward pass), on one device."""
-    if not any(item.video is not None for item in plan.items):
-        return True
-    from realesr.cli import scaleout
-    from realesr.errors import UsageError
-
-    if getattr(args, "ray", None) is not None or scaleout.devices_of(args) is not None:
-        raise UsageError(
-            "videos are upscaled in this process on one device: give one --device and no --ray "
-            "(upscale the images separately to spread them)",
-            params=("device",),
-        )
-    return False
-
-
 def video_options(args: argparse.Namespace):
     from realesr.infer.video import VideoOptions
 
@@ -171,56 +154,3 @@ class FrameRate:
             return "?"
         seconds = int(max(0, total - done) / rate)
         return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def run_video_item(upscaler, item, options, show_progress: bool):
-    """Upscale one planned video with a progress bar in frames (fps and ETA over a moving window of frames);
-    returns the VideoResult."""
-    from tqdm import tqdm
-
-    from realesr.infer.video import upscale_video
-
-    bar = None
-    started = time.perf_counter()
-    meter = FrameRate()
-
-    def on_progress(done: int, total: int | None) -> None:
-        nonlocal bar
-        meter.mark(done)
-        if not show_progress:
-            return
-        if bar is None:
-            bar = tqdm(
-                total=total,
-                initial=done,
-                unit="frame",
-                desc=item.source.name,
-                file=sys.stderr,
-                dynamic_ncols=True,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{postfix}]",
-            )
-        rate = meter.rate()
-        bar.set_postfix_str(f"{meter.eta(done, total)}, {rate or 0:.2f} frames/s", refresh=False)
-        bar.update(done - bar.n)
-
-    try:
-        result = upscale_video(
-            upscaler,
-            item.source,
-            item.output,
-            options,
-            on_progress=on_progress,
-            info=item.video,
-            compare=getattr(item, "compare", None),
-        )
-    finally:
-        if bar is not None:
-            bar.close()
-    elapsed = time.perf_counter() - started
-    fps = (result.frames - result.resumed_frames) / elapsed if elapsed > 0 else 0.0
-    print(
-        f"{item.source} -> {result.output}: {result.frames} frames, {result.size[0]} x {result.size[1]}, "
-        f"{elapsed:.1f} s, {fps:.2f} frames/s",
-        file=sys.stderr,
-    )
-    return result

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,7 @@ from realesr.imagefiles import (
     WRITE_FORMATS,
     ImageHeader,
     InputFile,
+    LoadedImage,
     PlannedOutput,
     check_folder_writable,
     check_outputs,
@@ -56,7 +57,7 @@ from realesr.imagefiles import (
 )
 
 if TYPE_CHECKING:  # the type only: importing this module must not load the video code (startup time)
-    from realesr.infer.video import VideoInfo
+    from realesr.infer.video import VideoInfo, VideoResult
 
 __all__ = [
     "EXTENSIONS",
@@ -65,8 +66,11 @@ __all__ = [
     "PlanItem",
     "UpscalePlan",
     "plan_upscale",
+    "run_item",
     "upscale_file",
     "upscale_item",
+    "with_source",
+    "write_result",
 ]
 
 EXTENSIONS = tuple(ext.lstrip(".") for ext in WRITE_FORMATS)  # the values of the ext option besides "auto"
@@ -118,6 +122,10 @@ class UpscalePlan:
     target: Path  # the output folder, or the output file when target_is_file
     target_is_file: bool
     skipped: list[Path] = field(default_factory=list)  # earlier results found among the inputs
+
+    @property
+    def has_videos(self) -> bool:
+        return any(item.video is not None for item in self.items)
 
     @property
     def folder(self) -> Path:
@@ -356,18 +364,46 @@ def _has_pyav() -> bool:
     return True
 
 
-def upscale_item(
+def run_item(
     upscaler,
     item: PlanItem,
     options: OutputOptions,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> FileResult:
-    """Read, upscale and write (atomically, marked as realesr's) one planned item; raises RealesrError."""
+    on_progress: Callable[[int, Any], None] | None = None,
+    video_options=None,
+) -> FileResult | VideoResult:
+    """Do one planned item, whatever it is: read, upscale and write (atomically, marked as realesr's) an image,
+    or encode a video or an animation (:func:`realesr.infer.video.upscale_video`, with ``video_options``).
+    The one way a single file is done, for the CLI, the worker pool, Ray and the web page.
+    ``on_progress(done, total)``: tiles of an image, frames of a video. Raises RealesrError."""
     if item.error is not None or item.output is None:
-        raise RealesrError(item.error or f"{item.source}: nothing planned")
+        raise RealesrError(item.error or f"{item.source}: nothing planned", params=item.error_params)
+    if item.video is not None:
+        from realesr.infer.video import upscale_video
+
+        return upscale_video(
+            upscaler,
+            item.source,
+            item.output,
+            video_options,
+            on_progress=on_progress,
+            info=item.video,
+            compare=item.compare,
+        )
     started = time.perf_counter()
     image = read_image(item.source)
     result = upscaler.upscale_image(image, on_tile=on_progress)
+    return write_result(upscaler, item, image, result, options, started)
+
+
+upscale_item = run_item  # the name of earlier releases
+
+
+def write_result(
+    upscaler, item: PlanItem, image: LoadedImage, result: LoadedImage, options: OutputOptions, started: float
+) -> FileResult:
+    """Write an item's upscaled image (and its comparison sheet) as `realesr upscale` does; ``started``: when the
+    item's work began (time.perf_counter), for its seconds."""
+    assert item.output is not None  # planned without error
     write_image(item.output, result, quality=options.quality, source=item.source, mark=True)
     if item.compare is not None:
         sheet = comparison_sheet(image.array, result.array, upscaler.model_name)
@@ -380,6 +416,11 @@ def upscale_item(
         time.perf_counter() - started,
         list(item.notes) + upscaler.run_notes(),
     )
+
+
+def with_source(message: str, source: Path | str) -> str:
+    """``message`` naming ``source`` first (once)."""
+    return message if message.startswith(str(source)) else f"{source}: {message}"
 
 
 def upscale_file(
@@ -400,7 +441,9 @@ def upscale_file(
     if item.error is not None:
         raise RealesrError(item.error, params=item.error_params)
     plan.prepare()
-    return upscale_item(upscaler, item, plan.options, on_progress)
+    result = run_item(upscaler, item, plan.options, on_progress)
+    assert isinstance(result, FileResult)  # planned without video options: an image
+    return result
 
 
 def comparison_sheet(low: np.ndarray, high: np.ndarray, model_name: str) -> np.ndarray:
