@@ -18,7 +18,10 @@ from serve_helpers import tiny_weights
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+pytestmark = [
+    pytest.mark.slow,  # a browser and a server per test
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
+]
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -74,6 +77,7 @@ def server(tmp_path):
         proc.kill()
 
 
+@pytest.mark.slow  # the CLI runs beside the server for the expected bytes: over 15 s on 2 cores
 def test_drop_an_image_watch_it_slide_and_download_the_clis_bytes(server, shared_data, tmp_path):
     url, weights = server
     source = shared_data / "real_lr" / "RealESRGAN_inputs" / "children-alpha.png"
@@ -161,6 +165,7 @@ def test_drop_an_image_watch_it_slide_and_download_the_clis_bytes(server, shared
             browser.close()
 
 
+@pytest.mark.slow  # the CLI runs beside the server for the expected bytes: over 15 s on 2 cores
 def test_choose_and_paste_several_files_errors_in_words_and_the_zip(server, shared_data, tmp_path):
     """The other ways in (the file chooser with several files, a paste), ×3 chosen on the page, a broken file
     failing in words while the others finish, and "Download all" holding the CLI's bytes."""

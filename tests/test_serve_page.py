@@ -136,6 +136,7 @@ def photos(tmp_path_factory, shared_data) -> dict[str, Path]:
     rgb.crop((0, 30, 160, 150)).save(folder / "small.png")
     rgb.crop((0, 0, 48, 40)).save(folder / "second.png")
     rgb.resize((320, 320)).save(folder / "big.png")
+    rgb.resize((720, 720)).save(folder / "huge.png")  # about 25 s through the wide network: cancelled long before
     # A phone camera's JPEG: the sensor's landscape pixels, with EXIF orientation 6 (turn 90° clockwise to view).
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -220,6 +221,11 @@ def test_keyboard_alone_from_upload_to_download(server, browser, photos, tmp_pat
     page.screenshot(path=str(shot), full_page=True)
     assert axe_serious(page) == []
 
+    with page.expect_download() as everything:
+        tab_to(page, lambda f: f["text"] == "Download all (zip)")
+        page.keyboard.press("Enter")
+    with zipfile.ZipFile(io.BytesIO(Path(everything.value.path()).read_bytes())) as archive:
+        assert archive.namelist() == ["small_out.png"]
     tab_to(page, lambda f: f["text"] == "Remove small.png")
     page.keyboard.press("Enter")
     _wait_until(lambda: page.locator(".job").count() == 0)
@@ -287,6 +293,7 @@ def _pinch(page, box) -> None:
     cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
 
 
+@pytest.mark.slow  # two runs of the wide network, watched: about 10 s on 2 cores
 def test_progress_title_resize_and_cancel(server, browser, photos):
     page = open_page(browser, server, viewport={"width": 1280, "height": 900})
     page.select_option("#model", "slow")
@@ -310,7 +317,7 @@ def test_progress_title_resize_and_cancel(server, browser, photos):
     shown = page.locator(".layer.after img").bounding_box()
     assert stage["width"] < stage_before and shown["x"] + shown["width"] <= stage["x"] + stage["width"] + 1
 
-    page.set_input_files("#files", str(photos["big"]))  # cancel while it runs
+    page.set_input_files("#files", str(photos["huge"]))  # cancel while it runs
     _wait_until(
         lambda: (
             page.locator(".job.running").count() == 1
@@ -328,6 +335,7 @@ def test_progress_title_resize_and_cancel(server, browser, photos):
     page.context.close()
 
 
+@pytest.mark.slow  # a second server start: about 12 s on 2 cores
 def test_reload_second_tab_and_restart_keep_the_cards(server, browser, photos):
     page = open_page(browser, server, viewport={"width": 1280, "height": 900})
     page.set_input_files("#files", [str(photos["small"]), str(photos["second"])])
@@ -355,4 +363,54 @@ def test_reload_second_tab_and_restart_keep_the_cards(server, browser, photos):
         page.click("#download-all")
     with zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes())) as archive:
         assert archive.namelist() == ["small_out.png"]  # exactly what the cards show
+    page.context.close()
+
+
+def _clip(path: Path, seconds: float = 2.0, fps: int = 12) -> Path:
+    av = pytest.importorskip("av")
+    from fractions import Fraction
+
+    import numpy as np
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps, options={"threads": "1", "crf": "18"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, fps)
+        for i in range(int(seconds * fps)):
+            img = np.zeros((48, 64, 3), np.uint8)
+            img[..., 0] = (np.arange(64) * 4 + i * 9) % 256
+            img[..., 2] = (np.arange(48)[:, None] * 5) % 256
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_a_video_plays_before_and_after_in_one_view_in_sync(server, browser, tmp_path):
+    clip = _clip(tmp_path / "clip.mp4")
+    page = open_page(browser, server, viewport={"width": 1280, "height": 900})
+    page.set_input_files("#files", str(clip))
+    page.wait_for_selector(".job.done .viewer:not([hidden])", timeout=90_000)
+    assert page.locator(".layer.after video").count() == 1 and page.locator(".layer.before video").count() == 1
+    ready = "e => e.readyState >= 2 && e.duration > 1"
+    _wait_until(lambda: all(page.eval_on_selector(f".layer.{s} video", ready) for s in ("before", "after")))
+    page.click(".viewer .play")
+    _wait_until(lambda: page.eval_on_selector(".layer.after video", "e => e.currentTime") > 0.6, timeout=20)
+    times = page.evaluate("() => ['before', 'after'].map(s => document.querySelector(`.layer.${s} video`).currentTime)")
+    assert abs(times[0] - times[1]) < 0.25, times  # the original follows the result's clock
+    page.click(".viewer .play")  # pause: the original stops on the same frame
+    page.eval_on_selector(".layer.after video", "e => { e.currentTime = 0.25; }")
+    _wait_until(lambda: abs(page.eval_on_selector(".layer.before video", "e => e.currentTime") - 0.25) < 0.05)
+    page.fill(".slider", "30")
+    page.dispatch_event(".slider", "input")
+    assert page.eval_on_selector(".layer.before", "e => e.style.clipPath") in (
+        "inset(0px 70% 0px 0px)",
+        "inset(0 70% 0 0)",
+    )
+    page.click(".viewer .toggle")  # only the original
+    assert page.eval_on_selector(".viewer", "e => e.classList.contains('original')")
+    assert "64 × 48 → 128 × 96 px · 24 frames" in page.inner_text(".job-info")
     page.context.close()

@@ -25,7 +25,7 @@ import warnings
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -896,6 +896,7 @@ class InputFile:
     spec: str
     named: bool
     error: str | None = None
+    aliases: tuple[Path, ...] = ()  # other names of the same file among the inputs (links), dropped as duplicates
 
 
 def expand_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False, videos: bool = False) -> list[InputFile]:
@@ -903,13 +904,22 @@ def expand_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False, v
     twice, also through a symlink or a hard link, counts once). An argument that names nothing becomes an
     :class:`InputFile` with ``error`` so that it is reported while the rest goes on."""
     out: list[InputFile] = []
-    seen: set[object] = set()
+    seen: dict[object, int] = {}
 
     def add(path: Path, spec: str, named: bool) -> None:
         key = _identity(path)
         if key not in seen:
-            seen.add(key)
+            seen[key] = len(out)
             out.append(InputFile(path, spec, named))
+            return
+        # The same file again: one entry, which keeps the other names (an entry with aliases is never skipped as an
+        # earlier result, see earlier_results) and is the real file rather than a symlink to it when both are found.
+        index = seen[key]
+        first = out[index]
+        if first.path.is_symlink() and not path.is_symlink():
+            out[index] = replace(first, path=path, spec=spec, named=named, aliases=first.aliases + (first.path,))
+        else:
+            out[index] = replace(first, aliases=first.aliases + (path,))
 
     for raw in specs:
         spec = os.fspath(raw)
@@ -1005,6 +1015,7 @@ def earlier_results(
         if (
             entry.error is None
             and not entry.named
+            and not entry.aliases  # also an input under another name: skipping it would skip that one silently
             and other is not None
             and other != index
             and os.path.realpath(entry.path.parent).casefold() == folder_key

@@ -229,7 +229,7 @@ def _serve(app, sock: socket.socket, args: argparse.Namespace, token: str, devic
         f"  devices: {', '.join(devices)}; models: {', '.join(m.name for m in models if m.available)} "
         "(offline); "
         + (
-            "Ctrl-C stops and deletes every upload and result"
+            f"uploads and results in {app.state.jobs.work_dir}, deleted when Ctrl-C stops the server"
             if args.no_keep
             else f"jobs are kept in {app.state.jobs.work_dir} for {args.keep_days:g} days or until removed"
         ),

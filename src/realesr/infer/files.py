@@ -92,6 +92,8 @@ class OutputOptions:
     def __post_init__(self) -> None:
         if os.sep in self.suffix or (os.altsep and os.altsep in self.suffix) or "\0" in self.suffix:
             raise UsageError(f"the suffix must not contain a path separator: {self.suffix!r}", params=("suffix",))
+        if not self.suffix.isprintable():  # a newline or an escape sequence in the name of every output
+            raise UsageError(f"the suffix must be printable text, not {self.suffix!r}", params=("suffix",))
         if self.ext.lower().lstrip(".") not in EXTENSIONS + ("auto",):
             raise UsageError(
                 f"the output format must be auto or one of {', '.join(EXTENSIONS)}, not {self.ext!r}", params=("ext",)
@@ -251,10 +253,10 @@ def plan_upscale(
     if str(target).startswith("~"):  # "~name/..." of a user unknown here: not a folder literally named "~name"
         user = str(target).split(os.sep, 1)[0]
         raise UsageError(f"the output {output}: there is no user {user[1:]!r} here", params=("output",))
-    target_is_file = target.suffix.lower() in WRITE_FORMATS and not target.is_dir()
-    if videos and target.suffix.lower() in VIDEO_EXTENSIONS and not target.is_dir():
+    target_is_file = target.suffix.lower() in WRITE_FORMATS and not _is_dir(target)
+    if videos and target.suffix.lower() in VIDEO_EXTENSIONS and not _is_dir(target):
         target_is_file = True
-    if target.suffix.lower() in READ_EXTENSIONS and not target_is_file and not target.is_dir():
+    if target.suffix.lower() in READ_EXTENSIONS and not target_is_file and not _is_dir(target):
         # "-o out.gif" would otherwise become a folder named out.gif
         raise UsageError(
             f"the output {target}: cannot write {target.suffix[1:].upper()} files "
@@ -335,12 +337,19 @@ def _plan_video(
             item.notes.append("all frames of an animation need the video extra: pip install 'realesr[video]'")
             return
         raise MissingExtraError(f"{path} is a video: upscaling it", "video", "PyAV")
-    from realesr.infer.video import output_extension, probe_video
+    from realesr.infer.video import ANIMATION_FORMATS, output_extension, probe_video
 
     try:
         info = probe_video(path)
     except RealesrError as err:
         item.error = str(err)
+        return
+    header = item.header
+    if info is None and header is not None and header.frames > 1 and header.format in ANIMATION_FORMATS:
+        # Its header counts the frames, but they do not all decode (a truncated GIF, APNG or WebP): the file
+        # fails, rather than coming out as its first frame without a word about the broken rest.
+        item.error = f"{path}: a broken animation: not all of its {header.frames} frames can be decoded"
+        item.header = None
         return
     if info is None:
         if item.error is not None and path.suffix.lower() in VIDEO_EXTENSIONS:
@@ -354,6 +363,13 @@ def _plan_video(
         item.output = target / (f"{path.stem}_{options.suffix}{ext}" if options.suffix else f"{path.stem}{ext}")
     if options.compare:  # a split-screen clip (animation) of the same length: realesr.infer.video.compare
         item.compare = item.output.with_name(f"{path.stem}_compare{item.output.suffix}")
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long for the file system: no folder; check_outputs says what is wrong with it
+        return False
 
 
 def _has_pyav() -> bool:

@@ -149,6 +149,16 @@ def _map(ds, compute, spec, options, num_gpus, num_cpus, threads, batch_size, ba
     )
 
 
+def require_ray():
+    """The ``ray`` module with Ray Data, or MissingExtraError naming the extra (before anything is written)."""
+    try:
+        import ray
+        import ray.data  # noqa: F401 - Ray Data is a separate part of the ray package
+    except ImportError:
+        raise MissingExtraError("--ray (Ray Data)", "ray", "ray", params=("ray",)) from None
+    return ray
+
+
 def run_ray(
     items: Sequence[PlanItem],
     spec: UpscalerSpec,
@@ -168,11 +178,7 @@ def run_ray(
     None = 1 when the cluster has GPUs, else 0; ``concurrency``: actors, None = as many as the cluster's GPUs
     (or CPUs / ``num_cpus``) allow.
     """
-    try:
-        import ray
-        import ray.data
-    except ImportError:
-        raise MissingExtraError("--ray (Ray Data)", "ray", "ray", params=("ray",)) from None
+    ray = require_ray()
     rows = plan_rows(items)
     if not rows:
         return []

@@ -85,6 +85,9 @@ def choose_runner(
                 "--ray places the work itself: give no device list with it (--ray-gpus sets GPUs per actor)",
                 params=("ray", "device"),
             )
+        from realesr.infer.ray_data import require_ray
+
+        require_ray()  # without the extra: said now, before the model is loaded or the output folder made
         return Runner("ray", batch=batch, ray=ray, ray_workers=ray_workers, ray_gpus=ray_gpus)
     return Runner("pool", devices=tuple(devices or [device]), batch=batch)  # --batch on one device: one worker
 
