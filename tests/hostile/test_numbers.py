@@ -332,3 +332,15 @@ def test_a_validation_folder_too_small_to_score_is_named_before_anything_is_writ
     assert len(errors) == 1 and "'val.folder'" in errors[0] and "Traceback" not in err
     assert "skipped" in err  # each image said why
     assert_unchanged(tmp_path, before)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("LOCAL_RANK", "x"), ("LOCAL_RANK", "-1"), ("WORLD_SIZE", "-5"), ("WORLD_SIZE", "1e9")]
+)
+def test_torchruns_environment_numbers_are_checked_and_named(tmp_path, capsys, monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    argv = ["train", str(SMOKE), "--set", "data.train=x", "--set", f"output_dir={tmp_path / 'runs'}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"${variable}" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
