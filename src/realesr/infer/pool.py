@@ -19,14 +19,16 @@ recipe for an Upscaler), :func:`upscale_items` (read, batch, write; never raises
 from __future__ import annotations
 
 import collections
+import dataclasses
 import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -83,18 +85,15 @@ class UpscalerSpec:
 
         if threads is not None:
             torch.set_num_threads(max(1, threads))
-        return Upscaler(
-            self.model,
-            device=device,
-            precision=self.precision,
-            tile=self.tile,
-            tile_pad=self.tile_pad,
-            outscale=self.outscale,
-            alpha=self.alpha,
-            denoise_strength=self.denoise_strength,
-            allow_download=self.allow_download if allow_download is None else allow_download,
-            progress=progress,
-        )
+        kwargs = dataclasses.asdict(self)  # the Upscaler's own parameter names
+        if allow_download is not None:
+            kwargs["allow_download"] = allow_download
+        return Upscaler(device=device, progress=progress, **kwargs)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> UpscalerSpec:
+        """The spec of the Upscaler options found in ``options`` (e.g. a command line's, by parameter name)."""
+        return cls(**{f.name: options[f.name] for f in dataclasses.fields(cls) if f.name in options})
 
 
 def parse_devices(text: str) -> list[str] | None:
