@@ -301,35 +301,28 @@ def _worker_main(
     threads: int | None,
     batch: int,
 ) -> None:
+    # Ctrl-C reaches the whole process group: the parent decides, workers just stop (atomic writes clean up).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        _serve(conn, worker, device, spec, options, threads, batch)
+        try:
+            upscaler = spec.build(device, threads=threads if device == "cpu" else None)
+        except RealesrError as err:
+            conn.send(("fatal", str(err)))
+            return
+        except Exception as err:  # noqa: BLE001 - any failure to start is reported to the parent as one line
+            conn.send(("fatal", f"{type(err).__name__}: {err}"))
+            return
+        conn.send(("ready", upscaler.model_name))
+        _serve(conn, upscaler, options, batch)
     except SystemExit as stop:
         # Stopped by the parent, after the temporary file of the write in progress was removed on the way out:
         # leave now (tearing torch down at interpreter exit takes seconds on a busy machine).
         os._exit(stop.code if isinstance(stop.code, int) else 1)
 
 
-def _serve(
-    conn: Connection,
-    worker: int,
-    device: str,
-    spec: UpscalerSpec,
-    options: OutputOptions,
-    threads: int | None,
-    batch: int,
-) -> None:
-    # Ctrl-C reaches the whole process group: the parent decides, workers just stop (atomic writes clean up).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    try:
-        upscaler = spec.build(device, threads=threads if device == "cpu" else None)
-    except RealesrError as err:
-        conn.send(("fatal", str(err)))
-        return
-    except Exception as err:  # noqa: BLE001 - any failure to start is reported to the parent as one line
-        conn.send(("fatal", f"{type(err).__name__}: {err}"))
-        return
-    conn.send(("ready", upscaler.model_name))
+def _serve(conn: Connection, upscaler, options: OutputOptions, batch: int) -> None:
+    """A worker's tasks, one after the other, until the parent sends None or goes away."""
     while True:
         try:
             task = conn.recv()
