@@ -486,3 +486,26 @@ def test_chapters_and_display_aspect_ratio_kept(tmp_path):
         assert [float(c["start"] * c["time_base"]) for c in b.chapters()] == [0.0, 0.5]
         assert a.streams.video[0].sample_aspect_ratio == Fraction(4, 3)
         assert b.streams.video[0].display_aspect_ratio == a.streams.video[0].display_aspect_ratio
+
+
+def test_a_failing_thread_stops_the_others(tmp_path, monkeypatch):
+    """The encoder failing at the 4th frame ends the run at once with that error; no pipeline thread is left."""
+    import threading
+
+    from realesr.infer.video import encode
+
+    clip = make_clip(tmp_path / "c.mp4", n=N, audio=False)
+    real_add = encode.SegmentWriter.add
+
+    def failing_add(self, index, *args):
+        if index == 3:
+            raise OSError("disk full (test)")
+        return real_add(self, index, *args)
+
+    monkeypatch.setattr(encode.SegmentWriter, "add", failing_add)
+    with pytest.raises(OSError, match="disk full"):
+        upscale_video(tiny_upscaler(), clip, tmp_path / "o.mp4", VideoOptions())
+    assert not [t for t in threading.enumerate() if t.name.startswith("realesr-")]
+    assert not (tmp_path / "o.mp4").exists()
+    frames = sorted(p.name for p in (tmp_path / ".o.mp4.realesr-work" / "frames").iterdir())
+    assert frames[:3] == ["00000000.npy", "00000001.npy", "00000002.npy"]  # the finished frames kept
