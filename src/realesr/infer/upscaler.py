@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from realesr.devices import available_memory_bytes, pick_device
 from realesr.errors import RealesrError, UsageError
 from realesr.imagefiles import LoadedImage, array_layout, array_to_pil, pil_to_array
+from realesr.infer import precision as _precision
 from realesr.infer.tiling import tiled_forward
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_TILE_PAD", "Upscaler"]
@@ -81,8 +82,10 @@ class Upscaler:
             [0,1] to [B,C,H*s,W*s] (with ``.scale``; ``.size_multiple`` if sides must divide), or a
             ``realesr.weights.LoadedModel``.
         device: "auto" (cuda, mps, else cpu), "cpu", "cuda", "cuda:N" or "mps".
-        precision: "auto" (fp32 on the CPU; bf16 on GPUs that support it, else fp16), "fp32", "fp16", "bf16".
-            Half precision runs channels-last and falls back to fp32 when its output is not finite.
+        precision: "auto" (bf16 on GPUs that support it, else fp16; on the CPU bf16 where it has native bf16,
+            AMX or AVX512-BF16, if a check on a crop of the first image keeps the picture, else fp32), "fp32",
+            "fp16", "bf16". Half precision runs channels-last and falls back to fp32 when its output is not
+            finite. ``precision_note`` says what auto chose and why.
         tile: None picks by itself (whole image when it fits the device's memory, else tiles); 0 always runs
             the whole image; N runs tiles of at most N input pixels a side, blended over their overlap.
         tile_pad: input pixels each tile reads beyond its core (default DEFAULT_TILE_PAD).
@@ -141,6 +144,10 @@ class Upscaler:
         if self.in_channels not in (1, 3):
             raise UsageError(f"networks with {self.in_channels} input channels are not supported (1 or 3)")
         self.precision = self._pick_precision(precision)
+        # On the CPU, auto's bf16 is checked against fp32 on the first input before it is trusted (precision.py).
+        self._check_pending = precision == "auto" and self.device.type == "cpu" and self.precision != "fp32"
+        self.precision_check: _precision.HalfCheck | None = None
+        self.precision_note = f"{self.precision} ({'auto' if precision == 'auto' else 'asked for'})"
         self.tile = tile
         self.tile_pad = DEFAULT_TILE_PAD if tile_pad is None else tile_pad
         self.outscale = outscale
@@ -153,13 +160,15 @@ class Upscaler:
         # Module.to takes memory_format at runtime, but torch's overloads for it leave the keyword out.
         self._net_fp32 = net.to(self.device, dtype=torch.float32, memory_format=memory_format)  # type: ignore[call-overload]
         self._net = self._net_fp32
-        self._dtype = torch.float32
+        self._dtype = self._input_dtype = torch.float32
         if self.precision != "fp32":
             self._dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
             # A separate half copy: the fp32 one stays for the non-finite fallback.
-            import copy
-
-            self._net = copy.deepcopy(self._net_fp32).to(dtype=self._dtype)
+            self._net, self._input_dtype = _precision.half_network(self._net_fp32, self._dtype, self.device)
+        if self._check_pending:
+            recorded = _precision.measured_check(self.model_name, self.model_source)
+            if recorded is not None:
+                self._apply_check(recorded, "measured by bench/cpu.py --checks")
         self.last_tile_used: int | None = None  # the tile size the last call ended with (0 = whole image)
 
     # ------------------------------------------------------------------------------------------ set-up
@@ -167,11 +176,33 @@ class Upscaler:
     def _pick_precision(self, precision: str) -> str:
         if precision != "auto":
             return precision
-        if self.device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        if self.device.type == "mps":
-            return "fp16"
-        return "fp32"
+        return _precision.auto_precision(self.device)
+
+    def _settle_precision(self, x: torch.Tensor) -> None:
+        """Auto's half precision on the CPU: keep it if a crop of ``x`` comes out as in fp32, else use fp32."""
+        self._check_pending = False
+        key = ("cpu", self.precision, _fingerprint(self._net_fp32))
+        check = _precision.remembered(key)
+        if check is None:
+            check = _precision.check_half(
+                lambda c: self._call_net(self._net_fp32, c),
+                lambda c: self._call_net(self._net, c.to(self._input_dtype)),
+                x,
+                self.precision,
+                self.size_multiple,
+            )
+            _precision.remember(key, check)
+        self._apply_check(check, "checked on this input")
+
+    def _apply_check(self, check: _precision.HalfCheck, how: str) -> None:
+        self._check_pending = False
+        self.precision_check = check
+        if check.passed:
+            self.precision_note = f"{self.precision} (auto: {check.describe()}; {how})"
+            return
+        self.precision_note = f"fp32 (auto: {check.describe()}; {how})"
+        self.precision, self._net = "fp32", self._net_fp32
+        self._dtype = self._input_dtype = torch.float32
 
     @property
     def net(self) -> nn.Module:
@@ -217,9 +248,12 @@ class Upscaler:
     # ------------------------------------------------------------------------------------------ tensors
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._call_net(self._net, x)
+
+    def _call_net(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if self._channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self._net(x)
+        return net(x)
 
     @torch.inference_mode()
     def upscale_tensor(self, x: torch.Tensor, on_tile: Callable[[int, int], None] | None = None) -> torch.Tensor:
@@ -240,7 +274,9 @@ class Upscaler:
             mode = "reflect" if pad_h < height and pad_w < width else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
         # (x stays fp32 here so that an fp32 rerun starts from the exact input, not from its half rounding.)
-        out = self._run_with_retries(x.to(self._dtype), on_tile)
+        if self._check_pending:
+            self._settle_precision(x)
+        out = self._run_with_retries(x.to(self._input_dtype), on_tile)
         if self._dtype != torch.float32 and not torch.isfinite(out).all():
             warnings.warn(
                 f"{self.precision} output is not finite (overflow); running this and later images in fp32",
@@ -248,7 +284,7 @@ class Upscaler:
                 stacklevel=2,
             )
             self.fell_back_to_fp32 = True
-            self._net, self._dtype = self._net_fp32, torch.float32
+            self._net, self._dtype, self._input_dtype = self._net_fp32, torch.float32, torch.float32
             out = self._run_with_retries(x, on_tile)
         out = out[:, :, : height * self.scale, : width * self.scale]
         if not torch.isfinite(out).all():
@@ -452,6 +488,14 @@ class _StepProgress:
             self.on_tile(index * total + done, steps * total)
 
         return report
+
+
+def _fingerprint(net: nn.Module) -> tuple:
+    """Tells networks' weights apart (for remembering precision checks) without hashing every byte."""
+    with torch.no_grad():
+        return (type(net).__name__,) + tuple(
+            (tuple(p.shape), float(p.double().sum()), float(p.double().abs().sum())) for p in net.parameters()
+        )
 
 
 def _resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
