@@ -58,6 +58,7 @@ TINY = Architecture(
     kwargs_of=lambda net: {"channels": net.channels, "width": net.width, "upscale": net.upscale},
     net_scale=lambda k: int(k["upscale"]),
     describe=lambda k: f"{k['width']} feat",
+    bytes_per_pixel=lambda k: 4.0 * (k["width"] * 3 + k["channels"] * k["upscale"] ** 2 * 2),
     scales=(2, 3, 4),
     from_config=lambda network, scale: {"channels": 3, "width": network.num_feat, "upscale": scale},
 )
@@ -131,3 +132,25 @@ def test_cache_dir_expands_home_and_users_and_names_the_variable(monkeypatch, tm
         cache_dir()
     monkeypatch.setattr(cli, "COMMANDS", ("models",))
     assert cli.main(["models"]) == 2
+
+
+def test_a_transformer_sharing_first_and_last_conv_names_is_not_taken_for_a_broken_rrdbnet():
+    """HAT, SwinIR and DAT files also hold conv_first and conv_last: they are not RRDBNets that "do not fit"."""
+    sd = {
+        "conv_first.weight": torch.zeros(16, 3, 3, 3),
+        "conv_first.bias": torch.zeros(16),
+        "layers.0.residual_group.blocks.0.norm1.weight": torch.zeros(16),
+        "conv_after_body.weight": torch.zeros(16, 16, 3, 3),
+        "conv_last.weight": torch.zeros(3, 16, 3, 3),
+    }
+    with pytest.raises(WeightsFormatError, match="not a state dict of RRDBNet nor SRVGGNetCompact") as info:
+        detect_arch(sd)
+    assert "does not fit" not in str(info.value)
+
+
+def test_every_record_describes_its_model_for_the_pipeline():
+    for arch in archs.ARCHITECTURES:
+        net = arch.cls()
+        traits = arch.traits(arch.kwargs_of(net))
+        assert traits.scale == net.scale and traits.size.multiple_of == net.size_multiple
+        assert traits.bytes_per_pixel > 0 and "fp32" in traits.precisions

@@ -10,7 +10,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "realesr"
 
 # The leaf modules: they import nothing of realesr but each other (in this order: errors < atomic < cache).
-LEAVES = {"errors", "atomic", "cache", "devices", "imagefiles"}
+LEAVES = {"errors", "atomic", "cache", "devices", "imagefiles", "schema", "statefiles"}
 
 # unit -> the units it may import ("__init__" is the package root: its __version__ and lazy re-exports).
 ALLOWED: dict[str, set[str]] = {
@@ -18,6 +18,8 @@ ALLOWED: dict[str, set[str]] = {
     "atomic": {"errors"},
     "cache": {"errors", "atomic"},
     "devices": {"errors"},
+    "schema": set(),
+    "statefiles": {"errors", "schema"},
     "imagefiles": {"errors", "atomic", "__init__"},
     "archs": LEAVES,
     "weights": LEAVES | {"archs", "__init__"},

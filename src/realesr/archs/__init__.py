@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from realesr.archs import rrdbnet, srvgg
-from realesr.archs.base import Architecture
+from realesr.archs.base import PRECISIONS, Architecture, ModelTraits, SizeRules, Tiling
 from realesr.archs.discriminator import UNetDiscriminatorSN
 from realesr.archs.rrdbnet import RRDBNet
 from realesr.archs.srvgg import SRVGGNetCompact
@@ -20,9 +20,13 @@ from realesr.errors import WeightsFormatError
 
 __all__ = [
     "ARCHITECTURES",
+    "PRECISIONS",
     "Architecture",
+    "ModelTraits",
     "RRDBNet",
     "SRVGGNetCompact",
+    "SizeRules",
+    "Tiling",
     "UNetDiscriminatorSN",
     "arch_named",
     "arch_of",
@@ -30,8 +34,9 @@ __all__ = [
     "recognise",
 ]
 
-# Order matters only for recognise(): the first record whose key test says yes reads the state dict.
-ARCHITECTURES: list[Architecture] = [rrdbnet.ARCH, srvgg.ARCH]
+# Adding a network: its module (class + record) and its entry here. Order matters only for recognise(): the first
+# record whose key test says yes reads the state dict.
+ARCHITECTURES: tuple[Architecture, ...] = (rrdbnet.ARCH, srvgg.ARCH)
 
 
 def arch_names() -> tuple[str, ...]:

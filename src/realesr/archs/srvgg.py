@@ -146,6 +146,14 @@ def _from_config(network: Any, scale: int) -> dict[str, Any]:
     )
 
 
+def _bytes_per_pixel(k: Mapping[str, Any]) -> float:
+    """Peak fp32 activation memory per input pixel: the convolutions run at the input's resolution (a conv's
+    input and output plus the PReLU's, num_feat channels each), then the pixel-shuffled output, the nearest
+    skip and their sum at the output's (num_out_ch x scale^2 each); a quarter more for the allocator."""
+    feat, out = int(k["num_feat"]), int(k["num_out_ch"]) * int(k["upscale"]) ** 2
+    return 4.0 * (feat * 3 + out * 4) * 1.25
+
+
 def _ncnn_recognises(types: Counter[str]) -> bool:
     return types["PixelShuffle"] > 0 and not types["Concat"]
 
@@ -217,9 +225,11 @@ ARCH = Architecture(
     kwargs_of=_kwargs_of,
     net_scale=lambda k: int(k["upscale"]),
     describe=_describe,
+    bytes_per_pixel=_bytes_per_pixel,
     scales=(1, 2, 3, 4, 5, 6, 7, 8),
     hint_keys=("act_type",),
     from_config=_from_config,
+    config_keys=("num_feat", "num_conv", "act_type"),
     ncnn_recognises=_ncnn_recognises,
     ncnn_import=_ncnn_import,
     ncnn_export=_ncnn_export,

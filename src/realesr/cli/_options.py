@@ -1,35 +1,37 @@
-"""Argument types shared by the sub-commands: numbers checked against their bounds when parsed, so that a bad
-value is argparse's one-line usage error (exit 2) naming the option, before any work."""
+"""Argument types shared by the sub-commands: every number and name a user gives is checked against its
+:mod:`realesr.schema` shape when parsed, so that a bad value is argparse's one-line usage error (exit 2) naming
+the option, before any work. An option that mirrors a config key uses that key's shape (``SEED``, ...)."""
 
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from realesr.schema import INT_LIMIT, Float, Int, Invalid, Shape
+
+
+def option(shape: Shape) -> Callable[[str], Any]:
+    """An argparse ``type`` checking the text against ``shape`` (numbers parsed from the text)."""
+    if isinstance(shape, (Int, Float)):
+        shape = replace(shape, text=True)
+
+    def parse(text: str) -> Any:
+        try:
+            return shape.check(text, "")
+        except Invalid as err:
+            raise argparse.ArgumentTypeError(f"{err.why}") from None
+
+    parse.__name__ = type(shape).__name__.lower()  # argparse names the type in "invalid <name> value"
+    return parse
 
 
 def number(
     kind: type[int] | type[float], low: float | None = None, high: float | None = None, above: float | None = None
-) -> Callable[[str], int | float]:
+) -> Callable[[str], Any]:
     """An argparse ``type``: ``kind(text)``, finite, and ``low <= value <= high`` / ``value > above`` where given."""
-    noun = "an integer" if kind is int else "a number"
-
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not {noun}: {text!r}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
-        if above is not None and not value > above:
-            raise argparse.ArgumentTypeError(f"must be > {above:g}, not {text}")
-        if low is not None and high is not None and not low <= value <= high:
-            span = f"{low:g}..{high:g}" if kind is int else f"[{low:g}, {high:g}]"
-            raise argparse.ArgumentTypeError(f"must be in {span}, not {text}")
-        if low is not None and not value >= low:
-            raise argparse.ArgumentTypeError(f"must be >= {low:g}, not {text}")
-        if high is not None and not value <= high:
-            raise argparse.ArgumentTypeError(f"must be <= {high:g}, not {text}")
-        return value
-
-    return parse
+    if kind is int:
+        lowest = int(above) + 1 if above is not None else low
+        return option(Int(-INT_LIMIT if lowest is None else int(lowest), INT_LIMIT if high is None else int(high)))
+    return option(Float(low=low, high=high, above=above))

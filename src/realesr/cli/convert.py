@@ -78,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.input} -> {out}: {spec.description}")
         return 0
     loaded = load_model(args.input, denoise_strength=args.denoise_strength, allow_download=not args.no_download)
+    if loaded.spec is None:
+        raise UsageError(
+            f"{args.input} holds {loaded.description}: realesr convert writes realesr's own architectures only; "
+            f"run it as it is (realesr upscale -m {args.input})"
+        )
     if out.suffix == ".onnx":
         from realesr.weights.onnx import export_onnx
 

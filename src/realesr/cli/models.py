@@ -1,4 +1,5 @@
-"""`realesr models`: the official model names, where each is found on this machine, and what it is."""
+"""`realesr models`: the official model names and the user's own models, where each is found, and what it is;
+`realesr models inspect FILE` and `realesr models add FILE [--name N]`."""
 
 from __future__ import annotations
 
@@ -25,12 +26,35 @@ def register(subparsers) -> None:
         help="download these models' official .pth files into the cache folder ('all' for every "
         "model), even those the data package holds (it stores fp16-rounded weights)",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, action=None)
+    actions = parser.add_subparsers(dest="action", metavar="{inspect,add}")
+    inspect = actions.add_parser(
+        "inspect",
+        help="what a model file (or name) is: architecture, scale, channels, size rules, precisions, memory",
+        description="Load a model (never downloading) and print its architecture, scale, parameters, channels, "
+        "input size requirements, tiling, supported precisions and an estimate of its memory per megapixel. "
+        "Files of other architectures (SwinIR, HAT, DAT, SPAN, ...) need pip install 'realesr[models]'.",
+    )
+    inspect.add_argument("model", metavar="FILE", help="a weights file, or a model name")
+    add = actions.add_parser(
+        "add",
+        help="copy a weights file into your models folder so that -m NAME finds it",
+        description="Check that a weights file loads, then copy it into your models folder "
+        "($REALESR_MODELS_DIR, else the platform's user data folder) so that `-m NAME` and the page find it.",
+    )
+    add.add_argument("model", metavar="FILE", help="the weights file (.pth, .safetensors, ncnn .param, .onnx)")
+    add.add_argument("--name", help="the name to use with -m (default: the file's stem)")
+    add.add_argument("--replace", action="store_true", help="replace a model of that name already there")
+    add.set_defaults(flags={"name": "--name", "model": "FILE"})
 
 
 def run(args: argparse.Namespace) -> int:
     from realesr.weights.zoo import ZOO, cache_dir, check_model  # torch: not at import, so --help is fast
 
+    if args.action == "inspect":
+        return _inspect(args.model)
+    if args.action == "add":
+        return _add(args.model, args.name, args.replace)
     if args.download:
         return _download(args.download)
     rows = [("name", "scale", "architecture", "params", "found")]
@@ -66,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         if i == 0:
             print("  ".join("-" * w for w in widths))
     print(f"\ncache folder: {cache_dir()} (set REALESR_CACHE_DIR to change it)")
+    _print_user_models()
     if corrupt:
         print("\ncorrupt files (delete them, or `realesr models --download NAME` fetches the release file):")
         for line in dict.fromkeys(corrupt):
@@ -95,3 +120,76 @@ def _download(names: list[str]) -> int:
             continue
         print(f"{name}: {'downloaded to' if how == 'downloaded' else 'already in'} {path}")
     return 1 if failed else 0
+
+
+def _table(rows: list[tuple[str, ...]], right: tuple[int, ...] = ()) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        cells = [cell.rjust(w) if j in right else cell.ljust(w) for j, (cell, w) in enumerate(zip(row, widths))]
+        print("  ".join(cells).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def _print_user_models() -> None:
+    from realesr.weights.library import inspect_model, models_dir, user_models
+
+    models = user_models()
+    print(f"\nyour models: {models_dir()} (realesr models add FILE; set REALESR_MODELS_DIR to change it)")
+    if not models:
+        print("  none yet")
+        return
+    rows: list[tuple[str, ...]] = [("name", "scale", "architecture", "params", "file")]
+    for name, path in models:
+        try:
+            card = inspect_model(path)
+        except RealesrError as err:
+            rows.append((name, "", f"unusable: {err}"[:80], "", path.name))
+            continue
+        rows.append(
+            (name, f"x{card.traits.scale}", f"{card.traits.arch} ({card.origin})", f"{card.params:,}", path.name)
+        )
+    _table(rows, right=(3,))
+
+
+def _inspect(model: str) -> int:
+    from realesr.weights.library import inspect_model
+
+    card = inspect_model(model)
+    t = card.traits
+    channels = {1: "grey", 3: "RGB", 4: "RGBA"}
+    tiling = {
+        "local": "local (tiles match the whole image with enough padding)",
+        "discouraged": "discouraged (window attention: tiles line up with its windows)",
+        "global": "global attention (whole image when memory allows; tiles differ)",
+    }[t.tiling]
+    rows = [
+        ("model", card.name),
+        ("architecture", f"{t.arch} ({card.origin})"),
+        ("description", card.description),
+        ("scale", f"x{t.scale}" + (" (restoration: use -s for another output size)" if t.scale == 1 else "")),
+        ("parameters", f"{card.params:,}"),
+        ("channels", f"{channels.get(t.in_channels, t.in_channels)} -> {channels.get(t.out_channels, t.out_channels)}"),
+        ("input size", t.size.describe()),
+        ("tiling", tiling),
+        ("precisions", ", ".join(t.precisions)),
+        ("memory", f"about {card.memory_per_megapixel() / 2**30:.1f} GiB per megapixel in fp32 (estimate)"),
+        ("weights", card.where),
+    ]
+    if t.licence:
+        rows.append(("licence", t.licence))
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        print(f"{key.ljust(width)}  {value}")
+    return 0
+
+
+def _add(model: str, name: str | None, replace: bool) -> int:
+    from realesr.weights.library import add_model
+
+    dest, card = add_model(model, name, replace=replace)
+    print(f"{card.name}: {card.description} -> {dest}")
+    print(f"use it with: realesr upscale IMAGE -m {card.name}")
+    if card.traits.licence:
+        print(f"licence: {card.traits.licence}")
+    return 0

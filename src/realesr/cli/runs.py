@@ -14,6 +14,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The table on stdout; a run whose files are damaged is listed as such and its problem (which file, what to
+    do) goes to stderr, exit 1: the other runs are still shown."""
+    import sys
     from pathlib import Path
 
     from realesr.errors import UsageError
@@ -29,8 +32,16 @@ def run(args: argparse.Namespace) -> int:
     table = [("name", "stage", "iteration", "best", "last validation", "state")]
     for r in rows:
         progress = f"{r.iteration} / {r.total_iters}" if r.total_iters else str(r.iteration)
-        table.append((r.name, r.stage, progress, r.best or "-", r.last_validation or "-", r.state))
+        table.append((_printable(r.name), r.stage, progress, r.best or "-", r.last_validation or "-", r.state))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-    return 0
+    damaged = [r for r in rows if r.problem]
+    for r in damaged:
+        print(f"realesr runs: error: {_printable(r.problem)}", file=sys.stderr)
+    return 1 if damaged else 0
+
+
+def _printable(text: str) -> str:
+    """One line without control characters a terminal would act on (a run folder may have any name)."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)

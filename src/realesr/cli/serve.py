@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn  # noqa: F401 - checked here, used in _serve
 
-        from realesr.serve.app import Limits, create_app, file_model, official_models
+        from realesr.serve.app import Limits, available_models, create_app, file_model
     except ImportError as err:
         raise UsageError(
             f"realesr serve needs the web extra ({err.name} is missing): pip install 'realesr[web]'"
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     if len(token) < 8:
         raise UsageError("the token must have at least 8 characters", params=("token",))
     devices = _devices(args.device)
-    models = [] if args.only else official_models()
+    models = [] if args.only else available_models()
     for path in args.model:
         try:
             models.append(file_model(path))

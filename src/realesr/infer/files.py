@@ -356,7 +356,7 @@ def upscale_item(
         item.compare,
         (result.width, result.height),
         time.perf_counter() - started,
-        list(item.notes),
+        list(item.notes) + upscaler.run_notes(),
     )
 
 

@@ -252,7 +252,7 @@ def upscale_items(
                         item.compare,
                         (result.width, result.height),
                         time.perf_counter() - began,
-                        list(item.notes),
+                        list(item.notes) + upscaler.run_notes(),
                     ),
                     None,
                 )

@@ -65,7 +65,9 @@ def auto_precision(device: torch.device, supported: tuple[str, ...] = PRECISIONS
 CPU_BF16_PATH_ENV = "REALESR_CPU_BF16_PATH"
 
 
-def half_network(net: nn.Module, dtype: torch.dtype, device: torch.device) -> tuple[nn.Module, torch.dtype]:
+def half_network(
+    net: nn.Module, dtype: torch.dtype, device: torch.device, channels_last: bool = True
+) -> tuple[nn.Module, torch.dtype]:
     """``net`` (fp32, on ``device``) for half-precision inference, and the dtype its input should come in.
 
     On the CPU in bf16 the first and last convolutions stay fp32: the first reads the 8-bit picture, which
@@ -73,11 +75,12 @@ def half_network(net: nn.Module, dtype: torch.dtype, device: torch.device) -> tu
     stay fp32 (bf16 + fp32 is fp32). On RRDBNet this cuts bf16's mean difference to fp32 by a third
     (docs/upscale.md). The network is then packed for oneDNN (cpu_packed.py: weights packed once, convolution
     and LeakyReLU fused, concatenations in bf16), which makes those fp32 ends cost almost nothing; where it
-    cannot be traced, layers cast their inputs with hooks instead (slower). Elsewhere: a plain cast copy.
+    cannot be traced, or whose layers do not take channels-last tensors (``channels_last`` False: attention
+    models reshape with views), layers cast their inputs with hooks instead (slower). Elsewhere: a plain cast.
     """
     if device.type != "cpu" or dtype != torch.bfloat16:
         return copy.deepcopy(net).to(dtype), dtype
-    if os.environ.get(CPU_BF16_PATH_ENV, "packed") != "eager":
+    if channels_last and os.environ.get(CPU_BF16_PATH_ENV, "packed") != "eager":
         from realesr.infer.cpu_packed import available, pack_network
 
         packed = pack_network(net, dtype, keep_fp32=("first", "last")) if available() else None

@@ -35,14 +35,14 @@ def split_axis(length: int, tile: int, pad: int, multiple: int = 1) -> list[Tile
     """Split ``[0, length)`` into cores of at most ``tile`` pixels (equal sizes, aligned to ``multiple``).
 
     Equal cores rather than ``tile, tile, ..., remainder`` avoid a last sliver whose padded read is mostly pad.
-    ``length`` must be a multiple of ``multiple``; reads are widened by ``pad`` rounded up to ``multiple``.
+    Every boundary and read start is a multiple of ``multiple`` (reads are widened by ``pad`` rounded up to it);
+    only the last core and read end at ``length`` itself, which need not be one (a window-attention model pads its
+    right and bottom edge itself, for a tile as for the whole image).
     """
-    if length % multiple:
-        raise ValueError(f"length {length} is not a multiple of {multiple}")
-    units = length // multiple
+    units = -(-length // multiple)
     tile_units = max(1, tile // multiple)
     count = math.ceil(units / tile_units)
-    bounds = [round(k * units / count) * multiple for k in range(count + 1)]
+    bounds = [min(length, round(k * units / count) * multiple) for k in range(count + 1)]
     pad = math.ceil(pad / multiple) * multiple
     return [
         TileSpan(start, end, max(0, start - pad), min(length, end + pad)) for start, end in itertools.pairwise(bounds)

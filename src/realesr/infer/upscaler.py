@@ -13,11 +13,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from realesr.archs import ModelTraits
 from realesr.devices import available_memory_bytes, pick_device
-from realesr.errors import RealesrError, UsageError
+from realesr.errors import RealesrError, UsageError, WeightsFormatError
 from realesr.imagefiles import LoadedImage, array_layout, array_to_pil, pil_to_array
 from realesr.infer import precision as _precision
 from realesr.infer.tiling import tiled_forward
+from realesr.weights.spec import traits_of
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_TILE_PAD", "Upscaler"]
 
@@ -136,18 +138,26 @@ class Upscaler:
         net = resolved.net.eval()
         for p in net.parameters():
             p.requires_grad_(False)
-        self.scale = int(getattr(net, "scale", 0) or 0)
-        if self.scale <= 0:
-            raise UsageError(f"the network ({type(net).__name__}) has no integer .scale attribute")
-        self.size_multiple = int(getattr(net, "size_multiple", 1) or 1)
-        self.in_channels = int(getattr(net, "num_in_ch", 3))
-        if self.in_channels not in (1, 3):
-            raise UsageError(f"networks with {self.in_channels} input channels are not supported (1 or 3)")
+        try:
+            self.traits: ModelTraits = traits_of(net)
+        except WeightsFormatError as err:
+            raise UsageError(str(err)) from None
+        self.scale = self.traits.scale
+        self.size_rules = self.traits.size
+        self.size_multiple = self.size_rules.multiple_of
+        self.in_channels = self.traits.in_channels
+        if self.in_channels not in (1, 3, 4) or self.traits.out_channels != self.in_channels:
+            raise UsageError(
+                f"{self.traits.arch} maps {self.in_channels} channels to {self.traits.out_channels}: only grey, RGB "
+                "and RGBA networks with as many output channels as input ones are supported"
+            )
         self.precision = self._pick_precision(precision)
         # On the CPU, auto's bf16 is checked against fp32 on the first input before it is trusted (precision.py).
         self._check_pending = precision == "auto" and self.device.type == "cpu" and self.precision != "fp32"
         self.precision_check: _precision.HalfCheck | None = None
         self.precision_note = f"{self.precision} ({'auto' if precision == 'auto' else 'asked for'})"
+        # What a caller should tell the user: a licence beyond the permissive default, a global model tiled.
+        self.notes: list[str] = [f"licence: {self.traits.licence}"] if self.traits.licence else []
         self.tile = tile
         self.tile_pad = DEFAULT_TILE_PAD if tile_pad is None else tile_pad
         self.outscale = outscale
@@ -155,7 +165,7 @@ class Upscaler:
         self.fell_back_to_fp32 = False
         # Channels-last: cuDNN's tensor-core kernels want it for half precision, and on the CPU oneDNN's fp32
         # convolutions of RRDBNet run about 1.3x faster with it (bench/bench_upscale.py).
-        self._channels_last = channels_last
+        self._channels_last = channels_last and self.traits.channels_last
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         # Module.to takes memory_format at runtime, but torch's overloads for it leave the keyword out.
         self._net_fp32 = net.to(self.device, dtype=torch.float32, memory_format=memory_format)  # type: ignore[call-overload]
@@ -164,7 +174,9 @@ class Upscaler:
         if self.precision != "fp32":
             self._dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
             # A separate half copy: the fp32 one stays for the non-finite fallback.
-            self._net, self._input_dtype = _precision.half_network(self._net_fp32, self._dtype, self.device)
+            self._net, self._input_dtype = _precision.half_network(
+                self._net_fp32, self._dtype, self.device, self._channels_last
+            )
         if self._check_pending:
             recorded = _precision.measured_check(self.model_name, self.model_source)
             if recorded is not None:
@@ -174,9 +186,15 @@ class Upscaler:
     # ------------------------------------------------------------------------------------------ set-up
 
     def _pick_precision(self, precision: str) -> str:
+        supported = self.traits.precisions
         if precision != "auto":
+            if precision not in supported:
+                raise UsageError(
+                    f"{self.traits.arch} does not run soundly in {precision} (it supports {', '.join(supported)})",
+                    params=("precision",),
+                )
             return precision
-        return _precision.auto_precision(self.device)
+        return _precision.auto_precision(self.device, supported)
 
     def _settle_precision(self, x: torch.Tensor) -> None:
         """Auto's half precision on the CPU: keep it if a crop of ``x`` comes out as in fp32, else use fp32."""
@@ -189,7 +207,7 @@ class Upscaler:
                 lambda c: self._call_net(self._net, c.to(self._input_dtype)),
                 x,
                 self.precision,
-                self.size_multiple,
+                self._tile_unit,
             )
             _precision.remember(key, check)
         self._apply_check(check, "checked on this input")
@@ -210,19 +228,18 @@ class Upscaler:
         return self._net_fp32
 
     def _bytes_per_input_pixel(self) -> float:
-        """Peak activation memory of one forward pass per input pixel, from the network's widths.
+        """Peak activation memory of one forward pass per input pixel: the model's fp32 estimate (its
+        architecture's record, or spandrel's model's), halved for half precision."""
+        return self.traits.bytes_per_pixel * (1.0 if self._dtype == torch.float32 else 0.5)
 
-        The largest tensors live at the output resolution (num_feat channels x scale^2 pixels each); about
-        four of them coexist (nearest-upsampled input, conv output, activation, next conv). For RRDBNet x4 fp32
-        this gives 23 KB per input pixel; bench/bench_upscale.py measured 12 KB (peak RSS above the loaded
-        model, 128x128 input), so the estimate errs on the safe side.
-        """
-        feat = int(getattr(self._net_fp32, "num_feat", 64))
-        grow = int(getattr(self._net_fp32, "num_grow_ch", 32))
-        element = 4 if self._dtype == torch.float32 else 2
-        output_side = feat * self.scale**2 * 4
-        trunk = (feat + 4 * grow) * 3
-        return float(element * (output_side + trunk) * 1.25)
+    @property
+    def _tile_unit(self) -> int:
+        return self.size_rules.tile_unit
+
+    @property
+    def _min_tile(self) -> int:
+        unit = self._tile_unit
+        return -(-max(MIN_TILE, self.size_rules.minimum) // unit) * unit
 
     def _auto_tile(self, height: int, width: int, batch: int = 1) -> int:
         """0 when the whole (padded) image fits in the memory budget, else the largest tile side that does."""
@@ -239,8 +256,8 @@ class Upscaler:
         if height * width * per_pixel <= budget:
             return 0
         side = int(math.sqrt(max(budget, 0) / per_pixel)) - 2 * self.tile_pad
-        side = side // self.size_multiple * self.size_multiple
-        return max(side, MIN_TILE)
+        side = side // self._tile_unit * self._tile_unit
+        return max(side, self._min_tile)
 
     def _output_bytes(self, height: int, width: int) -> float:
         return 4.0 * 3 * height * width * self.scale**2
@@ -251,9 +268,17 @@ class Upscaler:
         return self._call_net(self._net, x)
 
     def _call_net(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        # A tile may be below the model's minimum or not square: padded here as the whole image is.
+        height, width = x.shape[-2:]
+        padded = self.size_rules.padded(height, width)
+        if padded != (height, width):
+            x = pad_right_bottom(x, padded[0] - height, padded[1] - width)
         if self._channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return net(x)
+        out = net(x)
+        if padded != (height, width):
+            out = out[:, :, : height * self.scale, : width * self.scale]
+        return out
 
     @torch.inference_mode()
     def upscale_tensor(self, x: torch.Tensor, on_tile: Callable[[int, int], None] | None = None) -> torch.Tensor:
@@ -268,18 +293,23 @@ class Upscaler:
             raise UsageError(f"the network takes {self.in_channels} channels, got {x.shape[1]}")
         height, width = x.shape[-2:]
         x = x.to(self.device, dtype=torch.float32, non_blocking=True)
-        m = self.size_multiple
-        pad_h, pad_w = (-height) % m, (-width) % m
-        if pad_h or pad_w:
-            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        padded = self.size_rules.padded(height, width)
+        if padded != (height, width):
+            x = pad_right_bottom(x, padded[0] - height, padded[1] - width)
         # (x stays fp32 here so that an fp32 rerun starts from the exact input, not from its half rounding.)
         if self._check_pending:
             self._settle_precision(x)
-        out = self._run_with_retries(x.to(self._input_dtype), on_tile)
-        if self._dtype != torch.float32 and not torch.isfinite(out).all():
+        try:
+            out = self._run_with_retries(x.to(self._input_dtype), on_tile)
+            problem = "" if self._dtype == torch.float32 or torch.isfinite(out).all() else "is not finite (overflow)"
+        except RuntimeError as err:
+            # A model that claims half precision but mixes dtypes inside (a float32 attention mask) fails here.
+            if self._dtype == torch.float32 or _is_out_of_memory(err):
+                raise
+            problem = f"failed in the model's layers ({str(err).strip().splitlines()[0][:120]})"
+        if problem:
             warnings.warn(
-                f"{self.precision} output is not finite (overflow); running this and later images in fp32",
+                f"{self.precision} output {problem}; running this and later images in fp32",
                 RuntimeWarning,
                 stacklevel=2,
             )
@@ -307,8 +337,9 @@ class Upscaler:
                         on_tile(1, 1)
                     return out
                 self.last_tile_used = tile
+                self._note_tiling(tile)
                 return tiled_forward(
-                    self._forward, x, self.scale, tile, self.tile_pad, multiple=self.size_multiple, on_tile=on_tile
+                    self._forward, x, self.scale, tile, self.tile_pad, multiple=self._tile_unit, on_tile=on_tile
                 )
             except (RuntimeError, MemoryError) as err:
                 if not _is_out_of_memory(err):
@@ -316,13 +347,31 @@ class Upscaler:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 current = tile if tile else max(height, width)
-                tile = (current // 2) // self.size_multiple * self.size_multiple
-                if tile < MIN_TILE:
+                tile = (current // 2) // self._tile_unit * self._tile_unit
+                if tile < self._min_tile:
                     raise RealesrError(
                         f"out of memory even with tiles of {current} px on {self.device}; "
                         "free memory or run on another device",
                         params=("device",),
                     ) from None
+
+    def _note_tiling(self, tile: int) -> None:
+        if self.traits.tiling != "global":
+            return
+        why = "as asked" if self.tile else "the whole image does not fit in memory"
+        note = (
+            f"{self.traits.arch} attends over the whole image, so its tiles ({tile} px, {why}) differ from a "
+            "whole-image run everywhere; --tile 0 runs the whole image"
+        )
+        if note not in self.notes:
+            self.notes.append(note)
+            warnings.warn(note, RuntimeWarning, stacklevel=3)
+
+    def run_notes(self) -> list[str]:
+        """What the last image's result should say about how it was made (a global-attention model tiled)."""
+        if self.traits.tiling == "global" and self.last_tile_used:
+            return [note for note in self.notes if "attends over the whole image" in note][-1:]
+        return []
 
     # ------------------------------------------------------------------------------------------ images
 
@@ -370,14 +419,20 @@ class Upscaler:
         out_h, out_w = self.output_size(height, width)
 
         has_alpha = layout.has_alpha
-        steps = 2 if has_alpha and self.alpha == "model" and not self._alpha_is_opaque(tensor, top) else 1
+        alpha_by_model = has_alpha and self.alpha == "model" and not self._alpha_is_opaque(tensor, top)
+        # An RGBA network takes the alpha with the colour, in one pass.
+        together = alpha_by_model and self.in_channels == 4
+        steps = 2 if alpha_by_model and not together else 1
         progress = None
         if on_tile is not None:
             progress = _StepProgress(on_tile, steps)
 
-        result = self._upscale_colour(colour, progress)
+        if together:
+            result = self._upscale_colour(colour, progress, alpha=self._to_unit(tensor[:, -1:], top))
+        else:
+            result = self._upscale_colour(colour, progress)
         del colour
-        if has_alpha:
+        if has_alpha and not together:
             alpha = self._to_unit(tensor[:, -1:], top)
             result = torch.cat([result, self._upscale_alpha(alpha, top, progress)], dim=1)
             del alpha
@@ -406,8 +461,7 @@ class Upscaler:
             return [self.upscale_array(a) for a in arrays]
         height, width = first.shape[:2]
         if self.tile is None:
-            m = self.size_multiple
-            padded = (height + (-height) % m, width + (-width) % m)
+            padded = self.size_rules.padded(height, width)
             if self._auto_tile(*padded, batch=len(arrays)) != self._auto_tile(*padded, batch=1):
                 half = len(arrays) // 2
                 return self.upscale_arrays(arrays[:half]) + self.upscale_arrays(arrays[half:])
@@ -430,16 +484,26 @@ class Upscaler:
             values.div_(top)
         return values
 
-    def _upscale_colour(self, colour: torch.Tensor, progress) -> torch.Tensor:
-        """[1,1|3,H,W] in [0,1] -> [1,1|3,H*s,W*s]; grey goes through an RGB network as three equal channels."""
+    def _upscale_colour(self, colour: torch.Tensor, progress, alpha: torch.Tensor | None = None) -> torch.Tensor:
+        """[B,1|3,H,W] in [0,1] -> [B,1|3,H*s,W*s]: grey goes through an RGB network as three equal channels, RGB
+        through a grey one as a batch of its planes; an RGBA network gets ``alpha`` (else opaque) as its fourth
+        channel and then returns [B,C+1,...] when ``alpha`` is given."""
+        on_tile = progress.step() if progress else None
         grey = colour.shape[1] == 1
-        if grey and self.in_channels == 3:
-            out = self.upscale_tensor(colour.expand(-1, 3, -1, -1), on_tile=progress.step() if progress else None)
-            weights = torch.tensor(_LUMA, device=out.device).view(1, 3, 1, 1)
-            return (out * weights).sum(dim=1, keepdim=True)
-        if not grey and self.in_channels == 1:
-            raise UsageError("this network takes grey images only, and the input is RGB")
-        return self.upscale_tensor(colour, on_tile=progress.step() if progress else None)
+        if self.in_channels == 1 and not grey:
+            out = self.upscale_tensor(colour.reshape(-1, 1, *colour.shape[-2:]), on_tile=on_tile)
+            return out.reshape(colour.shape[0], colour.shape[1], *out.shape[-2:])
+        rgb = colour.expand(-1, 3, -1, -1) if grey and self.in_channels >= 3 else colour
+        if self.in_channels == 4:
+            fourth = alpha if alpha is not None else torch.ones_like(rgb[:, :1])
+            out = self.upscale_tensor(torch.cat([rgb, fourth], dim=1), on_tile=on_tile)
+            rgb_out, alpha_out = out[:, :3], out[:, 3:]
+        else:
+            rgb_out, alpha_out = self.upscale_tensor(rgb, on_tile=on_tile), None
+        if grey and self.in_channels >= 3:
+            weights = torch.tensor(_LUMA, device=rgb_out.device).view(1, 3, 1, 1)
+            rgb_out = (rgb_out * weights).sum(dim=1, keepdim=True)
+        return rgb_out if alpha is None or alpha_out is None else torch.cat([rgb_out, alpha_out], dim=1)
 
     def _alpha_is_opaque(self, tensor: torch.Tensor, top: float | None) -> bool:
         alpha = tensor[:, -1]
@@ -496,6 +560,18 @@ def _fingerprint(net: nn.Module) -> tuple:
         return (type(net).__name__,) + tuple(
             (tuple(p.shape), float(p.double().sum()), float(p.double().abs().sum())) for p in net.parameters()
         )
+
+
+def pad_right_bottom(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
+    """Pad ``x`` on the right and bottom by reflection (as far as the image reaches), the rest by replication:
+    spandrel's padding, so that a model runs on the very input its own descriptor would give it."""
+    height, width = x.shape[-2:]
+    reflect_h, reflect_w = min(pad_h, height - 1), min(pad_w, width - 1)
+    if reflect_h or reflect_w:
+        x = F.pad(x, (0, reflect_w, 0, reflect_h), mode="reflect")
+    if pad_h > reflect_h or pad_w > reflect_w:
+        x = F.pad(x, (0, pad_w - reflect_w, 0, pad_h - reflect_h), mode="replicate")
+    return x
 
 
 def _resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -41,6 +41,8 @@ from pathlib import Path
 import numpy as np
 
 from realesr.errors import RealesrError, UsageError
+from realesr.schema import Int, Name, Record, Seq
+from realesr.statefiles import StateFileError, read_json
 
 __all__ = [
     "ANIMATION_FORMATS",
@@ -87,6 +89,17 @@ CODEC_ALIASES = {
 DEFAULT_CRF = {"h264": 18, "hevc": 20, "vp9": 30, "vp8": 10, "av1": 30}
 _SEGMENT_FORMAT = "matroska"
 MANIFEST_VERSION = 1
+# The work folder's manifest.json and each segment's timestamps as _close_segment writes them: read back on a
+# resume, so checked (file names plain, counts numbers) before any is used.
+_SEGMENT = Record(
+    {"file": Name(), "pts_file": Name(), "first": Int(0), "frames": Int(0)},
+    required=frozenset({"file", "pts_file", "first", "frames"}),
+)
+_MANIFEST = Record({"key": Record({}), "segments": Seq(_SEGMENT)}, required=frozenset({"key", "segments"}))
+_PTS = Record(
+    {"pts": Seq(Int(), max_len=10**7), "durations": Seq(Int(0), max_len=10**7)},
+    required=frozenset({"pts", "durations"}),
+)
 
 
 class VideoError(RealesrError):
@@ -597,23 +610,45 @@ class _VideoJob:
         manifest = self.work / "manifest.json"
         if self.work.is_dir() and manifest.is_file():
             try:
-                data = json.loads(manifest.read_text())
-            except (OSError, ValueError):
+                data = read_json(manifest, _MANIFEST, what="the video work manifest", remedy="started over")
+            except StateFileError as err:  # the work folder is ours: a damaged one is redone, not trusted
                 data = None
-            if data and data.get("key") == key:
+                self.notes.append(str(err))
+            if data and data["key"] == key:
                 segments = []
-                for seg in data.get("segments", []):
-                    if (self.work / seg["file"]).is_file() and (self.work / seg["pts_file"]).is_file():
+                for seg in data["segments"]:
+                    if self._segment_done(seg):
                         segments.append(seg)
                     else:
                         break
                 return segments
-            self.notes.append("an earlier work folder for other input or options was started over")
+            if data:
+                self.notes.append("an earlier work folder for other input or options was started over")
         if self.work.exists():
             shutil.rmtree(self.work)
         self.work.mkdir(parents=True)
         self._write_manifest(key, [])
         return []
+
+    def _segment_times(self, seg: dict) -> tuple[list[int], list[int]]:
+        """The (pts, durations) of a finished segment from its timestamp file, checked: one pair per frame."""
+        path = self.work / seg["pts_file"]
+        try:
+            meta = read_json(path, _PTS, what="a segment's timestamps", remedy="delete the work folder to redo it")
+        except FileNotFoundError:
+            raise VideoError(f"{path}: a segment's timestamps are missing; delete the work folder") from None
+        except StateFileError as err:
+            raise VideoError(str(err)) from None
+        if not len(meta["pts"]) == len(meta["durations"]) == seg["frames"]:
+            raise VideoError(f"{path}: {seg['frames']} frames but not as many timestamps; delete the work folder")
+        return meta["pts"], meta["durations"]
+
+    def _segment_done(self, seg: dict) -> bool:
+        try:
+            self._segment_times(seg)
+        except VideoError:
+            return False
+        return (self.work / seg["file"]).is_file()
 
     def _write_manifest(self, key: dict, segments: list[dict]) -> None:
         from realesr.atomic import atomic_write_text
@@ -963,8 +998,7 @@ class _VideoJob:
             shift = None  # set from the first frame's pts: the output starts at 0 like a cut would
         last_end = None
         for seg in segments:
-            meta = json.loads((self.work / seg["pts_file"]).read_text())
-            pts_list, durations = meta["pts"], meta["durations"]
+            pts_list, durations = self._segment_times(seg)
             with av.open(str(self.work / seg["file"])) as segment:
                 packets = [p for p in segment.demux(segment.streams.video[0]) if p.size]
             if len(packets) != len(pts_list):

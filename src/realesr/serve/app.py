@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import shutil
 import threading
@@ -35,6 +36,8 @@ from realesr.serve.jobs import (
     parse_options,
 )
 from realesr.serve.security import Guard, _UploadTooLarge, allowed_host_names
+
+log = logging.getLogger(__name__)
 
 STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "text/html"}
 
@@ -98,14 +101,34 @@ def official_models() -> list[ModelChoice]:
     return sorted(choices, key=lambda c: not c.available)
 
 
-def file_model(path: str | os.PathLike) -> ModelChoice:
-    """A weights file named on the server's command line (never by a client)."""
-    from realesr.weights.zoo import read_model
+def file_model(path: str | os.PathLike, name: str | None = None) -> ModelChoice:
+    """A weights file named on the server's command line or in the user's models folder (never by a client);
+    realesr's own architectures or, with the models extra, spandrel's."""
+    from realesr.weights.library import inspect_model
 
-    _sd, spec = read_model(path)
+    card = inspect_model(path)
     return ModelChoice(
-        Path(path).stem, Path(path), spec.scale, f"{spec.description} (from {Path(path).name})", True, "file"
+        name or Path(path).stem,
+        Path(path),
+        card.traits.scale,
+        f"{card.description} (from {Path(path).name})",
+        True,
+        "file",
     )
+
+
+def available_models() -> list[ModelChoice]:
+    """The page's model picker: the zoo (the ones found on this machine first), then the user's models folder
+    (`realesr models add`); a file there that does not load is left out with a warning in the log."""
+    from realesr.weights.library import user_models
+
+    choices = official_models()
+    for name, path in user_models():
+        try:
+            choices.append(file_model(path, name))
+        except RealesrError as err:
+            log.warning("your model %s (%s) is not offered: %s", name, path, err)
+    return choices
 
 
 class _Upscalers:
@@ -157,7 +180,7 @@ def create_app(
 ) -> Any:
     """The app, guarded (token, Host, Origin, upload size). ``app.state.jobs`` is its JobQueue; call
     ``app.state.jobs.close()`` (done at shutdown) to delete every upload and result."""
-    choices = list(models) if models is not None else official_models()
+    choices = list(models) if models is not None else available_models()
     by_name = {c.name: c for c in choices}
     if not by_name:
         raise UsageError("no model to serve")

@@ -19,6 +19,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from realesr.errors import RealesrError
+from realesr.schema import Float, Int, Nullable, Record, Seq
+from realesr.statefiles import StateFileError, check_state
 
 __all__ = [
     "CheckpointError",
@@ -38,6 +40,30 @@ class CheckpointError(RealesrError):
     """A checkpoint that is missing or cannot be read (exit code 2)."""
 
     exit_code = 2
+
+
+_POOL = Record(
+    {"pool_size": Int(0), "batch_size": Int(1), "ptr": Int(0)}, required=frozenset({"pool_size", "batch_size", "ptr"})
+)
+# What `loop.restore` reads from state.pt (written by `loop.training_state`); tensors inside are not looked at here,
+# their shapes are checked when loaded into the optimisers and the pool.
+STATE_SHAPE = Record(
+    {
+        "iteration": Int(0),
+        "world_size": Int(1, 2**20),
+        "best_value": Float(finite=False),  # -inf or +inf: no best yet
+        "best_psnr": Float(finite=False),  # older checkpoints
+        "best_iteration": Int(0),
+        "skipped_total": Int(0),
+        "opt_g": Record({}),
+        "opt_d": Record({}),
+        "scaler": Record({}),
+        "rng": Seq(Record({}, required=frozenset({"python", "numpy", "torch"})), min_len=1, max_len=2**20),
+        "synth": Seq(Nullable(Record({"pool": Nullable(_POOL)})), max_len=2**20),
+        "config": Nullable(Record({})),
+    },
+    required=frozenset({"iteration", "opt_g", "scaler", "rng", "synth"}),
+)
 
 
 def capture_rng_states() -> dict:
@@ -109,15 +135,25 @@ def load_checkpoint(folder: Path) -> tuple[dict[str, dict[str, torch.Tensor]], d
     state_path = folder / "state.pt"
     if not state_path.is_file():
         raise CheckpointError(f"{folder} is not a checkpoint (no state.pt)")
+    remedy = f"resume from another checkpoint (--resume {folder.parent}/iter_...) or start a new run"
     try:
         state = torch.load(state_path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - a damaged file, whatever the unpickler says
-        raise CheckpointError(f"cannot read {state_path}: {err}") from None
+        first = " ".join(str(err).split())[:300]
+        raise CheckpointError(f"cannot read {state_path}: {first}; {remedy}") from None
+    try:
+        state = check_state(state, STATE_SHAPE, state_path, what="the checkpoint's training state", remedy=remedy)
+    except StateFileError as err:
+        raise CheckpointError(str(err)) from None
     weights = {}
     for name in WEIGHT_FILES:
         path = folder / f"{name}.safetensors"
         if path.is_file():
-            weights[name] = load_file(str(path))
+            try:
+                weights[name] = load_file(str(path))
+            except Exception as err:  # noqa: BLE001 - safetensors and the OS fail in their own ways on a bad file
+                first = " ".join(str(err).split())[:300]
+                raise CheckpointError(f"cannot read {path}: {first}; {remedy}") from None
     if "net_g" not in weights:
         raise CheckpointError(f"{folder} has no net_g.safetensors")
     return weights, state

@@ -407,8 +407,11 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
 
     net = cfg.network
     _one_of(net.arch, "network.arch", arch_names())
-    for key in ("num_feat", "num_block", "num_grow_ch", "num_conv"):
-        _check(getattr(net, key) >= 1, f"network.{key}", f"must be at least 1; got {getattr(net, key)}")
+    # The architecture's record names the network keys it reads; its widths and depths count from 1.
+    for key in arch_named(net.arch).config_keys:
+        value = getattr(net, key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            _check(value >= 1, f"network.{key}", f"must be at least 1; got {value}")
     _check(cfg.discriminator.num_feat >= 1, "discriminator.num_feat", "must be at least 1")
 
     data = cfg.data

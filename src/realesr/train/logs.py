@@ -10,6 +10,8 @@ from pathlib import Path
 
 from realesr.atomic import atomic_path
 from realesr.imagefiles import write_figure
+from realesr.schema import Int
+from realesr.statefiles import read_csv
 
 __all__ = ["MetricsLog", "attach_log_file", "close_logging", "plot_curves", "setup_logging"]
 
@@ -78,8 +80,14 @@ class MetricsLog:
         self.prefix = prefix
         kept: list[dict] = []
         if resume_iteration is not None and path.is_file():
-            with path.open(newline="", encoding="utf-8") as f:
-                kept = [r for r in csv.DictReader(f) if int(r["iteration"]) <= resume_iteration]
+            rows = read_csv(
+                path,
+                {"iteration": Int(0, text=True)},
+                what="a training log",
+                remedy="repair or delete it",
+                required=("iteration",),
+            )
+            kept = [r for r in rows if r["iteration"] <= resume_iteration]
         with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, self.columns, extrasaction="ignore")
             writer.writeheader()

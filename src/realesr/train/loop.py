@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -86,6 +85,7 @@ from realesr.train.losses import (
     gan_loss_discriminator,
     gan_loss_generator,
 )
+from realesr.train.runs import check_run_files, read_run_config
 from realesr.train.synth import PairSynthesizer, degradation_config, params_sampler
 from realesr.train.validate import build_validation_sets, validate_sets
 from realesr.weights import load_model, load_state_dict, load_strict, save_model
@@ -109,18 +109,15 @@ log = logging.getLogger("realesr.train")
 
 G_LOSSES = ("l_g_pix", "l_g_percep", "l_g_gan")
 D_LOSSES = ("l_d_real", "l_d_fake", "out_d_real", "out_d_fake")
-# config keys a checkpoint's tensors depend on: resuming with another value cannot work
-_SHAPE_KEYS = (
-    "scale",
-    "network.arch",
-    "network.num_feat",
-    "network.num_block",
-    "network.num_grow_ch",
-    "network.num_conv",
-    "network.act_type",
-    "discriminator.num_feat",
-    "discriminator.skip_connection",
-)
+
+
+def _shape_keys(cfg: TrainConfig) -> tuple[str, ...]:
+    """Config keys a checkpoint's tensors depend on (resuming with another value cannot work): the scale, the
+    architecture and the network keys its record reads, the discriminator's."""
+    network = tuple(f"network.{key}" for key in arch_named(cfg.network.arch).config_keys)
+    return ("scale", "network.arch", *network, "discriminator.num_feat", "discriminator.skip_connection")
+
+
 # config keys of the learning-rate schedule: a resumed run follows the new values (and the log lists them)
 _SCHEDULE_KEYS = ("total_iters", "optim.lr_g", "optim.lr_d", "optim.milestones", "optim.gamma", "optim.warmup_iters")
 # files that mark a folder as holding a run
@@ -608,12 +605,8 @@ def _checkpoint_config(folder: Path, state: dict) -> dict[str, Any] | None:
     config.yaml of its run folder."""
     if isinstance(state.get("config"), dict):
         return _flat(state["config"])
-    path = folder.parent.parent / "config.yaml"
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
-    return _flat(raw) if isinstance(raw, dict) else None
+    raw = read_run_config(folder.parent.parent)  # a damaged one: StateFileError, the resume is refused
+    return _flat(raw) if raw is not None else None
 
 
 def restore(run: Run, folder: Path) -> None:
@@ -623,7 +616,7 @@ def restore(run: Run, folder: Path) -> None:
     weights, state = ckpt.load_checkpoint(folder)
     then, now = _checkpoint_config(folder, state), _flat(config_to_dict(cfg))
     if then is not None:
-        for key in _SHAPE_KEYS:
+        for key in _shape_keys(cfg):
             if key in then and then[key] != now[key]:
                 try:  # which tensors differ, for the message
                     load_strict(run.net_g, weights["net_g"], "the generator")
@@ -768,7 +761,8 @@ def open_run(run: Run, overwrite: bool = False, show_progress: bool = True) -> N
             run.d_run = torch.compile(run.d_run) if dist_info.enabled else run.d_plain
 
     if run.is_main and has_validation(cfg):
-        size_multiple = getattr(run.net_g, "size_multiple", 1)
+        arch = arch_named(cfg.network.arch)
+        size_multiple = arch.size_multiple(arch.from_config(cfg.network, cfg.scale)) if arch.from_config else 1
         run.val_set = build_validation_sets(cfg, size_multiple, run.synth.cfg)
         for vset in run.val_set:
             log.info(
@@ -1179,6 +1173,8 @@ def train(
     opened = False
     try:
         resume_from = _resume_folder(cfg, resume)
+        if resume_from is not None:  # every file the resume reads back or appends to, before anything is written
+            check_run_files(cfg.run_dir)
         if resume_from is None and not overwrite and _holds_a_run(cfg.run_dir) and resume != "auto":
             raise RunFolderError(
                 f"run folder {cfg.run_dir} already holds a run; continue it with --resume auto, give this run "

@@ -107,8 +107,7 @@ def read_weights(path: str | os.PathLike) -> WeightsFile:
     kind = _sniff(path) if path.exists() else "ncnn"
     if kind == "ncnn":
         model = read_ncnn(path)
-        hints = {"act_type": model.act_type} if model.act_type else None
-        return WeightsFile(model.state_dict, "ncnn", hints, model.output_resize)
+        return WeightsFile(model.state_dict, "ncnn", dict(model.hints) or None, model.output_resize)
     if kind == "safetensors":
         return _read_safetensors(path)
     if kind == "pytorch":

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,7 @@ class NcnnModel:
     layers: list[NcnnLayer]
     state_dict: dict[str, torch.Tensor]
     arch: str
-    act_type: str | None = None
+    hints: dict[str, Any] = field(default_factory=dict)  # kwargs the graph shows but tensors cannot (its record's)
     output_resize: float | None = None
     weight_dtype: str = "fp32"
     param_path: Path | None = None
@@ -255,7 +255,7 @@ def read_ncnn(path: str | os.PathLike) -> NcnnModel:
             f"{param_path}: not the ncnn graph of a known architecture ({known}); layer types: {dict(types)}"
         )
     sd, hints = arch.ncnn_import(layers, convs, prelus, str(param_path))
-    return NcnnModel(layers, sd, arch.name, hints.get("act_type"), output_resize, dtype, param_path)
+    return NcnnModel(layers, sd, arch.name, hints, output_resize, dtype, param_path)
 
 
 def _output_resize(layers: list[NcnnLayer]) -> float | None:

@@ -155,6 +155,7 @@ class OnnxNetwork(nn.Module):
         self._dtype = np.float16 if "float16" in self._session.get_inputs()[0].type else np.float32
         self.scale = self.spec.scale
         self.size_multiple = self.spec.size_multiple
+        self.traits = self.spec.traits
         self.precision = "fp16" if self._dtype is np.float16 else "fp32"
 
     def __deepcopy__(self, memo: dict) -> OnnxNetwork:

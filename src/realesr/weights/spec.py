@@ -12,10 +12,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from realesr import archs
-from realesr.archs import Architecture
+from realesr.archs import Architecture, ModelTraits, SizeRules
 from realesr.errors import WeightsFormatError
 
-__all__ = ["ModelSpec", "OutputResize", "check_resize_factor", "detect_arch", "spec_of"]
+__all__ = ["ModelSpec", "OutputResize", "check_resize_factor", "detect_arch", "spec_of", "traits_of"]
 
 # A factor beyond this is no resize a graph means (the largest official tail is x0.75).
 _MAX_TOTAL_SCALE = 16
@@ -57,7 +57,7 @@ class OutputResize(nn.Module):
         self.net = net
         self.factor = float(factor)
         self.scale = int(round(total))
-        self.size_multiple = int(getattr(net, "size_multiple", 1))
+        self.size_multiple = spec_of(net).size_multiple
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.net(x)
@@ -99,6 +99,11 @@ class ModelSpec:
     def size_multiple(self) -> int:
         """Input sides must be a multiple of this (pixel-unshuffle of RRDBNet x1/x2)."""
         return self.architecture.size_multiple(self.kwargs)
+
+    @property
+    def traits(self) -> ModelTraits:
+        """What the pipeline asks of the model (the architecture's traits; the overall scale with a resize tail)."""
+        return self.architecture.traits(self.kwargs).with_scale(self.scale)
 
     def build_network(self) -> nn.Module:
         """The bare network (without the output resize), randomly initialised."""
@@ -206,3 +211,28 @@ def spec_of(net: nn.Module) -> ModelSpec:
         return ModelSpec(inner.arch, inner.kwargs, net.scale, inner.num_in_ch, inner.num_out_ch, net.factor)
     arch = archs.arch_of(net)
     return _spec_from(arch, arch.kwargs_of(net))
+
+
+def traits_of(net: nn.Module) -> ModelTraits:
+    """What the pipeline asks of a live network: its own ``traits`` (spandrel's models, ONNX files), else its
+    architecture's record; for any other module, the documented contract of ``Upscaler(nn.Module)``: an int
+    ``.scale``, optionally ``.size_multiple`` and ``.num_in_ch``, and RRDBNet's width for the memory estimate."""
+    net = getattr(net, "_orig_mod", net)
+    own = getattr(net, "traits", None)
+    if isinstance(own, ModelTraits):
+        return own
+    if isinstance(net, OutputResize) or any(type(net) is arch.cls for arch in archs.ARCHITECTURES):
+        return spec_of(net).traits
+    scale = getattr(net, "scale", None)
+    if not isinstance(scale, int) or isinstance(scale, bool) or scale <= 0:
+        raise WeightsFormatError(f"the network ({type(net).__name__}) has no integer .scale attribute")
+    multiple = getattr(net, "size_multiple", 1)
+    channels = getattr(net, "num_in_ch", 3)
+    return ModelTraits(
+        arch=type(net).__name__,
+        scale=scale,
+        in_channels=int(channels) if isinstance(channels, int) else 3,
+        out_channels=int(channels) if isinstance(channels, int) else 3,
+        size=SizeRules(multiple_of=int(multiple) if isinstance(multiple, int) and multiple > 0 else 1),
+        bytes_per_pixel=archs.arch_named("RRDBNet").bytes_per_pixel(dict(num_feat=64, num_grow_ch=32, scale=scale)),
+    )

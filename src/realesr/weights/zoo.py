@@ -13,10 +13,13 @@ import torch
 from torch import nn
 
 from realesr import cache
+from realesr.archs import ModelTraits
 from realesr.cache import CACHE_ENV, Checksum, DownloadError, Progress, cache_dir
 from realesr.errors import ModelNotFoundError, RealesrError, UsageError, WeightsFormatError
-from realesr.weights.io import read_weights
-from realesr.weights.spec import ModelSpec, OutputResize, check_resize_factor, detect_arch
+from realesr.weights.community import load_community
+from realesr.weights.io import WeightsFile, read_weights
+from realesr.weights.library import find_user_model, user_models
+from realesr.weights.spec import ModelSpec, OutputResize, check_resize_factor, detect_arch, traits_of
 
 __all__ = [
     "ZOO",
@@ -152,13 +155,23 @@ class LoadedModel:
     ``net.requires_grad_(True)`` to fine-tune it). ``source`` says where the weights came from."""
 
     net: nn.Module
-    spec: ModelSpec
+    spec: ModelSpec | None  # None for a model of another architecture (spandrel's): ask ``traits``
     name: str
     source: str
 
     @property
     def scale(self) -> int:
-        return self.spec.scale
+        return self.traits.scale
+
+    @property
+    def description(self) -> str:
+        if self.spec is not None:
+            return self.spec.description
+        return str(getattr(self.net, "description", type(self.net).__name__))
+
+    @property
+    def traits(self) -> ModelTraits:
+        return traits_of(self.net)
 
 
 _CACHE_SUFFIXES = (".safetensors", ".pth", ".param")
@@ -356,7 +369,13 @@ def read_model(
 ) -> tuple[dict[str, torch.Tensor], ModelSpec]:
     """The tensors of a weights file as stored (dtype kept) and the :class:`ModelSpec` they make."""
     path = Path(path)
-    weights = read_weights(path)
+    return _own_model(path, read_weights(path), output_resize)
+
+
+def _own_model(
+    path: Path, weights: WeightsFile, output_resize: float | None = None
+) -> tuple[dict[str, torch.Tensor], ModelSpec]:
+    """A file's tensors and spec when one of realesr's own architectures takes them (WeightsFormatError if not)."""
     try:
         spec = detect_arch(weights.state_dict, weights.hints)
     except WeightsFormatError as err:
@@ -392,19 +411,33 @@ def load_model(
     plain model, 0 is the wdn model.
     """
     text = os.fspath(name_or_path)
+    user_file = None if text in ZOO else find_user_model(text)
     if text in ZOO:
         sd, spec, source = _resolve(text, allow_download, progress)
         name = text
     else:
-        path = Path(os.path.expanduser(text))
+        path = user_file or Path(os.path.expanduser(text))
         if not path.exists() and not (path.suffix in (".param", ".bin") and path.with_suffix(".param").exists()):
-            close = [n for n in ZOO if n.lower() in (text.lower(), Path(text).stem.lower())]
-            hint = f" Did you mean {close[0]!r}?" if close else f" Known names: {', '.join(ZOO)}."
+            known = [*ZOO, *(n for n, _ in user_models())]
+            close = [n for n in known if n.lower() in (text.lower(), Path(text).stem.lower())]
+            hint = f" Did you mean {close[0]!r}?" if close else f" Known names: {', '.join(known)}."
             raise ModelNotFoundError(f"{text!r} is neither a model name nor an existing file.{hint}")
         if path.suffix.lower() == ".onnx":
             return _load_onnx(path, denoise_strength)
-        sd, spec = read_model(path)
-        name, source = path.stem, f"file: {path}"
+        name, source = path.stem, f"{'your models' if user_file else 'file'}: {path}"
+        weights = read_weights(path)
+        try:
+            sd, spec = _own_model(path, weights)
+        except WeightsFormatError as err:
+            if weights.format == "ncnn":
+                raise
+            # realesr's own architectures first; only what none of them takes goes to spandrel (as tensors).
+            net = load_community(weights.state_dict, str(path), err)
+            if denoise_strength is not None:
+                raise UsageError(
+                    f"denoise_strength applies to realesr-general-x4v3 only, not {name!r}", params=("denoise_strength",)
+                ) from None
+            return LoadedModel(net, None, name, source)
 
     if denoise_strength is not None:
         if name != "realesr-general-x4v3":
