@@ -259,7 +259,7 @@ def measure(args) -> None:
     megapixels = rgb.shape[0] * rgb.shape[1] / 1e6
     print(
         f"{args.model} on {rgb.shape[1]}x{rgb.shape[0]} of {args.image.name}: {flops / 1e9:.1f} GFLOP a pass; "
-        f"{args.rounds} alternating rounds after a warm-up\n"
+        f"{args.rounds} alternating rounds after a warm-up; {'process CPU' if args.cpu_time else 'wall'} seconds\n"
     )
     runs = variants(args, loaded, rgb)
     with torch.inference_mode():
@@ -272,12 +272,14 @@ def measure(args) -> None:
                 levels(out if not isinstance(out, np.ndarray) else np.ascontiguousarray(out)), reference
             )
         times: dict[str, list[float]] = {name: [] for name in runs}
+        # Process CPU time with one thread: what the work costs, nearly independent of other jobs on the machine.
+        clock = time.process_time if args.cpu_time else time.perf_counter
         for index in range(args.rounds):
             order = list(runs) if index % 2 == 0 else list(reversed(runs))
             for name in order:
-                start = time.perf_counter()
+                start = clock()
                 runs[name][0]()
-                times[name].append(time.perf_counter() - start)
+                times[name].append(clock() - start)
     official = statistics.median(times["official RealESRGANer fp32"])
     print(f"{'variant':<46}{'median s':>9}{'vs official':>12}{'LR MP/s':>9}{'GFLOP/s':>9}{'of peak':>8}  vs fp32")
     for name, (_, kind) in runs.items():
@@ -350,6 +352,9 @@ def main() -> None:
     parser.add_argument("--left", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument(
+        "--cpu-time", action="store_true", help="time in process CPU seconds (use with --threads 1 on a busy machine)"
+    )
     parser.add_argument("--openvino", action="store_true", help="also OpenVINO with bf16 and f32 hints")
     parser.add_argument("--compile", action="store_true", help="also torch.compile with freezing (slow to build)")
     parser.add_argument("--checks", action="store_true", help="measure bf16 vs fp32 per zoo model; write the table")

@@ -219,6 +219,9 @@ def run(args: argparse.Namespace) -> int:
     )
     if upscaler.fell_back_to_fp32:
         print(f"note: {upscaler.precision} overflowed; fp32 was used", file=sys.stderr)
+    check = upscaler.precision_check
+    if check is not None and not check.passed:
+        print(f"note: {check.describe()}; fp32 was used", file=sys.stderr)
     if upscaler.traits.licence:
         print(f"note: {upscaler.model_name}: licence: {upscaler.traits.licence}", file=sys.stderr)
     return 1 if failures else 0
