@@ -1,7 +1,7 @@
 """The web server's overhead: time from upload to downloaded result against `realesr upscale` on the same file.
 
     python bench/bench_serve.py [--model realesr-animevideov3] [--image PATH] [--repeats 3] \\
-        [--screenshot docs/serve.png]
+        [--screenshot shot.png]
 
 Both run in fresh processes: the CLI end to end (process start, model load, read, upscale, write), and the server
 (started once; model loaded by its first job, which is not timed) from POST to the last byte of the result.
@@ -60,7 +60,7 @@ def main() -> None:
         cli_times.append(time.perf_counter() - started)
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "realesr", "serve", "--port", "0", "--device", "cpu", "--no-download"],
+        [sys.executable, "-m", "realesr", "serve", "--port", "0", "--device", "cpu", "--no-download", "--no-keep"],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -122,7 +122,7 @@ def screenshot(url: str, image: Path, model: str, path: Path) -> None:
         page.select_option("#model", model)
         page.set_input_files("#files", str(image))
         page.wait_for_selector(".job.done", timeout=600_000)
-        page.wait_for_function("() => document.querySelector('.img-after').naturalWidth > 0")
+        page.wait_for_function("() => document.querySelector('.layer.after img').naturalWidth > 0")
         page.fill(".slider", "45")
         page.dispatch_event(".slider", "input")
         page.evaluate("() => window.scrollTo(0, 0)")

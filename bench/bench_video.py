@@ -56,7 +56,8 @@ def decoded_frames(path: Path) -> list[np.ndarray]:
 
 def bench(model: str, frames: int, device: str, batch: int, folder: Path) -> None:
     from realesr.infer.upscaler import Upscaler
-    from realesr.infer.video import VideoOptions, _upscale_batch, upscale_video
+    from realesr.infer.video import VideoOptions, upscale_video
+    from realesr.infer.video.job import upscale_batch as _upscale_batch
 
     clip = folder / f"clip_{frames}.mp4"
     if not clip.exists():

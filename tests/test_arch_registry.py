@@ -101,7 +101,7 @@ def test_a_registered_architecture_is_detected_saved_loaded_and_run(registered, 
     assert cli.main(["convert", str(tmp_path / "tiny.pth"), str(tmp_path / "c.safetensors")]) == 0
     assert load_state_dict(tmp_path / "c.safetensors").keys() == net.state_dict().keys()
     # It has no ncnn mapping: said in one line, not a traceback.
-    assert cli.main(["convert", str(tmp_path / "tiny.pth"), str(tmp_path / "c.param")]) == 1
+    assert cli.main(["convert", str(tmp_path / "tiny.pth"), str(tmp_path / "c.param")]) == 2
 
 
 def test_the_trainer_builds_a_registered_generator(registered):

@@ -10,7 +10,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "realesr"
 
 # The leaf modules: they import nothing of realesr but each other (in this order: errors < atomic < cache).
-LEAVES = {"errors", "atomic", "cache", "devices", "imagefiles", "schema", "statefiles"}
+LEAVES = {"errors", "atomic", "cache", "devices", "imagefiles", "schema", "statefiles", "signals"}
 
 # unit -> the units it may import ("__init__" is the package root: its __version__ and lazy re-exports).
 ALLOWED: dict[str, set[str]] = {
@@ -19,6 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "cache": {"errors", "atomic"},
     "devices": {"errors"},
     "schema": set(),
+    "signals": set(),
     "statefiles": {"errors", "schema"},
     "imagefiles": {"errors", "atomic", "__init__"},
     "archs": LEAVES,

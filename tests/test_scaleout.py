@@ -15,7 +15,7 @@ from realesr.archs import RRDBNet, SRVGGNetCompact
 from realesr.cli import main
 from realesr.errors import RealesrError, UsageError
 from realesr.imagefiles import read_image
-from realesr.infer.files import OutputOptions, plan_upscale, upscale_item
+from realesr.infer.files import OutputOptions, plan_upscale, run_item
 from realesr.infer.pool import CRASH_HOOK, CRASH_ONCE, parse_devices, upscale_items
 from realesr.infer.upscaler import Upscaler
 from realesr.weights import save_model
@@ -64,6 +64,7 @@ def outputs(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.startswith(".")}
 
 
+@pytest.mark.slow
 def test_two_cpu_workers_write_the_single_process_files(tmp_path, inputs, tiny_model, reference, capsys):
     out = tmp_path / "out"
     code = main(["upscale", str(inputs), "-m", str(tiny_model), "-o", str(out), "--device", "cpu,cpu"])
@@ -75,6 +76,7 @@ def test_two_cpu_workers_write_the_single_process_files(tmp_path, inputs, tiny_m
     assert "10 of 11 image(s) upscaled" in captured.out and "2 worker process(es): cpu, cpu" in captured.out
 
 
+@pytest.mark.slow
 def test_a_dying_worker_loses_nothing_and_a_poison_file_fails_alone(
     tmp_path, inputs, tiny_model, reference, capsys, monkeypatch
 ):
@@ -108,6 +110,7 @@ def test_a_dying_worker_loses_nothing_and_a_poison_file_fails_alone(
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
+@pytest.mark.slow
 def test_batches_give_the_arrays_of_one_at_a_time(shared_data):
     photos = sorted((shared_data / "train" / "photos").glob("*.png"))[:4]
     rgb = [read_image(p).array[:30, :44] for p in photos]
@@ -146,7 +149,7 @@ def test_batches_give_the_arrays_of_one_at_a_time(shared_data):
 
 
 def test_batched_files_are_the_files_of_upscale_item(tmp_path, inputs, tiny_model):
-    """upscale_items with batches writes exactly what upscale_item writes (names, metadata, marks, errors)."""
+    """upscale_items with batches writes exactly what run_item writes (names, metadata, marks, errors)."""
     up = Upscaler(str(tiny_model), device="cpu", tile=0)
     with torch.backends.mkldnn.flags(enabled=False):
         plan = plan_upscale([inputs], tmp_path / "one", OutputOptions(compare=True))
@@ -154,7 +157,7 @@ def test_batched_files_are_the_files_of_upscale_item(tmp_path, inputs, tiny_mode
         plan.prepare()
         for item in plan.items:
             try:
-                upscale_item(up, item, plan.options)
+                run_item(up, item, plan.options)
             except RealesrError as err:
                 assert "broken.png" in str(err)
         plan_b = plan_upscale([inputs], tmp_path / "batch", OutputOptions(compare=True))
@@ -204,6 +207,7 @@ def test_device_lists(monkeypatch):
             parse_devices(bad)
 
 
+@pytest.mark.slow
 def test_sigterm_stops_every_worker_and_leaves_no_temporary_file(tmp_path, shared_data, tiny_model):
     import os
     import signal

@@ -18,7 +18,10 @@ from serve_helpers import tiny_weights
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+pytestmark = [
+    pytest.mark.slow,  # a browser and a server per test
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
+]
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -56,6 +59,7 @@ def server(tmp_path):
             "--no-download",
             "--device",
             "cpu",
+            "--no-keep",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -73,6 +77,7 @@ def server(tmp_path):
         proc.kill()
 
 
+@pytest.mark.slow  # the CLI runs beside the server for the expected bytes: over 15 s on 2 cores
 def test_drop_an_image_watch_it_slide_and_download_the_clis_bytes(server, shared_data, tmp_path):
     url, weights = server
     source = shared_data / "real_lr" / "RealESRGAN_inputs" / "children-alpha.png"
@@ -127,8 +132,8 @@ def test_drop_an_image_watch_it_slide_and_download_the_clis_bytes(server, shared
             page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
             page.wait_for_selector(".job.done", timeout=240_000)
             assert "children-alpha_out.png" in page.inner_text(".job-info")
-            page.wait_for_function("() => document.querySelector('.img-after').naturalWidth > 0")
-            page.wait_for_function("() => document.querySelector('.img-before').naturalWidth > 0")
+            page.wait_for_function("() => document.querySelector('.layer.after img').naturalWidth > 0")
+            page.wait_for_function("() => document.querySelector('.layer.before img').naturalWidth > 0")
 
             page.fill(".slider", "25")
             page.dispatch_event(".slider", "input")
@@ -143,10 +148,10 @@ def test_drop_an_image_watch_it_slide_and_download_the_clis_bytes(server, shared
             page.mouse.up()
             before, after = (
                 page.eval_on_selector(sel, "e => [e.style.transform, e.style.width]")
-                for sel in (".img-before", ".img-after")
+                for sel in (".layer.before img", ".layer.after img")
             )
             assert before == after and "translate" in before[0]  # zoom and pan in step on both sides
-            # Saved for a person to look at (REALESR_SERVE_SCREENSHOT=path keeps it, e.g. for docs/serve.png).
+            # Saved for a person to look at (REALESR_SERVE_SCREENSHOT=path keeps it).
             shot = Path(os.environ.get("REALESR_SERVE_SCREENSHOT") or tmp_path / "serve.png")
             page.screenshot(path=str(shot), full_page=True)
 
@@ -160,6 +165,7 @@ def test_drop_an_image_watch_it_slide_and_download_the_clis_bytes(server, shared
             browser.close()
 
 
+@pytest.mark.slow  # the CLI runs beside the server for the expected bytes: over 15 s on 2 cores
 def test_choose_and_paste_several_files_errors_in_words_and_the_zip(server, shared_data, tmp_path):
     """The other ways in (the file chooser with several files, a paste), ×3 chosen on the page, a broken file
     failing in words while the others finish, and "Download all" holding the CLI's bytes."""
@@ -220,7 +226,7 @@ def test_choose_and_paste_several_files_errors_in_words_and_the_zip(server, shar
             _wait_until(lambda: page.locator(".job.done").count() == 2, timeout=120)
             failed = page.locator(".job.failed")
             assert failed.locator(".job-name").inner_text() == "broken.png"
-            assert "not an image" in failed.locator(".job-error").inner_text()
+            assert "is not a picture or video" in failed.locator(".job-error").inner_text()
             with page.expect_download() as info:
                 page.click("#download-all")
             with zipfile.ZipFile(io.BytesIO(Path(info.value.path()).read_bytes())) as archive:

@@ -49,7 +49,7 @@ def test_batch_with_bad_files_reports_each_and_writes_the_good(tmp_path, shared_
     assert len(errors) == 4, captured.err
     for fragment in (
         "empty.png: empty file",
-        "notes.jpg: not an image",
+        "notes.jpg: neither an image nor a video",
         "trunc.png: broken or truncated",
         "missing.png: no such file",
     ):

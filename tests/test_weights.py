@@ -360,7 +360,7 @@ def test_a_fifo_as_model_does_not_hang(tmp_path, capsys, monkeypatch):
     with pytest.raises(WeightsFormatError, match="not a regular file"):
         load_model(str(fifo))
     monkeypatch.setattr(cli, "COMMANDS", ("models", "convert"))
-    assert cli.main(["convert", str(fifo), str(tmp_path / "o.safetensors")]) == 1
+    assert cli.main(["convert", str(fifo), str(tmp_path / "o.safetensors")]) == 2
     assert "not a regular file" in capsys.readouterr().err
 
 
@@ -390,7 +390,7 @@ def test_convert_errors_are_one_line(tmp_path, capsys, monkeypatch, empty_cache)
     cases = [
         (["convert", str(tmp_path / "absent.pth"), str(tmp_path / "o.safetensors")], 2, "neither a model name nor"),
         (["convert", "RealESRGAN_x4", str(tmp_path / "o.safetensors")], 2, "Known names: RealESRGAN_x4plus"),
-        (["convert", str(tmp_path / "junk.pth"), str(tmp_path / "o.safetensors")], 1, "junk.pth"),
+        (["convert", str(tmp_path / "junk.pth"), str(tmp_path / "o.safetensors")], 2, "junk.pth"),
         (["convert", str(tmp_path / "junk.pth"), str(tmp_path / "o.txt")], 2, "must end in"),
         (["convert", "RealESRGAN_x2plus", str(tmp_path / "o.safetensors"), "--no-download"], 2, "not found"),
         (["convert", str(tmp_path / "junk.pth"), str(tmp_path / "junk.pth")], 2, "must end in"),

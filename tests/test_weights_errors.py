@@ -40,7 +40,7 @@ def test_an_ncnn_interp_with_a_bad_factor_is_refused_at_load(tmp_path, factor, c
     param.write_text(text)
     with pytest.raises(WeightsFormatError, match="Interp|factor"):
         load_model(param)
-    assert cli.main(["convert", str(param), str(tmp_path / "o.safetensors")]) == 1
+    assert cli.main(["convert", str(param), str(tmp_path / "o.safetensors")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err and not (tmp_path / "o.safetensors").exists()
 
@@ -60,7 +60,7 @@ def test_a_safetensors_output_resize_with_a_bad_factor_is_refused(tmp_path, fact
     save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=meta)
     with pytest.raises(WeightsFormatError, match="factor"):
         load_model(tmp_path / "bad.safetensors")
-    assert cli.main(["convert", str(tmp_path / "bad.safetensors"), str(tmp_path / "o.param")]) == 1
+    assert cli.main(["convert", str(tmp_path / "bad.safetensors"), str(tmp_path / "o.param")]) == 2
     assert "factor" in capsys.readouterr().err and not (tmp_path / "o.param").exists()
 
 

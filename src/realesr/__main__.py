@@ -1,5 +1,3 @@
-import sys
+from realesr.cli import entry
 
-from realesr.cli import main
-
-sys.exit(main())
+entry()

@@ -40,14 +40,14 @@ class ModelNotFoundError(RealesrError):
 
 
 class WeightsFormatError(RealesrError):
-    """A weights file whose content is not a network realesr recognises."""
+    """A weights file whose content is not a network realesr recognises (damaged, altered, another network): the
+    user must give other weights, a usage error (exit code 2) like a missing model (issue 18)."""
+
+    exit_code = 2
 
 
 class NotWeightsError(WeightsFormatError):
-    """A model path that is a folder or a file of another kind (an image, a text): the user named the wrong thing,
-    a usage error (exit code 2) like a missing model; a damaged weights file stays a WeightsFormatError (1)."""
-
-    exit_code = 2
+    """A model path that is a folder or a file of another kind (an image, a text): the user named the wrong thing."""
 
 
 class ConfigError(RealesrError):
@@ -58,3 +58,13 @@ class ConfigError(RealesrError):
 
 class DataError(RealesrError):
     """A dataset path or list that yields no usable image."""
+
+
+class MissingExtraError(UsageError):
+    """A feature that needs an optional extra which is not installed (exit code 2): one message naming the feature,
+    the missing module and the extra to install, the same everywhere."""
+
+    def __init__(self, feature: str, extra: str, module: str = "", params: tuple[str, ...] = ()) -> None:
+        missing = f" ({module} is missing)" if module else ""
+        super().__init__(f"{feature} needs the {extra} extra{missing}: pip install 'realesr[{extra}]'", params=params)
+        self.extra = extra

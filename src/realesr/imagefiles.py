@@ -12,17 +12,20 @@ Deflate-compressed).
 
 from __future__ import annotations
 
+import errno
+import fnmatch
 import glob
 import io
 import os
 import re
+import stat
 import struct
 import sys
 import warnings
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -196,15 +199,59 @@ def read_header(path: str | os.PathLike) -> ImageHeader:
                 mode == "P" and ("transparency" in im.info or (im.palette is not None and im.palette.mode == "RGBA"))
             )
             return ImageHeader(width, height, mode, im.format, int(getattr(im, "n_frames", 1) or 1), alpha)
-    except UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not an image file Pillow can decode") from None
-    except PermissionError:
-        raise ImageReadError(f"{path}: permission denied") from None
-    except Image.DecompressionBombError:
+    except ImageReadError:
+        raise
+    except Exception as err:  # noqa: BLE001 - see _decode_error
+        raise _decode_error(path, err) from None
+
+
+NOT_AN_IMAGE = "not an image file Pillow can decode"
+
+
+def _decode_error(path: Path, err: Exception) -> ImageReadError:
+    """What went wrong decoding ``path``, as one line. Pillow's readers, given a malformed file, raise whatever the
+    parser trips on (IndexError from a truncated GIF frame, KeyError, TypeError, struct.error...): any exception
+    while decoding an input is that input's fault, so every one becomes an ImageReadError naming it and the batch
+    goes on (issue 18)."""
+    if isinstance(err, UnidentifiedImageError):
+        return ImageReadError(f"{path}: {NOT_AN_IMAGE}")
+    if isinstance(err, PermissionError):
+        return ImageReadError(f"{path}: permission denied")
+    if isinstance(err, Image.DecompressionBombError):
         limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
-        raise ImageReadError(f"{path}: more than {limit:,} pixels, refused as a decompression bomb") from None
-    except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error) as err:
-        raise ImageReadError(f"{path}: broken or truncated image ({_one_line(err)})") from None
+        return ImageReadError(f"{path}: more than {limit:,} pixels, refused as a decompression bomb")
+    if isinstance(err, MemoryError):
+        return ImageReadError(f"{path}: too large to decode in the memory here")
+    known = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error)
+    detail = _one_line(err) if isinstance(err, known) else f"{type(err).__name__}: {_one_line(err)}"
+    return ImageReadError(f"{path}: broken or truncated image ({detail})")
+
+
+_BMFF_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot")  # MP4, MOV, M4V, 3GP
+
+
+def is_video_content(path: str | os.PathLike) -> bool:
+    """Whether the first bytes of ``path`` are those of a video container (ISO BMFF, Matroska/WebM, AVI, MPEG-TS/PS,
+    FLV, Ogg, ASF, Y4M), decided without PyAV: what a file is comes from its content before any extra is needed
+    (a plain install names a text file as neither image nor video, and a video as needing the video extra).
+    False for anything unreadable or not a regular file."""
+    try:
+        with open_regular(path) as f:
+            head = f.read(512)
+    except OSError:
+        return False
+    ts = len(head) > 376 and head[0] == head[188] == head[376] == 0x47
+    m2ts = len(head) > 388 and head[4] == head[196] == head[388] == 0x47
+    return (
+        head[4:8] in _BMFF_BOXES
+        or head.startswith(
+            (b"\x1a\x45\xdf\xa3", b"FLV", b"OggS", b"YUV4MPEG2", b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3")
+        )
+        or (head.startswith(b"RIFF") and head[8:12] == b"AVI ")
+        or head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11")
+        or ts
+        or m2ts
+    )
 
 
 def made_by_realesr(path: str | os.PathLike) -> bool:
@@ -269,15 +316,8 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
             return _decode(im, path)
     except ImageReadError:
         raise
-    except UnidentifiedImageError:
-        raise ImageReadError(f"{path}: not an image file Pillow can decode") from None
-    except PermissionError:
-        raise ImageReadError(f"{path}: permission denied") from None
-    except Image.DecompressionBombError:
-        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
-        raise ImageReadError(f"{path}: more than {limit:,} pixels, refused as a decompression bomb") from None
-    except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error) as err:
-        raise ImageReadError(f"{path}: broken or truncated image ({_one_line(err)})") from None
+    except Exception as err:  # noqa: BLE001 - see _decode_error
+        raise _decode_error(path, err) from None
 
 
 def _decode(im: ImageFile.ImageFile, path: Path) -> LoadedImage:
@@ -750,16 +790,27 @@ def list_folder(folder: str | os.PathLike, recursive: bool = False, videos: bool
 _META_INFO_LINE = re.compile(r"^(.*\S)\s+\(\d+,\s*\d+,\s*\d+\)$")  # BasicSR's "path (h,w,c)"
 
 
+# A list of image paths larger than this is no list a person made (a .txt that is a log, a link to /dev/zero).
+MAX_LIST_BYTES = 64 * 2**20
+
+
 def read_path_list(listing: str | os.PathLike, root: str | os.PathLike | None = None) -> list[Path]:
     """A .txt list: one image path per line, relative to ``root`` (default: the list's folder); blank lines and
     lines starting with '#' are skipped; an official meta_info line ``path (h,w,c)`` gives its path. Raises
-    :class:`ImageReadError` when the list cannot be read."""
+    :class:`ImageReadError` when the list cannot be read: not a regular file (a FIFO would block, a device never
+    end), larger than :data:`MAX_LIST_BYTES`, not UTF-8."""
     listing = Path(listing)
     base = Path(root) if root else listing.parent
     try:
-        lines = listing.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ImageReadError(f"cannot read the image list {listing}: {_one_line(err)}") from None
+        with open_regular(listing) as f:
+            data = f.read(MAX_LIST_BYTES + 1)
+        if len(data) > MAX_LIST_BYTES:
+            raise ImageReadError(f"{listing}: an image list larger than {MAX_LIST_BYTES // 2**20} MiB")
+        lines = data.decode("utf-8").splitlines()
+    except OSError as err:
+        raise ImageReadError(f"{listing}: cannot read the image list ({err.strerror or _one_line(err)})") from None
+    except UnicodeDecodeError as err:
+        raise ImageReadError(f"{listing}: cannot read the image list (not UTF-8 text: {err.reason})") from None
     paths = []
     for line in lines:
         entry = line.strip()
@@ -768,6 +819,72 @@ def read_path_list(listing: str | os.PathLike, root: str | os.PathLike | None = 
             path = Path(os.path.expanduser(meta.group(1) if meta else entry))
             paths.append(path if path.is_absolute() else base / path)
     return paths
+
+
+def open_regular(path: str | os.PathLike):
+    """``open(path, "rb")`` for a regular file only: opened without blocking (a FIFO with no writer would hang the
+    open itself), then checked; anything else raises OSError "not a regular file (a pipe, socket or device)"."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a pipe, socket or device)")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def walk_once(top: str | os.PathLike[str]) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk(top, followlinks=True)`` that enters every folder once (by device and inode): a symlink loop, or
+    two links to one folder, cannot make a walk endless or list a file twice. Hidden folders are not entered."""
+    seen: set[tuple[int, int]] = set()
+    for root, dirs, files in os.walk(os.fspath(top), followlinks=True):
+        try:
+            st = os.stat(root)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        yield root, dirs, files
+
+
+def glob_files(pattern: str) -> list[Path]:
+    """The files matching a glob pattern (``*``, ``?``, ``[..]``, ``**`` for any depth), sorted. Unlike
+    :func:`glob.glob`, ``**`` walks with :func:`walk_once`: a symlink loop under it ends (glob.glob would follow
+    it without end). Wildcards do not match a leading dot, as in the shell."""
+    if "**" not in pattern:
+        return sorted(Path(p) for p in glob.glob(pattern))
+    parts = Path(pattern).parts
+    fixed = 0
+    while fixed < len(parts) - 1 and not glob.has_magic(parts[fixed]):
+        fixed += 1
+    top = Path(*parts[:fixed]) if fixed else Path(".")
+    wanted = parts[fixed:]
+    found = []
+    for root, _dirs, files in walk_once(top):
+        rel = Path(root).relative_to(top).parts if Path(root) != top else ()
+        for name in files:
+            if _glob_match((*rel, name), wanted):
+                found.append(Path(root) / name)
+    return sorted(found)
+
+
+def _glob_match(parts: Sequence[str], pattern: Sequence[str]) -> bool:
+    """Path components against pattern components; "**" matches any number of (non-hidden) components."""
+    if not pattern:
+        return not parts
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        return any(_glob_match(parts[i:], rest) for i in range(len(parts) + 1))
+    if not parts or (parts[0].startswith(".") and not head.startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(parts[0], head) and _glob_match(parts[1:], rest)
 
 
 @dataclass(frozen=True)
@@ -779,6 +896,7 @@ class InputFile:
     spec: str
     named: bool
     error: str | None = None
+    aliases: tuple[Path, ...] = ()  # other names of the same file among the inputs (links), dropped as duplicates
 
 
 def expand_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False, videos: bool = False) -> list[InputFile]:
@@ -786,13 +904,22 @@ def expand_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False, v
     twice, also through a symlink or a hard link, counts once). An argument that names nothing becomes an
     :class:`InputFile` with ``error`` so that it is reported while the rest goes on."""
     out: list[InputFile] = []
-    seen: set[object] = set()
+    seen: dict[object, int] = {}
 
     def add(path: Path, spec: str, named: bool) -> None:
         key = _identity(path)
         if key not in seen:
-            seen.add(key)
+            seen[key] = len(out)
             out.append(InputFile(path, spec, named))
+            return
+        # The same file again: one entry, which keeps the other names (an entry with aliases is never skipped as an
+        # earlier result, see earlier_results) and is the real file rather than a symlink to it when both are found.
+        index = seen[key]
+        first = out[index]
+        if first.path.is_symlink() and not path.is_symlink():
+            out[index] = replace(first, path=path, spec=spec, named=named, aliases=first.aliases + (first.path,))
+        else:
+            out[index] = replace(first, aliases=first.aliases + (path,))
 
     for raw in specs:
         spec = os.fspath(raw)
@@ -810,7 +937,11 @@ def expand_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False, v
             for file in files:
                 add(file, spec, False)
         elif exists and path.suffix.lower() == ".txt":
-            files = read_path_list(path)
+            try:
+                files = read_path_list(path)
+            except ImageReadError as err:  # the plan names the path: keep the reason only
+                out.append(InputFile(path, spec, True, str(err).removeprefix(f"{path}: ")))
+                continue
             if not files:
                 out.append(InputFile(path, spec, True, "the list names no image"))
             for file in files:
@@ -820,7 +951,7 @@ def expand_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False, v
         elif path.is_symlink():
             out.append(InputFile(path, spec, True, "broken symbolic link"))
         elif glob.has_magic(spec):
-            matches = sorted(Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True))
+            matches = glob_files(os.path.expanduser(spec))
             files = [p for p in matches if is_image_name(p, videos) and _is_file(p)]
             if not files:
                 out.append(InputFile(path, spec, True, "no image file matches this pattern"))
@@ -884,6 +1015,7 @@ def earlier_results(
         if (
             entry.error is None
             and not entry.named
+            and not entry.aliases  # also an input under another name: skipping it would skip that one silently
             and other is not None
             and other != index
             and os.path.realpath(entry.path.parent).casefold() == folder_key
@@ -951,3 +1083,100 @@ def check_folder_writable(folder: str | os.PathLike, params: tuple[str, ...] = (
         is_it = ancestor == Path(os.path.abspath(folder))
         what = f"folder {folder}" if is_it else f"folder {ancestor} (to create {folder})"
         raise UsageError(f"the {what} is not writable", params=params)
+
+
+# --------------------------------------------------------------------------------------------------- animations
+
+# Pillow formats whose files with more than one frame are animations, and the extension each is written with.
+ANIMATION_FORMATS = {"GIF": ".gif", "WEBP": ".webp", "PNG": ".png"}
+
+
+@dataclass(frozen=True)
+class AnimationHeader:
+    """An animated GIF/WebP/APNG: its format, size, frame count, each frame's duration (ms), loop count (0 =
+    for ever) and whether any frame can be transparent."""
+
+    format: str
+    width: int
+    height: int
+    frames: int
+    durations: tuple[int, ...]
+    loop: int
+    has_alpha: bool
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.durations) / 1000
+
+
+def _frame_duration(im: Image.Image, default: int = 100) -> int:
+    value = im.info.get("duration", default)
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return default
+
+
+def read_animation_header(path: str | os.PathLike) -> AnimationHeader | None:
+    """The header of an animation (more than one frame in GIF, WebP or PNG), None for anything else (a still
+    image, a video, not an image). Every frame is looked at once: WebP says a frame's duration only when it is
+    loaded, and a truncated frame makes the file fail here rather than half-way through the work."""
+    path = Path(path)
+    try:
+        with _quiet(), Image.open(path) as im:
+            frames = int(getattr(im, "n_frames", 1) or 1)
+            if im.format not in ANIMATION_FORMATS or frames < 2:
+                return None
+            fmt, size, loop = im.format, im.size, int(im.info.get("loop", 0) or 0)
+            durations, alpha = [], False
+            for index in range(frames):
+                im.seek(index)
+                im.load()
+                durations.append(_frame_duration(im))
+                alpha = alpha or im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
+            return AnimationHeader(fmt, size[0], size[1], frames, tuple(durations), loop, alpha)
+    except (OSError, ValueError, EOFError, SyntaxError, IndexError, Image.DecompressionBombError):
+        return None
+
+
+def iter_animation(path: str | os.PathLike) -> Iterator[tuple[np.ndarray, int]]:
+    """Each frame of an animation as it is shown (Pillow composes GIF/APNG disposal and blending), HxWx4 uint8
+    RGBA, with its duration in ms. Raises :class:`ImageReadError` for a broken frame (naming the frame)."""
+    path = Path(path)
+    index = 0
+    try:
+        with _quiet(), Image.open(path) as im:
+            frames = int(getattr(im, "n_frames", 1) or 1)
+            for index in range(frames):
+                im.seek(index)
+                rgba = im.convert("RGBA")  # loads the frame first: WebP's duration is known only then
+                yield np.asarray(rgba), _frame_duration(im)
+    except (OSError, ValueError, EOFError, SyntaxError, IndexError) as err:
+        raise ImageReadError(f"{path}: broken animation at frame {index + 1} ({_one_line(err)})") from None
+
+
+def write_animation(
+    path: str | os.PathLike, frames: Sequence[np.ndarray], durations: Sequence[int], loop: int, fmt: str
+) -> None:
+    """Write HxWx3/HxWx4 uint8 ``frames`` as an animation of Pillow format ``fmt`` (GIF, WEBP or PNG)
+    atomically, with each frame's duration (ms) and the loop count. GIF transparency is on or off per pixel
+    (alpha >= 128 is opaque); WebP is written at quality 95, APNG losslessly."""
+    if fmt not in ANIMATION_FORMATS:
+        raise ImageWriteError(f"{path}: cannot write {fmt} animations")
+    images = []
+    for array in frames:
+        if fmt == "GIF" and array.ndim == 3 and array.shape[2] == 4:
+            array = array.copy()
+            array[..., 3] = np.where(array[..., 3] >= 128, 255, 0).astype(array.dtype)
+        images.append(Image.fromarray(np.ascontiguousarray(array)))
+    save: dict = {"save_all": True, "append_images": images[1:], "duration": list(durations), "loop": loop}
+    if fmt == "GIF":
+        save["disposal"] = 2  # each frame replaces the last: frames are whole pictures here
+    elif fmt == "WEBP":
+        save.update(lossless=False, quality=95)
+    buffer = io.BytesIO()
+    try:
+        images[0].save(buffer, format=fmt, **save)
+    except (OSError, ValueError) as err:
+        raise ImageWriteError(f"{path}: cannot write the animation ({_one_line(err)})") from None
+    atomic_write_bytes(Path(path), buffer.getvalue())

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from .harness import Realesr
+from .harness import Realesr, Result
 
 
 @pytest.fixture
@@ -14,6 +15,25 @@ def realesr():
     runner = Realesr()
     yield runner
     runner.cleanup()
+
+
+@pytest.fixture
+def cli(capsys):
+    """``cli(*args)`` runs ``realesr.cli.main`` in this process (milliseconds, not a 2-second start-up) and gives
+    the same :class:`Result` as ``realesr``; for cases that cannot hang (no deadline, no process group)."""
+    import time
+
+    from realesr.cli import main
+
+    def run(*args: object) -> Result:
+        argv = [a if isinstance(a, str) else os.fsdecode(a) if isinstance(a, bytes) else str(a) for a in args]
+        capsys.readouterr()
+        start = time.monotonic()
+        code = main(argv)
+        out, err = capsys.readouterr()
+        return Result(argv, code, out, err, time.monotonic() - start)
+
+    return run
 
 
 @pytest.fixture

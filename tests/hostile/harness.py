@@ -3,7 +3,8 @@ own process group with a deadline, and check the promise: no traceback, the exit
 the file or option, every input byte-identical, nothing written where it should not be, the command ends in time.
 
 Use it from any ``tests/hostile/test_*.py`` (fixtures ``realesr`` and ``weights`` come from conftest.py, the
-helpers from here: ``from .harness import snapshot, assert_unchanged, tiny_image``)::
+helpers from here: ``from .harness import snapshot, assert_unchanged, tiny_image``; the fixture ``cli`` runs the
+same in-process, for cases that cannot hang, at no start-up cost)::
 
     def test_something(realesr, tmp_path):
         tree = snapshot(tmp_path)

@@ -20,12 +20,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import signal
 import sys
 from collections.abc import Mapping
 
-from realesr import __version__
+from realesr import __version__, signals
+from realesr.cli._text import escape
 from realesr.errors import RealesrError
+from realesr.signals import Terminated  # noqa: F401 - part of this module's interface (tests)
 
 # Sub-command -> its one-line help in `realesr --help` (add a new command here and as realesr/cli/<name>.py).
 HELP = {
@@ -42,17 +43,14 @@ HELP = {
 COMMANDS = tuple(HELP)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is, so that it unwinds like Ctrl-C (temporary files removed)."""
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated()
-
-
 def describe(err: BaseException, flags: Mapping[str, str] | None = None) -> str:
-    """The one-line message of ``err``, with the options (from the error's ``params``) that avoid it."""
-    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    """The one-line message of ``err``, with the options (from the error's ``params``) that avoid it. realesr's
+    own messages are one line by construction, so a line break in them comes from a name: escaped, like every
+    other control character (cli/_text.py); a foreign exception (torch, the OS) gives its first line."""
+    text = str(err).strip()
+    if not isinstance(err, RealesrError):
+        text = (text.splitlines() or [type(err).__name__])[0]
+    text = escape(text or type(err).__name__)
     params = getattr(err, "params", ()) or ()
     options = list(dict.fromkeys(flags[p] for p in params if flags and p in flags))
     if options:
@@ -80,6 +78,25 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):
+        # A name that is not UTF-8 must not stop a command after its work is done (the summary): the escapes of
+        # cli/_text.py cover the messages, this any other line.
+        try:
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):  # not a text file (an embedding program's object)
+            pass
+    # The signal rule (realesr.signals) from the first instruction: a Ctrl-C while the parser or torch loads is an
+    # interrupt like any other (130, one line), not a traceback.
+    with signals.installed():
+        try:
+            return _main(argv)
+        except KeyboardInterrupt as err:  # Terminated (SIGTERM) is one too
+            code = signals.exit_code_of(err)
+            print(f"realesr: {'terminated' if code == signals.TERMINATED else 'interrupted'}", file=sys.stderr)
+            return code
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
@@ -89,22 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     flags = getattr(args, "flags", None)
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread (an embedding program): leave its signals alone
-        previous = None
     try:
         return int(args.func(args) or 0)
     except RealesrError as err:
         print(f"realesr: error: {describe(err, flags)}", file=sys.stderr)
         return err.exit_code
-    except Terminated:
-        print("realesr: terminated", file=sys.stderr)
-        return 143
-    except KeyboardInterrupt:
-        print("realesr: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         # `realesr models | head`: the reader left; silence the flush at exit as well.
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - kept open until exit
@@ -112,6 +118,51 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, MemoryError) as err:  # the system refused something the command did not foresee
         print(f"realesr: error: {describe(err)}", file=sys.stderr)
         return 1
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    except Exception as err:  # noqa: BLE001 - the last resort: see internal_error
+        return internal_error(err)
+
+
+# The exit code of an unexpected exception: EX_SOFTWARE of sysexits.h ("internal software error"), distinct from
+# the codes of the rule (0, 1, 2, 130, 143) so that scripts can tell a bug from a failed input.
+INTERNAL_ERROR = 70
+
+
+def internal_error(err: BaseException) -> int:
+    """The safety net, not the fix: an exception no code path foresaw becomes one line that says so and where the
+    traceback was written (a file in the temporary folder), exit code :data:`INTERNAL_ERROR`."""
+    import tempfile
+    import traceback
+
+    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    where = "(the traceback could not be written)"
+    try:
+        fd, path = tempfile.mkstemp(prefix="realesr-crash-", suffix=".log")
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
+            f.write(f"realesr {__version__}, {sys.executable} {sys.version.split()[0]}\n{' '.join(sys.argv)}\n\n")
+            f.write(text)
+        where = f"(traceback in {path})"
+    except OSError:
+        pass
+    line = (str(err).strip().splitlines() or [""])[0][:200]
+    print(
+        f"realesr: internal error, please report: {type(err).__name__}: {escape(line)} {where}",
+        file=sys.stderr,
+    )
+    return INTERNAL_ERROR
+
+
+def entry() -> None:
+    """The console script: ``main``, then the exit. After an interrupt, threads that the unwinding did not stop
+    (a worker blocked in a library call) get a moment to end, then the process exits anyway with the code."""
+    code = main()
+    if code in (signals.INTERRUPTED, signals.TERMINATED):
+        import threading
+        import time
+
+        deadline = time.monotonic() + 2.0
+        for thread in threading.enumerate():
+            if thread is not threading.current_thread() and not thread.daemon:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.current_thread()):
+            signals._hard_exit(code)
+    sys.exit(code)

@@ -1,4 +1,5 @@
-"""The video side of `realesr upscale`: its option group, and one video's job with a progress bar in frames.
+"""The video side of `realesr upscale`: its option group, the VideoOptions it gives, and how a video's progress
+and count are shown (the frame rate over a moving window; "1 video, 240 frames").
 
 PyAV is imported only when a video is actually processed, so `realesr upscale --help` stays fast.
 """
@@ -6,8 +7,12 @@ PyAV is imported only when a video is actually processed, so `realesr upscale --
 from __future__ import annotations
 
 import argparse
-import sys
 import time
+from collections import deque
+from dataclasses import dataclass
+
+from realesr.cli._options import option
+from realesr.schema import Float, Int
 
 VIDEO_FLAGS = {
     "codec": "--codec",
@@ -31,27 +36,14 @@ def _time(text: str) -> float:
     seconds = 0.0
     for part in parts:
         seconds = seconds * 60 + part
-    return seconds
+    return option(_TIME)(repr(seconds))  # finite and bounded: not "inf", not 1e308
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, not {text}")
-    return value
+# Ten years of video: beyond any file, small enough for every time base's integer timestamps.
+_TIME = Float(low=0, high=10 * 365 * 86400.0)
 
 
-def _crf(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= value <= 63:
-        raise argparse.ArgumentTypeError(f"must be in 0..63, not {text}")
-    return value
+_crf = option(Int(0, 63))
 
 
 def add_video_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +57,8 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
         "--codec",
         choices=("h264", "hevc", "vp9", "vp8", "av1"),
         default=None,
-        help="video codec (default: the input's where an encoder exists, else h264)",
+        help="video codec (default: the input's where an encoder exists, else h264; a codec this install's PyAV "
+        "lacks is refused before any work, naming the ones it has); an animation given a codec becomes a video",
     )
     group.add_argument(
         "--crf",
@@ -91,23 +84,6 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-audio", action="store_true", help="leave out audio, subtitle and data streams")
 
 
-def check_video_routing(args: argparse.Namespace, plan) -> bool:
-    """Whether a run that scale-out would take (--batch, several devices, --ray) can go there: a plan with videos
-    stays in this process (--batch then sets the frames per forward pass), on one device."""
-    if not any(item.video is not None for item in plan.items):
-        return True
-    from realesr.cli import scaleout
-    from realesr.errors import UsageError
-
-    if getattr(args, "ray", None) is not None or scaleout.devices_of(args) is not None:
-        raise UsageError(
-            "videos are upscaled in this process on one device: give one --device and no --ray "
-            "(upscale the images separately to spread them)",
-            params=("device",),
-        )
-    return False
-
-
 def video_options(args: argparse.Namespace):
     from realesr.infer.video import VideoOptions
 
@@ -121,44 +97,50 @@ def video_options(args: argparse.Namespace):
         end=args.end,
         audio=not args.no_audio,
         suffix=args.suffix,
+        compare=bool(getattr(args, "compare", False)),
     )
 
 
-def run_video_item(upscaler, item, options, show_progress: bool):
-    """Upscale one planned video with a progress bar in frames (fps, ETA); returns the VideoResult."""
-    from tqdm import tqdm
+@dataclass
+class VideoCounts:
+    """Videos and their frames, for the summary line in their own words ("1 video, 240 frames")."""
 
-    from realesr.infer.video import upscale_video
+    videos: int = 0
+    frames: int = 0
 
-    bar = None
-    started = time.perf_counter()
+    def add(self, result) -> None:
+        self.videos += 1
+        self.frames += result.frames
 
-    def on_progress(done: int, total: int | None) -> None:
-        nonlocal bar
-        if not show_progress:
-            return
-        if bar is None:
-            bar = tqdm(
-                total=total,
-                initial=done,
-                unit="frame",
-                desc=item.source.name,
-                file=sys.stderr,
-                dynamic_ncols=True,
-                smoothing=0.1,
-            )
-        bar.update(done - bar.n)
+    def phrase(self, images_done: int, images_total: int, videos_total: int) -> str | None:
+        if not videos_total:
+            return None
+        videos = f"{self.videos} video{'' if self.videos == 1 else 's'}"
+        if self.videos != videos_total:
+            videos = f"{self.videos} of {videos_total} videos"
+        videos += f", {self.frames} frame{'' if self.frames == 1 else 's'}"
+        return f"{images_done} of {images_total} image(s) and {videos}" if images_total else videos
 
-    try:
-        result = upscale_video(upscaler, item.source, item.output, options, on_progress=on_progress, info=item.video)
-    finally:
-        if bar is not None:
-            bar.close()
-    elapsed = time.perf_counter() - started
-    fps = (result.frames - result.resumed_frames) / elapsed if elapsed > 0 else 0.0
-    print(
-        f"{item.source} -> {result.output}: {result.frames} frames, {result.size[0]} x {result.size[1]}, "
-        f"{elapsed:.1f} s, {fps:.2f} fps",
-        file=sys.stderr,
-    )
-    return result
+
+class FrameRate:
+    """Frames per second over the last ``window`` frames (a moving average): an ETA that neither jumps with one
+    slow frame nor remembers a slow start for ever."""
+
+    def __init__(self, window: int = 30) -> None:
+        self.marks: deque[tuple[float, int]] = deque(maxlen=window + 1)
+
+    def mark(self, done: int, now: float | None = None) -> None:
+        self.marks.append((time.perf_counter() if now is None else now, done))
+
+    def rate(self) -> float | None:
+        if len(self.marks) < 2:
+            return None
+        (t0, n0), (t1, n1) = self.marks[0], self.marks[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 and n1 > n0 else None
+
+    def eta(self, done: int, total: int | None) -> str:
+        rate = self.rate()
+        if rate is None or total is None:
+            return "?"
+        seconds = int(max(0, total - done) / rate)
+        return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import socket
 import sys
+from pathlib import Path
 
 from realesr.cli._options import number
-from realesr.errors import RealesrError, UsageError
+from realesr.errors import MissingExtraError, RealesrError, UsageError
 
-FLAGS = {"model": "--model", "device": "--device", "host": "--host", "port": "--port"}
+FLAGS = {
+    "model": "--model",
+    "device": "--device",
+    "host": "--host",
+    "port": "--port",
+    "token": "--token",
+    "results": "--results",
+}
 
 
 def register(subparsers) -> None:
@@ -39,7 +48,10 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto")
     parser.add_argument(
-        "--token", default=None, help="the access token (default: $REALESR_TOKEN, else a new random one)"
+        "--token",
+        default=None,
+        help="the access token, at least 8 letters, digits or . _ ~ + / = - (default: $REALESR_TOKEN, else the one "
+        "kept in --results from an earlier start, else a new random one)",
     )
     parser.add_argument(
         "--model",
@@ -50,8 +62,17 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--only", action="store_true", help="offer only the --model files, not the official models")
     parser.add_argument(
-        "--no-download", action="store_true", help="never download official weights: models not on this machine fail"
+        "--no-download",
+        action="store_true",
+        help="never download official weights: the page lists only the models on this machine",
     )
+    _add_limits(parser)
+    _add_storage(parser)
+    parser.add_argument("--open", action="store_true", help="open the page in the default browser")
+    parser.set_defaults(func=run, flags=FLAGS)
+
+
+def _add_limits(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-upload-mb",
         type=number(float, above=0),
@@ -73,8 +94,28 @@ def register(subparsers) -> None:
         metavar="N",
         help="most jobs queued or running at once (default 100)",
     )
-    parser.add_argument("--open", action="store_true", help="open the page in the default browser")
-    parser.set_defaults(func=run, flags=FLAGS)
+
+
+def _add_storage(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--results",
+        default=None,
+        metavar="DIR",
+        help="where the job list, uploads and results are kept, one folder per token, so that a reload or a "
+        "restart shows the same jobs (default: $XDG_STATE_HOME/realesr/serve or ~/.local/state/realesr/serve)",
+    )
+    parser.add_argument(
+        "--keep-days",
+        type=number(float, 0, 36500),
+        default=7.0,
+        metavar="DAYS",
+        help="delete finished jobs and their files after this many days (default 7; 0 keeps them until removed)",
+    )
+    parser.add_argument(
+        "--no-keep",
+        action="store_true",
+        help="keep nothing: uploads and results go to a temporary folder deleted when the server stops",
+    )
 
 
 def _devices(text: str) -> list[str]:
@@ -84,19 +125,55 @@ def _devices(text: str) -> list[str]:
     return [str(pick_device(name)) for name in names]
 
 
+def _results_dir(given: str | None) -> Path:
+    if given is not None:
+        return Path(given).expanduser()
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "realesr" / "serve"
+
+
+def _token(given: str | None, results: Path | None) -> str:
+    """--token, else $REALESR_TOKEN, else the token kept in the results folder (so that a restart keeps the
+    address and the jobs), else a new one (kept there, readable by this user only). Never blank."""
+    from realesr.serve.security import check_token
+
+    if given is not None:
+        return check_token(given, "--token")
+    if "REALESR_TOKEN" in os.environ:
+        return check_token(os.environ["REALESR_TOKEN"], "$REALESR_TOKEN")
+    kept = None if results is None else results / "token"
+    if kept is not None:
+        with contextlib.suppress(OSError, UsageError):
+            return check_token(kept.read_text(encoding="ascii").strip(), str(kept))
+    token = secrets.token_urlsafe(24)
+    if kept is not None:
+        try:
+            kept.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as out:
+                out.write(token + "\n")
+        except OSError as err:
+            raise UsageError(f"cannot write {kept}: {err.strerror or err}", params=("results",)) from None
+    return token
+
+
+def _token_folder(token: str) -> str:
+    """Each token sees its own jobs; the folder is named by a digest, so the token is not in a path."""
+    import hashlib
+
+    return "jobs-" + hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn  # noqa: F401 - checked here, used in _serve
 
         from realesr.serve.app import Limits, available_models, create_app, file_model
     except ImportError as err:
-        raise UsageError(
-            f"realesr serve needs the web extra ({err.name} is missing): pip install 'realesr[web]'"
-        ) from None
+        raise MissingExtraError("realesr serve", "web", err.name or "") from None
 
-    token = args.token or os.environ.get("REALESR_TOKEN") or secrets.token_urlsafe(24)
-    if len(token) < 8:
-        raise UsageError("the token must have at least 8 characters", params=("token",))
+    results = None if args.no_keep else _results_dir(args.results)
+    token = _token(args.token, results)
     devices = _devices(args.device)
     models = [] if args.only else available_models()
     for path in args.model:
@@ -121,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         limits=limits,
         allow_download=not args.no_download,
+        work_dir=None if results is None else results / _token_folder(token),
+        keep_seconds=args.keep_days * 86400,
     )
     try:
         _serve(app, sock, args, token, devices, models)
@@ -148,7 +227,12 @@ def _serve(app, sock: socket.socket, args: argparse.Namespace, token: str, devic
     print(f"realesr serve: open {url}", flush=True)
     print(
         f"  devices: {', '.join(devices)}; models: {', '.join(m.name for m in models if m.available)} "
-        f"(offline); Ctrl-C stops and deletes every upload and result",
+        "(offline); "
+        + (
+            f"uploads and results in {app.state.jobs.work_dir}, deleted when Ctrl-C stops the server"
+            if args.no_keep
+            else f"jobs are kept in {app.state.jobs.work_dir} for {args.keep_days:g} days or until removed"
+        ),
         flush=True,
     )
     if args.open:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 from realesr.cli._bars import download_bar
 from realesr.cli._options import number
 from realesr.cli._summary import print_summary
-from realesr.errors import RealesrError
+from realesr.cli._video import VIDEO_FLAGS, add_video_arguments
+from realesr.cli.scaleout import FLAGS as SCALEOUT_FLAGS
+from realesr.cli.scaleout import add_arguments as add_scaleout_arguments
 
 EXT_CHOICES = ("auto", "png", "jpg", "webp", "tif", "bmp")
 
@@ -103,10 +105,7 @@ def register(subparsers) -> None:
         help="realesr-general-x4v3 only: 0 keeps noise, 1 removes it (blends with the wdn weights)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    from realesr.cli import scaleout
-    from realesr.cli._video import add_video_arguments
-
-    scaleout.add_arguments(parser)
+    add_scaleout_arguments(parser)
     add_video_arguments(parser)
     parser.set_defaults(func=run, flags=FLAGS)
 
@@ -124,108 +123,181 @@ FLAGS = {
     "precision": "--precision",
     "alpha": "--alpha",
     "denoise_strength": "--denoise-strength",
+    **VIDEO_FLAGS,
+    **SCALEOUT_FLAGS,
 }
 
 
 def run(args: argparse.Namespace) -> int:
-    from realesr.cli import describe
-    from realesr.infer.files import OutputOptions, plan_upscale, upscale_item
+    """Parse the options into one plan and one runner (realesr.infer.runner), run it, print what happens."""
+    from realesr.cli._video import video_options
+    from realesr.infer.files import OutputOptions, plan_upscale
+    from realesr.infer.pool import UpscalerSpec
+    from realesr.infer.runner import choose_runner, run_plan
 
     options = OutputOptions(suffix=args.suffix, ext=args.ext, quality=args.quality, compare=args.compare)
-    from realesr.cli._video import (
-        VIDEO_FLAGS,
-        check_video_routing,
-        run_video_item,
-        video_options,
-    )
-
-    FLAGS.update(VIDEO_FLAGS)
     v_options = video_options(args)
     plan = plan_upscale(args.inputs, args.output, options, video_options=v_options)
-    from realesr.cli import scaleout
-
-    if scaleout.routed(args) and check_video_routing(args, plan):  # several devices, --batch, --ray: cli/scaleout.py
-        return scaleout.run(args, plan, FLAGS)
-
-    from tqdm import tqdm
-
-    from realesr.infer.upscaler import Upscaler
-
-    show_progress = not args.no_progress and sys.stderr.isatty()
-    upscaler = Upscaler(
+    runner = choose_runner(
+        args.device, args.batch, args.ray, args.ray_workers, args.ray_gpus, has_videos=plan.has_videos
+    )
+    spec = UpscalerSpec(
         args.model,
-        device=args.device,
         precision=args.precision,
         tile=args.tile,
         tile_pad=args.tile_pad,
         outscale=args.outscale,
         alpha=args.alpha,
         denoise_strength=args.denoise_strength,
-        progress=False if args.no_progress else download_bar(args.model),
     )
-    plan.check_sizes(upscaler)
-    if any(item.error is None for item in plan.items):
-        plan.prepare()
-    failures: list[tuple[Path, str]] = []
-    written: list[Path] = []
-    notes: list[str] = []
-    video_frames = 0
-    started = time.perf_counter()
-    items = scaleout.kept_items(args, plan)
-    bar = tqdm(items, unit="image", desc="upscale", disable=not show_progress or len(items) < 2, file=sys.stderr)
-    for item in bar:
-        if item.error:
-            message = describe(RealesrError(item.error, params=item.error_params), FLAGS)
-            failures.append((item.source, message))
-            tqdm.write(f"failed: {message}", file=sys.stderr)
-            continue
-        tiles_bar = None
-
-        def on_tile(done: int, total: int, name: str = item.source.name) -> None:
-            nonlocal tiles_bar
-            if total < 2 or not show_progress:
-                return
-            if tiles_bar is None:
-                tiles_bar = tqdm(total=total, unit="tile", desc=name, leave=False, file=sys.stderr)
-            tiles_bar.n = done
-            tiles_bar.refresh()
-
-        try:
-            if item.video is not None:  # a video or an animation (realesr.cli._video)
-                video_result = run_video_item(upscaler, item, v_options, show_progress)
-                written.append(video_result.output)
-                notes.extend(f"{item.source}: {note}" for note in video_result.notes)
-                video_frames += video_result.frames - video_result.resumed_frames
-                continue
-            result = upscale_item(upscaler, item, options, on_progress=on_tile)
-            written.append(result.output)
-            notes.extend(f"{item.source}: {note}" for note in result.notes)
-        except RealesrError as err:
-            message = _strip_path(describe(err, FLAGS), item.source)
-            failures.append((item.source, message))
-            tqdm.write(f"failed: {message}", file=sys.stderr)
-        except (OSError, ValueError, MemoryError) as err:  # anything else about this one file
-            failures.append((item.source, f"{type(err).__name__}: {err}"))
-            tqdm.write(f"failed: {item.source}: {type(err).__name__}: {err}", file=sys.stderr)
-        finally:
-            if tiles_bar is not None:
-                tiles_bar.close()
-    bar.close()
-    elapsed = time.perf_counter() - started
+    show = _Show(not args.no_progress and sys.stderr.isatty())
+    try:
+        report = run_plan(
+            plan,
+            spec,
+            runner,
+            on_event=show,
+            video_options=v_options,
+            resume=args.resume,
+            progress=False if args.no_progress else download_bar(args.model),
+        )
+    finally:
+        show.close()
     where = plan.target if plan.target_is_file else f"{plan.target}{os.sep}"
-    extras = (f"{video_frames} video frame(s), {video_frames / max(elapsed, 1e-9):.2f} fps",) if video_frames else ()
+    notes = list(report.notes)
+    what = None
+    if runner.kind == "process":
+        frames = report.video_frames  # upscaled in this run (for the rate)
+        extras: tuple[str, ...] = (f"{frames / max(report.seconds, 1e-9):.2f} frames/s",) if frames else ()
+        videos = show.videos
+        what = videos.phrase(len(report.written) - videos.videos, report.total - report.videos, report.videos)
+    else:
+        notes += [f"{device}: {report.precision} overflowed; fp32 was used" for device in report.fell_back]
+        lost = (f"{len(report.lost)} worker process(es) stopped",) if report.lost else ()
+        extras = (runner.where, *lost)
     print_summary(
-        len(written), len(items), upscaler.model_name, str(where), elapsed, notes, len(failures), plan.skipped, extras
+        len(report.written),
+        report.total,
+        report.model_name,
+        str(where),
+        report.seconds,
+        notes,
+        len(report.failures),
+        plan.skipped,
+        extras,
+        what=what,
     )
-    if upscaler.fell_back_to_fp32:
-        print(f"note: {upscaler.precision} overflowed; fp32 was used", file=sys.stderr)
-    check = upscaler.precision_check
-    if check is not None and not check.passed:
-        print(f"note: {check.describe()}; fp32 was used", file=sys.stderr)
-    if upscaler.traits.licence:
-        print(f"note: {upscaler.model_name}: licence: {upscaler.traits.licence}", file=sys.stderr)
-    return 1 if failures else 0
+    if runner.kind == "process" and report.fell_back:
+        print(f"note: {report.precision} overflowed; fp32 was used", file=sys.stderr)
+    if report.licence:
+        print(f"note: {report.model_name}: licence: {report.licence}", file=sys.stderr)
+    return 1 if report.failures else 0
 
 
-def _strip_path(message: str, source: Path) -> str:
-    return message if message.startswith(str(source)) else f"{source}: {message}"
+class _Show:
+    """The run's events as progress bars (images, and tiles or frames of the file at work) and lines on stderr."""
+
+    def __init__(self, bars: bool) -> None:
+        from realesr.cli._video import FrameRate, VideoCounts
+
+        self.bars = bars
+        self.videos = VideoCounts()
+        self.meter = FrameRate()
+        self.files: Any = None  # the bar of files (tqdm)
+        self.inner: Any = None  # the bar of the current file's tiles or frames
+        self.inner_of: Path | None = None
+
+    def __call__(self, event) -> None:
+        from tqdm import tqdm
+
+        if event.kind == "resumed":
+            print(f"note: {event.done} input(s) already have complete outputs: skipped (--resume)", file=sys.stderr)
+        elif event.kind == "start":
+            total = event.total or 0
+            self.files = tqdm(
+                total=total, unit="image", desc="upscale", disable=not self.bars or total < 2, file=sys.stderr
+            )
+        elif event.kind == "progress":
+            self._inner(event)
+        elif event.kind in ("done", "failed"):
+            self._close_inner()
+            if event.kind == "failed":
+                tqdm.write(f"failed: {self._message(event)}", file=sys.stderr)
+            elif event.item is not None and event.item.video is not None:
+                self.videos.add(event.result)
+                self._video_line(event.result)
+            if self.files is not None:
+                self.files.update(1)
+        elif event.kind == "lost":
+            tqdm.write(f"warning: {event.message}", file=sys.stderr)
+
+    @staticmethod
+    def _message(event) -> str:
+        from realesr.cli import describe
+        from realesr.cli._text import escape
+        from realesr.errors import RealesrError
+        from realesr.infer.files import with_source
+
+        err, source = event.error, event.item.source
+        if isinstance(err, RealesrError):
+            return with_source(describe(err, FLAGS), escape(str(source)))
+        if err is not None:  # anything else about this one file
+            return escape(with_source(f"{type(err).__name__}: {describe(err)}", source))
+        return event.message
+
+    def _inner(self, event) -> None:
+        from tqdm import tqdm
+
+        video = event.item.video is not None
+        if video:
+            if self.inner_of != event.item.source:
+                self.meter = type(self.meter)()  # a fresh moving window for each video
+            self.meter.mark(event.done)
+        if not self.bars:
+            self.inner_of = event.item.source
+            return
+        if self.inner is None or self.inner_of != event.item.source:
+            self._close_inner()
+            self.inner_of = event.item.source
+            if not video and (event.total or 0) < 2:
+                return
+            if video:  # frames: rate and ETA over a moving window, and a resumed video starts where it was
+                self.inner = tqdm(
+                    total=event.total,
+                    initial=event.done,
+                    unit="frame",
+                    desc=event.item.source.name,
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{postfix}]",
+                )
+            else:
+                self.inner = tqdm(
+                    total=event.total, unit="tile", desc=event.item.source.name, leave=False, file=sys.stderr
+                )
+        if self.inner is None:
+            return
+        if video:
+            rate = self.meter.rate()
+            self.inner.set_postfix_str(f"{self.meter.eta(event.done, event.total)}, {rate or 0:.2f} frames/s", False)
+            self.inner.update(event.done - self.inner.n)
+        else:
+            self.inner.n = event.done
+            self.inner.refresh()
+
+    def _video_line(self, result) -> None:
+        print(
+            f"{result.source} -> {result.output}: {result.frames} frames, {result.size[0]} x {result.size[1]}, "
+            f"{result.seconds:.1f} s, {result.fps:.2f} frames/s",
+            file=sys.stderr,
+        )
+
+    def _close_inner(self) -> None:
+        if self.inner is not None:
+            self.inner.close()
+        self.inner, self.inner_of = None, None
+
+    def close(self) -> None:
+        self._close_inner()
+        if self.files is not None:
+            self.files.close()

@@ -9,11 +9,12 @@ as PNG (lossless), ``NAME_s001.png`` onwards, row by row, beside the same sub-fo
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from realesr.errors import DataError, UsageError
+from realesr.errors import DataError, ImageReadError, UsageError
 from realesr.imagefiles import (
     PlannedOutput,
     check_outputs,
@@ -57,18 +58,22 @@ def plan_subimages(
     """Every sub-image to cut (from the image headers; nothing decoded or written) and the notes on skipped files."""
     hr_dir, out_dir = Path(hr_dir), Path(out_dir)
     if not hr_dir.is_dir():
-        raise DataError(f"HR folder not found: {hr_dir}")
+        what = "is not a folder" if hr_dir.exists() else "not found"
+        raise UsageError(f"HR folder {hr_dir} {what}", params=("hr_dir",))
+    if out_dir.exists() and os.path.samefile(out_dir, hr_dir):
+        # The sub-images and meta_info.txt would land among the sources (and a second run would cut them too).
+        raise UsageError(f"the output folder {out_dir} is the HR folder: give another one", params=("output",))
     sources = list_folder(hr_dir, recursive=True)
     if not sources:
-        raise DataError(f"no images under {hr_dir}")
+        raise UsageError(f"no images under {hr_dir} (searched recursively)", params=("hr_dir",))
     plan, notes = [], []
     for src in sources:
         if out_dir.resolve() in src.resolve().parents:
             continue  # OUT_DIR inside HR_DIR: an earlier run's sub-images are not sources
         try:
             header = read_header(src)
-        except Exception as err:  # noqa: BLE001 - any unreadable file is reported and skipped
-            notes.append(f"{src}: skipped ({str(err).splitlines()[0] if str(err) else type(err).__name__})")
+        except ImageReadError as err:  # (read_header turns any decoding failure into one)
+            notes.append(f"{err}: skipped")
             continue
         h, w = header.height, header.width
         rel = src.relative_to(hr_dir)
@@ -81,10 +86,17 @@ def plan_subimages(
     return plan, notes
 
 
-def cut_subimages(plan: list[SubImage], out_dir: Path, on_image: Callable[[Path, int], None] | None = None) -> Path:
+def cut_subimages(
+    plan: list[SubImage],
+    out_dir: Path,
+    on_image: Callable[[Path, int], None] | None = None,
+    notes: list[str] | None = None,
+) -> Path:
     """Write the planned sub-images (each source decoded once) and ``OUT_DIR/meta_info.txt``; returns the list.
     Refuses before writing anything when an output would land on an input, on another output or on an existing
-    file (an earlier run: choose another OUT_DIR)."""
+    file (an earlier run: choose another OUT_DIR). A source whose pixels cannot be decoded (a truncated file whose
+    header was fine) is skipped with a line in ``notes`` and the rest goes on; the list names what was written.
+    Raises DataError when no source could be cut (no empty list is written)."""
     out_dir = Path(out_dir)
     outputs = [PlannedOutput(s.target, f"a sub-image of {s.source}", ("output",)) for s in plan]
     outputs.append(PlannedOutput(out_dir / META_INFO, "the meta_info list", ("output",)))
@@ -100,7 +112,12 @@ def cut_subimages(plan: list[SubImage], out_dir: Path, on_image: Callable[[Path,
     for s in plan:
         by_source.setdefault(s.source, []).append(s)
     for src, subs in by_source.items():
-        image = read_image(src)
+        try:
+            image = read_image(src)
+        except ImageReadError as err:
+            if notes is not None:
+                notes.append(f"{err}: skipped")
+            continue
         for s in subs:
             piece = image.array[s.top : s.top + s.height, s.left : s.left + s.width]
             s.target.parent.mkdir(parents=True, exist_ok=True)
@@ -109,6 +126,8 @@ def cut_subimages(plan: list[SubImage], out_dir: Path, on_image: Callable[[Path,
             lines.append(f"{s.target.relative_to(out_dir).as_posix()} ({s.height},{s.width},{channels})")
         if on_image is not None:
             on_image(src, len(subs))
+    if not lines:
+        raise DataError("no sub-image written: no image could be decoded (each is named above)")
     meta = out_dir / META_INFO
     from realesr.atomic import atomic_write_text
 

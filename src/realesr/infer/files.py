@@ -27,25 +27,28 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from realesr.errors import RealesrError, UsageError
+from realesr.errors import MissingExtraError, RealesrError, UsageError
 from realesr.imagefiles import (
     MAX_SIDE,
     NO_ALPHA_FORMATS,
+    NOT_AN_IMAGE,
     READ_EXTENSIONS,
     VIDEO_EXTENSIONS,
     WRITE_FORMATS,
     ImageHeader,
     InputFile,
+    LoadedImage,
     PlannedOutput,
     check_folder_writable,
     check_outputs,
     earlier_results,
     existing_ancestor,
     expand_inputs,
+    is_video_content,
     path_key,
     read_header,
     read_image,
@@ -54,7 +57,7 @@ from realesr.imagefiles import (
 )
 
 if TYPE_CHECKING:  # the type only: importing this module must not load the video code (startup time)
-    from realesr.infer.video import VideoInfo
+    from realesr.infer.video import VideoInfo, VideoResult
 
 __all__ = [
     "EXTENSIONS",
@@ -63,8 +66,11 @@ __all__ = [
     "PlanItem",
     "UpscalePlan",
     "plan_upscale",
+    "run_item",
     "upscale_file",
     "upscale_item",
+    "with_source",
+    "write_result",
 ]
 
 EXTENSIONS = tuple(ext.lstrip(".") for ext in WRITE_FORMATS)  # the values of the ext option besides "auto"
@@ -86,6 +92,8 @@ class OutputOptions:
     def __post_init__(self) -> None:
         if os.sep in self.suffix or (os.altsep and os.altsep in self.suffix) or "\0" in self.suffix:
             raise UsageError(f"the suffix must not contain a path separator: {self.suffix!r}", params=("suffix",))
+        if not self.suffix.isprintable():  # a newline or an escape sequence in the name of every output
+            raise UsageError(f"the suffix must be printable text, not {self.suffix!r}", params=("suffix",))
         if self.ext.lower().lstrip(".") not in EXTENSIONS + ("auto",):
             raise UsageError(
                 f"the output format must be auto or one of {', '.join(EXTENSIONS)}, not {self.ext!r}", params=("ext",)
@@ -116,6 +124,10 @@ class UpscalePlan:
     target: Path  # the output folder, or the output file when target_is_file
     target_is_file: bool
     skipped: list[Path] = field(default_factory=list)  # earlier results found among the inputs
+
+    @property
+    def has_videos(self) -> bool:
+        return any(item.video is not None for item in self.items)
 
     @property
     def folder(self) -> Path:
@@ -241,10 +253,10 @@ def plan_upscale(
     if str(target).startswith("~"):  # "~name/..." of a user unknown here: not a folder literally named "~name"
         user = str(target).split(os.sep, 1)[0]
         raise UsageError(f"the output {output}: there is no user {user[1:]!r} here", params=("output",))
-    target_is_file = target.suffix.lower() in WRITE_FORMATS and not target.is_dir()
-    if videos and target.suffix.lower() in VIDEO_EXTENSIONS and not target.is_dir():
+    target_is_file = target.suffix.lower() in WRITE_FORMATS and not _is_dir(target)
+    if videos and target.suffix.lower() in VIDEO_EXTENSIONS and not _is_dir(target):
         target_is_file = True
-    if target.suffix.lower() in READ_EXTENSIONS and not target_is_file and not target.is_dir():
+    if target.suffix.lower() in READ_EXTENSIONS and not target_is_file and not _is_dir(target):
         # "-o out.gif" would otherwise become a folder named out.gif
         raise UsageError(
             f"the output {target}: cannot write {target.suffix[1:].upper()} files "
@@ -314,13 +326,30 @@ def plan_upscale(
 def _plan_video(
     item: PlanItem, path: Path, target: Path, target_is_file: bool, options: OutputOptions, video_options
 ) -> None:
-    """A file that is no still image, or has several frames: a video or an animation? (by content)"""
-    from realesr.infer.video import output_extension, probe_video
+    """A file that is no still image, or has several frames: a video or an animation? (by content, and decided
+    before the video extra is needed: without PyAV a text file is still named as neither image nor video)"""
+    if item.header is None and not is_video_content(path):
+        if item.error is not None and item.error.endswith(NOT_AN_IMAGE):  # not a broken image: something else
+            item.error = f"{path}: neither an image nor a video (by its content)"
+        return
+    if not _has_pyav():
+        if item.header is not None:  # an animated image: its first frame, as a still image
+            item.notes.append("all frames of an animation need the video extra: pip install 'realesr[video]'")
+            return
+        raise MissingExtraError(f"{path} is a video: upscaling it", "video", "PyAV")
+    from realesr.infer.video import ANIMATION_FORMATS, output_extension, probe_video
 
     try:
         info = probe_video(path)
     except RealesrError as err:
         item.error = str(err)
+        return
+    header = item.header
+    if info is None and header is not None and header.frames > 1 and header.format in ANIMATION_FORMATS:
+        # Its header counts the frames, but they do not all decode (a truncated GIF, APNG or WebP): the file
+        # fails, rather than coming out as its first frame without a word about the broken rest.
+        item.error = f"{path}: a broken animation: not all of its {header.frames} frames can be decoded"
+        item.header = None
         return
     if info is None:
         if item.error is not None and path.suffix.lower() in VIDEO_EXTENSIONS:
@@ -332,20 +361,65 @@ def _plan_video(
         item.output = target
     else:
         item.output = target / (f"{path.stem}_{options.suffix}{ext}" if options.suffix else f"{path.stem}{ext}")
+    if options.compare:  # a split-screen clip (animation) of the same length: realesr.infer.video.compare
+        item.compare = item.output.with_name(f"{path.stem}_compare{item.output.suffix}")
 
 
-def upscale_item(
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long for the file system: no folder; check_outputs says what is wrong with it
+        return False
+
+
+def _has_pyav() -> bool:
+    try:
+        import av  # noqa: F401 - imported here only when a file may be a video or an animation
+    except ImportError:
+        return False
+    return True
+
+
+def run_item(
     upscaler,
     item: PlanItem,
     options: OutputOptions,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> FileResult:
-    """Read, upscale and write (atomically, marked as realesr's) one planned item; raises RealesrError."""
+    on_progress: Callable[[int, Any], None] | None = None,
+    video_options=None,
+) -> FileResult | VideoResult:
+    """Do one planned item, whatever it is: read, upscale and write (atomically, marked as realesr's) an image,
+    or encode a video or an animation (:func:`realesr.infer.video.upscale_video`, with ``video_options``).
+    The one way a single file is done, for the CLI, the worker pool, Ray and the web page.
+    ``on_progress(done, total)``: tiles of an image, frames of a video. Raises RealesrError."""
     if item.error is not None or item.output is None:
-        raise RealesrError(item.error or f"{item.source}: nothing planned")
+        raise RealesrError(item.error or f"{item.source}: nothing planned", params=item.error_params)
+    if item.video is not None:
+        from realesr.infer.video import upscale_video
+
+        return upscale_video(
+            upscaler,
+            item.source,
+            item.output,
+            video_options,
+            on_progress=on_progress,
+            info=item.video,
+            compare=item.compare,
+        )
     started = time.perf_counter()
     image = read_image(item.source)
     result = upscaler.upscale_image(image, on_tile=on_progress)
+    return write_result(upscaler, item, image, result, options, started)
+
+
+upscale_item = run_item  # the name of earlier releases
+
+
+def write_result(
+    upscaler, item: PlanItem, image: LoadedImage, result: LoadedImage, options: OutputOptions, started: float
+) -> FileResult:
+    """Write an item's upscaled image (and its comparison sheet) as `realesr upscale` does; ``started``: when the
+    item's work began (time.perf_counter), for its seconds."""
+    assert item.output is not None  # planned without error
     write_image(item.output, result, quality=options.quality, source=item.source, mark=True)
     if item.compare is not None:
         sheet = comparison_sheet(image.array, result.array, upscaler.model_name)
@@ -358,6 +432,11 @@ def upscale_item(
         time.perf_counter() - started,
         list(item.notes) + upscaler.run_notes(),
     )
+
+
+def with_source(message: str, source: Path | str) -> str:
+    """``message`` naming ``source`` first (once)."""
+    return message if message.startswith(str(source)) else f"{source}: {message}"
 
 
 def upscale_file(
@@ -378,7 +457,9 @@ def upscale_file(
     if item.error is not None:
         raise RealesrError(item.error, params=item.error_params)
     plan.prepare()
-    return upscale_item(upscaler, item, plan.options, on_progress)
+    result = run_item(upscaler, item, plan.options, on_progress)
+    assert isinstance(result, FileResult)  # planned without video options: an image
+    return result
 
 
 def comparison_sheet(low: np.ndarray, high: np.ndarray, model_name: str) -> np.ndarray:

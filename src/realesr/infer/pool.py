@@ -68,7 +68,14 @@ class UpscalerSpec:
     denoise_strength: float | None = None
     allow_download: bool = False
 
-    def build(self, device: str = "auto", threads: int | None = None):
+    def build(
+        self,
+        device: str = "auto",
+        threads: int | None = None,
+        allow_download: bool | None = None,
+        progress: bool | Callable[[int, int | None], None] = False,
+    ):
+        """The Upscaler on ``device``; ``allow_download`` None: the spec's; ``progress``: the download's."""
         import torch
 
         from realesr.infer.upscaler import Upscaler
@@ -84,7 +91,8 @@ class UpscalerSpec:
             outscale=self.outscale,
             alpha=self.alpha,
             denoise_strength=self.denoise_strength,
-            allow_download=self.allow_download,
+            allow_download=self.allow_download if allow_download is None else allow_download,
+            progress=progress,
         )
 
 
@@ -183,87 +191,74 @@ def upscale_items(
     ``(item, result, None)`` or ``(item, None, one-line error)`` per item, in order. Never raises for one file.
 
     With ``batch`` > 1, images of one shape go through the network together (:meth:`Upscaler.upscale_arrays`);
-    the files are written exactly as :func:`realesr.infer.files.upscale_item` writes them.
+    the files are written exactly as :func:`realesr.infer.files.run_item` writes them.
     """
-    from realesr.imagefiles import LoadedImage, read_image, write_image
-    from realesr.infer.files import comparison_sheet, upscale_item
-
     crash_on = _crash_hook()
-    if batch <= 1:
-        for item in items:
-            if crash_on is not None and item.source.name == crash_on:
-                _crash(crash_on)
-            try:
-                yield item, upscale_item(upscaler, item, options), None
-            except RealesrError as err:
-                yield item, None, _with_source(str(err), item.source)
-            except Exception as err:  # noqa: BLE001 - one file's trouble (a decoder bug, a full disk) must not end the run
-                yield item, None, f"{item.source}: {type(err).__name__}: {err}"
-        return
-
-    for start in range(0, len(items), batch):
-        chunk = items[start : start + batch]
-        loaded: list[tuple[PlanItem, LoadedImage, float]] = []
-        for item in chunk:
-            if crash_on is not None and item.source.name == crash_on:
-                _crash(crash_on)
-            began = time.perf_counter()
-            try:
-                if item.error is not None or item.output is None:
-                    raise RealesrError(item.error or f"{item.source}: nothing planned")
-                loaded.append((item, read_image(item.source), began))
-            except RealesrError as err:
-                yield item, None, _with_source(str(err), item.source)
-            except Exception as err:  # noqa: BLE001 - one file's trouble must not end the run
-                yield item, None, f"{item.source}: {type(err).__name__}: {err}"
-        groups: dict[tuple, list[int]] = collections.defaultdict(list)
-        for index, (_item, image, _t) in enumerate(loaded):
-            groups[(image.array.shape, image.array.dtype.str)].append(index)
-        arrays: dict[int, np.ndarray | BaseException] = {}
-        for members in groups.values():
-            try:
-                outputs = upscaler.upscale_arrays([loaded[i][1].array for i in members])
-                arrays.update(zip(members, outputs))
-            except Exception as err:  # noqa: BLE001 - reported per file below
-                for i in members:
-                    arrays[i] = err
-        for index, (item, image, began) in enumerate(loaded):
-            out = arrays[index]
-            try:
-                if isinstance(out, BaseException):
-                    raise out
-                result = LoadedImage(
-                    array=out,
-                    icc_profile=image.icc_profile,
-                    exif=image.exif,
-                    format=image.format,
-                    info=dict(image.info),
-                )
-                assert item.output is not None
-                write_image(item.output, result, quality=options.quality, source=item.source, mark=True)
-                if item.compare is not None:
-                    sheet = comparison_sheet(image.array, result.array, upscaler.model_name)
-                    write_image(item.compare, sheet, source=item.source, mark=True)
-                yield (
-                    item,
-                    FileResult(
-                        item.source,
-                        item.output,
-                        item.compare,
-                        (result.width, result.height),
-                        time.perf_counter() - began,
-                        list(item.notes) + upscaler.run_notes(),
-                    ),
-                    None,
-                )
-            except RealesrError as err:
-                yield item, None, _with_source(str(err), item.source)
-            except Exception as err:  # noqa: BLE001 - one file's trouble must not end the run
-                yield item, None, f"{item.source}: {type(err).__name__}: {err}"
+    for start in range(0, len(items), max(1, batch)):
+        chunk = items[start : start + max(1, batch)]
+        if crash_on is not None:
+            for item in chunk:
+                if item.source.name == crash_on:
+                    _crash(crash_on)
+        if batch <= 1:
+            yield from _one_by_one(upscaler, chunk, options)
+        else:
+            yield from _batched(upscaler, chunk, options)
 
 
-def _with_source(message: str, source: Path) -> str:
-    return message if message.startswith(str(source)) else f"{source}: {message}"
+def _one_by_one(upscaler, items: Sequence[PlanItem], options: OutputOptions):
+    from realesr.infer.files import FileResult, run_item
+
+    for item in items:
+        try:
+            result = run_item(upscaler, item, options)
+            assert isinstance(result, FileResult)  # videos never reach the pool or Ray (docs/scaleout.md)
+            yield item, result, None
+        except Exception as err:  # noqa: BLE001 - one file's trouble (a decoder bug, a full disk) must not end the run
+            yield item, None, _one_line(err, item)
+
+
+def _one_line(err: Exception, item: PlanItem) -> str:
+    from realesr.infer.files import with_source
+
+    if isinstance(err, RealesrError):
+        return with_source(str(err), item.source)
+    return f"{item.source}: {type(err).__name__}: {err}"
+
+
+def _batched(upscaler, chunk: Sequence[PlanItem], options: OutputOptions):
+    """One batch: read every file, run each group of one shape through the network at once, write each."""
+    from realesr.imagefiles import LoadedImage, read_image
+    from realesr.infer.files import write_result
+
+    loaded: list[tuple[PlanItem, LoadedImage, float]] = []
+    for item in chunk:
+        began = time.perf_counter()
+        try:
+            if item.error is not None or item.output is None:
+                raise RealesrError(item.error or f"{item.source}: nothing planned")
+            loaded.append((item, read_image(item.source), began))
+        except Exception as err:  # noqa: BLE001 - one file's trouble must not end the run
+            yield item, None, _one_line(err, item)
+    groups: dict[tuple, list[int]] = collections.defaultdict(list)
+    for index, (_item, image, _t) in enumerate(loaded):
+        groups[(image.array.shape, image.array.dtype.str)].append(index)
+    arrays: dict[int, np.ndarray | Exception] = {}
+    for members in groups.values():
+        try:
+            outputs = upscaler.upscale_arrays([loaded[i][1].array for i in members])
+            arrays.update(zip(members, outputs))
+        except Exception as err:  # noqa: BLE001 - reported per file below
+            for i in members:
+                arrays[i] = err
+    for index, (item, image, began) in enumerate(loaded):
+        out = arrays[index]
+        try:
+            if isinstance(out, Exception):
+                raise out
+            yield item, write_result(upscaler, item, image, image.with_array(out), options, began), None
+        except Exception as err:  # noqa: BLE001 - one file's trouble must not end the run
+            yield item, None, _one_line(err, item)
 
 
 # ------------------------------------------------------------------------------------------ the pool
@@ -397,152 +392,184 @@ def run_pool(
     worker could load the model (the reason of the first); on KeyboardInterrupt (SIGINT, or SIGTERM turned into
     it by the CLI) the workers are stopped and the exception goes on.
     """
-    emit = on_event or (lambda _event: None)
-    report = PoolReport()
     started = time.perf_counter()
-    todo = []
-    for item in items:
-        if item.error is not None:
-            report.failures.append((item.source, item.error))
-            emit(PoolEvent("failed", "", -1, item=item, message=item.error))
-        else:
-            todo.append(item)
-    if not todo:
-        report.seconds = time.perf_counter() - started
-        return report
-    pending = _tasks(todo, batch)
-    attempts: dict[int, int] = collections.Counter()
-    context = multiprocessing.get_context("spawn")
-    threads = cpu_threads(devices)
-    workers: list[_Worker] = []
-    restarts: collections.Counter[int] = collections.Counter()
-    finished = False
+    pool = _Pool(spec, options, devices, batch, on_event or (lambda _event: None))
+    todo = pool.plan(items)
+    if todo:
+        finished = False
+        try:
+            pool.start_all()
+            pool.run()
+            pool.finish()
+            finished = True
+        finally:
+            pool.stop(finished)
+    pool.report.seconds = time.perf_counter() - started
+    return pool.report
 
-    def start(slot: int) -> None:
-        parent_end, child_end = context.Pipe()
-        device = devices[slot]
-        process = context.Process(
+
+class _Pool:
+    """The parent's side: planning (tasks), dispatch (a task to each idle worker), collecting (the workers'
+    messages, a lost worker's files handed on), and stopping."""
+
+    def __init__(self, spec, options, devices, batch, emit: Callable[[PoolEvent], None]) -> None:
+        self.spec, self.options, self.devices, self.batch, self.emit = spec, options, list(devices), batch, emit
+        self.report = PoolReport()
+        self.pending: collections.deque[_Task] = collections.deque()
+        self.attempts: collections.Counter[int] = collections.Counter()
+        self.restarts: collections.Counter[int] = collections.Counter()
+        self.workers: list[_Worker] = []
+        self.context = multiprocessing.get_context("spawn")
+        self.threads = cpu_threads(devices)
+
+    # -------------------------------------------------------------------------------------- planning
+    def plan(self, items: Sequence[PlanItem]) -> list[PlanItem]:
+        """Items with a planning error fail now; the others become the pending tasks."""
+        todo = []
+        for item in items:
+            if item.error is not None:
+                self._fail(item, item.error)
+            else:
+                todo.append(item)
+        self.pending = _tasks(todo, self.batch)
+        return todo
+
+    def _fail(self, item: PlanItem, message: str, worker: _Worker | None = None) -> None:
+        self.report.failures.append((item.source, message))
+        device, number = (worker.device, worker.number) if worker else ("", -1)
+        self.emit(PoolEvent("failed", device, number, item=item, message=message))
+
+    # -------------------------------------------------------------------------------------- dispatch
+    def start_all(self) -> None:
+        for slot in range(len(self.devices)):
+            self.start(slot)
+
+    def start(self, slot: int) -> None:
+        parent_end, child_end = self.context.Pipe()
+        device = self.devices[slot]
+        process = self.context.Process(
             target=_worker_main,
             name=f"realesr-upscale-{device}",
-            args=(child_end, slot, device, spec, options, threads, batch),
+            args=(child_end, slot, device, self.spec, self.options, self.threads, self.batch),
             daemon=True,
         )
         process.start()
         child_end.close()
-        workers.append(_Worker(slot, device, process, parent_end))
+        self.workers.append(_Worker(slot, device, process, parent_end))
 
-    def lose(worker: _Worker, why: str) -> None:
-        worker.alive = False
-        worker.conn.close()
-        worker.process.join(timeout=5)
-        code = worker.process.exitcode
-        reason = why or (
-            f"exit code {code}"
-            if code is not None and code >= 0
-            else f"killed by signal {-code}"
-            if code is not None
-            else "no exit code"
-        )
-        line = f"worker {worker.number} on {worker.device} stopped ({reason})"
-        report.lost.append(line)
-        emit(PoolEvent("lost", worker.device, worker.number, message=line))
-        # A worker that had loaded the model died of a file (out of memory, a crash): its device gets a fresh
-        # process, a few times; one that could not start is not restarted.
-        if worker.ready and restarts[worker.number] < _RESTARTS and (pending or worker.held):
-            restarts[worker.number] += 1
-            start(worker.number)
-        others = any(w.alive for w in workers)
-        for item in reversed(worker.held):  # back to the front of the queue, one file per task
-            key = id(item)
-            attempts[key] += 1
-            if attempts[key] <= _RETRIES and others:
-                pending.appendleft(_Task([item], avoid=worker.number))
-                emit(PoolEvent("retry", worker.device, worker.number, item=item, message=line))
-            else:
-                message = f"{item.source}: the worker process upscaling it stopped ({reason})"
-                if attempts[key] > 1:
-                    message += f", {attempts[key]} times"
-                report.failures.append((item.source, message))
-                emit(PoolEvent("failed", worker.device, worker.number, item=item, message=message))
-        worker.held = []
-
-    def next_task(worker: _Worker, live: list[_Worker]) -> _Task | None:
-        """The first task for ``worker``; a retried file goes elsewhere than where it died while elsewhere
-        exists."""
-        for index, task in enumerate(pending):
-            if task.avoid != worker.number or not any(w.number != task.avoid for w in live):
-                del pending[index]
-                return task
-        return None
-
-    try:
-        for slot in range(len(devices)):
-            start(slot)
+    def run(self) -> None:
+        """Hand out tasks and collect results until nothing is pending and nobody is busy (or nobody is left)."""
         while True:
-            live = [w for w in workers if w.alive]
+            live = [w for w in self.workers if w.alive]
             if not live:
-                break
+                return
             for worker in live:
-                if worker.ready and not worker.busy and pending:
-                    task = next_task(worker, live)
+                if worker.ready and not worker.busy and self.pending:
+                    task = self._next_task(worker, live)
                     if task is not None:
                         worker.held = list(task.items)
                         worker.busy = True
                         worker.conn.send(worker.held)
-            if not pending and not any(w.busy for w in live):
-                break
+            if not self.pending and not any(w.busy for w in live):
+                return
             waitables = {w.conn: w for w in live}
             for ready in wait(list(waitables)):
-                worker = waitables[ready]  # type: ignore[index]
-                try:
-                    message = worker.conn.recv()
-                except (EOFError, OSError):
-                    lose(worker, "")
-                    continue
-                kind = message[0]
-                if kind == "ready":
-                    worker.ready = True
-                    report.model_name = report.model_name or message[1]
-                    emit(PoolEvent("ready", worker.device, worker.number, message=message[1]))
-                elif kind == "fatal":
-                    lose(worker, message[1])
-                elif kind in ("done", "failed"):
-                    item = next(i for i in worker.held if str(i.source) == message[1])  # inputs are unique
-                    worker.held.remove(item)
-                    if kind == "done":
-                        report.results.append(message[2])
-                        emit(PoolEvent("done", worker.device, worker.number, item=item, result=message[2]))
-                    else:
-                        report.failures.append((item.source, message[2]))
-                        emit(PoolEvent("failed", worker.device, worker.number, item=item, message=message[2]))
-                elif kind == "idle":
-                    worker.busy = False
-                    if message[1] and worker.device not in report.fell_back:
-                        report.fell_back.append(worker.device)
-        if not any(w.ready for w in workers):
-            raise RealesrError("no worker process could start: " + "; ".join(report.lost))
-        leftover = [item for task in pending for item in task.items]
-        for item in leftover:
-            message = f"{item.source}: not upscaled: no worker process left ({'; '.join(report.lost)})"
-            report.failures.append((item.source, message))
-            emit(PoolEvent("failed", "", -1, item=item, message=message))
-        for worker in workers:
+                self.collect(waitables[ready])  # type: ignore[index]
+
+    def _next_task(self, worker: _Worker, live: list[_Worker]) -> _Task | None:
+        """The first task for ``worker``; a retried file goes elsewhere than where it died while elsewhere
+        exists."""
+        for index, task in enumerate(self.pending):
+            if task.avoid != worker.number or not any(w.number != task.avoid for w in live):
+                del self.pending[index]
+                return task
+        return None
+
+    # -------------------------------------------------------------------------------------- collecting
+    def collect(self, worker: _Worker) -> None:
+        """One message of ``worker`` (or its end)."""
+        try:
+            message = worker.conn.recv()
+        except (EOFError, OSError):
+            self.lose(worker, "")
+            return
+        kind = message[0]
+        if kind == "ready":
+            worker.ready = True
+            self.report.model_name = self.report.model_name or message[1]
+            self.emit(PoolEvent("ready", worker.device, worker.number, message=message[1]))
+        elif kind == "fatal":
+            self.lose(worker, message[1])
+        elif kind in ("done", "failed"):
+            item = next(i for i in worker.held if str(i.source) == message[1])  # inputs are unique
+            worker.held.remove(item)
+            if kind == "done":
+                self.report.results.append(message[2])
+                self.emit(PoolEvent("done", worker.device, worker.number, item=item, result=message[2]))
+            else:
+                self._fail(item, message[2], worker)
+        elif kind == "idle":
+            worker.busy = False
+            if message[1] and worker.device not in self.report.fell_back:
+                self.report.fell_back.append(worker.device)
+
+    def lose(self, worker: _Worker, why: str) -> None:
+        """A worker died or could not start: restart its device (a few times) and hand its files on."""
+        worker.alive = False
+        worker.conn.close()
+        worker.process.join(timeout=5)
+        reason = why or _exit_reason(worker.process.exitcode)
+        line = f"worker {worker.number} on {worker.device} stopped ({reason})"
+        self.report.lost.append(line)
+        self.emit(PoolEvent("lost", worker.device, worker.number, message=line))
+        # A worker that had loaded the model died of a file (out of memory, a crash): its device gets a fresh
+        # process, a few times; one that could not start is not restarted.
+        if worker.ready and self.restarts[worker.number] < _RESTARTS and (self.pending or worker.held):
+            self.restarts[worker.number] += 1
+            self.start(worker.number)
+        others = any(w.alive for w in self.workers)
+        for item in reversed(worker.held):  # back to the front of the queue, one file per task
+            key = id(item)
+            self.attempts[key] += 1
+            if self.attempts[key] <= _RETRIES and others:
+                self.pending.appendleft(_Task([item], avoid=worker.number))
+                self.emit(PoolEvent("retry", worker.device, worker.number, item=item, message=line))
+            else:
+                message = f"{item.source}: the worker process upscaling it stopped ({reason})"
+                if self.attempts[key] > 1:
+                    message += f", {self.attempts[key]} times"
+                self._fail(item, message, worker)
+        worker.held = []
+
+    # -------------------------------------------------------------------------------------- the end
+    def finish(self) -> None:
+        """After the work: files nobody could take fail; the workers still there are told to leave."""
+        if not any(w.ready for w in self.workers):
+            raise RealesrError("no worker process could start: " + "; ".join(self.report.lost))
+        for task in self.pending:
+            for item in task.items:
+                self._fail(item, f"{item.source}: not upscaled: no worker process left ({'; '.join(self.report.lost)})")
+        for worker in self.workers:
             if worker.alive:
                 worker.conn.send(None)
-        finished = True
-    finally:
-        # Interrupted: stop the workers now (SIGTERM: each removes its temporary file); else let them exit.
+
+    def stop(self, finished: bool) -> None:
+        """Interrupted: stop the workers now (SIGTERM: each removes its temporary file); else let them exit."""
         if finished:
-            for worker in workers:
+            for worker in self.workers:
                 worker.process.join(timeout=30)
-        for worker in workers:  # all at once: each takes a moment to unwind
+        for worker in self.workers:  # all at once: each takes a moment to unwind
             if worker.process.is_alive():
                 worker.process.terminate()
-        for worker in workers:
+        for worker in self.workers:
             worker.process.join(timeout=10)
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join()
             worker.conn.close()
-    report.seconds = time.perf_counter() - started
-    return report
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is None:
+        return "no exit code"
+    return f"exit code {code}" if code >= 0 else f"killed by signal {-code}"

@@ -30,7 +30,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from realesr.errors import RealesrError, UsageError
+from realesr import signals
+from realesr.errors import MissingExtraError, RealesrError, UsageError
 from realesr.infer.files import OutputOptions, PlanItem
 from realesr.infer.pool import UpscalerSpec, is_complete, upscale_items
 
@@ -148,6 +149,16 @@ def _map(ds, compute, spec, options, num_gpus, num_cpus, threads, batch_size, ba
     )
 
 
+def require_ray():
+    """The ``ray`` module with Ray Data, or MissingExtraError naming the extra (before anything is written)."""
+    try:
+        import ray
+        import ray.data  # noqa: F401 - Ray Data is a separate part of the ray package
+    except ImportError:
+        raise MissingExtraError("--ray (Ray Data)", "ray", "ray", params=("ray",)) from None
+    return ray
+
+
 def run_ray(
     items: Sequence[PlanItem],
     spec: UpscalerSpec,
@@ -167,112 +178,132 @@ def run_ray(
     None = 1 when the cluster has GPUs, else 0; ``concurrency``: actors, None = as many as the cluster's GPUs
     (or CPUs / ``num_cpus``) allow.
     """
-    try:
-        import ray
-        import ray.data
-    except ImportError:
-        raise UsageError("--ray needs Ray Data: pip install 'realesr[ray]'", params=("ray",)) from None
+    ray = require_ray()
     rows = plan_rows(items)
     if not rows:
         return []
-    started_here = False
-    if not ray.is_initialized():
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        kwargs = dict(init_kwargs or {})
-        kwargs.setdefault("include_dashboard", False)
-        kwargs.setdefault("log_to_driver", False)
-        kwargs.setdefault("configure_logging", False)
-        try:
-            ray.init(address=address or "local", **kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as err:
-            where = address or "a local Ray"
-            raise UsageError(
-                f"cannot start or join {where}: {str(err).strip().splitlines()[0]}", params=("ray",)
-            ) from None
-        started_here = True
+    started_here = _connect(ray, address, init_kwargs)
     try:
-        # Ray Data's own progress lines and statistics: the caller reports progress from the rows.
-        # (and its traceback of a task lost with its actor, which is reported here as that file's failure).
-        logging.getLogger("ray.data").setLevel(logging.CRITICAL)
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False
-        context.print_on_execution_start = False
-        context.enable_auto_log_stats = False
-        # A task whose actor died twice loses its rows, not the job: they are accounted for below.
-        context.max_errored_blocks = -1
-        resources = ray.cluster_resources()
-        if num_gpus is None:
-            num_gpus = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
-        if concurrency is None:
-            if num_gpus:
-                concurrency = max(1, int(resources.get("GPU", 1) // num_gpus))
-            else:
-                concurrency = max(1, int(resources.get("CPU", 1) // max(num_cpus, 1e-9)))
-        concurrency = max(1, min(int(concurrency), len(rows)))
-        collected: list[dict[str, Any]] = []
+        _quiet(ray)
+        num_gpus, concurrency = _actors(ray.cluster_resources(), num_gpus, concurrency, num_cpus, len(rows))
+        job = _Job(spec, options, concurrency, num_gpus, num_cpus, batch, on_row)
+        job.execute(rows, min(len(rows), max(concurrency * 4, math.ceil(len(rows) / 64)), 4096))
+        job.finish_lost([item for item in items if item.error is None and str(item.source) in job.wanted])
+        return job.collected
+    finally:
+        if started_here:
+            ray.shutdown()
+        signals.reassert()
 
-        def execute(rows: list[dict[str, str]], blocks: int) -> None:
-            ds = ray.data.from_items(rows, override_num_blocks=blocks)
-            results = upscale_dataset(
-                ds,
-                spec,
-                options,
-                concurrency=min(concurrency, len(rows)),
-                num_gpus=num_gpus,
-                num_cpus=num_cpus,
-                batch_size=max(1, batch),
-                batch=batch,
-            )
-            try:
-                for row in results.iter_rows():
-                    row = {key: (value.item() if hasattr(value, "item") else value) for key, value in row.items()}
-                    collected.append(row)
-                    if on_row is not None:
-                        on_row(row)
-            except ray.exceptions.RayError as err:
-                # A failure of the job itself (an actor that cannot load the model, a lost node twice): one line.
-                lines = [line for line in str(err).splitlines() if line.strip()]
-                cause = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "")
-                raise RealesrError(f"the Ray job failed: {cause.strip()}") from None
 
-        def unreported() -> list[PlanItem]:
-            reported = {row["source"] for row in collected}
-            return [
-                item
-                for item in items
-                if item.error is None and str(item.source) in wanted and str(item.source) not in reported
-            ]
+def _connect(ray, address: str | None, init_kwargs: dict[str, Any] | None) -> bool:
+    """Start or join Ray unless this process already did; whether it was started here (to shut it down)."""
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    kwargs = dict(init_kwargs or {})
+    kwargs.setdefault("include_dashboard", False)
+    kwargs.setdefault("log_to_driver", False)
+    kwargs.setdefault("configure_logging", False)
+    try:
+        ray.init(address=address or "local", **kwargs)
+        # ray.init installs its own SIGTERM handler (and shutdown leaves it): take the signal rule back.
+        signals.reassert()
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        where = address or "a local Ray"
+        raise UsageError(f"cannot start or join {where}: {str(err).strip().splitlines()[0]}", params=("ray",)) from None
+    return True
 
-        wanted = {row["source"] for row in rows}
-        execute(rows, min(len(rows), max(concurrency * 4, math.ceil(len(rows) / 64)), 4096))
-        # Rows of a task whose actor died twice: those written before are done; the others go once more, one
-        # row per task, so that a file that kills its actor takes no other file with it.
+
+def _quiet(ray) -> None:
+    # Ray Data's own progress lines and statistics: the caller reports progress from the rows.
+    # (and its traceback of a task lost with its actor, which is reported here as that file's failure).
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    context.enable_auto_log_stats = False
+    # A task whose actor died twice loses its rows, not the job: they are accounted for (_Job.finish_lost).
+    context.max_errored_blocks = -1
+
+
+def _actors(
+    resources: dict[str, float], num_gpus: float | None, concurrency: int | None, num_cpus: float, rows: int
+) -> tuple[float, int]:
+    """(GPUs per actor, actors) from the cluster's resources where not given."""
+    if num_gpus is None:
+        num_gpus = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
+    if concurrency is None:
+        if num_gpus:
+            concurrency = max(1, int(resources.get("GPU", 1) // num_gpus))
+        else:
+            concurrency = max(1, int(resources.get("CPU", 1) // max(num_cpus, 1e-9)))
+    return num_gpus, max(1, min(int(concurrency), rows))
+
+
+class _Job:
+    """The rows of one run: executed on the actors, collected, and those lost with dead actors settled."""
+
+    def __init__(self, spec, options, concurrency: int, num_gpus: float, num_cpus: float, batch: int, on_row):
+        self.spec, self.options, self.concurrency = spec, options, concurrency
+        self.num_gpus, self.num_cpus, self.batch, self.on_row = num_gpus, num_cpus, batch, on_row
+        self.collected: list[dict[str, Any]] = []
+        self.wanted: set[str] = set()
+
+    def execute(self, rows: list[dict[str, str]], blocks: int) -> None:
+        import ray
+        import ray.data
+
+        self.wanted |= {row["source"] for row in rows}
+        ds = ray.data.from_items(rows, override_num_blocks=blocks)
+        results = upscale_dataset(
+            ds,
+            self.spec,
+            self.options,
+            concurrency=min(self.concurrency, len(rows)),
+            num_gpus=self.num_gpus,
+            num_cpus=self.num_cpus,
+            batch_size=max(1, self.batch),
+            batch=self.batch,
+        )
+        try:
+            for row in results.iter_rows():
+                row = {key: (value.item() if hasattr(value, "item") else value) for key, value in row.items()}
+                self.collected.append(row)
+                if self.on_row is not None:
+                    self.on_row(row)
+        except ray.exceptions.RayError as err:
+            # A failure of the job itself (an actor that cannot load the model, a lost node twice): one line.
+            lines = [line for line in str(err).splitlines() if line.strip()]
+            cause = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "")
+            raise RealesrError(f"the Ray job failed: {cause.strip()}") from None
+
+    def unreported(self, items: Sequence[PlanItem]) -> list[PlanItem]:
+        reported = {row["source"] for row in self.collected}
+        return [item for item in items if str(item.source) not in reported]
+
+    def finish_lost(self, items: Sequence[PlanItem]) -> None:
+        """Rows of a task whose actor died twice: those written before are done; the others go once more, one
+        row per task, so that a file that kills its actor takes no other file with it; then they fail."""
         again = []
-        for item in unreported():
+        for item in self.unreported(items):
             if is_complete(item):
-                _report(collected, on_row, item, "done", "")
+                _report(self.collected, self.on_row, item, "done", "")
             else:
                 again.append(item)
         if again:
-            execute(plan_rows(again), len(again))
-        for item in unreported():
+            self.execute(plan_rows(again), len(again))
+        for item in self.unreported(items):
             complete = is_complete(item)
-            _report(
-                collected,
-                on_row,
-                item,
-                "done" if complete else "failed",
+            error = (
                 ""
                 if complete
                 else (
                     f"{item.source}: the Ray worker upscaling it stopped (out of memory or a crash), "
                     f"{2 * (TASK_RETRIES + 1)} times"
-                ),
+                )
             )
-        return collected
-    finally:
-        if started_here:
-            ray.shutdown()
+            _report(self.collected, self.on_row, item, "done" if complete else "failed", error)
 
 
 def _report(collected: list[dict[str, Any]], on_row, item: PlanItem, status: str, error: str) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +23,7 @@ from realesr.infer import precision as _precision
 from realesr.infer.tiling import tiled_forward
 from realesr.weights.spec import traits_of
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_TILE_PAD", "Upscaler"]
+__all__ = ["DEFAULT_MODEL", "DEFAULT_TILE_PAD", "Upscaler", "layer_progress"]
 
 DEFAULT_MODEL = "RealESRGAN_x4plus"
 # Input pixels each tile reads beyond its core on every side. RRDBNet's receptive field spans hundreds of pixels:
@@ -578,3 +580,41 @@ def _resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Antialiased bicubic to an exact size (antialiasing matters when outscale < the network's scale)."""
     shrinking = height < image.shape[-2] or width < image.shape[-1]
     return F.interpolate(image, size=(height, width), mode="bicubic", align_corners=False, antialias=shrinking)
+
+
+@contextlib.contextmanager
+def layer_progress(upscaler: Upscaler, on_layer: Callable[[int, int], None]) -> Iterator[None]:
+    """While in the block, call ``on_layer(finished, per_pass)`` each time one of the network's stages (its
+    top-level modules, and the blocks of a top-level Sequential or ModuleList) finishes in the calling thread:
+    ``finished`` counts stages since the block began, ``per_pass`` is the number of stages in one forward pass.
+
+    Progress inside one tile: an image that fits in memory runs as one tile, and a large network takes minutes on
+    a CPU for it, so the per-tile callback alone would say 0 % until the end. An exception raised by
+    ``on_layer`` (a cancelled job) stops the pass at that stage. Other threads using the same network are not
+    counted."""
+    thread = threading.get_ident()
+    counter = [0]
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+    for net in {id(net): net for net in (upscaler._net, upscaler._net_fp32)}.values():
+        stages = _stages(net)
+        per_pass = len(stages)
+
+        def hook(_module, _inputs, _output, per_pass=per_pass) -> None:
+            if threading.get_ident() == thread:
+                counter[0] += 1
+                on_layer(counter[0], per_pass)
+
+        handles.extend(stage.register_forward_hook(hook) for stage in stages)
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _stages(net: nn.Module) -> list[nn.Module]:
+    stages: list[nn.Module] = []
+    for child in net.children():
+        inner = list(child.children()) if isinstance(child, (nn.Sequential, nn.ModuleList)) else []
+        stages.extend(inner if len(inner) > 1 else [child])
+    return stages or [net]

@@ -1,45 +1,26 @@
-"""The ASGI app of `realesr serve`: the page (static files from the package) and the HTTP API.
-
-API (docs/serve.md): ``POST /api/jobs`` (multipart ``file`` + optional ``model``, ``outscale`` or ``width``,
-``ext``, ``denoise_strength``) -> ``{"id": ...}``; ``GET /api/jobs`` lists them; ``GET /api/jobs/{id}`` its state;
-``GET /api/jobs/{id}/result`` the file; ``DELETE /api/jobs/{id}`` cancels or removes; ``GET /api/results.zip``
-every result; ``GET /api/models``; ``GET /api/limits``.
+"""The ASGI app of `realesr serve`: what it serves (the models, the limits) and its state; the routes are in
+:mod:`realesr.serve.routes`, the API is listed in docs/serve.md.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
-import shutil
 import threading
-import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
 
 from realesr.errors import RealesrError, UsageError
-from realesr.serve.jobs import (
-    JobOptions,
-    JobQueue,
-    QueueFull,
-    clean_name,
-    parse_options,
-)
-from realesr.serve.security import Guard, _UploadTooLarge, allowed_host_names
+from realesr.serve.jobs import JobOptions, JobQueue
+from realesr.serve.routes import EXCEPTION_HANDLERS, ROUTES
+from realesr.serve.security import Guard, allowed_host_names, check_token
 
 log = logging.getLogger(__name__)
-
-STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "text/html"}
 
 
 @dataclass(frozen=True)
@@ -166,6 +147,34 @@ class _Upscalers:
         return Upscaler(loaded, device=device, precision=self.precision, outscale=outscale, progress=False)
 
 
+@dataclass
+class AppState:
+    """Everything the routes share: the models offered, the limits, the job queue, and the server's token."""
+
+    choices: list[ModelChoice]
+    default: str
+    limits: Limits
+    jobs: JobQueue
+    upscalers: _Upscalers
+    token: str
+    port: int
+    devices: tuple[str, ...]
+    _measuring: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def by_name(self) -> dict[str, ModelChoice]:
+        return {c.name: c for c in self.choices}
+
+
+def model_choices(models: Sequence[ModelChoice] | None, allow_download: bool) -> list[ModelChoice]:
+    """The models the page offers: those given (else the zoo and the user's models folder), less those that
+    would need a download when downloads are off."""
+    choices = list(models) if models is not None else available_models()
+    if not allow_download:
+        choices = [c for c in choices if c.available]
+    return choices
+
+
 def create_app(
     models: Sequence[ModelChoice] | None = None,
     *,
@@ -177,257 +186,34 @@ def create_app(
     limits: Limits = Limits(),
     allow_download: bool = True,
     default_model: str | None = None,
+    work_dir: str | os.PathLike | None = None,
+    keep_seconds: float = 0.0,
 ) -> Any:
-    """The app, guarded (token, Host, Origin, upload size). ``app.state.jobs`` is its JobQueue; call
-    ``app.state.jobs.close()`` (done at shutdown) to delete every upload and result."""
-    choices = list(models) if models is not None else available_models()
-    by_name = {c.name: c for c in choices}
-    if not by_name:
-        raise UsageError("no model to serve")
+    """The app, guarded (token, Host, Origin, upload size). ``app.state.jobs`` is its JobQueue, kept in
+    ``work_dir`` (None: a temporary folder deleted at shutdown); call ``app.state.jobs.close()`` (done at
+    shutdown) to stop its workers."""
+    check_token(token)
+    choices = model_choices(models, allow_download)
+    if not choices:
+        raise UsageError("no model to serve: none is on this machine and downloads are off")
     default = default_model or next((c.name for c in choices if c.available), choices[0].name)
-    jobs = JobQueue(_Upscalers(by_name, precision, allow_download), devices=devices, max_queued=limits.max_jobs)
+    upscalers = _Upscalers({c.name: c for c in choices}, precision, allow_download)
+    jobs = JobQueue(
+        upscalers, devices=devices, max_queued=limits.max_jobs, work_dir=work_dir, keep_seconds=keep_seconds
+    )
+    state = AppState(choices, default, limits, jobs, upscalers, token, port, tuple(devices))
 
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
-
-    async def page(request: Request) -> Response:
-        if "token" in request.query_params:
-            # Keep the token in a cookie the page's scripts cannot read, and take it out of the address bar.
-            response = RedirectResponse("/", status_code=303)
-            response.set_cookie(
-                f"realesr_token_{port}", request.query_params["token"], httponly=True, samesite="strict", path="/"
-            )
-            return response
-        return _static("index.html")
-
-    async def static(request: Request) -> Response:
-        name = request.path_params["name"]
-        if name not in STATIC_FILES:
-            return error(404, f"no such file: {name}")
-        return _static(name)
-
-    async def list_models(request: Request) -> Response:
-        return JSONResponse({"models": [c.to_json() for c in choices], "default": default})
-
-    async def get_limits(request: Request) -> Response:
-        return JSONResponse(
-            {
-                "max_upload_mb": limits.max_upload_bytes / 1e6,
-                "max_pixels": limits.max_pixels,
-                "max_jobs": limits.max_jobs,
-            }
-        )
-
-    async def create_job(request: Request) -> Response:
-        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-            return error(415, "send the image as multipart/form-data with a field named file")
-        job_id, folder = jobs.new_upload()
-        try:
-            try:
-                form = await request.form(max_files=1, max_fields=20)
-            except _UploadTooLarge:
-                return error(
-                    413,
-                    f"the upload is larger than the server's limit of "
-                    f"{limits.max_upload_bytes / 1e6:g} MB (max_upload_mb)",
-                )
-            except Exception as err:  # noqa: BLE001 -- a malformed body or a client that went away: nothing is kept
-                return error(400, f"could not read the upload: {err}")
-            upload = form.get("file")
-            if upload is None or isinstance(upload, str):
-                return error(400, "no file: send the image in a multipart field named file")
-            try:
-                options = parse_options({k: v for k, v in form.items() if isinstance(v, str)}, by_name, default)
-            except UsageError as err:
-                return error(400, str(err))
-            name = clean_name(upload.filename)
-            received = folder / "upload"
-            # Disk work off the event loop: other clients are answered while a large upload is stored.
-            size = await run_in_threadpool(_store, upload.file, received)
-            await upload.close()
-            if size == 0:
-                return error(400, f"{name} is empty")
-            refusal = await run_in_threadpool(_check_image, received, name, limits)
-            if refusal is not None:
-                return refusal
-            name = _with_image_extension(name, received)
-            (folder / "input").mkdir()
-            path = folder / "input" / name
-            received.rename(path)
-            job = jobs.submit(job_id, folder, path, name, size, options)
-        except QueueFull as err:
-            return error(429, str(err))
-        finally:
-            if jobs.get(job_id) is None:
-                jobs.discard_upload(folder)
-        return JSONResponse({"id": job.id, **job.to_json()}, status_code=201)
-
-    async def list_jobs(request: Request) -> Response:
-        return JSONResponse({"jobs": [j.to_json() for j in jobs.jobs()]})
-
-    async def get_job(request: Request) -> Response:
-        job = jobs.get(request.path_params["job_id"])
-        if job is None:
-            return error(404, "no such job")
-        return JSONResponse(job.to_json())
-
-    async def get_result(request: Request) -> Response:
-        job = jobs.get(request.path_params["job_id"])
-        if job is None:
-            return error(404, "no such job")
-        if job.state != "done" or job.result is None:
-            return error(409, f"the job is {job.state}: there is no result" + (f" ({job.error})" if job.error else ""))
-        return FileResponse(
-            job.result,
-            filename=job.result.name,
-            media_type=_media_type(job.result),
-            headers={"cache-control": "no-store"},
-        )
-
-    async def delete_job(request: Request) -> Response:
-        job = jobs.cancel_or_remove(request.path_params["job_id"])
-        if job is None:
-            return error(404, "no such job")
-        return JSONResponse(job.to_json())
-
-    async def results_zip(request: Request) -> Response:
-        done = [j for j in jobs.jobs() if j.state == "done" and j.result is not None]
-        if not done:
-            return error(409, "no finished results yet")
-        buffer = io.BytesIO()
-        used: set[str] = set()
-        # Stored, not deflated: the images are compressed already, and the bytes stay those of the results.
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-            for job in done:
-                assert job.result is not None
-                name, stem, ext, n = job.result.name, job.result.stem, job.result.suffix, 1
-                while name.casefold() in used:
-                    n += 1
-                    name = f"{stem} ({n}){ext}"
-                used.add(name.casefold())
-                with contextlib.suppress(FileNotFoundError):
-                    archive.write(job.result, name)
-        return Response(
-            buffer.getvalue(),
-            media_type="application/zip",
-            headers={"content-disposition": 'attachment; filename="realesr-results.zip"', "cache-control": "no-store"},
-        )
-
-    routes = [
-        Route("/", page, methods=["GET"]),
-        Route("/static/{name}", static, methods=["GET"]),
-        Route("/api/models", list_models, methods=["GET"]),
-        Route("/api/limits", get_limits, methods=["GET"]),
-        Route("/api/jobs", create_job, methods=["POST"]),
-        Route("/api/jobs", list_jobs, methods=["GET"]),
-        Route("/api/jobs/{job_id}", get_job, methods=["GET"]),
-        Route("/api/jobs/{job_id}", delete_job, methods=["DELETE"]),
-        Route("/api/jobs/{job_id}/result", get_result, methods=["GET"]),
-        Route("/api/results.zip", results_zip, methods=["GET"]),
-    ]
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):
-        try:
-            yield
-        finally:
-            jobs.close()
-
-    inner = Starlette(routes=routes, lifespan=lifespan)
+    inner = Starlette(routes=ROUTES, lifespan=_lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    inner.state.serve = state
     inner.state.jobs = jobs
     guarded = Guard(inner, token, allowed_host_names(host, port), port, limits.max_upload_bytes)
     guarded.state = inner.state  # type: ignore[attr-defined]
     return guarded
 
 
-def _store(source: Any, path: Path) -> int:
-    with open(path, "wb") as out:
-        shutil.copyfileobj(source, out, 1 << 20)
-    return path.stat().st_size
-
-
-def _check_image(path: Path, name: str, limits: Limits) -> JSONResponse | None:
-    """None for an image or a video within the limits; else the refusal."""
-    from realesr.imagefiles import read_header
-
+@contextlib.asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     try:
-        header = read_header(path)
-        width, height = header.width, header.height
-    except RealesrError as err:
-        video = _probe_video(path)
-        if video is None:
-            return JSONResponse(
-                {"error": f"{name}: not an image or video realesr can read ({str(err).replace(str(path), name)})"},
-                status_code=415,
-            )
-        width, height = video.width, video.height
-    pixels = width * height
-    if pixels > limits.max_pixels:
-        return JSONResponse(
-            {
-                "error": f"{name} is {width} x {height} = {pixels / 1e6:.1f} MP, more than "
-                f"the server's limit of {limits.max_pixels / 1e6:g} MP (max_pixels)"
-            },
-            status_code=413,
-        )
-    return None
-
-
-def _probe_video(path: Path):
-    try:
-        from realesr.infer.video import probe_video
-    except ImportError:  # no video extra: images only
-        return None
-    try:
-        return probe_video(path)
-    except RealesrError:
-        return None
-
-
-def _with_image_extension(name: str, path: Path) -> str:
-    """The name the upload is stored under: the client's, plus the extension of its format when the client's
-    has none a reader knows. (A ``.txt`` name would otherwise read as a list of paths, and the server never
-    reads a path a client names.)"""
-    from realesr.imagefiles import READ_EXTENSIONS, VIDEO_EXTENSIONS, read_header
-
-    if Path(name).suffix.lower() in READ_EXTENSIONS | VIDEO_EXTENSIONS:
-        return name
-    try:
-        fmt = (read_header(path).format or "PNG").upper()
-    except RealesrError:  # a video (checked before): Matroska holds any codec
-        return name + ".mkv"
-    return name + {"JPEG": ".jpg", "TIFF": ".tif", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif"}.get(fmt, ".png")
-
-
-def _static(name: str) -> Response:
-    data = (resources.files("realesr.serve") / "static" / name).read_bytes()
-    return Response(
-        data,
-        media_type=STATIC_FILES[name],
-        headers={
-            "cache-control": "no-store",
-            "x-content-type-options": "nosniff",
-            "content-security-policy": "default-src 'self'; img-src 'self' blob: data:; "
-            "style-src 'self'; script-src 'self'; connect-src 'self'",
-            "referrer-policy": "no-referrer",
-        },
-    )
-
-
-def _media_type(path: Path) -> str:
-    return {
-        ".png": "image/png",
-        ".jpg": "image/jpeg",
-        ".jpeg": "image/jpeg",
-        ".webp": "image/webp",
-        ".tif": "image/tiff",
-        ".tiff": "image/tiff",
-        ".bmp": "image/bmp",
-        ".gif": "image/gif",
-        ".apng": "image/apng",
-        ".mp4": "video/mp4",
-        ".m4v": "video/mp4",
-        ".mov": "video/quicktime",
-        ".mkv": "video/x-matroska",
-        ".webm": "video/webm",
-    }.get(path.suffix.lower(), "application/octet-stream")
+        yield
+    finally:
+        app.state.serve.jobs.close()  # stops the workers (a temporary folder goes with them)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -35,6 +36,27 @@ def allowed_host_names(host: str, port: int) -> set[str]:
     return {n.lower() for name in names for n in (name, f"{name}:{port}")}
 
 
+# Characters a token may hold: it travels in a URL, a cookie and a header, each of which would alter or split others.
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~+/=-]+")
+
+
+def check_token(token: str, source: str = "the token") -> str:
+    """The token as given, if usable: at least 8 characters, none of them blank, a separator or a control
+    character (a token of spaces would otherwise be a token nobody can tell from none). UsageError otherwise."""
+    from realesr.errors import UsageError
+
+    if not token.strip():
+        raise UsageError(f"{source} is blank: give at least 8 letters or digits", params=("token",))
+    if not _TOKEN_CHARS.fullmatch(token):
+        raise UsageError(
+            f"{source} may only hold letters, digits and . _ ~ + / = - (no spaces, quotes, ; or ,)",
+            params=("token",),
+        )
+    if len(token) < 8:
+        raise UsageError(f"{source} must have at least 8 characters", params=("token",))
+    return token
+
+
 def _json(status: int, message: str) -> tuple[int, bytes]:
     return status, json.dumps({"error": message}).encode()
 
@@ -45,7 +67,7 @@ class Guard:
 
     def __init__(self, app: Any, token: str, hosts: Iterable[str], port: int, max_upload_bytes: int) -> None:
         self.app = app
-        self.token = token.encode()
+        self.token = check_token(token).encode()
         self.hosts = {h.lower() for h in hosts}
         self.origins = {f"http://{h}" for h in self.hosts}
         self.cookie = f"{COOKIE_PREFIX}{port}"
@@ -55,7 +77,15 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        pairs = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope.get("headers", [])]
+        headers = dict(pairs)
+        names = [k for k, _ in pairs]
+        if any(names.count(k) > 1 for k in ("authorization", "cookie", "host", "origin")):
+            # Which of two would count? None: a request that says two things about who it is gets no choice.
+            await _reply(
+                send, *_json(400, "a header that says who is asking (Authorization, Cookie, Host or Origin) came twice")
+            )
+            return
         refusal = self._refusal(scope, headers)
         if refusal is not None:
             await _reply(send, *refusal)
@@ -82,7 +112,10 @@ class Guard:
             return _json(403, "requests from other sites are refused (Origin header)")
         if headers.get("sec-fetch-site") == "cross-site":
             return _json(403, "requests from other sites are refused (Sec-Fetch-Site)")
-        if self._has_token(scope, headers):
+        given = self._given_token(scope, headers)
+        if given is _TWICE:
+            return _json(400, "the token was given more than once: send it once (one token= in the address)")
+        if isinstance(given, str) and hmac.compare_digest(given.encode(), self.token):
             return None
         if scope["path"] in ("/", "/index.html") and scope["method"] == "GET":
             page = (
@@ -90,24 +123,32 @@ class Guard:
                 "<code>realesr serve</code> printed: it carries the access token.</p>"
             )
             return 401, page.encode()
+        if scope["path"] == "/favicon.ico" and scope["method"] == "GET":
+            return None  # the icon is the package's, as public as the 401 page that asks for it
         return _json(
             401,
             "the access token is missing or wrong: send Authorization: Bearer TOKEN "
             "(the token is printed by realesr serve)",
         )
 
-    def _has_token(self, scope: dict, headers: dict[str, str]) -> bool:
-        given: list[str] = []
+    def _given_token(self, scope: dict, headers: dict[str, str]) -> str | object | None:
+        """The one token the request carries, from the first source that has one (``?token=``, so that the
+        printed address wins over a cookie left by an earlier server; then Authorization; then the cookie), or
+        _TWICE when that source holds several: never a choice among values."""
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True).get("token", [])
         auth = headers.get("authorization", "")
-        if auth.lower().startswith("bearer "):
-            given.append(auth[7:].strip())
-        for part in headers.get("cookie", "").split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == self.cookie:
-                given.append(value)
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        given.extend(query.get("token", []))
-        return any(hmac.compare_digest(value.encode(), self.token) for value in given)
+        bearer = [auth[7:].strip()] if auth.lower().startswith("bearer ") else []
+        cookies = [
+            value
+            for name, _, value in (part.strip().partition("=") for part in headers.get("cookie", "").split(";"))
+            if name == self.cookie
+        ]
+        for values in (query, bearer, cookies):
+            if len(values) > 1:
+                return _TWICE
+            if values:
+                return values[0]
+        return None
 
     def _counting(self, receive: Any, send: Any) -> Any:
         seen = 0
@@ -123,6 +164,9 @@ class Guard:
             return message
 
         return counted
+
+
+_TWICE = object()
 
 
 class _UploadTooLarge(Exception):

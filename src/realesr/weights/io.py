@@ -54,7 +54,7 @@ def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.T
     if not isinstance(obj, Mapping):
         raise WeightsFormatError(f"{source}: holds a {type(obj).__name__}, not a state dict")
     if not _is_tensor_dict(obj):
-        raise WeightsFormatError(f"{source}: entries are not all tensors")
+        raise WeightsFormatError(f"{source}: entries are not all tensors under names")
     sd = {}
     for key, value in obj.items():
         while key.startswith("module."):
@@ -66,7 +66,8 @@ def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.T
 
 
 def _is_tensor_dict(obj: Mapping) -> bool:
-    return len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
+    # String keys too: a dict of tensors under int keys is no state dict (and "key.startswith" would trip on it).
+    return len(obj) > 0 and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 
 
 def _sniff(path: Path) -> str:
@@ -190,7 +191,7 @@ def save_state_dict(
     from safetensors.torch import save_file
 
     path = Path(path)
-    detected = detect_arch(sd, spec.hints())
+    detected = detect_arch(sd, spec.hints(), finite=False)
     if spec.output_resize is not None:
         check_resize_factor(spec.output_resize, spec.net_scale, f"{path}: output resize")
     if (detected.arch, detected.kwargs) != (spec.arch, spec.kwargs):

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from realesr.atomic import atomic_path
-from realesr.errors import RealesrError, WeightsFormatError
+from realesr.errors import MissingExtraError, WeightsFormatError
 from realesr.weights.spec import ModelSpec, spec_of
 
 __all__ = ["OPSET", "OnnxNetwork", "export_onnx", "is_onnx", "read_onnx_spec"]
@@ -36,7 +36,7 @@ def _need(module: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise RealesrError(f"ONNX support needs the {module} package: pip install 'realesr[onnx]'") from None
+        raise MissingExtraError("ONNX support", "onnx", module) from None
 
 
 def export_onnx(net: nn.Module, path: str | os.PathLike, fp16: bool = False, source: str = "") -> Path:

@@ -158,26 +158,53 @@ def _spec_from(arch: Architecture, kwargs: dict[str, Any]) -> ModelSpec:
     )
 
 
-def detect_arch(sd: Mapping[str, torch.Tensor], hints: Mapping[str, Any] | None = None) -> ModelSpec:
+def detect_arch(
+    sd: Mapping[str, torch.Tensor], hints: Mapping[str, Any] | None = None, finite: bool = True
+) -> ModelSpec:
     """Recognise the network of an (unwrapped) state dict and check that every tensor fits it.
 
     The records of ``realesr.archs.ARCHITECTURES`` are asked in turn. ``hints`` (constructor kwargs saved
     beside the tensors, e.g. by :func:`save_model`) only settle what tensors cannot show (``act_type``
     ReLU vs LeakyReLU in an SRVGGNetCompact, ``scale`` 4 for an RRDBNet whose input channels look like
     pixel-unshuffle); a hint that contradicts the tensors is an error. Raises :class:`WeightsFormatError`
-    naming what was found when the dict is not a known network.
+    naming what was found when the dict is not a known network. ``finite``: also refuse NaN or infinite values
+    (a damaged file; off when saving, so that a diverged training run can still be written and looked at).
     """
     if not sd:
         raise WeightsFormatError("the state dict is empty")
+    _check_tensors(sd, finite)
     arch = archs.recognise(sd)
     if arch is None:
         raise WeightsFormatError(f"not a state dict of {' nor '.join(archs.arch_names())}; found {_summary(sd)}")
     try:
-        spec = _spec_from(arch, arch.read_kwargs(sd, dict(hints or {})))
-    except (KeyError, IndexError) as err:
+        kwargs = arch.read_kwargs(sd, dict(hints or {}))
+    except KeyError as err:
         raise WeightsFormatError(f"incomplete {arch.name} state dict: missing {err}; found {_summary(sd)}") from err
+    except (IndexError, ValueError, TypeError, ZeroDivisionError, AttributeError) as err:
+        # The keys looked like this network but their numbering or shapes do not (e.g. "body.x.weight", a
+        # 1-D tensor where a convolution belongs): whatever the reader tripped on, it is not this network.
+        raise WeightsFormatError(
+            f"looks like {arch.name} but is not one ({type(err).__name__}: {err}); found {_summary(sd)}"
+        ) from err
+    spec = _spec_from(arch, kwargs)
     _check_shapes(spec, sd)
     return spec
+
+
+def _check_tensors(sd: Mapping[str, Any], finite: bool) -> None:
+    """Every entry a named, non-empty, floating-point tensor with finite values: a file that passes this can only
+    fail detection by not being a known network, never by tripping the readers of shapes."""
+    for key, value in sd.items():
+        if not isinstance(key, str):
+            raise WeightsFormatError(f"a key is {type(key).__name__} {key!r}, not a tensor name")
+        if not isinstance(value, torch.Tensor):
+            raise WeightsFormatError(f"{key} is a {type(value).__name__}, not a tensor")
+        if not value.is_floating_point():
+            raise WeightsFormatError(f"{key} holds {value.dtype} values; network weights are floating-point")
+        if value.numel() == 0:
+            raise WeightsFormatError(f"{key} has shape {tuple(value.shape)}: no values (a layer of zero channels)")
+        if finite and value.device.type != "meta" and not bool(torch.isfinite(value).all()):
+            raise WeightsFormatError(f"{key} holds NaN or infinite values; the file is damaged")
 
 
 def _check_shapes(spec: ModelSpec, sd: Mapping[str, torch.Tensor]) -> None:

@@ -1,0 +1,71 @@
+"""Class 7 of issue 18: a wrong exit code or a silent skip. `prepare` goes past a truncated image (reported, skipped,
+the meta_info list written for the rest, exit 1); an empty folder or an output folder that is the input one is an
+error that writes nothing; `upscale d -o d` never skips an input silently because a link made it look like an
+earlier result."""
+
+from __future__ import annotations
+
+import os
+
+from .harness import assert_unchanged, snapshot, tiny_image
+
+
+def _hr(folder, n=3, size=40):
+    folder.mkdir()
+    return [tiny_image(folder / f"{i}.png", size=size, seed=i) for i in range(n)]
+
+
+def test_prepare_skips_a_truncated_image_and_still_writes_meta_info(cli, tmp_path):
+    images = _hr(tmp_path / "hr")
+    data = images[1].read_bytes()
+    images[1].write_bytes(data[: len(data) // 2])  # its header reads, its pixels do not
+    (tmp_path / "hr" / "junk.png").write_bytes(b"not a png")
+    before = snapshot(tmp_path / "hr")
+    r = cli("prepare", tmp_path / "hr", tmp_path / "out", "--crop", "20", "--step", "20")
+    r.check(1, "1.png", "junk.png", lines=2)
+    meta = (tmp_path / "out" / "meta_info.txt").read_text().splitlines()
+    # 40x40 in 20-px windows: 4 sub-images from each of the two good images, none from the broken ones.
+    assert len(meta) == 8 and {line.split("_s")[0] for line in meta} == {"0", "2"}
+    assert "of 2 images" in r.out
+    assert_unchanged(tmp_path / "hr", before)
+
+
+def test_prepare_of_nothing_or_into_its_input_is_an_error_that_writes_nothing(cli, tmp_path):
+    (tmp_path / "empty").mkdir()
+    _hr(tmp_path / "hr", n=1)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    before = snapshot(tmp_path)
+    cli("prepare", tmp_path / "empty", tmp_path / "out").check(2, "empty")
+    cli("prepare", tmp_path / "hr", tmp_path / "hr").check(2, "hr", "HR folder")
+    cli("prepare", tmp_path / "hr", f"{tmp_path}/hr/../hr/").check(2, "HR folder")
+    cli("prepare", tmp_path / "hr" / "0.png", tmp_path / "out").check(2, "0.png", "not a folder")
+    cli("prepare", tmp_path / "missing", tmp_path / "out").check(2, "missing")
+    # Every image unreadable: an empty result is an error, and no empty meta_info.txt is written.
+    cli("prepare", tmp_path / "broken", tmp_path / "out").check(1, "a.png", lines=2)
+    assert_unchanged(tmp_path, before)
+
+
+def test_an_input_linked_from_a_planned_output_is_not_skipped_silently(cli, tmp_path, weights):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    tiny_image(folder / "x.png")
+    cli("upscale", tiny_image(tmp_path / "y.png", seed=3), "-m", weights, "-o", folder / "y.png").check(0)
+    os.symlink("y.png", folder / "x_out.png")  # x's output place holds a link to a realesr result, y.png
+    before = snapshot(tmp_path)
+    # Replacing x_out.png would leave y.png alone, but y.png must be upscaled too: refused, not skipped.
+    cli("upscale", folder, "-m", weights, "-o", folder).check(2, "y.png", "x_out.png")
+    os.unlink(folder / "x_out.png")
+    os.link(folder / "y.png", folder / "x_out.png")  # the same through a hard link
+    before = snapshot(tmp_path)
+    cli("upscale", folder, "-m", weights, "-o", folder).check(2, "x_out.png")
+    assert_unchanged(tmp_path, before)
+
+
+def test_an_earlier_result_is_still_skipped_and_said_so(cli, tmp_path, weights):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    tiny_image(folder / "x.png")
+    cli("upscale", folder, "-m", weights, "-o", folder).check(0, lines=0)
+    r = cli("upscale", folder, "-m", weights, "-o", folder).check(0, lines=0)
+    assert "1 earlier result(s)" in r.out and sorted(os.listdir(folder)) == ["x.png", "x_out.png"]
