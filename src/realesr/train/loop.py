@@ -71,6 +71,7 @@ from realesr.train.distributed import (
     DistInfo,
     all_reduce_sum,
     barrier,
+    env_int,
     init_distributed,
     pick_device,
 )
@@ -1256,7 +1257,7 @@ def train(
     checkpoint folder; ``overwrite`` moves a run already in the run folder aside (``NAME.old-TIMESTAMP``).
     ``on_iteration(iteration, losses)`` is called after every iteration (rank 0 too)."""
     # torchrun's LOCAL_RANK picks this process's GPU before the process group is joined (NCCL needs it set)
-    device = pick_device(cfg.runtime.device, int(os.environ.get("LOCAL_RANK", "0")))
+    device = pick_device(cfg.runtime.device, env_int("LOCAL_RANK", 0))
     dist_info = init_distributed(cfg.runtime.dist_backend, device)
     setup_logging(dist_info.is_main)  # train.log is opened once the run folder is really used (open_run)
     run = None
