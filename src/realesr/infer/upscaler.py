@@ -21,11 +21,11 @@ from realesr.errors import RealesrError, UsageError, WeightsFormatError
 from realesr.imagefiles import LoadedImage, array_layout, array_to_pil, pil_to_array
 from realesr.infer import precision as _precision
 from realesr.infer.tiling import tiled_forward
+from realesr.weights import DEFAULT_MODEL
 from realesr.weights.spec import traits_of
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_TILE_PAD", "Upscaler", "layer_progress"]
 
-DEFAULT_MODEL = "RealESRGAN_x4plus"
 # Input pixels each tile reads beyond its core on every side. RRDBNet's receptive field spans hundreds of pixels:
 # with 48 px and the cross-fade of tiling.py, tiles of 40 on 96x96 photos differ from the whole-image output by
 # 0.10-0.15 levels on average, 0.1-0.2 % of pixels by more than 2 (docs/upscale.md has the measurements).
@@ -96,7 +96,7 @@ class Upscaler:
         outscale: final size factor (any float > 0): the network's scale, then an antialiased bicubic resize
             to round(h * outscale) x round(w * outscale). None: the network's scale.
         alpha: "model" runs the alpha channel through the network (as grey), "bicubic" resizes it.
-        denoise_strength: for realesr-general-x4v3, blend with the wdn weights (as the official -dn).
+        denoise_strength: 0..1 for the models with a denoise strength (realesr.weights.zoo.denoise_models).
         allow_download, progress: passed to ``realesr.weights.load_model`` for names.
         channels_last: run the network in channels-last memory format (faster on CPU and GPU).
     """
