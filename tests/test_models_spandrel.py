@@ -364,8 +364,8 @@ def test_the_page_offers_and_runs_a_users_model(models, tmp_path, monkeypatch, s
     assert any(c.name == "tiny-rcan" and c.available and c.scale == 2 for c in choices)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        app = create_app(models=choices, token="t", allow_download=False)
-    headers = {"Authorization": "Bearer t"}
+        app = create_app(models=choices, token="page-token-1", allow_download=False, work_dir=tmp_path / "work")
+    headers = {"Authorization": "Bearer page-token-1"}
     image = tmp_path / "in.png"
     Image.fromarray(_image(shared_data, 3)).save(image)
     with TestClient(app, base_url="http://127.0.0.1:7860") as client:
@@ -385,3 +385,50 @@ def test_the_page_offers_and_runs_a_users_model(models, tmp_path, monkeypatch, s
         result = client.get(f"/api/jobs/{job['id']}/result", headers=headers).content
     expected = Upscaler(tmp_path / "mine" / "tiny-rcan.safetensors", device="cpu")(_image(shared_data, 3))
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(result))), expected)
+
+
+def test_a_spandrel_extra_arches_model_loads_with_its_licence_shown(tmp_path, monkeypatch, capsys):
+    """spandrel_extra_arches is not installed by the extra; a stand-in registry shows what happens when a user has
+    it: its model loads, and its licence line is in `realesr models inspect`."""
+    import sys
+    import types
+
+    class Mine(torch.nn.Module):
+        def __init__(self, width: int) -> None:
+            super().__init__()
+            self.mine_head = torch.nn.Conv2d(3, width, 3, padding=1)
+            self.mine_tail = torch.nn.Conv2d(width, 12, 3, padding=1)
+
+        def forward(self, x):
+            return torch.nn.functional.pixel_shuffle(self.mine_tail(self.mine_head(x)), 2)
+
+    class MineArch(spandrel.Architecture):
+        def __init__(self) -> None:
+            super().__init__(id="MineNC", detect=lambda sd: "mine_head.weight" in sd)
+
+        def load(self, state_dict):
+            model = Mine(int(state_dict["mine_head.weight"].shape[0]))
+            return spandrel.ImageModelDescriptor(
+                model,
+                state_dict,
+                architecture=self,
+                purpose="SR",
+                tags=[],
+                supports_half=True,
+                supports_bfloat16=True,
+                scale=2,
+                input_channels=3,
+                output_channels=3,
+            )
+
+    registry = spandrel.ArchRegistry()
+    registry.add(spandrel.ArchSupport.from_architecture(MineArch()))
+    monkeypatch.setitem(sys.modules, "spandrel_extra_arches", types.SimpleNamespace(EXTRA_REGISTRY=registry))
+    path = tmp_path / "mine.safetensors"
+    torch.manual_seed(0)
+    save_file({k: v.contiguous() for k, v in Mine(8).state_dict().items()}, str(path))
+    assert cli.main(["models", "inspect", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "MineNC (spandrel_extra_arches)" in text and "non-commercial" in text
+    up = Upscaler(path, device="cpu")
+    assert any("licence" in note for note in up.notes)

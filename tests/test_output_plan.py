@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
+import sys
 import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -247,17 +250,54 @@ def test_upscale_file_writes_the_same_bytes_as_the_cli(tmp_path, photo, tiny_mod
 
 
 def test_unwritable_output_folder_is_refused_before_work(tmp_path, photo, tiny_model, capsys):
-    if os.geteuid() == 0:
-        pytest.skip("root writes into read-only folders")
+    """A folder the user may not write into is refused before any work, naming it. Root may write anywhere (its
+    CAP_DAC_OVERRIDE), so as root (CI) the command runs in a child process without that capability, where the
+    folder's permission bits hold for root too."""
     Image.fromarray(photo).save(tmp_path / "a.png")
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
+    argv = ["upscale", str(tmp_path / "a.png"), "-o", str(locked / "sub"), "-m", str(tiny_model), "--no-progress"]
     try:
-        assert upscale(str(tmp_path / "a.png"), "-o", str(locked / "sub"), "-m", str(tiny_model)) == 2
-        assert "not writable" in capsys.readouterr().err
+        if os.geteuid() != 0:
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+        else:
+            done = subprocess.run(
+                [sys.executable, "-m", "realesr", *argv],
+                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
+                preexec_fn=_without_dac_override,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert done.returncode == 2, done.stderr
+            err = done.stderr
+        assert "not writable" in err and str(locked) in err and "Traceback" not in err
+        assert not (locked / "sub").exists()
     finally:
         locked.chmod(0o700)
+
+
+def _without_dac_override() -> None:
+    """In the child, before exec: drop CAP_DAC_OVERRIDE (1) and CAP_DAC_READ_SEARCH (2) from the bounding set, so
+    that root's programs after exec lack them (their permitted set is the bounding set; the inheritable one is
+    cleared too)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_capbset_drop = 24
+    for cap in (1, 2):
+        if libc.prctl(pr_capbset_drop, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = (ctypes.c_uint32 * 6)()
+    if libc.capget(header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capget")
+    data[2] = data[5] = 0  # inheritable (both 32-bit halves)
+    data[0] &= ~0b110  # effective: neither capability from here on either
+    if libc.capset(header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
 
 
 def test_txt_lists_globs_and_symlink_loops_as_inputs(tmp_path, photo, tiny_model, capsys):

@@ -64,6 +64,7 @@ def outputs(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.startswith(".")}
 
 
+@pytest.mark.slow
 def test_two_cpu_workers_write_the_single_process_files(tmp_path, inputs, tiny_model, reference, capsys):
     out = tmp_path / "out"
     code = main(["upscale", str(inputs), "-m", str(tiny_model), "-o", str(out), "--device", "cpu,cpu"])
@@ -75,6 +76,7 @@ def test_two_cpu_workers_write_the_single_process_files(tmp_path, inputs, tiny_m
     assert "10 of 11 image(s) upscaled" in captured.out and "2 worker process(es): cpu, cpu" in captured.out
 
 
+@pytest.mark.slow
 def test_a_dying_worker_loses_nothing_and_a_poison_file_fails_alone(
     tmp_path, inputs, tiny_model, reference, capsys, monkeypatch
 ):
@@ -108,6 +110,7 @@ def test_a_dying_worker_loses_nothing_and_a_poison_file_fails_alone(
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
+@pytest.mark.slow
 def test_batches_give_the_arrays_of_one_at_a_time(shared_data):
     photos = sorted((shared_data / "train" / "photos").glob("*.png"))[:4]
     rgb = [read_image(p).array[:30, :44] for p in photos]
@@ -204,6 +207,7 @@ def test_device_lists(monkeypatch):
             parse_devices(bad)
 
 
+@pytest.mark.slow
 def test_sigterm_stops_every_worker_and_leaves_no_temporary_file(tmp_path, shared_data, tiny_model):
     import os
     import signal

@@ -22,6 +22,7 @@ from realesr.weights import save_model
 
 ray = pytest.importorskip("ray")
 pytestmark = [
+    pytest.mark.slow,  # a Ray cluster starts for each test (tens of seconds)
     pytest.mark.usefixtures("single_torch_thread"),
     pytest.mark.filterwarnings("ignore::DeprecationWarning:ray"),
 ]

@@ -517,6 +517,7 @@ def test_no_download_hides_the_models_that_need_one(weights, small_png, tmp_path
         assert listed[missing.name]["available"] is False and "download" in listed[missing.name]["where"]
 
 
+@pytest.mark.slow
 def test_a_video_upload_gives_the_clis_video(weights, tmp_path):
     """A clip (recognised by content, even under a name without extension) comes back as `realesr upscale` makes it:
     same frame count, size and decoded frames (PyAV's decoder as the second implementation)."""

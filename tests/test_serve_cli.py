@@ -32,6 +32,7 @@ def start(*args: str, env: dict | None = None) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_prints_a_tokened_loopback_url_serves_it_and_stops_on_sigterm_deleting_uploads(tmp_path):
     weights = tiny_weights(tmp_path)
     proc = start("--model", str(weights), "--only", "--token", "my-own-token-123")
@@ -58,6 +59,7 @@ def test_prints_a_tokened_loopback_url_serves_it_and_stops_on_sigterm_deleting_u
     assert not any(p.exists() for p in work)
 
 
+@pytest.mark.slow
 def test_a_busy_port_is_one_line_and_exit_2():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -87,6 +89,7 @@ def test_a_busy_port_is_one_line_and_exit_2():
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_missing_weights_file_is_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "realesr", "serve", "--model", str(tmp_path / "none.pth"), "--no-keep"],
@@ -99,6 +102,7 @@ def test_a_missing_weights_file_is_one_line(tmp_path):
     assert result.returncode == 2 and "none.pth" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_binding_beyond_loopback_warns_that_the_token_is_the_only_guard(tmp_path):
     weights = tiny_weights(tmp_path)
     private_tmp = tmp_path / "tmp"  # its own temporary folder: other servers on the machine do not count
@@ -114,6 +118,7 @@ def test_binding_beyond_loopback_warns_that_the_token_is_the_only_guard(tmp_path
     assert list(private_tmp.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_jobs_and_the_token_are_kept_for_the_next_start(tmp_path, shared_data):
     """Without --token the first start makes one and keeps it (0600) beside the jobs; a restart prints the same
     address and lists the same finished job, whose result is still there."""

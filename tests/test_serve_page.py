@@ -136,6 +136,7 @@ def photos(tmp_path_factory, shared_data) -> dict[str, Path]:
     rgb.crop((0, 30, 160, 150)).save(folder / "small.png")
     rgb.crop((0, 0, 48, 40)).save(folder / "second.png")
     rgb.resize((320, 320)).save(folder / "big.png")
+    rgb.resize((720, 720)).save(folder / "huge.png")  # about 25 s through the wide network: cancelled long before
     # A phone camera's JPEG: the sensor's landscape pixels, with EXIF orientation 6 (turn 90° clockwise to view).
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -316,7 +317,7 @@ def test_progress_title_resize_and_cancel(server, browser, photos):
     shown = page.locator(".layer.after img").bounding_box()
     assert stage["width"] < stage_before and shown["x"] + shown["width"] <= stage["x"] + stage["width"] + 1
 
-    page.set_input_files("#files", str(photos["big"]))  # cancel while it runs
+    page.set_input_files("#files", str(photos["huge"]))  # cancel while it runs
     _wait_until(
         lambda: (
             page.locator(".job.running").count() == 1

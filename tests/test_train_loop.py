@@ -69,6 +69,7 @@ def check_logged_losses(rows, vanilla=True):
         assert values.get("grad_norm_d", 1) > 0, r
 
 
+@pytest.mark.slow
 def test_smoke_config_trains_on_cpu(tmp_path, shared_data):
     cfg = smoke_cfg(tmp_path, shared_data, "val.max_images=1")
     result = train(cfg, show_progress=False)
@@ -115,6 +116,7 @@ def test_loss_falls_when_overfitting_one_batch(shared_data):
     assert history[-1] < 0.35 * history[0], history[::10]
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, shared_data):
     common = [
         "total_iters=5",
@@ -241,6 +243,7 @@ def _ddp_worker(rank, world, port, cfg_overrides, out_dir):
         shutdown_distributed()
 
 
+@pytest.mark.slow
 def test_ddp_gloo_two_processes(tmp_path, shared_data):
     overrides = [
         f"output_dir={tmp_path}",
@@ -295,6 +298,7 @@ def test_degraded_validation_inputs_are_fixed(shared_data):
     assert all(torch.equal(x.lr["degraded"], y.lr["degraded"]) for x, y in zip(a, b))
 
 
+@pytest.mark.slow
 def test_cli_trains_and_reports_config_errors(tmp_path, shared_data):
     import subprocess
     import sys
@@ -373,6 +377,7 @@ def test_x2_initialised_partially_from_an_x4_model(tmp_path, shared_data):
         train(strict, show_progress=False)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_resume_auto_continues(tmp_path, shared_data):
     import subprocess
     import sys

@@ -135,6 +135,7 @@ def test_a_failed_resume_leaves_the_run_folder_as_it_was(tmp_path, shared_data, 
     assert snapshot(run) == before  # config.yaml, CSV files, train.log, checkpoints: byte for byte
 
 
+@pytest.mark.slow
 def test_a_changed_width_through_the_cli_is_one_line(tmp_path, shared_data):
     base = [
         sys.executable,

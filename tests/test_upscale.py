@@ -229,6 +229,7 @@ def x4plus():
     return load_model("RealESRGAN_x4plus", allow_download=False, progress=False)
 
 
+@pytest.mark.slow
 def test_tiled_matches_whole_image_with_the_real_x4plus(shared_data, x4plus):
     """Acceptance: default pad, --tile 40, 96x96 crop of a real photo: mean < 0.25 levels, < 1 % over 2 levels."""
     photo = read_image(shared_data / INPUTS / "ADE_val_00000114.jpg").array[80:176, 80:176]

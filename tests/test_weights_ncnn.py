@@ -101,6 +101,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(1.0 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)))
 
 
+@pytest.mark.slow
 def test_official_x4plus_upscales_a_real_photo_plausibly(shared_data):
     model = read_ncnn(PACKAGE / "REALESRGAN_X4PLUS_UP4X.param")
     assert model.weight_dtype == "fp16"

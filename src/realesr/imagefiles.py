@@ -1173,7 +1173,9 @@ def write_animation(
     if fmt == "GIF":
         save["disposal"] = 2  # each frame replaces the last: frames are whole pictures here
     elif fmt == "WEBP":
-        save.update(lossless=False, quality=95)
+        # Every frame a key frame: libwebp's sub-frame optimisation (Pillow 13) dropped the alpha plane of frames
+        # whose transparent pixels are black, so a transparent animation came back opaque.
+        save.update(lossless=False, quality=95, kmax=1)
     buffer = io.BytesIO()
     try:
         images[0].save(buffer, format=fmt, **save)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "CROP_BORDER",
     "INT_LIMIT",
     "NAME_MAX",
     "SEED",
@@ -110,10 +111,11 @@ class Int(Shape):
 
 @dataclass(frozen=True)
 class Float(Shape):
-    """A finite number with ``low <= x <= high``; ``above`` / ``below`` are exclusive bounds (``lr > 0``)."""
+    """A finite number with ``low <= x <= high`` (by default within +-:data:`INT_LIMIT`, so a number given as
+    1e300 never becomes a size or a count); ``above`` / ``below`` are exclusive bounds (``lr > 0``)."""
 
-    low: float | None = None
-    high: float | None = None
+    low: float | None = -float(INT_LIMIT)
+    high: float | None = float(INT_LIMIT)
     above: float | None = None
     below: float | None = None
     text: bool = False
@@ -123,13 +125,13 @@ class Float(Shape):
         parts = []
         if self.above is not None:
             parts.append(f"> {self.above:g}")
-        elif self.low is not None:
+        elif self.low is not None and self.low > -INT_LIMIT:
             parts.append(f">= {self.low:g}")
         if self.below is not None:
             parts.append(f"< {self.below:g}")
-        elif self.high is not None:
+        elif self.high is not None and self.high < INT_LIMIT:
             parts.append(f"<= {self.high:g}")
-        if self.low is not None and self.high is not None and self.above is None and self.below is None:
+        if len(parts) == 2 and self.above is None and self.below is None:
             return f"a number in [{self.low:g}, {self.high:g}]"
         return "a finite number" + (" " + " and ".join(parts) if parts else "")
 
@@ -209,12 +211,15 @@ class Name(Str):
     room for a suffix the caller adds)."""
 
     reserve: int = 0
+    empty: bool = False  # True: "" is taken too (a config's "no name: use the default")
 
     def describe(self) -> str:
         return "a file name"
 
     def check(self, value: Any, where: str = "") -> str:
         text = super().check(value, where)
+        if not text and self.empty:
+            return text
         if not text or text in (".", ".."):
             raise Invalid(where, f"must be a file name (not empty, '.' or '..'), got {_show(text)}")
         seps = {"/", os.sep} | ({os.altsep} if os.altsep else set())
@@ -332,6 +337,10 @@ class Record(Shape):
         return out
 
 
+# ---- ranges shared by a config key and the command-line options that mirror it
+
 # Seeds feed numpy's SeedSequence / Generator, torch.manual_seed and Python's random: all take 0..2**32-1
 # (numpy's legacy seeding, the narrowest, refuses more), so a seed outside it never reaches them.
 SEED = Int(0, 2**32 - 1)
+# Pixels cut from each side before PSNR/SSIM (val.crop_border, eval --crop-border); the standard is the scale.
+CROP_BORDER = Int(0, 1024)

@@ -9,8 +9,10 @@ import json
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from realesr.cli import main
@@ -288,3 +290,112 @@ def test_a_resume_from_a_damaged_run_is_refused_and_touches_nothing(trained_run,
     assert name.rpartition("/")[2] in lines[0], lines[0]
     assert _snapshot(out / "smoke") == before
     assert sorted(p.name for p in out.iterdir()) == ["smoke"]
+
+
+# ------------------------------------------------------------------------------------------ video work folder
+
+
+def _clip(path: Path, frames: int = 12) -> Path:
+    av = pytest.importorskip("av")
+    with av.open(str(path), "w") as oc:
+        stream = oc.add_stream("libx264", rate=12, options={"threads": "1", "crf": "10"})
+        stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
+        for i in range(frames):
+            img = np.zeros((24, 32, 3), np.uint8)
+            img[..., 0], img[..., 1] = (np.arange(32) * 7 + i * 20) % 256, i * 19 % 256
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                oc.mux(packet)
+        for packet in stream.encode():
+            oc.mux(packet)
+    return path
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def video_case(tmp_path_factory):
+    """A clip, a tiny upscaler, the whole run's frames, and a work folder left by a run stopped after 2 segments."""
+    pytest.importorskip("av")
+    from serve_helpers import tiny_weights  # tests/ is on sys.path: it holds this package
+
+    from realesr.infer.upscaler import Upscaler
+    from realesr.infer.video import VideoOptions, upscale_video
+
+    root = tmp_path_factory.mktemp("video")
+    clip = _clip(root / "c.mp4")
+    up = Upscaler(str(tiny_weights(root)), device="cpu", tile=0)
+    options = VideoOptions(segment_frames=4, threads=1)
+    upscale_video(up, clip, root / "whole.mkv", options)
+
+    work = root / ".part.mkv.realesr-work"
+
+    def stop(done, total):
+        if done >= 9:  # frames 0-7 are with the encoder: wait for it to close their two segments, then stop
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and len(json.loads((work / "manifest.json").read_text())["segments"]) < 2:
+                time.sleep(0.05)
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        upscale_video(up, clip, root / "part.mkv", options, on_progress=stop)
+    assert len(json.loads((work / "manifest.json").read_text())["segments"]) == 2
+    return up, options, clip, _frames(root / "whole.mkv"), work
+
+
+def _damage_manifest(edit):
+    def damage(work: Path) -> None:
+        data = json.loads((work / "manifest.json").read_text())
+        edit(data)
+        (work / "manifest.json").write_text(json.dumps(data))
+
+    return damage
+
+
+VIDEO_DAMAGE = {
+    "manifest-list": lambda work: (work / "manifest.json").write_text("[1]"),
+    "manifest-not-json": lambda work: (work / "manifest.json").write_bytes(b"\xff{"),
+    "segment-escapes-folder": _damage_manifest(lambda d: d["segments"][0].update(file="../../outside.mkv")),
+    "segment-frames-text": _damage_manifest(lambda d: d["segments"][1].update(frames="4")),
+    "segment-frames-negative": _damage_manifest(lambda d: d["segments"][1].update(frames=-4)),
+    "segments-not-list": _damage_manifest(lambda d: d.update(segments={"a": 1})),
+    "pts-list": lambda work: (work / "seg_00001.mkv.pts.json").write_text("[1]"),
+    "pts-short": lambda work: (work / "seg_00000.mkv.pts.json").write_text('{"pts": [0], "durations": [1]}'),
+    "pts-text": lambda work: (work / "seg_00000.mkv.pts.json").write_text('{"pts": ["a"], "durations": [1]}'),
+}
+
+
+@pytest.mark.parametrize("case", sorted(VIDEO_DAMAGE))
+def test_a_damaged_video_work_folder_is_refused_or_redone_never_trusted(video_case, tmp_path, case):
+    """A damaged manifest is refused (one line naming it and what to do) with the work folder untouched; a damaged
+    segment's timestamps make that segment encoded again, and the output is the uninterrupted run's frame for
+    frame. Nothing outside the work folder is read or written."""
+    from realesr.infer.video import upscale_video
+    from realesr.statefiles import StateFileError
+
+    up, options, clip, whole, work = video_case
+    dest = tmp_path / "part.mkv"
+    shutil.copytree(work, tmp_path / work.name)
+    VIDEO_DAMAGE[case](tmp_path / work.name)
+    (tmp_path / "outside.mkv").write_bytes(b"not yours")
+    before = _snapshot(tmp_path)
+    if case.startswith(("manifest", "segment")):
+        with pytest.raises(StateFileError) as err:
+            upscale_video(up, clip, dest, options)
+        message = str(err.value)
+        assert "\n" not in message and str(tmp_path / work.name / "manifest.json") in message
+        assert "delete the folder" in message and err.value.exit_code == 2
+        assert _snapshot(tmp_path) == before
+        return
+    upscale_video(up, clip, dest, options)
+    frames = _frames(dest)
+    assert len(frames) == len(whole) and all(np.array_equal(a, b) for a, b in zip(frames, whole))
+    assert (tmp_path / "outside.mkv").read_bytes() == b"not yours" and not (tmp_path / work.name).exists()

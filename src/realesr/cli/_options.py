@@ -34,4 +34,5 @@ def number(
     if kind is int:
         lowest = int(above) + 1 if above is not None else low
         return option(Int(-INT_LIMIT if lowest is None else int(lowest), INT_LIMIT if high is None else int(high)))
-    return option(Float(low=low, high=high, above=above))
+    shape = Float(above=above)
+    return option(replace(shape, low=shape.low if low is None else low, high=shape.high if high is None else high))

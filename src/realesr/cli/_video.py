@@ -11,6 +11,9 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from realesr.cli._options import option
+from realesr.schema import Float, Int
+
 VIDEO_FLAGS = {
     "codec": "--codec",
     "crf": "--crf",
@@ -33,27 +36,14 @@ def _time(text: str) -> float:
     seconds = 0.0
     for part in parts:
         seconds = seconds * 60 + part
-    return seconds
+    return option(_TIME)(repr(seconds))  # finite and bounded: not "inf", not 1e308
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, not {text}")
-    return value
+# Ten years of video: beyond any file, small enough for every time base's integer timestamps.
+_TIME = Float(low=0, high=10 * 365 * 86400.0)
 
 
-def _crf(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= value <= 63:
-        raise argparse.ArgumentTypeError(f"must be in 0..63, not {text}")
-    return value
+_crf = option(Int(0, 63))
 
 
 def add_video_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from realesr.cli._options import option
 from realesr.errors import ImageWriteError, UsageError
+from realesr.schema import Float
 
 
 def register(subparsers) -> None:
@@ -33,7 +35,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--denoise-strength",
-        type=float,
+        type=option(Float(0, 1)),
         default=None,
         metavar="S",
         help="realesr-general-x4v3 only: blend with the wdn model (1 = none, 0 = full)",

@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from realesr.cli._options import option
 from realesr.errors import ImageReadError, ImageWriteError, RealesrError, UsageError
+from realesr.schema import SEED, Int
 
 
 def register(subparsers) -> None:
@@ -39,11 +41,15 @@ def register(subparsers) -> None:
     p.add_argument(
         "--scale", type=int, default=None, choices=(2, 4, 8), help="SR scale (default 4, or the scale of --config)"
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same LR (default 0)")
-    p.add_argument("--per-image", type=int, default=1, metavar="K", help="LR versions per input (default 1)")
+    p.add_argument(
+        "--seed", type=option(SEED), default=0, help="random seed; the same seed gives the same LR (default 0)"
+    )
+    p.add_argument(
+        "--per-image", type=option(Int(1, 1000)), default=1, metavar="K", help="LR versions per input (default 1)"
+    )
     p.add_argument(
         "--crop",
-        type=int,
+        type=option(Int(0, 2**16)),
         default=None,
         metavar="SIZE",
         help="GT crop size, a multiple of the scale (default 256, or data.gt_size of --config, as "

@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from realesr.cli._options import option
 from realesr.errors import ConfigError, DataError, RealesrError, UsageError
+from realesr.schema import CROP_BORDER, SEED, Int
 
 EPILOG = """\
 examples:
@@ -75,17 +77,19 @@ def register(subparsers) -> None:
         metavar="PATH",
         help="comparison figure (PNG/JPEG): same crops of the reference, bicubic and each model",
     )
-    parser.add_argument("--figure-count", type=int, default=4, metavar="N", help="images in the figure (default 4)")
+    parser.add_argument(
+        "--figure-count", type=option(Int(0, 100)), default=4, metavar="N", help="images in the figure (default 4)"
+    )
     parser.add_argument(
         "--figure-crop",
-        type=int,
+        type=option(Int(8, 4096)),
         default=None,
         metavar="PX",
         help="crop side in output pixels (default 160, or 40 input pixels x scale with --no-ref)",
     )
     parser.add_argument(
         "--crop-border",
-        type=int,
+        type=option(CROP_BORDER),
         default=None,
         metavar="PX",
         help="border cropped before PSNR/SSIM (default: the scale)",
@@ -98,10 +102,16 @@ def register(subparsers) -> None:
         help="network precision (default fp32, so scores do not depend on the device)",
     )
     parser.add_argument(
-        "--tile", type=int, default=None, metavar="N", help="tile size for networks (0: whole image; default automatic)"
+        "--tile",
+        type=option(Int(0, 2**16)),
+        default=None,
+        metavar="N",
+        help="tile size for networks (0: whole image; default automatic)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the --degrade chain (default 0)")
-    parser.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images of each dataset")
+    parser.add_argument("--seed", type=option(SEED), default=0, help="seed of the --degrade chain (default 0)")
+    parser.add_argument(
+        "--limit", type=option(Int(0)), default=None, metavar="N", help="only the first N images of each dataset"
+    )
     parser.add_argument("--no-download", action="store_true", help="never download weights; skip models not present")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run, flags=FLAGS)
@@ -168,9 +178,6 @@ def run(args: argparse.Namespace) -> int:
     def warn(message: str) -> None:
         tqdm.write(f"realesr eval: {message}", file=sys.stderr)
 
-    for option, value in (("--limit", args.limit), ("--figure-count", args.figure_count), ("--tile", args.tile)):
-        if value is not None and value < 0:
-            raise UsageError(f"{option}: must be >= 0, got {value}")
     metrics = _parse_metrics(args.metrics, args.no_ref)
     # Asking for NIQE alone means there is no reference to compare with: the images are the LR inputs.
     no_ref = args.no_ref or (metrics == ("niqe",) and not args.degrade)

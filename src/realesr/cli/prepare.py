@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from realesr.cli._options import option
+from realesr.schema import Int
+
 HELP = "cut HR images into overlapping sub-images for training (as the official extract_subimages.py)"
 
 EPILOG = """examples:
@@ -24,11 +27,11 @@ def register(subparsers) -> None:
     )
     p.add_argument("hr_dir", metavar="HR_DIR", help="folder of HR images (searched recursively)")
     p.add_argument("out_dir", metavar="OUT_DIR", help="where the sub-images and meta_info.txt go")
-    p.add_argument("--crop", type=int, default=480, help="sub-image size (default 480)")
-    p.add_argument("--step", type=int, default=240, help="window step (default 240)")
+    p.add_argument("--crop", type=option(Int(1, 2**16)), default=480, help="sub-image size (default 480)")
+    p.add_argument("--step", type=option(Int(1, 2**16)), default=240, help="window step (default 240)")
     p.add_argument(
         "--thresh",
-        type=int,
+        type=option(Int(0, 2**16)),
         default=0,
         help="a last window flush with the border when more than this many pixels are left (default 0)",
     )

@@ -9,20 +9,34 @@ resize modes, the final-stage order) are exposed here with the official values a
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from realesr.errors import ConfigError
+from realesr.schema import Invalid, Shape, join
 
 KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 RESIZE_MODES = ("area", "bilinear", "bicubic")
 CHROMA_UPSAMPLING = ("fancy", "nearest")
 SUPPORTED_SCALES = (2, 4, 8)
+# Kernels are drawn as dense size x size arrays per sample (official: 21); far beyond that is a typo, not a blur.
+_MAX_KERNEL = 255
+# Resize factors: the official draws up to 1.5x; a factor of thousands would allocate the enlarged batch.
+_MAX_RESIZE = 16.0
 
 
-def _bad(key: str, why: str) -> ConfigError:
-    return ConfigError(f"degradation.{key}: {why}", key=f"degradation.{key}")
+def _bad(key: str, why: str) -> Invalid:
+    """A bad value of the official flat ``key``; the entry points say whose key it is (``degradation.KEY`` for
+    this module's own API, ``config key 'data.degradation.KEY'`` for a training config)."""
+    return Invalid(key, why)
+
+
+def _config_error(err: Invalid, prefix: str = "degradation") -> ConfigError:
+    where = join(prefix, err.where)
+    return ConfigError(f"{where}: {err.why}", key=where)
 
 
 def _pair(value: Any, key: str) -> tuple[float, float]:
@@ -221,16 +235,14 @@ class DegradationConfig:
             "second_blur_prob": second_blur_prob,
             "jpeg_chroma_upsampling": jpeg_chroma_upsampling,
         }
-        section_changes: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
-        for key, value in flat.items():
+        for key in flat:
             if key not in FLAT_KEYS:
                 raise TypeError(f"DegradationConfig() got an unexpected keyword argument {key!r}")
-            section, name = FLAT_KEYS[key]  # the top-level keys are named parameters above, never in flat
-            section_changes[section][name] = value
-        for section, changes in section_changes.items():
-            if changes:
-                values[section] = dataclasses.replace(values[section], **changes)
-        for name, value in _validated(values).items():
+        try:
+            checked = _validated(_with_flat(values, flat))
+        except Invalid as err:
+            raise _config_error(err) from None
+        for name, value in checked.items():
             object.__setattr__(self, name, value)
 
     def __getattr__(self, name: str) -> Any:
@@ -250,7 +262,7 @@ class DegradationConfig:
         which leaves stage one in the HR domain (as for x2/x4) and stage two in the LR domain.
         """
         if scale not in SUPPORTED_SCALES:
-            raise _bad("scale", f"expected one of {SUPPORTED_SCALES}, got {scale!r}")
+            raise _config_error(_bad("scale", f"expected one of {SUPPORTED_SCALES}, got {scale!r}"))
         return cls()
 
     @classmethod
@@ -264,12 +276,10 @@ class DegradationConfig:
             return self
         if not isinstance(data, dict):
             raise ConfigError(f"degradation: expected a mapping, got {type(data).__name__}", key="degradation")
-        unknown = sorted(set(data) - set(FLAT_KEYS))
-        if unknown:
-            raise ConfigError(
-                f"degradation.{unknown[0]}: unknown key (known keys: {', '.join(sorted(FLAT_KEYS))})",
-                key=f"degradation.{unknown[0]}",
-            )
+        try:
+            _known_keys(data, "")
+        except Invalid as err:
+            raise _config_error(err) from None
         return dataclasses.replace(self, **data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -285,6 +295,53 @@ class DegradationConfig:
         return dataclasses.replace(self, **changes)
 
 
+def _with_flat(values: dict[str, Any], flat: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` (the sections and top-level fields) with the official flat keys in ``flat`` applied."""
+    out = dict(values)
+    section_changes: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    for key, value in flat.items():
+        section, name = FLAT_KEYS[key]
+        if section:
+            section_changes[section][name] = value
+        else:
+            out[name] = value
+    for section, changes in section_changes.items():
+        if changes:
+            out[section] = dataclasses.replace(out[section], **changes)
+    return out
+
+
+def _known_keys(data: Mapping[Any, Any], where: str) -> None:
+    for key in data:
+        if not isinstance(key, str) or key not in FLAT_KEYS:
+            close = difflib.get_close_matches(str(key), list(FLAT_KEYS), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(sorted(FLAT_KEYS))}"
+            raise Invalid(join(where, str(key)), f"unknown key ({hint})")
+
+
+class DegradationOverrides(Shape):
+    """The shape of a config's ``degradation`` section (a mapping of official flat keys to new values), for the
+    training config's schema: checked by the same rules as :class:`DegradationConfig`, errors placed at
+    ``where.KEY``; the mapping itself is kept as written (it is what the run's config.yaml records)."""
+
+    def describe(self) -> str:
+        return "a mapping of degradation keys"
+
+    def check(self, value: Any, where: str = "") -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise Invalid(where, f"must be a mapping of degradation keys, got {type(value).__name__}")
+        _known_keys(value, where)
+        defaults = DegradationConfig()
+        base = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(DegradationConfig)}
+        try:
+            _validated(_with_flat(base, value))
+        except Invalid as err:
+            raise Invalid(join(where, err.where), err.why) from None
+        return dict(value)
+
+
 __all__ = [
     "FLAT_KEYS",
     "KERNEL_TYPES",
@@ -292,6 +349,7 @@ __all__ = [
     "SUPPORTED_SCALES",
     "BlurSettings",
     "DegradationConfig",
+    "DegradationOverrides",
     "FinalSettings",
     "StageSettings",
 ]
@@ -299,8 +357,8 @@ __all__ = [
 
 # ---------------------------------------------------------------------------------------------- validation
 def _odd_size(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
-        raise _bad(key, f"expected an odd positive integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_KERNEL or value % 2 == 0:
+        raise _bad(key, f"expected an odd integer in 1..{_MAX_KERNEL}, got {value!r}")
     return value
 
 
@@ -332,28 +390,19 @@ def _stage(s: StageSettings, section: str) -> StageSettings:
 
     resize_range = _pair(s.resize_range, key("resize_range"))
     if resize_range[0] <= 0:
-        raise ConfigError(
-            f"degradation.{key('resize_range')}: scales must be > 0, got {list(resize_range)}",
-            key=f"degradation.{key('resize_range')}",
-        )
+        raise _bad(key("resize_range"), f"scales must be > 0, got {list(resize_range)}")
     if not (resize_range[0] <= 1.0 <= resize_range[1]):
-        raise ConfigError(
-            f"degradation.{key('resize_range')}: range must contain 1 (down below, up above), got {list(resize_range)}",
-            key=f"degradation.{key('resize_range')}",
-        )
+        raise _bad(key("resize_range"), f"range must contain 1 (down below, up above), got {list(resize_range)}")
+    if resize_range[1] > _MAX_RESIZE:
+        raise _bad(key("resize_range"), f"scales must be at most {_MAX_RESIZE:g}, got {list(resize_range)}")
     ranges = {}
     for name in ("noise_range", "poisson_scale_range"):
         ranges[name] = _pair(getattr(s, name), key(name))
         if ranges[name][0] < 0:
-            raise ConfigError(
-                f"degradation.{key(name)}: must be >= 0, got {list(ranges[name])}", key=f"degradation.{key(name)}"
-            )
+            raise _bad(key(name), f"must be >= 0, got {list(ranges[name])}")
     jpeg = _pair(s.jpeg_range, key("jpeg_range"))
     if jpeg[0] < 1 or jpeg[1] > 100:
-        raise ConfigError(
-            f"degradation.{key('jpeg_range')}: JPEG quality must be in [1, 100], got {list(jpeg)}",
-            key=f"degradation.{key('jpeg_range')}",
-        )
+        raise _bad(key("jpeg_range"), f"JPEG quality must be in [1, 100], got {list(jpeg)}")
     resize_prob = _probs(s.resize_prob, key("resize_prob"), 3)
     return StageSettings(
         resize_prob=(resize_prob[0], resize_prob[1], resize_prob[2]),
@@ -385,10 +434,7 @@ def _validated(v: dict[str, Any]) -> dict[str, Any]:
     }
     for section, tp in types.items():
         if not isinstance(v[section], tp):
-            raise ConfigError(
-                f"degradation.{section}: expected a {tp.__name__}, got {type(v[section]).__name__}",
-                key=f"degradation.{section}",
-            )
+            raise _bad(section, f"expected a {tp.__name__}, got {type(v[section]).__name__}")
     out = dict(v)
     out["blur1"], out["blur2"] = _blur(v["blur1"], "blur1"), _blur(v["blur2"], "blur2")
     ks = v["kernel_size_range"]
@@ -399,24 +445,15 @@ def _validated(v: dict[str, Any]) -> dict[str, Any]:
         or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 and x % 2 == 1 for x in ks)
         or ks[0] > ks[1]
     ):
-        raise ConfigError(
-            f"degradation.kernel_size_range: expected [low, high] odd positive integers, got {ks!r}",
-            key="degradation.kernel_size_range",
-        )
+        raise _bad("kernel_size_range", f"expected [low, high] odd positive integers, got {ks!r}")
     out["kernel_size_range"] = (int(ks[0]), int(ks[1]))
     for blur in ("blur1", "blur2"):
         size = out[blur].kernel_size
         if ks[1] > size:
-            raise ConfigError(
-                f"degradation.kernel_size_range: largest size {ks[1]} exceeds {_KEY_OF[(blur, 'kernel_size')]} {size}",
-                key="degradation.kernel_size_range",
-            )
+            raise _bad("kernel_size_range", f"largest size {ks[1]} exceeds {_KEY_OF[(blur, 'kernel_size')]} {size}")
     limit = v["sinc_small_kernel_limit"]
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise ConfigError(
-            f"degradation.sinc_small_kernel_limit: expected an integer, got {limit!r}",
-            key="degradation.sinc_small_kernel_limit",
-        )
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= _MAX_KERNEL:
+        raise _bad("sinc_small_kernel_limit", f"expected an integer in 1..{_MAX_KERNEL}, got {limit!r}")
     out["sinc_cutoff_small"] = _cutoff(v["sinc_cutoff_small"], "sinc_cutoff_small")
     out["sinc_cutoff_large"] = _cutoff(v["sinc_cutoff_large"], "sinc_cutoff_large")
     final: FinalSettings = v["final"]
@@ -429,9 +466,8 @@ def _validated(v: dict[str, Any]) -> dict[str, Any]:
     out["second_blur_prob"] = _prob(v["second_blur_prob"], "second_blur_prob")
     out["stage1"], out["stage2"] = _stage(v["stage1"], "stage1"), _stage(v["stage2"], "stage2")
     if v["jpeg_chroma_upsampling"] not in CHROMA_UPSAMPLING:
-        raise ConfigError(
-            f"degradation.jpeg_chroma_upsampling: expected one of {', '.join(CHROMA_UPSAMPLING)}, "
-            f"got {v['jpeg_chroma_upsampling']!r}",
-            key="degradation.jpeg_chroma_upsampling",
+        raise _bad(
+            "jpeg_chroma_upsampling",
+            f"expected one of {', '.join(CHROMA_UPSAMPLING)}, got {v['jpeg_chroma_upsampling']!r}",
         )
     return out

@@ -364,7 +364,7 @@ def _start_sample(dataset, path, hr, lr, scale, crop, bicubic: EvalModel, protoc
         sample.panels[f"input (x{scale} nearest)"] = _crop(nearest, sample)
     up = bicubic.upscale(lr)
     sample.panels["bicubic"] = _crop(up, sample)
-    if hr is not None:
+    if hr is not None and min(hr.shape[:2]) > 2 * scale:  # a caption only where the border leaves pixels
         sample.captions["bicubic"] = f"{psnr(up, hr, crop_border=scale):.2f} dB"
     return sample
 

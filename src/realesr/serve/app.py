@@ -8,7 +8,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,16 +203,17 @@ def create_app(
     )
     state = AppState(choices, default, limits, jobs, upscalers, token, port, tuple(devices))
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):
-        try:
-            yield
-        finally:
-            jobs.close()
-
-    inner = Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    inner = Starlette(routes=ROUTES, lifespan=_lifespan, exception_handlers=EXCEPTION_HANDLERS)
     inner.state.serve = state
     inner.state.jobs = jobs
     guarded = Guard(inner, token, allowed_host_names(host, port), port, limits.max_upload_bytes)
     guarded.state = inner.state  # type: ignore[attr-defined]
     return guarded
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        app.state.serve.jobs.close()  # stops the workers (a temporary folder goes with them)

@@ -83,6 +83,7 @@ class JobQueue:
         self.speeds = Speeds(self.work_dir)
         self._pending: queue.Queue[str | None] = queue.Queue()
         self._closed = False
+        self._expired_at = 0.0
         self._expire()
         for job in self.jobs():
             if job.state == "queued":
@@ -127,6 +128,8 @@ class JobQueue:
             return self._jobs.get(job_id)
 
     def jobs(self) -> list[Job]:
+        if time.monotonic() - self._expired_at > 60:  # an idle server still lets old jobs go
+            self._expire()
         with self._lock:
             return sorted(self._jobs.values(), key=lambda j: j.created)
 
@@ -184,6 +187,7 @@ class JobQueue:
             save_jobs(self.work_dir, self._jobs.values())
 
     def _expire(self) -> None:
+        self._expired_at = time.monotonic()
         if self.keep_seconds <= 0:
             return
         limit = time.time() - self.keep_seconds

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +22,7 @@ import yaml
 from realesr.atomic import atomic_write_text
 from realesr.errors import ConfigError
 from realesr.imagefiles import MAX_LIST_BYTES, open_regular
+from realesr.schema import CROP_BORDER, SEED, Bool, Float, Int, Invalid, Map, Name, Seq, Shape, Str
 
 __all__ = [
     "DataConfig",
@@ -55,29 +56,64 @@ STAGE_DEFAULTS = {
 }
 VGG19_LAYERS_BEFORE_RELU = ("conv1_2", "conv2_2", "conv3_4", "conv4_4", "conv5_4")
 
+# The schema: each key's type is its annotation, its range a realesr.schema shape in the field's metadata (_key),
+# checked at load with the key named; a command-line option that mirrors a key uses the same shape (SEED,
+# CROP_BORDER). Only the checks across keys are left to resolve().
+_MAX_WIDTH = 4096  # channels of a layer
+_MAX_DEPTH = 1000  # blocks or convolutions
+_MAX_SIDE = 2**16  # pixels of a validation crop side
+_MAX_PATCH = 4096  # pixels of a training patch side (official 400): each worker holds a few of them
+_LR = Float(above=0, high=10.0)
+_WEIGHT = Float(low=0, high=1e6)  # a loss weight
+_PATH = Str()  # a path: never a NUL (no system call takes one), at most 4096 characters
+_ASIDE_SUFFIX = len(".old-20240101-000000-99")  # --overwrite renames the run folder NAME + this
+
+
+class _Degradation(Shape):
+    """``data.degradation``: the degradation model's own shape, imported when a config is checked (torch)."""
+
+    def describe(self) -> str:
+        return "a mapping of degradation keys"
+
+    def check(self, value: Any, where: str = "") -> Any:
+        from realesr.degrade.config import DegradationOverrides
+
+        return DegradationOverrides().check(value, where)
+
+
+_DEGRADATION = _Degradation()
+
+
+def _key(default: Any, shape: Shape) -> Any:
+    """A field with its shape; a callable default is a factory (lists, dicts)."""
+    if callable(default):
+        return field(default_factory=default, metadata={"shape": shape})
+    return field(default=default, metadata={"shape": shape})
+
 
 @dataclass
 class NetworkConfig:
     """The generator. ``arch`` RRDBNet (the x4plus model) or SRVGGNetCompact (the compact general-x4v3 model)."""
 
     arch: str = "RRDBNet"
-    num_feat: int = 64
-    num_block: int = 23  # RRDBNet: residual-in-residual dense blocks
-    num_grow_ch: int = 32  # RRDBNet: growth channels of the dense blocks
-    num_conv: int = 32  # SRVGGNetCompact: body convolutions
+    num_feat: int = _key(64, Int(1, _MAX_WIDTH))
+    num_block: int = _key(23, Int(1, _MAX_DEPTH))  # RRDBNet: residual-in-residual dense blocks
+    num_grow_ch: int = _key(32, Int(1, _MAX_WIDTH))  # RRDBNet: growth channels of the dense blocks
+    num_conv: int = _key(32, Int(1, _MAX_DEPTH))  # SRVGGNetCompact: body convolutions
     act_type: Literal["prelu", "relu", "leakyrelu"] = "prelu"  # SRVGGNetCompact
 
 
 @dataclass
 class DiscriminatorConfig:
-    num_feat: int = 64
+    num_feat: int = _key(64, Int(1, _MAX_WIDTH))
     skip_connection: bool = True
 
 
 @dataclass
 class TrainSource:
     path: str = ""  # a folder (searched recursively) or a .txt list of image paths
-    weight: float | None = None  # this source's share of the draws (weight / sum of weights); None: see below
+    # this source's share of the draws (weight / sum of weights); None: see below
+    weight: float | None = _key(None, Float(above=0))
     lr: str = ""  # a paired source: the folder (or .txt list) of real LR images matched to path's HR by name
     pairs: str = ""  # a paired source as a .txt list of 'hr_path lr_path' lines (instead of path and lr)
 
@@ -89,38 +125,40 @@ class DataConfig:
     # likely); once a weight is given, each source gets weight / sum(weights) of the draws (a missing one is 1).
     train: str | list[str | TrainSource] = ""
     root: str = ""  # the folder the lines of a .txt list are relative to; empty: the list's folder
-    load_size: int = 400  # the patch each worker cuts from an image before degradation (official crop_pad_size)
-    gt_size: int = 256  # the GT crop after degradation; LQ is gt_size // scale
+    # the patch each worker cuts from an image before degradation (official crop_pad_size)
+    load_size: int = _key(400, Int(8, _MAX_PATCH))
+    gt_size: int = _key(256, Int(8, _MAX_PATCH))  # the GT crop after degradation; LQ is gt_size // scale
     use_hflip: bool = True
     use_rot: bool = False  # also random 90-degree rotations and vertical flips
     small_images: Literal["pad", "skip"] = "pad"  # images smaller than load_size: pad (reflect) or skip
     # draw an image in proportion to its area (a 4000 px photo gives ~64x the patches of a 500 px one) instead of
     # every image equally often; within each source, its share unchanged
     sample_by_area: bool = False
-    num_workers: int = 4  # DataLoader worker processes per rank; 0 loads in the training process
-    pool_size: int = 180  # training pair pool (official queue_size); 0 disables it
-    degradation: dict[str, Any] = field(default_factory=dict)  # overrides of realesr.degrade.DegradationConfig
+    num_workers: int = _key(4, Int(0, 128))  # DataLoader worker processes per rank; 0 loads in the training process
+    pool_size: int = _key(180, Int(0, 4096))  # training pair pool (official queue_size); 0 disables it
+    degradation: dict[str, Any] = _key(dict, _DEGRADATION)  # overrides of realesr.degrade.DegradationConfig
 
 
 @dataclass
 class OptimConfig:
-    lr_g: float | None = None  # None: 2e-4 for esrnet, 1e-4 for esrgan
-    lr_d: float = 1e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
-    weight_decay: float = 0.0
-    milestones: list[int] | None = None  # MultiStepLR milestones in iterations; None: [total_iters]
-    gamma: float = 0.5
-    warmup_iters: int = 0  # linear warm-up of the learning rate; 0: none (official)
-    accum_steps: int = 1  # micro-batches accumulated per optimiser step
-    grad_clip: float = 0.0  # clip the gradient norm to this; 0: no clipping (official)
-    ema_decay: float = 0.999  # 0 disables the EMA generator
+    lr_g: float | None = _key(None, _LR)  # None: 2e-4 for esrnet, 1e-4 for esrgan
+    lr_d: float = _key(1e-4, _LR)
+    betas: list[float] = _key(lambda: [0.9, 0.99], Seq(Float(0, below=1), 2, 2))
+    weight_decay: float = _key(0.0, Float(low=0))
+    # MultiStepLR milestones in iterations; None: [total_iters]
+    milestones: list[int] | None = _key(None, Seq(Int(1), max_len=10_000))
+    gamma: float = _key(0.5, Float(above=0, high=1))
+    warmup_iters: int = _key(0, Int(0))  # linear warm-up of the learning rate; 0: none (official)
+    accum_steps: int = _key(1, Int(1, 2**16))  # micro-batches accumulated per optimiser step
+    grad_clip: float = _key(0.0, Float(low=0))  # clip the gradient norm to this; 0: no clipping (official)
+    ema_decay: float = _key(0.999, Float(low=0, below=1))  # 0 disables the EMA generator
 
 
 @dataclass
 class PerceptualConfig:
-    weight: float = 1.0  # 0 disables the perceptual loss
-    layer_weights: dict[str, float] = field(
-        default_factory=lambda: {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
+    weight: float = _key(1.0, _WEIGHT)  # 0 disables the perceptual loss
+    layer_weights: dict[str, float] = _key(
+        lambda: {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}, Map(_WEIGHT)
     )
     weights: str = "imagenet"  # imagenet (vgg19-dcbb9e9d.pth: cache or download) | a .pth path | random (tests only)
     use_input_norm: bool = True  # ImageNet mean/std normalisation of inputs in [0, 1]
@@ -130,21 +168,21 @@ class PerceptualConfig:
 @dataclass
 class GanConfig:
     type: Literal["vanilla", "ragan"] = "vanilla"  # BCE with logits (official) or relativistic average
-    weight: float = 0.1
-    real_label: float = 1.0
-    fake_label: float = 0.0
+    weight: float = _key(0.1, _WEIGHT)
+    real_label: float = _key(1.0, Float(0, 1))
+    fake_label: float = _key(0.0, Float(0, 1))
 
 
 @dataclass
 class LossConfig:
-    pixel_weight: float = 1.0
+    pixel_weight: float = _key(1.0, _WEIGHT)
     l1_gt_usm: bool = True  # L1 against the unsharp-masked GT
     percep_gt_usm: bool = True
     gan_gt_usm: bool = False
     perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
     gan: GanConfig = field(default_factory=GanConfig)
-    net_d_iters: int = 1  # update the generator every net_d_iters iterations (esrgan)
-    net_d_init_iters: int = 0  # train only the discriminator for this many first iterations
+    net_d_iters: int = _key(1, Int(1, 2**20))  # update the generator every net_d_iters iterations (esrgan)
+    net_d_init_iters: int = _key(0, Int(0))  # train only the discriminator for this many first iterations
 
 
 @dataclass
@@ -155,23 +193,26 @@ class ValSetConfig:
     kind: Literal["synthetic", "paired", "real"] = "synthetic"
     path: str = ""  # GT images (synthetic), HR images (paired), LR images (real)
     lr: str = ""  # paired: the LR images
-    name: str = ""  # the set's name in the CSV, plots, TensorBoard and val.best; empty: the folder's name
+    # the set's name in the CSV, plots, TensorBoard and val.best; empty: the folder's name
+    name: str = _key("", Name(empty=True, max_len=100))
 
 
 @dataclass
 class ValConfig:
     sets: list[ValSetConfig] = field(default_factory=list)  # several validation sets, each of a kind
     folder: str = ""  # HR validation images; empty: no validation
-    max_images: int = 0  # 0: all
-    max_size: int = 0  # centre-crop HR images to at most this side before degrading; 0: whole image
-    seed: int = 0  # the fixed seed of the degraded validation LR
+    max_images: int = _key(0, Int(0))  # 0: all
+    # centre-crop HR images to at most this side before degrading; 0: whole image
+    max_size: int = _key(0, Int(0, _MAX_SIDE))
+    seed: int = _key(0, SEED)  # the fixed seed of the degraded validation LR
     degraded: bool = True  # LR by the training degradation (fixed per image)
     bicubic: bool = True  # LR by MATLAB bicubic downscaling
-    num_samples: int = 3  # LR | SR | GT strips saved per validation and LR kind (the first images, every time)
+    # LR | SR | GT strips saved per validation and LR kind (the first images, every time)
+    num_samples: int = _key(3, Int(0, 1000))
     at_start: bool = True  # validate at iteration 0 (a fresh run's baseline; not on resume)
     # SET/METRIC marking checkpoints/best: degraded/psnr, bicubic/ssim, NAME/niqe ...; empty: default_best()
     best: str = ""
-    crop_border: int = 4
+    crop_border: int = _key(4, CROP_BORDER)
 
 
 @dataclass
@@ -181,27 +222,29 @@ class RuntimeConfig:
     channels_last: bool = False
     compile: bool = False  # torch.compile the generator and discriminator
     deterministic: bool = False  # cuDNN deterministic algorithms (slower)
-    max_nonfinite: int = 10  # abort after this many non-finite steps in a row
+    max_nonfinite: int = _key(10, Int(1, 10**6))  # abort after this many non-finite steps in a row
     dist_backend: Literal["auto", "nccl", "gloo"] = "auto"  # auto: nccl on CUDA, gloo otherwise
-    num_threads: int = 0  # CPU threads of torch in the training process; 0: torch's default
+    num_threads: int = _key(0, Int(0, 4096))  # CPU threads of torch in the training process; 0: torch's default
 
 
 @dataclass
 class TrainConfig:
-    name: str = "realesr"
-    output_dir: str = "runs"  # relative paths are relative to the current directory
-    seed: int = 0
+    name: str = _key("realesr", Name(reserve=_ASIDE_SUFFIX))
+    output_dir: str = _key("runs", _PATH)  # relative paths are relative to the current directory
+    seed: int = _key(0, SEED)
     stage: Literal["esrnet", "esrgan"] = "esrnet"  # L1 only, or L1 + perceptual + GAN
     scale: Literal[2, 4, 8] = 4
-    total_iters: int | None = None  # None: 1_000_000 (esrnet) or 400_000 (esrgan)
-    batch_size: int = 12  # per rank and micro-batch; effective = batch_size * accum_steps * world size
-    save_every: int = 5000
-    val_every: int = 5000  # 0: no validation during training
-    log_every: int = 100  # CSV / TensorBoard rows
-    keep_last: int = 3  # checkpoints kept besides the best
-    init_from: str = ""  # generator init: a model name or weights path (official or ours); empty: random init
+    total_iters: int | None = _key(None, Int(1))  # None: 1_000_000 (esrnet) or 400_000 (esrgan)
+    # per rank and micro-batch; effective = batch_size * accum_steps * world size
+    batch_size: int = _key(12, Int(1, 2**16))
+    save_every: int = _key(5000, Int(1))
+    val_every: int = _key(5000, Int(0))  # 0: no validation during training
+    log_every: int = _key(100, Int(1))  # CSV / TensorBoard rows
+    keep_last: int = _key(3, Int(1, 10**6))  # checkpoints kept besides the best
+    # generator init: a model name or weights path (official or ours); empty: random init
+    init_from: str = _key("", _PATH)
     init_strict: bool = True  # False: layers whose shape differs are re-initialised (and listed in the log)
-    init_d_from: str = ""  # discriminator init (e.g. RealESRGAN_x4plus_netD.pth)
+    init_d_from: str = _key("", _PATH)  # discriminator init (e.g. RealESRGAN_x4plus_netD.pth)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -222,6 +265,11 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def _same_kind(value: Any, tp: Any) -> bool:
+    kind = typing.get_origin(tp) or tp
+    return isinstance(kind, type) and isinstance(value, kind)
+
+
 def _convert(value: Any, tp: Any, key: str) -> Any:
     """Check (and gently coerce) a YAML value against a type annotation; errors name ``key``."""
     origin = typing.get_origin(tp)
@@ -230,7 +278,10 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        for alternative in inner[:-1]:  # the first alternative that takes the value; the last one's error
+        # the first alternative that takes the value; else the error of the one of the value's own kind (a text
+        # with a NUL is told about the NUL, not that it is no list)
+        inner.sort(key=lambda alternative: _same_kind(value, alternative))
+        for alternative in inner[:-1]:
             try:
                 return _convert(value, alternative, key)
             except ConfigError:
@@ -248,31 +299,20 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"config key '{key}' must be a mapping of sub-keys, got {value!r}", key=key)
         return _build(tp, value, key + ".")
     if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"config key '{key}' must be true or false, got {value!r}", key=key)
+        return _checked(Bool(), value, key)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ConfigError(f"config key '{key}' must be an integer, got {value!r}", key=key)
-        try:
-            number = float(value)
-        except ValueError:
-            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}", key=key) from None
-        if not number.is_integer():
-            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}", key=key)
-        return int(number)
+        if isinstance(value, str):  # "1e3" from YAML or --set
+            try:
+                value = float(value) if not value.strip().lstrip("+-").isdigit() else int(value)
+            except ValueError:
+                raise ConfigError(f"config key '{key}' must be an integer, got {value!r}", key=key) from None
+        return _checked(Int(), value, key)
     if tp is float:
-        # PyYAML reads 1e-4 (no dot) as a string; accept it as the number it obviously is.
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(f"config key '{key}' must be a number, got {value!r}", key=key)
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigError(f"config key '{key}' must be a number, got {value!r}", key=key) from None
+        return _checked(Float(text=True), value, key)  # finite; PyYAML reads 1e-4 (no dot) as a string
     if tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"config key '{key}' must be a string, got {value!r}", key=key)
+        return _checked(Str(strict=False), value, key)
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key '{key}' must be a list, got {value!r}", key=key)
@@ -287,17 +327,41 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"config key '{key}' has an unsupported type {_type_name(tp)}")  # pragma: no cover
 
 
+def _checked(shape: Shape, value: Any, key: str) -> Any:
+    """``shape.check`` with the error as a ConfigError naming the key (or the place inside it)."""
+    try:
+        return shape.check(value, key)
+    except Invalid as err:
+        sep = " " if err.why.startswith(("must", "is ", "has ")) else ": "
+        raise ConfigError(f"config key '{err.where}'{sep}{err.why}", key=err.where) from None
+
+
 def _build(cls: type, raw: dict, prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in raw.items():
-        if key not in names:
+        if key not in fields:
+            names = list(fields)
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f"; known keys: {', '.join(names)}"
             raise ConfigError(f"unknown config key '{prefix}{key}'{hint}", key=f"{prefix}{key}")
         kwargs[key] = _convert(value, hints[key], prefix + key)
     return cls(**kwargs)
+
+
+def _check_ranges(obj: Any, prefix: str = "") -> None:
+    """Every key of ``obj`` (a config dataclass, nested ones and lists of them included) against the shape in its
+    field's metadata; the first one out of range is a ConfigError naming it."""
+    for f in dataclasses.fields(obj):
+        value, key = getattr(obj, f.name), prefix + f.name
+        shape = f.metadata.get("shape")
+        if shape is not None and value is not None:
+            setattr(obj, f.name, _checked(shape, value, key))
+        items = value if isinstance(value, list) else [value]
+        for i, item in enumerate(items):
+            if dataclasses.is_dataclass(item) and not isinstance(item, type):
+                _check_ranges(item, f"{key}[{i}]." if isinstance(value, list) else f"{key}.")
 
 
 def train_sources(data: DataConfig) -> list[TrainSource]:
@@ -333,7 +397,8 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         try:
             value = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError as err:
-            raise ConfigError(f"--set {dotted}: cannot parse value {text!r}: {err}", key=dotted) from None
+            why = " ".join(str(err).split())  # PyYAML's message spans lines: one line here
+            raise ConfigError(f"--set {dotted}: cannot parse value {text!r}: {why}", key=dotted) from None
         node = raw
         parts = dotted.split(".")
         for i, part in enumerate(parts[:-1]):
@@ -385,11 +450,7 @@ def _one_of(value: str, key: str, choices: tuple[str, ...]) -> None:
 
 def resolve(cfg: TrainConfig) -> TrainConfig:
     """Fill stage-dependent defaults and validate every value; returns the same object."""
-    _check(
-        bool(cfg.name) and "/" not in cfg.name and cfg.name not in (".", ".."),
-        "name",
-        "must be a non-empty folder name without '/'",
-    )
+    _check_ranges(cfg)
     defaults = STAGE_DEFAULTS[cfg.stage]
     if cfg.total_iters is None:
         cfg.total_iters = defaults["total_iters"]
@@ -397,12 +458,6 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         cfg.optim.lr_g = defaults["lr_g"]
     if cfg.optim.milestones is None:
         cfg.optim.milestones = [cfg.total_iters]
-    _check(cfg.total_iters >= 1, "total_iters", f"must be at least 1; got {cfg.total_iters}")
-    _check(cfg.batch_size >= 1, "batch_size", f"must be at least 1; got {cfg.batch_size}")
-    _check(cfg.save_every >= 1, "save_every", f"must be at least 1; got {cfg.save_every}")
-    _check(cfg.val_every >= 0, "val_every", f"must be 0 (off) or positive; got {cfg.val_every}")
-    _check(cfg.log_every >= 1, "log_every", f"must be at least 1; got {cfg.log_every}")
-    _check(cfg.keep_last >= 1, "keep_last", f"must be at least 1; got {cfg.keep_last}")
 
     from realesr.archs import (  # torch only once a config is checked
         arch_named,
@@ -411,12 +466,6 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
 
     net = cfg.network
     _one_of(net.arch, "network.arch", arch_names())
-    # The architecture's record names the network keys it reads; its widths and depths count from 1.
-    for key in arch_named(net.arch).config_keys:
-        value = getattr(net, key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            _check(value >= 1, f"network.{key}", f"must be at least 1; got {value}")
-    _check(cfg.discriminator.num_feat >= 1, "discriminator.num_feat", "must be at least 1")
 
     data = cfg.data
     _check(bool(data.train), "data.train", "must name a folder or a .txt list of training images (or a list of them)")
@@ -430,11 +479,6 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
             not (source.pairs and (source.path or source.lr)),
             f"data.train[{i}].pairs",
             "a list of pairs replaces path and lr; give one or the other",
-        )
-        _check(
-            source.weight is None or (math.isfinite(source.weight) and source.weight > 0),
-            f"data.train[{i}].weight",
-            f"must be a positive number; got {source.weight}",
         )
     _check(
         data.gt_size >= 8 and data.gt_size % cfg.scale == 0,
@@ -458,43 +502,21 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         f"must be at least data.gt_size ({data.gt_size}); got {data.load_size}",
     )
     _check(data.load_size % cfg.scale == 0, "data.load_size", f"must be a multiple of scale {cfg.scale}")
-    _check(data.num_workers >= 0, "data.num_workers", "must be 0 or positive")
-    _check(data.pool_size >= 0, "data.pool_size", "must be 0 (off) or positive")
     _check(
         data.pool_size % cfg.batch_size == 0,
         "data.pool_size",
         f"must be a multiple of batch_size ({cfg.batch_size}); got {data.pool_size}",
     )
-    from realesr.train.synth import (
-        degradation_config,  # the degradation model's own checks, keys named
-    )
-
-    degradation_config(cfg.scale, data.degradation)
 
     opt = cfg.optim
-    _check(opt.lr_g > 0, "optim.lr_g", f"must be positive; got {opt.lr_g}")
-    _check(opt.lr_d > 0, "optim.lr_d", f"must be positive; got {opt.lr_d}")
     _check(
-        len(opt.betas) == 2 and all(0 <= b < 1 for b in opt.betas),
-        "optim.betas",
-        f"must be two numbers in [0, 1); got {opt.betas}",
-    )
-    _check(opt.weight_decay >= 0, "optim.weight_decay", "must be 0 or positive")
-    _check(
-        all(m >= 1 for m in opt.milestones) and opt.milestones == sorted(opt.milestones),
+        opt.milestones == sorted(opt.milestones),
         "optim.milestones",
         f"must be increasing positive iterations; got {opt.milestones}",
     )
-    _check(0 < opt.gamma <= 1, "optim.gamma", f"must be in (0, 1]; got {opt.gamma}")
-    _check(opt.warmup_iters >= 0, "optim.warmup_iters", "must be 0 or positive")
-    _check(opt.accum_steps >= 1, "optim.accum_steps", f"must be at least 1; got {opt.accum_steps}")
-    _check(opt.grad_clip >= 0, "optim.grad_clip", "must be 0 (off) or positive")
-    _check(0 <= opt.ema_decay < 1, "optim.ema_decay", f"must be in [0, 1); got {opt.ema_decay}")
 
     loss = cfg.loss
-    _check(loss.pixel_weight >= 0, "loss.pixel_weight", "must be 0 or positive")
     pl = loss.perceptual
-    _check(pl.weight >= 0, "loss.perceptual.weight", "must be 0 or positive")
     for layer in pl.layer_weights:
         if layer not in _vgg19_layer_names():
             close = difflib.get_close_matches(layer, _vgg19_layer_names(), n=1)
@@ -509,15 +531,18 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         "must name at least one layer when the perceptual loss is on",
     )
     _check(bool(pl.weights), "loss.perceptual.weights", "must be imagenet, random or a .pth path")
-    _check(loss.gan.weight >= 0, "loss.gan.weight", "must be 0 or positive")
-    _check(loss.net_d_iters >= 1, "loss.net_d_iters", "must be at least 1")
-    _check(loss.net_d_init_iters >= 0, "loss.net_d_init_iters", "must be 0 or positive")
     if cfg.stage == "esrnet":
         _check(loss.pixel_weight > 0, "loss.pixel_weight", "must be positive for the esrnet stage (its only loss)")
 
     val = cfg.val
-    for key in ("max_images", "max_size", "num_samples", "crop_border"):
-        _check(getattr(val, key) >= 0, f"val.{key}", "must be 0 or positive")
+    # a validation HR side under scale x multiple leaves no LR pixel, one of 2 x crop_border no pixel to score
+    smallest = max(cfg.scale * multiple, 2 * val.crop_border + 1)
+    _check(
+        val.max_size == 0 or val.max_size >= smallest,
+        "val.max_size",
+        f"must be 0 (whole images) or at least {smallest} (scale {cfg.scale} x the {net.arch} input multiple "
+        f"{multiple}, and more than 2 x val.crop_border {val.crop_border}); got {val.max_size}",
+    )
     if val.folder:
         _check(val.degraded or val.bicubic, "val.degraded", "or val.bicubic must be true when val.folder is set")
     names = val_set_names(cfg)
@@ -537,12 +562,10 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
 
     rt = cfg.runtime
     _check(
-        rt.device == "auto" or rt.device.split(":")[0] in ("cpu", "cuda", "mps"),
+        re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,4})?", rt.device) is not None,
         "runtime.device",
         f"must be auto, cpu, cuda, cuda:N or mps; got {rt.device!r}",
     )
-    _check(rt.num_threads >= 0, "runtime.num_threads", "must be 0 (torch's default) or positive")
-    _check(rt.max_nonfinite >= 1, "runtime.max_nonfinite", "must be at least 1")
     return cfg
 
 

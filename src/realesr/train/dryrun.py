@@ -45,20 +45,32 @@ def dry_run_report(cfg: TrainConfig, allow_download: bool = True) -> str:
     device = pick_device(cfg.runtime.device, 0)
     run = build(cfg, device, DistInfo(), resuming=False, allow_download=allow_download)
     lines = ["# resolved config", yaml.safe_dump(config_to_dict(cfg), sort_keys=False).rstrip(), ""]
-    sides = [min(r.width, r.height) for r in run.records]
-    pixels = sum(r.width * r.height for r in run.records)
+    lines += _data_lines(cfg, run.setup)
+    lines += _network_lines(cfg, run, device)
+    run_dir = cfg.run_dir
     lines.append(
-        f"training data: {len(run.records)} image(s); shorter side min "
+        f"run folder {run_dir}: "
+        + ("holds a run (continue it with --resume auto, or --overwrite)" if _holds_a_run(run_dir) else "new")
+    )
+    return "\n".join(lines)
+
+
+def _data_lines(cfg: TrainConfig, setup) -> list[str]:
+    """The training images per source, their share of the draws, the epoch, the validation images."""
+    sides = [min(r.width, r.height) for r in setup.records]
+    pixels = sum(r.width * r.height for r in setup.records)
+    lines = [
+        f"training data: {len(setup.records)} image(s); shorter side min "
         f"{min(sides)} / median {int(statistics.median(sides))} / max {max(sides)} px; "
         f"{pixels / 1e6:.1f} Mpx in all"
-    )
+    ]
     for i, source in enumerate(train_sources(cfg.data)):
         what = f"pair(s) (LR from {source.lr})" if source.lr else "pair(s)" if source.pairs else "image(s)"
         weight = f", weight {source.weight:g}" if source.weight is not None else ""
-        lines.append(f"  {run.source_index.count(i)} {what} from {source.path or source.pairs}{weight}")
-    if run.draw_p is not None:
+        lines.append(f"  {setup.source_index.count(i)} {what} from {source.path or source.pairs}{weight}")
+    if setup.draw_p is not None:
         share = [
-            float(run.draw_p[[j for j, k in enumerate(run.source_index) if k == i]].sum())
+            float(setup.draw_p[[j for j, k in enumerate(setup.source_index) if k == i]].sum())
             for i in range(len(train_sources(cfg.data)))
         ]
         lines.append(
@@ -67,37 +79,45 @@ def dry_run_report(cfg: TrainConfig, allow_download: bool = True) -> str:
             + (" (images by area)" if cfg.data.sample_by_area else "")
         )
     lines.append(
-        f"samples per epoch: {run.per_epoch} ({cfg.batch_size} per micro-batch x {cfg.optim.accum_steps} accumulation)"
+        f"samples per epoch: {setup.per_epoch} "
+        f"({cfg.batch_size} per micro-batch x {cfg.optim.accum_steps} accumulation)"
     )
-    if cfg.val.folder:
-        from realesr.data import list_images
-
-        lines.append(f"validation: {len(list_images(cfg.val.folder))} image(s) from {cfg.val.folder}")
-    if cfg.val.sets:
+    if cfg.val.folder or cfg.val.sets:
         from realesr.data import list_images
         from realesr.train.config import val_set_names
 
-        for vs, name in zip(cfg.val.sets, val_set_names(cfg)[-len(cfg.val.sets) :]):
+        if cfg.val.folder:
+            lines.append(f"validation: {len(list_images(cfg.val.folder))} image(s) from {cfg.val.folder}")
+        for vs, name in zip(cfg.val.sets, val_set_names(cfg)[-len(cfg.val.sets) :] if cfg.val.sets else []):
             lines.append(f"validation set {name} ({vs.kind}): {len(list_images(vs.path))} image(s) from {vs.path}")
-    g, d, vgg = _params(run.net_g), _params(run.net_d), _params(run.perceptual)
-    lines.append(
-        f"generator {cfg.network.arch}: {g:,} parameters" + (f"; EMA copy: {g:,}" if run.net_g_ema is not None else "")
-    )
-    if run.net_d is not None:
+    return lines
+
+
+def _network_lines(cfg: TrainConfig, run, device) -> list[str]:
+    """Parameters of each network and the memory estimate of one micro-batch."""
+    state, gan = run.state, run.gan
+    net_d = gan.net_d if gan is not None else None
+    perceptual = gan.perceptual if gan is not None else None
+    g, d, vgg = _params(state.net_g), _params(net_d), _params(perceptual)
+    lines = [
+        f"generator {cfg.network.arch}: {g:,} parameters"
+        + (f"; EMA copy: {g:,}" if state.net_g_ema is not None else "")
+    ]
+    if net_d is not None:
         lines.append(f"discriminator UNetDiscriminatorSN: {d:,} parameters")
-    if run.perceptual is not None:
+    if perceptual is not None:
         lines.append(f"perceptual loss VGG19 (frozen): {vgg:,} parameters")
     # memory: fp32 weights + gradients + two Adam moments of the trained networks, frozen ones once, plus the
     # activations of one micro-batch (measured on one patch, times batch_size; x2 for the backward's buffers)
     bytes_per = 4
-    weights = (g + d) * bytes_per * 4 + (g if run.net_g_ema is not None else 0) * bytes_per + vgg * bytes_per
+    weights = (g + d) * bytes_per * 4 + (g if state.net_g_ema is not None else 0) * bytes_per + vgg * bytes_per
     lq = torch.rand(1, 3, cfg.data.gt_size // cfg.scale, cfg.data.gt_size // cfg.scale, device=device)
-    act = _activation_bytes(run.net_g, lq)
+    act = _activation_bytes(state.net_g, lq)
     gt = torch.rand(1, 3, cfg.data.gt_size, cfg.data.gt_size, device=device)
-    if run.net_d is not None:
-        act += 2 * _activation_bytes(run.net_d, gt)
-    if run.perceptual is not None:
-        act += _activation_bytes(run.perceptual, gt, gt) // 2  # the GT's features carry no gradient
+    if net_d is not None:
+        act += 2 * _activation_bytes(net_d, gt)
+    if perceptual is not None:
+        act += _activation_bytes(perceptual, gt, gt) // 2  # the GT's features carry no gradient
     act *= 2 * cfg.batch_size
     gib = 2**30
     lines.append(
@@ -105,9 +125,4 @@ def dry_run_report(cfg: TrainConfig, allow_download: bool = True) -> str:
         f"{act / gib:.2f} GiB activations of a micro-batch of {cfg.batch_size} = {(weights + act) / gib:.2f} "
         f"GiB (fp32; bf16/fp16 roughly halve the activations)"
     )
-    run_dir = cfg.run_dir
-    lines.append(
-        f"run folder {run_dir}: "
-        + ("holds a run (continue it with --resume auto, or --overwrite)" if _holds_a_run(run_dir) else "new")
-    )
-    return "\n".join(lines)
+    return lines

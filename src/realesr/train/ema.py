@@ -17,7 +17,7 @@ def ema_update(ema: nn.Module, net: nn.Module, decay: float) -> None:
     """
     ema_params = dict(ema.named_parameters())
     pairs = [(ema_params[name], p.detach()) for name, p in net.named_parameters()]
-    targets = [e for e, _ in pairs]
+    targets: list[torch.Tensor] = [e for e, _ in pairs]
     sources = [p.to(e.dtype) for e, p in pairs]
     torch._foreach_mul_(targets, decay)
     torch._foreach_add_(targets, sources, alpha=1 - decay)

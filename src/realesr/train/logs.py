@@ -6,6 +6,7 @@ import csv
 import logging
 import math
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from realesr.atomic import atomic_path
@@ -95,7 +96,7 @@ class MetricsLog:
         self._file = path.open("a", newline="", encoding="utf-8")
         self._writer = csv.DictWriter(self._file, self.columns, extrasaction="ignore")
 
-    def write(self, iteration: int, values: dict[str, float | str]) -> None:
+    def write(self, iteration: int, values: Mapping[str, float | str]) -> None:
         row = {"iteration": iteration, **{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in values.items()}}
         self._writer.writerow(row)
         self._file.flush()

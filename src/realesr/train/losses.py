@@ -68,7 +68,8 @@ def build_perceptual_loss(
             for m in extractor.modules():
                 if isinstance(m, nn.Conv2d):
                     m.weight.normal_(0, (2.0 / (m.in_channels * 9)) ** 0.5, generator=gen)
-                    m.bias.zero_()
+                    if m.bias is not None:
+                        m.bias.zero_()
     else:
         extractor.load_torchvision_state_dict(load_vgg19_imagenet(weights, allow_download=allow_download))
     return PerceptualLoss(extractor, layer_weights, weight=weight, criterion=criterion)

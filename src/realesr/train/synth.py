@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from realesr.degrade import (
-    FLAT_KEYS,
     DegradationConfig,
     TrainingPairPool,
     degrade,
@@ -22,28 +21,22 @@ from realesr.degrade import (
     sample_degradation_params,
     usm_sharpen,
 )
+from realesr.degrade.config import DegradationOverrides
 from realesr.errors import ConfigError
+from realesr.schema import Invalid
 
 __all__ = ["PairSynthesizer", "degradation_config", "params_sampler"]
 
 
 def degradation_config(scale: int, overrides: dict[str, Any]) -> DegradationConfig:
-    """``DegradationConfig.for_scale(scale)`` with the ``data.degradation`` overrides applied."""
-    base = DegradationConfig.for_scale(scale)
-    for key in overrides:
-        if key not in FLAT_KEYS:
-            known = ", ".join(sorted(FLAT_KEYS))
-            raise ConfigError(
-                f"unknown config key 'data.degradation.{key}'; known keys: {known}", key=f"data.degradation.{key}"
-            )
+    """``DegradationConfig.for_scale(scale)`` with the ``data.degradation`` overrides applied. A loaded config has
+    had them checked already (its schema holds :class:`DegradationOverrides`); checked again here, by the same
+    rules, for a TrainConfig built in code."""
     try:
-        return base.replace_flat(overrides)
-    except ConfigError as err:  # its messages read "degradation.KEY: why", its key "degradation.KEY"
-        key = f"data.{err.key or 'degradation'}"
-        why = str(err).split(": ", 1)[-1]
-        raise ConfigError(f"config key '{key}': {why}", key=key) from None
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"config key 'data.degradation': {err}", key="data.degradation") from None
+        DegradationOverrides().check(overrides, "data.degradation")
+    except Invalid as err:
+        raise ConfigError(f"config key '{err.where}': {err.why}", key=err.where) from None
+    return DegradationConfig.for_scale(scale).replace_flat(overrides)
 
 
 def _sample(cfg, rng: np.random.Generator) -> dict:

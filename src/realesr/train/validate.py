@@ -213,7 +213,15 @@ def build_validation_sets(
         )
         for kind in ("degraded", "bicubic"):
             if getattr(val, kind):
-                out.append(ValSet(kind, "synthetic", [ValItem(i.name, i.lr[kind], i.hr) for i in images]))
+                scored = _scorable([ValItem(i.name, i.lr[kind], i.hr) for i in images], kind, val.crop_border)
+                if not scored:  # a mean over no image is no score (and was a ZeroDivisionError)
+                    raise ConfigError(
+                        f"config key 'val.folder': no image in {val.folder} is larger than 2 x val.crop_border "
+                        f"({val.crop_border}) after the crop to val.max_size ({val.max_size}) and to a multiple of "
+                        f"scale x the network's input multiple ({scale * size_multiple})",
+                        key="val.folder",
+                    )
+                out.append(ValSet(kind, "synthetic", scored))
     for index, (vs, name) in enumerate(zip(val.sets, names[len(names) - len(val.sets) :])):
         key = f"val.sets[{index}]"
         if not Path(vs.path).is_dir():
@@ -265,10 +273,31 @@ def build_validation_sets(
                     )
                     continue
                 items.append(ValItem(path.stem, _to_tensor(lr[top : top + ch, left : left + cw]), None))
+        if vs.kind != "real":
+            items = _scorable(items, name, val.crop_border)
         if not items:
             raise ConfigError(f"config key '{key}.path': no usable validation image in {vs.path}", key=f"{key}.path")
         out.append(ValSet(name, vs.kind, items))
     return out
+
+
+def _scorable(items: list[ValItem], name: str, crop_border: int) -> list[ValItem]:
+    """The items whose HR keeps pixels once ``crop_border`` is cut from each side (PSNR/SSIM are undefined
+    otherwise); the others are skipped with a warning."""
+    kept = []
+    for item in items:
+        if item.hr is not None and min(item.hr.shape[:2]) <= 2 * crop_border:
+            log.warning(
+                "validation set %s: %s skipped, %dx%d leaves nothing once val.crop_border %d is cut",
+                name,
+                item.name,
+                item.hr.shape[1],
+                item.hr.shape[0],
+                crop_border,
+            )
+            continue
+        kept.append(item)
+    return kept
 
 
 @torch.no_grad()

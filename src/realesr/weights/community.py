@@ -18,6 +18,7 @@ inspect`` and the upscale summary show.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,6 +41,9 @@ _GLOBAL = {"OmniSR"}
 _TILING: dict[str, Tiling] = {"SUPPORTED": "local", "DISCOURAGED": "discouraged", "INTERNAL": "global"}
 # Windows beyond this are not attention windows tiles could line up with (a whole-image "window").
 _MAX_WINDOW = 64
+# The Swin-family layers spandrel ships call torch.meshgrid without indexing=: a two-line UserWarning on every
+# run of `realesr upscale` that says nothing about the user's images.
+warnings.filterwarnings("ignore", message=r"torch\.meshgrid: in an upcoming release", category=UserWarning)
 
 
 def unavailable_reason() -> str | None:

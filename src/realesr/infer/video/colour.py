@@ -245,11 +245,24 @@ def rgb_to_yuv(rgb: np.ndarray, bits: int, fx: int, fy: int, tags: ColourTags) -
     cr = (r - y) / (2 * (1 - kr))
     top = (1 << bits) - 1
     dtype = np.uint16 if bits > 8 else np.uint8
-    out = [np.clip(np.rint(y * ys + yo), 0, top).astype(dtype)]
+    chroma, seen = [], []
     for c in (cb, cr):
         c = downsample(downsample(c, fx, hpos, axis=1), fy, vpos, axis=0)
-        out.append(np.clip(np.rint(c * cs + co), 0, top).astype(dtype))
-    return out
+        code = np.clip(np.rint(c * cs + co), 0, top)
+        chroma.append(code.astype(dtype))
+        # the chroma a decoder will see, back at every luma position
+        back = (code.astype(np.float32) - co) / cs
+        seen.append(upsample(upsample(back, rgb.shape[1], fx, hpos, axis=1), rgb.shape[0], fy, vpos, axis=0))
+    # Luma chosen for the chroma as quantised (least squares over R, G, B; equal to the standard's E'y when the
+    # chroma is exact): the rounding of Cb and Cr, worth up to a level in blue, is taken back by Y' where it can.
+    cbq, crq = seen
+    kg = 1 - kr - kb
+    y = (
+        (r - 2 * (1 - kr) * crq)
+        + (g + (kr * 2 * (1 - kr) * crq + kb * 2 * (1 - kb) * cbq) / kg)
+        + (b - 2 * (1 - kb) * cbq)
+    ) / 3
+    return [np.clip(np.rint(y * ys + yo), 0, top).astype(dtype), *chroma]
 
 
 def frame_to_rgb(frame, tags: ColourTags, deep: bool) -> np.ndarray:
