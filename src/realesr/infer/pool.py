@@ -32,6 +32,7 @@ import numpy as np
 
 from realesr.errors import RealesrError, UsageError
 from realesr.infer.files import FileResult, OutputOptions, PlanItem
+from realesr.weights.zoo import DEFAULT_MODEL
 
 __all__ = [
     "CRASH_HOOK",
@@ -59,7 +60,7 @@ class UpscalerSpec:
     """How to build an :class:`realesr.infer.upscaler.Upscaler` in another process (a model name or path, not a
     loaded network: each worker loads it once, on its own device)."""
 
-    model: str = "RealESRGAN_x4plus"
+    model: str = DEFAULT_MODEL
     precision: str = "auto"
     tile: int | None = None
     tile_pad: int | None = None

@@ -37,7 +37,6 @@ __all__ = [
     "build_validation_set",
     "build_validation_sets",
     "to_uint8",
-    "validate",
     "validate_sets",
 ]
 
@@ -113,45 +112,6 @@ def sample_strip(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray | None = None, g
     for i, panel in enumerate(panels):
         strip[: panel.shape[0], i * (w + gap) : i * (w + gap) + panel.shape[1]] = panel
     return strip
-
-
-@torch.no_grad()
-def validate(
-    net: nn.Module,
-    images: list[ValImage],
-    device: torch.device,
-    crop_border: int,
-    sample_dir: Path | None = None,
-    num_samples: int = 0,
-    autocast_dtype: torch.dtype | None = None,
-    on_sample: Callable[[str, np.ndarray], None] | None = None,
-) -> dict[str, dict[str, float]]:
-    """Mean PSNR/SSIM (Y channel, ``crop_border`` cropped) per LR kind. For the first ``num_samples`` images of each
-    kind an LR | SR | GT strip is written to ``sample_dir/NAME_KIND.png`` and passed to ``on_sample(tag, strip)``."""
-    was_training = net.training
-    net.eval()
-    sums: dict[str, list[float]] = {}
-    try:
-        for index, item in enumerate(images):
-            for kind, lr in item.lr.items():
-                x = lr.to(device)
-                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                    sr = net(x)
-                sr_img = to_uint8(sr.float())
-                acc = sums.setdefault(kind, [0.0, 0.0, 0])
-                acc[0] += psnr(sr_img, item.hr, crop_border=crop_border, y_channel=True)
-                acc[1] += ssim(sr_img, item.hr, crop_border=crop_border, y_channel=True)
-                acc[2] += 1
-                if index < num_samples and (sample_dir is not None or on_sample is not None):
-                    strip = sample_strip(to_uint8(lr), sr_img, item.hr)
-                    if sample_dir is not None:
-                        sample_dir.mkdir(parents=True, exist_ok=True)
-                        write_image(sample_dir / f"{item.name}_{kind}.png", strip)
-                    if on_sample is not None:
-                        on_sample(f"{item.name}_{kind}", strip)
-    finally:
-        net.train(was_training)
-    return {kind: {"psnr": s[0] / s[2], "ssim": s[1] / s[2]} for kind, s in sums.items()}
 
 
 @dataclass
