@@ -812,8 +812,10 @@ def read_path_list(listing: str | os.PathLike, root: str | os.PathLike | None = 
     except UnicodeDecodeError as err:
         raise ImageReadError(f"{listing}: cannot read the image list (not UTF-8 text: {err.reason})") from None
     paths = []
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         entry = line.strip()
+        if "\0" in entry:  # no file name holds one (and os.stat would raise ValueError on it)
+            raise ImageReadError(f"{listing}: line {number} holds a NUL byte: not a list of paths")
         if entry and not entry.startswith("#"):
             meta = _META_INFO_LINE.match(entry)
             path = Path(os.path.expanduser(meta.group(1) if meta else entry))
@@ -924,6 +926,10 @@ def expand_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False, v
     for raw in specs:
         spec = os.fspath(raw)
         path = Path(os.path.expanduser(spec))
+        if not spec or "\0" in spec:  # "" would be the current folder, silently
+            why = "a NUL byte in the name" if spec else "an empty name ('': give . for this folder)"
+            out.append(InputFile(path, spec, True, why))
+            continue
         try:
             is_dir = path.is_dir()
             exists = path.exists()
@@ -978,7 +984,7 @@ def _identity(path: Path) -> object:
     try:
         st = os.stat(path)
         return (st.st_dev, st.st_ino)
-    except OSError:
+    except (OSError, ValueError):  # (ValueError: a NUL byte in the name)
         return path_key(path)
 
 
