@@ -144,37 +144,7 @@ class UpscalePlan:
         for item in self.items:
             if item.error is not None or item.header is None or item.output is None:
                 continue
-            header = item.header
-            try:
-                out_h, out_w = upscaler.output_size(header.height, header.width)
-            except (OverflowError, ValueError):
-                out_h = out_w = 10**30
-            item.out_size = (out_w, out_h)
-            fmt = WRITE_FORMATS[item.output.suffix.lower()]
-            channels = (
-                (2 if header.mode.startswith(("L", "I", "1")) else 4)
-                if header.has_alpha
-                else (1 if header.mode in ("L", "1", "I", "I;16", "I;16B", "I;16L", "I;16N", "F") else 3)
-            )
-            sample = 2 if header.mode.startswith("I") or "16" in header.mode else 1
-            pixels = float(out_h) * float(out_w)
-            # The float32 result on the device (3 colour + alpha planes) and the integer array written out.
-            memory = pixels * (4 * max(channels, 3) + channels * sample)
-            if memory > available_bytes:
-                item.error = (
-                    f"{item.source}: the output would be {_size(out_w, out_h)} and need about "
-                    f"{_bytes(memory)} of memory, {_bytes(available_bytes)} are available: "
-                    "lower the output scale or crop the image"
-                )
-                item.error_params = ("outscale",)
-            elif max(out_h, out_w) > MAX_SIDE[fmt]:
-                item.error = (
-                    f"{item.source}: the output would be {_size(out_w, out_h)}, more than {fmt} can hold "
-                    f"({MAX_SIDE[fmt]} px a side): write PNG or TIFF, or lower the output scale"
-                )
-                item.error_params = ("ext", "outscale")
-            else:
-                disk_need += pixels * channels * sample * _DISK_RATIO[fmt]
+            disk_need += _check_size(item, item.header, item.output, upscaler, available_bytes)
         folder = existing_ancestor(self.folder)
         try:
             free = shutil.disk_usage(folder).free
@@ -203,6 +173,42 @@ class FileResult:
     size: tuple[int, int]  # (width, height) of the output
     seconds: float
     notes: list[str] = field(default_factory=list)
+
+
+def _check_size(item: PlanItem, header: ImageHeader, output: Path, upscaler, available_bytes: float) -> float:
+    """Set ``item.out_size``, or ``item.error`` when the output is too large for the memory or its format;
+    returns the bytes it will take on disk (roughly, on the low side)."""
+    try:
+        out_h, out_w = upscaler.output_size(header.height, header.width)
+    except (OverflowError, ValueError):
+        out_h = out_w = 10**30
+    item.out_size = (out_w, out_h)
+    fmt = WRITE_FORMATS[output.suffix.lower()]
+    channels = (
+        (2 if header.mode.startswith(("L", "I", "1")) else 4)
+        if header.has_alpha
+        else (1 if header.mode in ("L", "1", "I", "I;16", "I;16B", "I;16L", "I;16N", "F") else 3)
+    )
+    sample = 2 if header.mode.startswith("I") or "16" in header.mode else 1
+    pixels = float(out_h) * float(out_w)
+    # The float32 result on the device (3 colour + alpha planes) and the integer array written out.
+    memory = pixels * (4 * max(channels, 3) + channels * sample)
+    if memory > available_bytes:
+        item.error = (
+            f"{item.source}: the output would be {_size(out_w, out_h)} and need about "
+            f"{_bytes(memory)} of memory, {_bytes(available_bytes)} are available: "
+            "lower the output scale or crop the image"
+        )
+        item.error_params = ("outscale",)
+        return 0.0
+    if max(out_h, out_w) > MAX_SIDE[fmt]:
+        item.error = (
+            f"{item.source}: the output would be {_size(out_w, out_h)}, more than {fmt} can hold "
+            f"({MAX_SIDE[fmt]} px a side): write PNG or TIFF, or lower the output scale"
+        )
+        item.error_params = ("ext", "outscale")
+        return 0.0
+    return pixels * channels * sample * _DISK_RATIO[fmt]
 
 
 def _size(width: int, height: int) -> str:
