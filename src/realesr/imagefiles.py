@@ -823,7 +823,10 @@ def read_list_lines(listing: str | os.PathLike, what: str = "image list") -> lis
         raise ImageReadError(f"{listing}: cannot read the {what} ({err.strerror or _one_line(err)})") from None
     except UnicodeDecodeError as err:
         raise ImageReadError(f"{listing}: cannot read the {what} (not UTF-8 text: {err.reason})") from None
-    entries = ((number, line.strip()) for number, line in enumerate(lines, 1))
+    entries = [(number, line.strip()) for number, line in enumerate(lines, 1)]
+    for number, entry in entries:
+        if "\0" in entry:  # no file name holds one (and os.stat would raise ValueError on it)
+            raise ImageReadError(f"{listing}: line {number} holds a NUL byte, which no path can")
     return [(number, entry) for number, entry in entries if entry and not entry.startswith("#")]
 
 
@@ -930,6 +933,10 @@ def expand_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False, v
     for raw in specs:
         spec = os.fspath(raw)
         path = Path(os.path.expanduser(spec))
+        if not spec or "\0" in spec:  # "" would be the current folder, silently
+            why = "a NUL byte in the name" if spec else "an empty name ('': give . for this folder)"
+            out.append(InputFile(path, spec, True, why))
+            continue
         try:
             is_dir = path.is_dir()
             exists = path.exists()
@@ -984,7 +991,7 @@ def _identity(path: Path) -> object:
     try:
         st = os.stat(path)
         return (st.st_dev, st.st_ino)
-    except OSError:
+    except (OSError, ValueError):  # (ValueError: a NUL byte in the name)
         return path_key(path)
 
 
