@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no training runs in {folder}")
         return 0
-    table = [("name", "stage", "iteration", "best", "last validation", "state")]
+    table: list[tuple[str, ...]] = [("name", "stage", "iteration", "best", "last validation", "state")]
     for r in rows:
         progress = f"{r.iteration} / {r.total_iters}" if r.total_iters else str(r.iteration)
         cells = (r.name, r.stage, progress, r.best or "-", r.last_validation or "-", r.state)
