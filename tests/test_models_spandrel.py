@@ -432,3 +432,12 @@ def test_a_spandrel_extra_arches_model_loads_with_its_licence_shown(tmp_path, mo
     assert "MineNC (spandrel_extra_arches)" in text and "non-commercial" in text
     up = Upscaler(path, device="cpu")
     assert any("licence" in note for note in up.notes)
+
+
+def test_the_network_runs_outside_inference_mode_too(models):
+    """spandrel's call runs in inference mode; realesr's network gives a tensor that can be updated in place."""
+    net = load_model(models["SPAN"][1]).net
+    with torch.no_grad():
+        y = net(torch.rand(1, 3, 20, 18))
+    y.add_(1.0)  # an inference tensor would raise here
+    assert y.shape == (1, 3, 40, 36) and not y.is_inference()
