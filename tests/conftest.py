@@ -1,7 +1,13 @@
+import os
 from pathlib import Path
 
 import pytest
 import torch
+
+# precision="auto" runs bf16 on CPUs with native bf16 (AMX, AVX512-BF16): the tests' expected values are fp32
+# facts, so the suite runs as on a CPU without it (also in subprocesses), the same on every machine;
+# tests/test_precision.py sets it per test to check both cases. REALESR_NATIVE_BF16=1 pytest ... runs it the other way.
+os.environ.setdefault("REALESR_NATIVE_BF16", "0")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

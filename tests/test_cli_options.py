@@ -43,3 +43,14 @@ def test_every_command_refuses_a_bad_number_with_2(capsys, argv):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"argument {argv[-2]}" in err and "must be" in err and "Traceback" not in err
+
+
+def test_the_denoise_help_names_the_zoos_denoise_models():
+    """The CLI's help (kept free of torch for start-up) and the zoo say the same: which model has a denoise
+    strength and which one it is blended with."""
+    from realesr.cli._options import DENOISE_HELP
+    from realesr.weights.zoo import ZOO, denoise_models
+
+    names = denoise_models()
+    assert names == ["realesr-general-x4v3"]
+    assert all(name in DENOISE_HELP and str(ZOO[name].denoise_with) in DENOISE_HELP for name in names)

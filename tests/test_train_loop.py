@@ -275,7 +275,7 @@ def test_validation_reproduces_the_published_bicubic_figure(shared_data):
     # An "SR network" that is MATLAB bicubic x4 must score what shared/README.md publishes for bicubic on Set5:
     # 28.431 dB / 0.8113 (HR cropped to a multiple of 4, uint8 LR, Y channel, 4-pixel border).
     from realesr.metrics import imresize
-    from realesr.train.validate import build_validation_set, validate
+    from realesr.train.validate import ValItem, ValSet, build_validation_set, validate_sets
 
     class Bicubic(torch.nn.Module):
         def forward(self, x):
@@ -283,7 +283,8 @@ def test_validation_reproduces_the_published_bicubic_figure(shared_data):
 
     images = build_validation_set(str(shared_data / "test" / "Set5"), 4, 1, 0, 0, 0, degraded=False, bicubic=True)
     assert len(images) == 5
-    result = validate(Bicubic(), images, torch.device("cpu"), crop_border=4)
+    items = [ValItem(image.name, image.lr["bicubic"], image.hr) for image in images]
+    result = validate_sets(Bicubic(), [ValSet("bicubic", "paired", items)], torch.device("cpu"), crop_border=4)
     assert result["bicubic"]["psnr"] == pytest.approx(28.431, abs=0.005)
     assert result["bicubic"]["ssim"] == pytest.approx(0.8113, abs=0.0005)
 

@@ -3,8 +3,9 @@
 from realesr.errors import RealesrError
 
 __version__ = "0.1.0"
+DEFAULT_MODEL = "RealESRGAN_x4plus"  # what `realesr upscale`, the Upscaler and the page use unless told
 
-__all__ = ["RealesrError", "Upscaler", "__version__"]
+__all__ = ["DEFAULT_MODEL", "RealesrError", "Upscaler", "__version__"]
 
 
 def __getattr__(name: str):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import typing
 from pathlib import Path
@@ -28,7 +29,10 @@ from .harness import assert_unchanged, snapshot, tiny_image
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "smoke.yaml"
-FEW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# no example database: a test run writes nothing into the checkout
+FEW = settings(
+    max_examples=250, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
@@ -87,6 +91,10 @@ CASES = {
         "'data.degradation.sinc_small_kernel_limit'",
     ),
     "train-degradation-typo": (_train("data.degradation.noise_rnge=[1, 2]"), "did you mean 'noise_range'"),
+    "train-device-index-text": (_train("runtime.device=cuda:x"), "'runtime.device'"),
+    "train-pool-huge": (_train("data.pool_size=1048576", "batch_size=1"), "'data.pool_size'"),
+    "train-workers-huge": (_train("data.num_workers=100000"), "'data.num_workers'"),
+    "train-max-size-vs-border": (_train("val.max_size=8", "val.crop_border=4"), "'val.max_size'"),
 }
 
 
@@ -128,16 +136,12 @@ def test_a_nul_byte_in_a_config_name_or_path_is_refused(tmp_path, capsys, key, t
 def test_the_issues_cases_through_the_real_entry_point(realesr, tmp_path):
     """The issue's own examples, each as its own process: exit 2, one line, no traceback, nothing written."""
     tiny_image(tmp_path / "a.png")
-    config = tmp_path / "c.yaml"
-    config.write_text("data:\n  train: x\n")
     bad_name = tmp_path / "n.yaml"
     bad_name.write_text('name: "run\\0"\ndata:\n  train: x\n')
     before = snapshot(tmp_path)
     for argv, named in [
         (["degrade", tmp_path / "a.png", "-o", tmp_path / "o", "--seed", "-1"], "--seed"),
         (["eval", "-m", "bicubic", "--data", tmp_path / "a.png", "--figure-crop", "-1"], "--figure-crop"),
-        (["train", config, "--set", "val.max_size=1"], "val.max_size"),
-        (["train", config, "--set", "optim.lr_g=.inf"], "optim.lr_g"),
         (["train", bad_name], "'name'"),
     ]:
         realesr(*argv, timeout=60).check(2, named, lines=None)
@@ -147,6 +151,7 @@ def test_the_issues_cases_through_the_real_entry_point(realesr, tmp_path):
 # ------------------------------------------------------------------------------------ the option schema
 
 
+@functools.cache
 def _numeric_actions() -> list[tuple[str, argparse.Action]]:
     """(sub-command, action) for every option or argument of every parser whose value is converted by a type."""
     parser = build_parser()
@@ -284,7 +289,7 @@ LINKED = {
 LINKED = {key: LINKED.get(key, ()) for key in __import__("realesr.degrade.config").degrade.config.FLAT_KEYS}
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None, database=None)
 @given(data=st.data())
 def test_every_degradation_value_accepted_runs_the_chain_on_a_small_image(data):
     """A value the schema takes must work: the whole chain on a 32 x 32 image gives a finite LR of the right size;
@@ -308,3 +313,39 @@ def test_every_degradation_value_accepted_runs_the_chain_on_a_small_image(data):
     gt = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     lq = degrade(gt, batch, cfg, 4, generator=torch.Generator().manual_seed(1))
     assert lq.shape == (1, 3, 8, 8) and torch.isfinite(lq).all()
+
+
+def test_a_validation_folder_too_small_to_score_is_named_before_anything_is_written(tmp_path, capsys, shared_data):
+    """Images that leave no pixel once val.crop_border is cut were a ZeroDivisionError after the run folder was
+    written; now each is skipped with a warning and an empty set is the key's error, exit 2, nothing written."""
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    for i in range(2):
+        tiny_image(tiny / f"{i}.png", size=8, seed=i)
+    before = snapshot(tmp_path)
+    argv = ["train", str(SMOKE), "--no-progress"]
+    for item in [
+        f"data.train={shared_data / 'train' / 'photos'}",
+        f"val.folder={tiny}",
+        "stage=esrnet",
+        f"output_dir={tmp_path / 'runs'}",
+    ]:
+        argv += ["--set", item]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "'val.folder'" in errors[0] and "Traceback" not in err
+    assert "skipped" in err  # each image said why
+    assert_unchanged(tmp_path, before)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("LOCAL_RANK", "x"), ("LOCAL_RANK", "-1"), ("WORLD_SIZE", "-5"), ("WORLD_SIZE", "1e9")]
+)
+def test_torchruns_environment_numbers_are_checked_and_named(tmp_path, capsys, monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    argv = ["train", str(SMOKE), "--set", "data.train=x", "--set", f"output_dir={tmp_path / 'runs'}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"${variable}" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()

@@ -154,6 +154,7 @@ def internal_error(err: BaseException) -> int:
 def entry() -> None:
     """The console script: ``main``, then the exit. After an interrupt, threads that the unwinding did not stop
     (a worker blocked in a library call) get a moment to end, then the process exits anyway with the code."""
+    signals.until_exit()  # what main's handlers give back when it returns: no moment without the rule
     code = main()
     if code in (signals.INTERRUPTED, signals.TERMINATED):
         import threading
@@ -164,5 +165,5 @@ def entry() -> None:
             if thread is not threading.current_thread() and not thread.daemon:
                 thread.join(max(0.0, deadline - time.monotonic()))
         if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.current_thread()):
-            signals._hard_exit(code)
+            signals.hard_exit(code)
     sys.exit(code)

@@ -11,6 +11,12 @@ from typing import Any
 
 from realesr.schema import INT_LIMIT, Float, Int, Invalid, Shape
 
+# What --denoise-strength means, for every command that has it (the models: realesr.weights.zoo.denoise_models).
+DENOISE_HELP = (
+    "realesr-general-x4v3 only: 0 keeps the noise, 1 removes it (the official -dn: blends the weights with "
+    "realesr-general-wdn-x4v3)"
+)
+
 
 def option(shape: Shape) -> Callable[[str], Any]:
     """An argparse ``type`` checking the text against ``shape`` (numbers parsed from the text)."""

@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from realesr.cli._options import option
+from realesr.cli._options import DENOISE_HELP, option
 from realesr.errors import ImageWriteError, UsageError
 from realesr.schema import Float
 
@@ -38,7 +38,7 @@ def register(subparsers) -> None:
         type=option(Float(0, 1)),
         default=None,
         metavar="S",
-        help="realesr-general-x4v3 only: blend with the wdn model (1 = none, 0 = full)",
+        help=DENOISE_HELP,
     )
     parser.add_argument("--no-download", action="store_true", help="fail instead of downloading an official model")
     parser.set_defaults(func=run)

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from realesr import DEFAULT_MODEL
 from realesr.cli._bars import download_bar
-from realesr.cli._options import number
+from realesr.cli._options import DENOISE_HELP, number
 from realesr.cli._summary import print_summary
 from realesr.cli._video import VIDEO_FLAGS, add_video_arguments
 from realesr.cli.scaleout import FLAGS as SCALEOUT_FLAGS
@@ -39,9 +40,9 @@ def register(subparsers) -> None:
     parser.add_argument(
         "-m",
         "--model",
-        default="RealESRGAN_x4plus",
+        default=DEFAULT_MODEL,
         metavar="MODEL",
-        help="model name (see `realesr models`) or weights path (default: RealESRGAN_x4plus)",
+        help=f"model name (see `realesr models`) or weights path (default: {DEFAULT_MODEL})",
     )
     parser.add_argument(
         "-s",
@@ -102,7 +103,7 @@ def register(subparsers) -> None:
         type=number(float, 0, 1),
         default=None,
         metavar="D",
-        help="realesr-general-x4v3 only: 0 keeps noise, 1 removes it (blends with the wdn weights)",
+        help=DENOISE_HELP,
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_scaleout_arguments(parser)
@@ -141,15 +142,7 @@ def run(args: argparse.Namespace) -> int:
     runner = choose_runner(
         args.device, args.batch, args.ray, args.ray_workers, args.ray_gpus, has_videos=plan.has_videos
     )
-    spec = UpscalerSpec(
-        args.model,
-        precision=args.precision,
-        tile=args.tile,
-        tile_pad=args.tile_pad,
-        outscale=args.outscale,
-        alpha=args.alpha,
-        denoise_strength=args.denoise_strength,
-    )
+    spec = UpscalerSpec.from_options(vars(args))
     show = _Show(not args.no_progress and sys.stderr.isatty())
     try:
         report = run_plan(

@@ -18,11 +18,17 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, Sampler, default_collate
 
 from realesr.errors import DataError, ImageReadError
-from realesr.imagefiles import MAX_LIST_BYTES, READ_EXTENSIONS, list_folder, open_regular, read_path_list, read_rgb
+from realesr.imagefiles import (
+    READ_EXTENSIONS,
+    list_folder,
+    read_header,
+    read_list_lines,
+    read_path_list,
+    read_rgb,
+)
 
 __all__ = [
     "ImageRecord",
@@ -81,20 +87,11 @@ def read_pair_list(listing: str | os.PathLike, root: str | os.PathLike | None = 
     listing = Path(listing)
     base = Path(root) if root else listing.parent
     try:
-        with open_regular(listing) as f:  # a FIFO or a device would block or never end
-            data = f.read(MAX_LIST_BYTES + 1)
-        if len(data) > MAX_LIST_BYTES:
-            raise DataError(f"the pair list {listing} is larger than {MAX_LIST_BYTES // 2**20} MiB")
-        lines = data.decode("utf-8").splitlines()
-    except OSError as err:
-        raise DataError(f"cannot read the pair list {listing}: {err.strerror or err}") from None
-    except UnicodeDecodeError as err:
-        raise DataError(f"cannot read the pair list {listing}: not UTF-8 text ({err.reason})") from None
+        entries = read_list_lines(listing, "pair list")
+    except ImageReadError as err:
+        raise DataError(str(err)) from None
     pairs = []
-    for number, line in enumerate(lines, 1):
-        entry = line.strip()
-        if not entry or entry.startswith("#"):
-            continue
+    for number, entry in entries:
         fields = entry.split()
         if len(fields) != 2:
             raise DataError(f"{listing} line {number}: expected 'hr_path lr_path', got {entry!r}")
@@ -113,14 +110,11 @@ def check_pairs(pairs: list[tuple[Path, Path]], scale: int, lq_size: int) -> tup
         sizes = []
         for path in (hr, lr):
             try:
-                with Image.open(path) as im:
-                    sizes.append(im.size)
-            except FileNotFoundError:
-                notes.append(f"{path}: file not found, pair skipped")
+                header = read_header(path)
+            except ImageReadError as err:  # missing, not an image, truncated ...
+                notes.append(f"{path}: unreadable image ({_reason(err, path)}), pair skipped")
                 break
-            except (UnidentifiedImageError, OSError, ValueError) as err:
-                notes.append(f"{path}: unreadable image ({type(err).__name__}), pair skipped")
-                break
+            sizes.append((header.width, header.height))
         if len(sizes) < 2:
             continue
         (hw, hh), (lw, lh) = sizes
@@ -132,6 +126,10 @@ def check_pairs(pairs: list[tuple[Path, Path]], scale: int, lq_size: int) -> tup
             continue
         records.append(ImageRecord(str(hr), hw, hh, str(lr)))
     return records, notes
+
+
+def _reason(err: ImageReadError, path: Path) -> str:
+    return str(err).removeprefix(f"{path}: ")
 
 
 def list_images(source: str | os.PathLike, root: str | os.PathLike | None = None) -> list[Path]:
@@ -166,14 +164,11 @@ def scan_images(paths: list[Path], min_size: int, small_images: str = "pad") -> 
     n_small = 0
     for path in paths:
         try:
-            with Image.open(path) as im:
-                w, h = im.size
-        except FileNotFoundError:
-            notes.append(f"{path}: file not found, skipped")
+            header = read_header(path)  # the size as decoded (EXIF orientation applied), as read_rgb gives it
+        except ImageReadError as err:  # missing, not an image, truncated ...
+            notes.append(f"{path}: unreadable image ({_reason(err, path)}), skipped")
             continue
-        except (UnidentifiedImageError, OSError, ValueError) as err:
-            notes.append(f"{path}: unreadable image ({type(err).__name__}), skipped")
-            continue
+        w, h = header.width, header.height
         if min(w, h) < min_size:
             if small_images == "skip":
                 notes.append(f"{path}: {w}x{h} is smaller than the {min_size}px patch, skipped")

@@ -211,6 +211,10 @@ def _run_here(plan, spec, runner: Runner, emit, video_options, resume: bool, pro
     report.seconds = time.perf_counter() - started
     if upscaler.fell_back_to_fp32:
         report.fell_back.append(str(upscaler.device))
+    report.precision = upscaler.precision  # auto's bf16 may have been checked and turned down on the first image
+    check = upscaler.precision_check
+    if check is not None and not check.passed:
+        report.notes.append(f"{check.describe()}; fp32 was used")
     return report
 
 

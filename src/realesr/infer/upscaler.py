@@ -19,12 +19,13 @@ from realesr.archs import ModelTraits
 from realesr.devices import available_memory_bytes, pick_device
 from realesr.errors import RealesrError, UsageError, WeightsFormatError
 from realesr.imagefiles import LoadedImage, array_layout, array_to_pil, pil_to_array
+from realesr.infer import precision as _precision
 from realesr.infer.tiling import tiled_forward
+from realesr.weights import DEFAULT_MODEL
 from realesr.weights.spec import traits_of
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_TILE_PAD", "Upscaler", "layer_progress"]
 
-DEFAULT_MODEL = "RealESRGAN_x4plus"
 # Input pixels each tile reads beyond its core on every side. RRDBNet's receptive field spans hundreds of pixels:
 # with 48 px and the cross-fade of tiling.py, tiles of 40 on 96x96 photos differ from the whole-image output by
 # 0.10-0.15 levels on average, 0.1-0.2 % of pixels by more than 2 (docs/upscale.md has the measurements).
@@ -85,15 +86,17 @@ class Upscaler:
             [0,1] to [B,C,H*s,W*s] (with ``.scale``; ``.size_multiple`` if sides must divide), or a
             ``realesr.weights.LoadedModel``.
         device: "auto" (cuda, mps, else cpu), "cpu", "cuda", "cuda:N" or "mps".
-        precision: "auto" (fp32 on the CPU; bf16 on GPUs that support it, else fp16), "fp32", "fp16", "bf16".
-            Half precision runs channels-last and falls back to fp32 when its output is not finite.
+        precision: "auto" (bf16 on GPUs that support it, else fp16; on the CPU bf16 where it has native bf16,
+            AMX or AVX512-BF16, if a check on a crop of the first image keeps the picture, else fp32), "fp32",
+            "fp16", "bf16". Half precision runs channels-last and falls back to fp32 when its output is not
+            finite. ``precision_note`` says what auto chose and why.
         tile: None picks by itself (whole image when it fits the device's memory, else tiles); 0 always runs
             the whole image; N runs tiles of at most N input pixels a side, blended over their overlap.
         tile_pad: input pixels each tile reads beyond its core (default DEFAULT_TILE_PAD).
         outscale: final size factor (any float > 0): the network's scale, then an antialiased bicubic resize
             to round(h * outscale) x round(w * outscale). None: the network's scale.
         alpha: "model" runs the alpha channel through the network (as grey), "bicubic" resizes it.
-        denoise_strength: for realesr-general-x4v3, blend with the wdn weights (as the official -dn).
+        denoise_strength: 0..1 for the models with a denoise strength (realesr.weights.zoo.denoise_models).
         allow_download, progress: passed to ``realesr.weights.load_model`` for names.
         channels_last: run the network in channels-last memory format (faster on CPU and GPU).
     """
@@ -151,6 +154,10 @@ class Upscaler:
                 "and RGBA networks with as many output channels as input ones are supported"
             )
         self.precision = self._pick_precision(precision)
+        # On the CPU, auto's bf16 is checked against fp32 on the first input before it is trusted (precision.py).
+        self._check_pending = precision == "auto" and self.device.type == "cpu" and self.precision != "fp32"
+        self.precision_check: _precision.HalfCheck | None = None
+        self.precision_note = f"{self.precision} ({'auto' if precision == 'auto' else 'asked for'})"
         # What a caller should tell the user: a licence beyond the permissive default, a global model tiled.
         self.notes: list[str] = [f"licence: {self.traits.licence}"] if self.traits.licence else []
         self.tile = tile
@@ -165,13 +172,17 @@ class Upscaler:
         # Module.to takes memory_format at runtime, but torch's overloads for it leave the keyword out.
         self._net_fp32 = net.to(self.device, dtype=torch.float32, memory_format=memory_format)  # type: ignore[call-overload]
         self._net = self._net_fp32
-        self._dtype = torch.float32
+        self._dtype = self._input_dtype = torch.float32
         if self.precision != "fp32":
             self._dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
             # A separate half copy: the fp32 one stays for the non-finite fallback.
-            import copy
-
-            self._net = copy.deepcopy(self._net_fp32).to(dtype=self._dtype)
+            self._net, self._input_dtype = _precision.half_network(
+                self._net_fp32, self._dtype, self.device, self._channels_last
+            )
+        if self._check_pending:
+            recorded = _precision.measured_check(self.model_name, self.model_source)
+            if recorded is not None:
+                self._apply_check(recorded, "measured by bench/cpu.py --checks")
         self.last_tile_used: int | None = None  # the tile size the last call ended with (0 = whole image)
 
     # ------------------------------------------------------------------------------------------ set-up
@@ -185,7 +196,33 @@ class Upscaler:
                     params=("precision",),
                 )
             return precision
-        return auto_precision(self.device, supported)
+        return _precision.auto_precision(self.device, supported)
+
+    def _settle_precision(self, x: torch.Tensor) -> None:
+        """Auto's half precision on the CPU: keep it if a crop of ``x`` comes out as in fp32, else use fp32."""
+        self._check_pending = False
+        key = ("cpu", self.precision, _fingerprint(self._net_fp32))
+        check = _precision.remembered(key)
+        if check is None:
+            check = _precision.check_half(
+                lambda c: self._call_net(self._net_fp32, c),
+                lambda c: self._call_net(self._net, c.to(self._input_dtype)),
+                x,
+                self.precision,
+                self._tile_unit,
+            )
+            _precision.remember(key, check)
+        self._apply_check(check, "checked on this input")
+
+    def _apply_check(self, check: _precision.HalfCheck, how: str) -> None:
+        self._check_pending = False
+        self.precision_check = check
+        if check.passed:
+            self.precision_note = f"{self.precision} (auto: {check.describe()}; {how})"
+            return
+        self.precision_note = f"fp32 (auto: {check.describe()}; {how})"
+        self.precision, self._net = "fp32", self._net_fp32
+        self._dtype = self._input_dtype = torch.float32
 
     @property
     def net(self) -> nn.Module:
@@ -230,6 +267,9 @@ class Upscaler:
     # ------------------------------------------------------------------------------------------ tensors
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._call_net(self._net, x)
+
+    def _call_net(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         # A tile may be below the model's minimum or not square: padded here as the whole image is.
         height, width = x.shape[-2:]
         padded = self.size_rules.padded(height, width)
@@ -237,7 +277,7 @@ class Upscaler:
             x = pad_right_bottom(x, padded[0] - height, padded[1] - width)
         if self._channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        out = self._net(x)
+        out = net(x)
         if padded != (height, width):
             out = out[:, :, : height * self.scale, : width * self.scale]
         return out
@@ -259,8 +299,10 @@ class Upscaler:
         if padded != (height, width):
             x = pad_right_bottom(x, padded[0] - height, padded[1] - width)
         # (x stays fp32 here so that an fp32 rerun starts from the exact input, not from its half rounding.)
+        if self._check_pending:
+            self._settle_precision(x)
         try:
-            out = self._run_with_retries(x.to(self._dtype), on_tile)
+            out = self._run_with_retries(x.to(self._input_dtype), on_tile)
             problem = "" if self._dtype == torch.float32 or torch.isfinite(out).all() else "is not finite (overflow)"
         except RuntimeError as err:
             # A model that claims half precision but mixes dtypes inside (a float32 attention mask) fails here.
@@ -274,7 +316,7 @@ class Upscaler:
                 stacklevel=2,
             )
             self.fell_back_to_fp32 = True
-            self._net, self._dtype = self._net_fp32, torch.float32
+            self._net, self._dtype, self._input_dtype = self._net_fp32, torch.float32, torch.float32
             out = self._run_with_retries(x, on_tile)
         out = out[:, :, : height * self.scale, : width * self.scale]
         if not torch.isfinite(out).all():
@@ -514,16 +556,12 @@ class _StepProgress:
         return report
 
 
-def auto_precision(device: torch.device, supported: tuple[str, ...]) -> str:
-    """What ``precision="auto"`` runs in on ``device``, among the precisions the model supports."""
-    wanted: tuple[str, ...]
-    if device.type == "cuda":
-        wanted = ("bf16", "fp16") if torch.cuda.is_bf16_supported() else ("fp16",)
-    elif device.type == "mps":
-        wanted = ("fp16",)
-    else:
-        wanted = ()
-    return next((p for p in wanted if p in supported), "fp32")
+def _fingerprint(net: nn.Module) -> tuple:
+    """Tells networks' weights apart (for remembering precision checks) without hashing every byte."""
+    with torch.no_grad():
+        return (type(net).__name__,) + tuple(
+            (tuple(p.shape), float(p.double().sum()), float(p.double().abs().sum())) for p in net.parameters()
+        )
 
 
 def pad_right_bottom(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:

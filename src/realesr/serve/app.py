@@ -76,7 +76,7 @@ def official_models() -> list[ModelChoice]:
                 entry.summary,
                 bool(found.where),
                 where,
-                denoise=name == "realesr-general-x4v3",
+                denoise=entry.denoise_with is not None,
             )
         )
     return sorted(choices, key=lambda c: not c.available)

@@ -371,8 +371,10 @@ def parse_options(form: Mapping[str, Any], models: Mapping[str, Any], default_mo
         raise UsageError(f"ext: must be one of {', '.join(FORMATS)}, not {ext!r}", params=("ext",))
     denoise = _number(form, "denoise_strength", float, 0.0, 1.0)
     if denoise is not None and not getattr(models[model], "denoise", False):
+        from realesr.weights.zoo import denoise_models
+
         raise UsageError(
-            f"denoise_strength: model {model} has no denoise strength (realesr-general-x4v3 has)",
+            f"denoise_strength: model {model} has no denoise strength ({', '.join(denoise_models())} has)",
             params=("denoise_strength",),
         )
     return JobOptions(model, outscale, width, ext, denoise)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -133,8 +134,8 @@ class DataConfig:
     # draw an image in proportion to its area (a 4000 px photo gives ~64x the patches of a 500 px one) instead of
     # every image equally often; within each source, its share unchanged
     sample_by_area: bool = False
-    num_workers: int = _key(4, Int(0, 1024))  # DataLoader worker processes per rank; 0 loads in the training process
-    pool_size: int = _key(180, Int(0, 2**20))  # training pair pool (official queue_size); 0 disables it
+    num_workers: int = _key(4, Int(0, 128))  # DataLoader worker processes per rank; 0 loads in the training process
+    pool_size: int = _key(180, Int(0, 4096))  # training pair pool (official queue_size); 0 disables it
     degradation: dict[str, Any] = _key(dict, _DEGRADATION)  # overrides of realesr.degrade.DegradationConfig
 
 
@@ -396,7 +397,8 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         try:
             value = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError as err:
-            raise ConfigError(f"--set {dotted}: cannot parse value {text!r}: {err}", key=dotted) from None
+            why = " ".join(str(err).split())  # PyYAML's message spans lines: one line here
+            raise ConfigError(f"--set {dotted}: cannot parse value {text!r}: {why}", key=dotted) from None
         node = raw
         parts = dotted.split(".")
         for i, part in enumerate(parts[:-1]):
@@ -533,12 +535,13 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         _check(loss.pixel_weight > 0, "loss.pixel_weight", "must be positive for the esrnet stage (its only loss)")
 
     val = cfg.val
-    smallest = cfg.scale * multiple  # a validation HR side below this leaves no LR pixel to upscale
+    # a validation HR side under scale x multiple leaves no LR pixel, one of 2 x crop_border no pixel to score
+    smallest = max(cfg.scale * multiple, 2 * val.crop_border + 1)
     _check(
         val.max_size == 0 or val.max_size >= smallest,
         "val.max_size",
         f"must be 0 (whole images) or at least {smallest} (scale {cfg.scale} x the {net.arch} input multiple "
-        f"{multiple}); got {val.max_size}",
+        f"{multiple}, and more than 2 x val.crop_border {val.crop_border}); got {val.max_size}",
     )
     if val.folder:
         _check(val.degraded or val.bicubic, "val.degraded", "or val.bicubic must be true when val.folder is set")
@@ -559,7 +562,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
 
     rt = cfg.runtime
     _check(
-        rt.device == "auto" or rt.device.split(":")[0] in ("cpu", "cuda", "mps"),
+        re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,4})?", rt.device) is not None,
         "runtime.device",
         f"must be auto, cpu, cuda, cuda:N or mps; got {rt.device!r}",
     )

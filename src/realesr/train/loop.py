@@ -71,6 +71,7 @@ from realesr.train.distributed import (
     DistInfo,
     all_reduce_sum,
     barrier,
+    env_int,
     init_distributed,
     pick_device,
 )
@@ -90,7 +91,7 @@ from realesr.train.losses import (
 from realesr.train.runs import check_run_files, read_run_config
 from realesr.train.synth import PairSynthesizer, degradation_config, params_sampler
 from realesr.train.validate import build_validation_sets, validate_sets
-from realesr.weights import load_model, load_state_dict, load_strict, save_model
+from realesr.weights import load_model, load_state_dict, load_strict, save_model, state_dict_mismatch
 
 __all__ = [
     "LRSchedule",
@@ -169,23 +170,8 @@ def init_generator_from(net: nn.Module, source_sd: dict[str, torch.Tensor], stri
     """
     own = net.state_dict()
     if strict:
-        missing = [k for k in own if k not in source_sd]
-        unexpected = [k for k in source_sd if k not in own]
-        mismatched = [
-            f"{k} {tuple(source_sd[k].shape)} vs {tuple(own[k].shape)}"
-            for k in own
-            if k in source_sd and source_sd[k].shape != own[k].shape
-        ]
-        if missing or unexpected or mismatched:
-            details = "; ".join(
-                part
-                for part in (
-                    f"missing {missing[:4]}" if missing else "",
-                    f"unexpected {unexpected[:4]}" if unexpected else "",
-                    f"shape differs {mismatched[:4]}" if mismatched else "",
-                )
-                if part
-            )
+        details = "; ".join(state_dict_mismatch(own, source_sd, shown=4))
+        if details:
             raise RealesrError(
                 f"{what} does not match the network strictly ({details}); "
                 f"set init_strict: false to re-initialise the layers that differ"
@@ -1256,7 +1242,7 @@ def train(
     checkpoint folder; ``overwrite`` moves a run already in the run folder aside (``NAME.old-TIMESTAMP``).
     ``on_iteration(iteration, losses)`` is called after every iteration (rank 0 too)."""
     # torchrun's LOCAL_RANK picks this process's GPU before the process group is joined (NCCL needs it set)
-    device = pick_device(cfg.runtime.device, int(os.environ.get("LOCAL_RANK", "0")))
+    device = pick_device(cfg.runtime.device, env_int("LOCAL_RANK", 0))
     dist_info = init_distributed(cfg.runtime.dist_backend, device)
     setup_logging(dist_info.is_main)  # train.log is opened once the run folder is really used (open_run)
     run = None

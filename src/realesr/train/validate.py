@@ -37,7 +37,6 @@ __all__ = [
     "build_validation_set",
     "build_validation_sets",
     "to_uint8",
-    "validate",
     "validate_sets",
 ]
 
@@ -115,45 +114,6 @@ def sample_strip(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray | None = None, g
     return strip
 
 
-@torch.no_grad()
-def validate(
-    net: nn.Module,
-    images: list[ValImage],
-    device: torch.device,
-    crop_border: int,
-    sample_dir: Path | None = None,
-    num_samples: int = 0,
-    autocast_dtype: torch.dtype | None = None,
-    on_sample: Callable[[str, np.ndarray], None] | None = None,
-) -> dict[str, dict[str, float]]:
-    """Mean PSNR/SSIM (Y channel, ``crop_border`` cropped) per LR kind. For the first ``num_samples`` images of each
-    kind an LR | SR | GT strip is written to ``sample_dir/NAME_KIND.png`` and passed to ``on_sample(tag, strip)``."""
-    was_training = net.training
-    net.eval()
-    sums: dict[str, list[float]] = {}
-    try:
-        for index, item in enumerate(images):
-            for kind, lr in item.lr.items():
-                x = lr.to(device)
-                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                    sr = net(x)
-                sr_img = to_uint8(sr.float())
-                acc = sums.setdefault(kind, [0.0, 0.0, 0])
-                acc[0] += psnr(sr_img, item.hr, crop_border=crop_border, y_channel=True)
-                acc[1] += ssim(sr_img, item.hr, crop_border=crop_border, y_channel=True)
-                acc[2] += 1
-                if index < num_samples and (sample_dir is not None or on_sample is not None):
-                    strip = sample_strip(to_uint8(lr), sr_img, item.hr)
-                    if sample_dir is not None:
-                        sample_dir.mkdir(parents=True, exist_ok=True)
-                        write_image(sample_dir / f"{item.name}_{kind}.png", strip)
-                    if on_sample is not None:
-                        on_sample(f"{item.name}_{kind}", strip)
-    finally:
-        net.train(was_training)
-    return {kind: {"psnr": s[0] / s[2], "ssim": s[1] / s[2]} for kind, s in sums.items()}
-
-
 @dataclass
 class ValItem:
     name: str
@@ -213,7 +173,15 @@ def build_validation_sets(
         )
         for kind in ("degraded", "bicubic"):
             if getattr(val, kind):
-                out.append(ValSet(kind, "synthetic", [ValItem(i.name, i.lr[kind], i.hr) for i in images]))
+                scored = _scorable([ValItem(i.name, i.lr[kind], i.hr) for i in images], kind, val.crop_border)
+                if not scored:  # a mean over no image is no score (and was a ZeroDivisionError)
+                    raise ConfigError(
+                        f"config key 'val.folder': no image in {val.folder} is larger than 2 x val.crop_border "
+                        f"({val.crop_border}) after the crop to val.max_size ({val.max_size}) and to a multiple of "
+                        f"scale x the network's input multiple ({scale * size_multiple})",
+                        key="val.folder",
+                    )
+                out.append(ValSet(kind, "synthetic", scored))
     for index, (vs, name) in enumerate(zip(val.sets, names[len(names) - len(val.sets) :])):
         key = f"val.sets[{index}]"
         if not Path(vs.path).is_dir():
@@ -265,10 +233,31 @@ def build_validation_sets(
                     )
                     continue
                 items.append(ValItem(path.stem, _to_tensor(lr[top : top + ch, left : left + cw]), None))
+        if vs.kind != "real":
+            items = _scorable(items, name, val.crop_border)
         if not items:
             raise ConfigError(f"config key '{key}.path': no usable validation image in {vs.path}", key=f"{key}.path")
         out.append(ValSet(name, vs.kind, items))
     return out
+
+
+def _scorable(items: list[ValItem], name: str, crop_border: int) -> list[ValItem]:
+    """The items whose HR keeps pixels once ``crop_border`` is cut from each side (PSNR/SSIM are undefined
+    otherwise); the others are skipped with a warning."""
+    kept = []
+    for item in items:
+        if item.hr is not None and min(item.hr.shape[:2]) <= 2 * crop_border:
+            log.warning(
+                "validation set %s: %s skipped, %dx%d leaves nothing once val.crop_border %d is cut",
+                name,
+                item.name,
+                item.hr.shape[1],
+                item.hr.shape[0],
+                crop_border,
+            )
+            continue
+        kept.append(item)
+    return kept
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ from realesr.weights.io import (
     unwrap_state_dict,
 )
 from realesr.weights.ncnn import export_ncnn, read_ncnn
-from realesr.weights.spec import ModelSpec, OutputResize, detect_arch, spec_of, traits_of
+from realesr.weights.spec import ModelSpec, OutputResize, detect_arch, spec_of, state_dict_mismatch, traits_of
 from realesr.weights.zoo import DEFAULT_MODEL, ZOO, LoadedModel, ZooEntry, cache_dir, find_model, load_model, read_model
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "save_model",
     "save_state_dict",
     "spec_of",
+    "state_dict_mismatch",
     "traits_of",
     "unwrap_state_dict",
 ]

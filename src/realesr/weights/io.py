@@ -16,7 +16,7 @@ from torch import nn
 from realesr.atomic import atomic_path
 from realesr.errors import NotWeightsError, WeightsFormatError
 from realesr.weights.ncnn import MAGIC, read_ncnn
-from realesr.weights.spec import ModelSpec, check_resize_factor, detect_arch, spec_of
+from realesr.weights.spec import ModelSpec, check_resize_factor, detect_arch, spec_of, state_dict_mismatch
 
 __all__ = ["load_strict", "load_state_dict", "unwrap_state_dict", "save_model", "read_weights", "WeightsFile"]
 
@@ -208,25 +208,7 @@ def save_state_dict(
 def load_strict(net: nn.Module, sd: Mapping[str, torch.Tensor], what: str) -> None:
     """``net.load_state_dict(sd)`` (strict), but a mismatch is one WeightsFormatError naming the keys and shapes
     that differ (e.g. a run resumed with another network width), not PyTorch's multi-line RuntimeError."""
-    own = net.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    wrong = [
-        f"{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in sd and tuple(sd[k].shape) != tuple(v.shape)
-    ]
-    parts = []
-    if wrong:
-        parts.append(
-            f"{len(wrong)} shape{'s' if len(wrong) > 1 else ''} differ (file vs network): "
-            + ", ".join(wrong[:3])
-            + (" ..." if len(wrong) > 3 else "")
-        )
-    if missing:
-        parts.append(f"missing {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else ""))
-    if unexpected:
-        parts.append(f"unexpected {', '.join(unexpected[:3])}" + (" ..." if len(unexpected) > 3 else ""))
+    parts = state_dict_mismatch(net.state_dict(), sd)
     if parts:
         raise WeightsFormatError(
             f"{what} does not fit the network: {'; '.join(parts)}; was the network "

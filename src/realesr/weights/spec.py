@@ -210,24 +210,30 @@ def _check_tensors(sd: Mapping[str, Any], finite: bool) -> None:
 def _check_shapes(spec: ModelSpec, sd: Mapping[str, torch.Tensor]) -> None:
     with torch.device("meta"):
         expected = spec.build_network().state_dict()
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
-    wrong = [
-        f"{k} {tuple(sd[k].shape)} (expected {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in sd and tuple(sd[k].shape) != tuple(v.shape)
-    ]
-    problems = []
-    if missing:
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        problems.append(f"missing {', '.join(missing[:5])}{more}")
-    if unexpected:
-        more = f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else ""
-        problems.append(f"unexpected {', '.join(unexpected[:5])}{more}")
-    if wrong:
-        problems.append(f"wrong shapes {', '.join(wrong[:3])}")
+    problems = state_dict_mismatch(expected, sd, shown=5)
     if problems:
         raise WeightsFormatError(f"looks like {spec.arch} x{spec.scale} but does not fit it: {'; '.join(problems)}")
+
+
+def state_dict_mismatch(
+    expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor], shown: int = 3
+) -> list[str]:
+    """What keeps ``given`` from loading strictly into a network whose state dict is ``expected``: a phrase each
+    for the keys missing, the keys unexpected, the tensors of other shapes (the first ``shown`` of each named);
+    empty when it fits. The one wording of a mismatch for detection, strict loads and the trainer's init_from."""
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    wrong = [
+        f"{k} {tuple(given[k].shape)} (network {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in given and tuple(given[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shapes", wrong)):
+        if names:
+            more = f" and {len(names) - shown} more" if len(names) > shown else ""
+            problems.append(f"{label} {', '.join(names[:shown])}{more}")
+    return problems
 
 
 def spec_of(net: nn.Module) -> ModelSpec:

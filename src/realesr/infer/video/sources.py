@@ -75,7 +75,9 @@ class VideoSource:
             self.container.close()
             raise VideoError(f"{path}: no video stream")
         self.stream = self.container.streams.video[0]
-        self.stream.thread_type = "AUTO"
+        # Slice threads only: frame threads make what a corrupt packet costs depend on timing, and a resumed run
+        # must decode exactly the frames the first run did.
+        self.stream.thread_type = "SLICE"
 
     def close(self) -> None:
         self.container.close()
