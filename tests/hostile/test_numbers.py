@@ -95,6 +95,11 @@ CASES = {
     "train-pool-huge": (_train("data.pool_size=1048576", "batch_size=1"), "'data.pool_size'"),
     "train-workers-huge": (_train("data.num_workers=100000"), "'data.num_workers'"),
     "train-max-size-vs-border": (_train("val.max_size=8", "val.crop_border=4"), "'val.max_size'"),
+    "train-max-size-rounded-down": (_train("val.max_size=9", "val.crop_border=4"), "'val.max_size'"),
+    "train-gt-size-under-vgg": (
+        _train("stage=esrgan", "scale=8", "data.gt_size=8", "data.load_size=8"),
+        "'data.gt_size'",
+    ),
 }
 
 
