@@ -69,3 +69,34 @@ def test_an_earlier_result_is_still_skipped_and_said_so(cli, tmp_path, weights):
     cli("upscale", folder, "-m", weights, "-o", folder).check(0, lines=0)
     r = cli("upscale", folder, "-m", weights, "-o", folder).check(0, lines=0)
     assert "1 earlier result(s)" in r.out and sorted(os.listdir(folder)) == ["x.png", "x_out.png"]
+
+
+def test_empty_names_are_refused_not_taken_for_the_current_folder(cli, tmp_path, weights, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tiny_image(tmp_path / "here.png")
+    before = snapshot(tmp_path)
+    cli("upscale", "", "-m", weights, "-o", tmp_path / "out").check(1, "an empty name")
+    cli("upscale", "here.png", "-m", weights, "-o", "").check(2, "-o")
+    cli("degrade", "", "-o", tmp_path / "deg").check(1, "an empty name", lines=None)
+    assert_unchanged(tmp_path, before, allow=["out", "deg"])
+    assert not any((tmp_path / "out").glob("*.png")) and not any((tmp_path / "deg").rglob("*.png"))
+
+
+def test_prepare_into_a_file_is_a_usage_error_naming_out_dir(cli, tmp_path):
+    _hr(tmp_path / "hr", n=1)
+    (tmp_path / "taken").write_text("a file")
+    before = snapshot(tmp_path)
+    cli("prepare", tmp_path / "hr", tmp_path / "taken").check(2, "taken", "OUT_DIR")
+    assert_unchanged(tmp_path, before)
+
+
+def test_an_output_that_is_a_folder_is_refused_before_the_work(cli, tmp_path, weights):
+    """Found only when writing, after the whole evaluation or batch, before: now refused at the plan, exit 2."""
+    data = tmp_path / "data"
+    data.mkdir()
+    tiny_image(data / "a.png", size=16)
+    (tmp_path / "out" / "a_out.png").mkdir(parents=True)
+    before = snapshot(tmp_path)
+    cli("eval", "-m", "bicubic", "--data", data, "-o", data).check(2, "-o", "which is a folder")
+    cli("upscale", data / "a.png", "-m", weights, "-o", tmp_path / "out").check(2, "a_out.png", "which is a folder")
+    assert_unchanged(tmp_path, before)

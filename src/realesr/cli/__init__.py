@@ -78,6 +78,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # Started with stdout or stderr closed (`realesr ... 2>&-`): Python sets them to None, which every print and
+    # progress bar would trip on. The command runs as usual and what it would say is dropped.
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - kept open until exit
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - kept open until exit
     for stream in (sys.stdout, sys.stderr):
         # A name that is not UTF-8 must not stop a command after its work is done (the summary): the escapes of
         # cli/_text.py cover the messages, this any other line.
