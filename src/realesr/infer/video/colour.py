@@ -206,16 +206,21 @@ def downsample(c: np.ndarray, factor: int, position: str, axis: int) -> np.ndarr
     first = int(np.floor(offset))
     margin = factor + 1
     padded = _edge_pad(c, axis, margin, n * factor - size + 2 * margin)
-    out, total = None, 0.0
+    out, term, total = None, None, 0.0
     for tap in range(-factor, factor + 2):
         weight = max(0.0, 1 - abs(first + tap - offset) / factor)
         if weight == 0:
             continue
-        term = _along(padded, axis, margin + first + tap, n, factor) * np.float32(weight)
-        out = term if out is None else out + term
+        view = _along(padded, axis, margin + first + tap, n, factor)
+        if out is None:  # then in place: the same products and sums in the same order, no new arrays
+            out = view * np.float32(weight)
+            term = np.empty_like(out)
+        else:
+            out += np.multiply(view, np.float32(weight), out=term)
         total += weight
     assert out is not None
-    return out / np.float32(total)
+    out /= np.float32(total)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------- conversion
@@ -266,18 +271,16 @@ def rgb_to_yuv(rgb: np.ndarray, bits: int, fx: int, fy: int, tags: ColourTags) -
     top = (1 << bits) - 1
     dtype = np.uint16 if bits > 8 else np.uint8
 
-    def sub(plane: np.ndarray) -> np.ndarray:
-        return downsample(downsample(plane, fx, hpos, axis=1), fy, vpos, axis=0)
-
     # Chroma from the filtered R'G'B' (the filter is linear: the same as filtering full-resolution Cb and Cr).
-    rs, gs, bs = (sub(p) for p in (r, g, b))
+    rs, gs, bs = (downsample(downsample(p, fx, hpos, axis=1), fy, vpos, axis=0) for p in (r, g, b))
     y_small = kr * rs + kg * gs + kb * bs
     chroma, seen = [], []
     for c in ((bs - y_small) * np.float32(scale / (2 * (1 - kb))), (rs - y_small) * np.float32(scale / (2 * (1 - kr)))):
         code = np.clip(np.rint(c * cs + co), 0, top)
         chroma.append(code.astype(dtype))
-        back = (code.astype(np.float32) - co) / cs  # the chroma a decoder will see, at every luma position
-        seen.append(upsample(upsample(back, width, fx, hpos, axis=1), height, fy, vpos, axis=0))
+        code -= co
+        code /= cs  # the chroma a decoder will see, at every luma position
+        seen.append(upsample(upsample(code, width, fx, hpos, axis=1), height, fy, vpos, axis=0))
     # Luma chosen for the chroma as quantised: the least-squares Y' over R, G, B given Cb and Cr (the standard's
     # E'y when the chroma is exact), so the rounding of Cb and Cr, worth up to a level in blue, is taken back by
     # Y' where it can: E'y = (R'+G'+B')/3 + a*(Kr/Kg - 1)/3*Cr + b*(Kb/Kg - 1)/3*Cb, a = 2(1-Kr), b = 2(1-Kb).
@@ -286,11 +289,14 @@ def rgb_to_yuv(rgb: np.ndarray, bits: int, fx: int, fy: int, tags: ColourTags) -
     y += g
     y += b
     y *= np.float32(scale / 3)
-    y += crq * np.float32(2 * (1 - kr) * (kr / kg - 1) / 3)
-    y += cbq * np.float32(2 * (1 - kb) * (kb / kg - 1) / 3)
+    crq *= np.float32(2 * (1 - kr) * (kr / kg - 1) / 3)
+    y += crq
+    cbq *= np.float32(2 * (1 - kb) * (kb / kg - 1) / 3)
+    y += cbq
     y *= np.float32(ys)
     y += np.float32(yo)
-    return [np.clip(np.rint(y, out=y), 0, top, out=y).astype(dtype), *chroma]
+    np.rint(y, out=y)
+    return [np.clip(y, 0, top, out=y).astype(dtype), *chroma]
 
 
 def frame_to_rgb(frame, tags: ColourTags, deep: bool) -> np.ndarray:
