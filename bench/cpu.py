@@ -208,6 +208,27 @@ def compiled_runner(net: nn.Module, dtype: torch.dtype, x: torch.Tensor) -> Call
     return lambda t: model(t.to(dtype))
 
 
+def int8_runner(net: nn.Module, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Post-training static int8 (torch.ao FX, x86 backend: per-channel weights, per-tensor activations),
+    calibrated on 32-pixel crops of six training photos of shared/data (not the measured image)."""
+    import warnings
+
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.backends.quantized.engine = "x86"
+    photos = sorted((DATA / "train/photos").glob("*.png"))[:6]
+    calibration = [to_tensor(load_crop(p, 100, 100, 32)).contiguous() for p in photos]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare_fx(copy.deepcopy(net).eval(), get_default_qconfig_mapping("x86"), (calibration[0],))
+        with torch.inference_mode():
+            for crop in calibration:
+                prepared(crop)
+        model = convert_fx(prepared)
+    return lambda t: model(t.contiguous())
+
+
 def variants(args, loaded, rgb: np.ndarray) -> dict[str, tuple[Callable[[], object], str]]:
     """name -> (run, precision of its arithmetic for the peak)."""
     net = loaded.net.eval()
@@ -242,6 +263,9 @@ def variants(args, loaded, rgb: np.ndarray) -> dict[str, tuple[Callable[[], obje
             run = openvino_runner(net, x, hint)
             if run is not None:
                 found[f"openvino {hint} hint"] = ((lambda r=run: r(x)), kind)
+    if args.int8:
+        run8 = int8_runner(net, x)
+        found["network int8 (static PTQ, torch.ao x86)"] = ((lambda: run8(x)), "int8")
     if args.compile:
         for dtype, kind in ((torch.bfloat16, "bf16"),):
             run = compiled_runner(cl, dtype, x)
@@ -267,9 +291,8 @@ def measure(args) -> None:
         quality = {}
         for name, (run, _) in runs.items():
             out = run()
-            out = out[..., ::-1] if isinstance(out, np.ndarray) and name.startswith("official") else out
             quality[name] = difference(
-                levels(out if not isinstance(out, np.ndarray) else np.ascontiguousarray(out)), reference
+                levels(np.ascontiguousarray(out) if isinstance(out, np.ndarray) else out), reference
             )
         times: dict[str, list[float]] = {name: [] for name in runs}
         # Process CPU time with one thread: what the work costs, nearly independent of other jobs on the machine.
@@ -356,6 +379,7 @@ def main() -> None:
         "--cpu-time", action="store_true", help="time in process CPU seconds (use with --threads 1 on a busy machine)"
     )
     parser.add_argument("--openvino", action="store_true", help="also OpenVINO with bf16 and f32 hints")
+    parser.add_argument("--int8", action="store_true", help="also int8 post-training quantization")
     parser.add_argument("--compile", action="store_true", help="also torch.compile with freezing (slow to build)")
     parser.add_argument("--checks", action="store_true", help="measure bf16 vs fp32 per zoo model; write the table")
     args = parser.parse_args()
