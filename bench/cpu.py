@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_upscale import official_enhance  # noqa: E402
 
 from realesr.devices import cpu_info  # noqa: E402
+from realesr.errors import RealesrError  # noqa: E402
 from realesr.imagefiles import read_image  # noqa: E402
 from realesr.infer import Upscaler, cpu_packed, precision  # noqa: E402
 from realesr.weights import ZOO, find_model, load_model  # noqa: E402
@@ -170,27 +171,18 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------ the variants
 
 
-def openvino_runner(net: nn.Module, x: torch.Tensor, hint: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def openvino_runner(net: nn.Module, hint: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """realesr.infer.openvino_backend (dynamic shapes, as the Upscaler would use it)."""
+    from realesr.infer.openvino_backend import OpenVinoNetwork
+
     try:
-        import openvino as ov
-    except ImportError:
-        print("openvino: not installed (pip install 'realesr[openvino]')", file=sys.stderr)
+        start = time.perf_counter()
+        backend = OpenVinoNetwork(net, hint=hint, threads=torch.get_num_threads())
+    except RealesrError as err:
+        print(f"openvino: {err}", file=sys.stderr)
         return None
-    start = time.perf_counter()
-    model = ov.convert_model(copy.deepcopy(net).float(), example_input=x.contiguous())
-    compiled = ov.Core().compile_model(
-        model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": str(torch.get_num_threads())}
-    )
-    print(
-        f"openvino {ov.__version__} {hint}: converted and compiled in {time.perf_counter() - start:.1f} s",
-        file=sys.stderr,
-    )
-    request = compiled.create_infer_request()
-
-    def run(t: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(request.infer({0: t.contiguous().numpy()})[0].copy())
-
-    return run
+    print(f"openvino {hint}: converted and compiled in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return backend
 
 
 def compiled_runner(net: nn.Module, dtype: torch.dtype, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -260,7 +252,7 @@ def variants(args, loaded, rgb: np.ndarray) -> dict[str, tuple[Callable[[], obje
         found["network bf16 packed+fused, bf16 ends"] = (lambda: all_bf16(x), "bf16")
     if args.openvino:
         for hint, kind in (("bf16", "bf16"), ("f32", "fp32")):
-            run = openvino_runner(net, x, hint)
+            run = openvino_runner(net, hint)
             if run is not None:
                 found[f"openvino {hint} hint"] = ((lambda r=run: r(x)), kind)
     if args.int8:
