@@ -88,6 +88,7 @@ def test_unmatched_and_wrong_size_pairs_are_skipped_with_a_note(tmp_path, shared
     assert "orphan.png: no HR image" in text
 
 
+@pytest.mark.slow
 def test_a_mixed_batch_degrades_only_the_synthetic_samples(tmp_path, shared_data):
     hr_dir, lr_dir = make_pairs(shared_data, tmp_path)
     paired_records, _ = scan_pairs(list_images(hr_dir), list_images(lr_dir), S, 16)
@@ -113,6 +114,7 @@ def test_a_mixed_batch_degrades_only_the_synthetic_samples(tmp_path, shared_data
     assert (lq[:2] - block).abs().mean() > 0.01
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("single_torch_thread")
 def test_a_run_mixing_paired_and_synthetic_sources(tmp_path, shared_data):
     hr_dir, lr_dir = make_pairs(shared_data, tmp_path / "pairs")

@@ -93,6 +93,7 @@ def _runs_table(capsys, folder) -> dict[str, str]:
     return {line.split()[0]: line for line in lines[1:]}
 
 
+@pytest.mark.slow
 def test_runs_shows_finished_interrupted_running_and_killed_runs(shared_data, tmp_path, capsys):
     # finished, with a validation
     train(

@@ -126,6 +126,7 @@ def test_weighted_sampler_resumes_the_same_stream():
     assert stream[5][1:] == (1, 3)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("single_torch_thread")
 def test_a_run_on_two_weighted_sources(tmp_path, shared_data):
     photos, set14 = shared_data / "train" / "photos", shared_data / "test" / "Set14"

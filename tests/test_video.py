@@ -399,7 +399,7 @@ def test_resume_after_kill_is_byte_identical(tmp_path, segment_frames, offset):
     work = tmp_path / ".resumed.mp4.realesr-work"
     manifest = json.loads((work / "manifest.json").read_text())
     closed = sum(seg["frames"] for seg in manifest["segments"])
-    cached = len(list((work / "frames").glob("*.npy")))
+    cached = len(list((work / "frames").glob("*.npz")))
     # every finished frame kept but those in flight between the network and the encoder
     assert kill_at - 3 <= closed + cached <= kill_at, (closed, cached, f"REALESR_TEST_SEED={seed - offset}")
     subprocess.run([sys.executable, str(script), str(clip), str(resumed), "0", seg], check=True, env=env)
@@ -486,3 +486,26 @@ def test_chapters_and_display_aspect_ratio_kept(tmp_path):
         assert [float(c["start"] * c["time_base"]) for c in b.chapters()] == [0.0, 0.5]
         assert a.streams.video[0].sample_aspect_ratio == Fraction(4, 3)
         assert b.streams.video[0].display_aspect_ratio == a.streams.video[0].display_aspect_ratio
+
+
+def test_a_failing_thread_stops_the_others(tmp_path, monkeypatch):
+    """The encoder failing at the 4th frame ends the run at once with that error; no pipeline thread is left."""
+    import threading
+
+    from realesr.infer.video import encode
+
+    clip = make_clip(tmp_path / "c.mp4", n=N, audio=False)
+    real_add = encode.SegmentWriter.add
+
+    def failing_add(self, index, *args):
+        if index == 3:
+            raise OSError("disk full (test)")
+        return real_add(self, index, *args)
+
+    monkeypatch.setattr(encode.SegmentWriter, "add", failing_add)
+    with pytest.raises(OSError, match="disk full"):
+        upscale_video(tiny_upscaler(), clip, tmp_path / "o.mp4", VideoOptions())
+    assert not [t for t in threading.enumerate() if t.name.startswith("realesr-")]
+    assert not (tmp_path / "o.mp4").exists()
+    frames = sorted(p.name for p in (tmp_path / ".o.mp4.realesr-work" / "frames").iterdir())
+    assert frames[:3] == ["00000000.npz", "00000001.npz", "00000002.npz"]  # the finished frames kept

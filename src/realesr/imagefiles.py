@@ -801,24 +801,33 @@ def read_path_list(listing: str | os.PathLike, root: str | os.PathLike | None = 
     end), larger than :data:`MAX_LIST_BYTES`, not UTF-8."""
     listing = Path(listing)
     base = Path(root) if root else listing.parent
+    paths = []
+    for _number, entry in read_list_lines(listing):
+        meta = _META_INFO_LINE.match(entry)
+        path = Path(os.path.expanduser(meta.group(1) if meta else entry))
+        paths.append(path if path.is_absolute() else base / path)
+    return paths
+
+
+def read_list_lines(listing: str | os.PathLike, what: str = "image list") -> list[tuple[int, str]]:
+    """The entries of a .txt list, ``(line number, stripped text)``, blank lines and '#' comments left out. Raises
+    :class:`ImageReadError` naming the ``what`` when it cannot be read: not a regular file (a FIFO would block, a
+    device never end), larger than :data:`MAX_LIST_BYTES`, not UTF-8."""
     try:
         with open_regular(listing) as f:
             data = f.read(MAX_LIST_BYTES + 1)
         if len(data) > MAX_LIST_BYTES:
-            raise ImageReadError(f"{listing}: an image list larger than {MAX_LIST_BYTES // 2**20} MiB")
+            raise ImageReadError(f"{listing}: the {what} is larger than {MAX_LIST_BYTES // 2**20} MiB")
         lines = data.decode("utf-8").splitlines()
     except OSError as err:
-        raise ImageReadError(f"{listing}: cannot read the image list ({err.strerror or _one_line(err)})") from None
+        raise ImageReadError(f"{listing}: cannot read the {what} ({err.strerror or _one_line(err)})") from None
     except UnicodeDecodeError as err:
-        raise ImageReadError(f"{listing}: cannot read the image list (not UTF-8 text: {err.reason})") from None
-    paths = []
-    for line in lines:
-        entry = line.strip()
-        if entry and not entry.startswith("#"):
-            meta = _META_INFO_LINE.match(entry)
-            path = Path(os.path.expanduser(meta.group(1) if meta else entry))
-            paths.append(path if path.is_absolute() else base / path)
-    return paths
+        raise ImageReadError(f"{listing}: cannot read the {what} (not UTF-8 text: {err.reason})") from None
+    entries = [(number, line.strip()) for number, line in enumerate(lines, 1)]
+    for number, entry in entries:
+        if "\0" in entry:  # no file name holds one (and os.stat would raise ValueError on it)
+            raise ImageReadError(f"{listing}: line {number} holds a NUL byte, which no path can")
+    return [(number, entry) for number, entry in entries if entry and not entry.startswith("#")]
 
 
 def open_regular(path: str | os.PathLike):
@@ -924,6 +933,10 @@ def expand_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False, v
     for raw in specs:
         spec = os.fspath(raw)
         path = Path(os.path.expanduser(spec))
+        if not spec or "\0" in spec:  # "" would be the current folder, silently
+            why = "a NUL byte in the name" if spec else "an empty name ('': give . for this folder)"
+            out.append(InputFile(path, spec, True, why))
+            continue
         try:
             is_dir = path.is_dir()
             exists = path.exists()
@@ -978,7 +991,7 @@ def _identity(path: Path) -> object:
     try:
         st = os.stat(path)
         return (st.st_dev, st.st_ino)
-    except OSError:
+    except (OSError, ValueError):  # (ValueError: a NUL byte in the name)
         return path_key(path)
 
 

@@ -1,13 +1,13 @@
 """Shapes of values from outside: config keys, command-line options and the state files realesr reads back.
 
-One small vocabulary (`Int`, `Float`, `Str`, `Name`, `Bool`, `Choice`, `Seq`, `Record`, `Nullable`) describes
+One small vocabulary (`Int`, `Float`, `Str`, `Name`, `Bool`, `Choice`, `Seq`, `Map`, `Record`, `Nullable`) describes
 what a value may be; ``shape.check(value, where)`` returns it normalised or raises :class:`Invalid` with the
 place inside the value (``"segments[2].file"``) and why. The callers add whose value it was: the config loader
 says ``config key '...'``, argparse names the option, :mod:`realesr.statefiles` names the file. So a range is
 written once (``SEED``), and the option that mirrors a config key checks the same thing.
 
-Numbers are always finite here: no shape accepts NaN or infinity, and an integer has bounds on both sides by
-default (:data:`INT_LIMIT`), so 2**70 never reaches numpy or torch.
+Numbers are finite (only a state file's ``Float(finite=False)``, a logged metric, takes NaN or infinity) and
+bounded on both sides by default (:data:`INT_LIMIT`), so neither 2**70 nor 1e300 reaches numpy or torch.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ on every try.
 - Libraries that take the handlers over (``ray.init`` sets its own SIGTERM handler and shutdown does not restore
   it) are put right by :func:`reassert`, called after them.
 
-:func:`installed` is used once, by ``realesr.cli.main``; :func:`exit_code_of` maps the exceptions to exit codes.
+:func:`installed` is used once, by ``realesr.cli.main``, and :func:`until_exit` by the console script after it;
+:func:`exit_code_of` maps the exceptions to exit codes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["Terminated", "exit_code_of", "installed", "reassert"]
+__all__ = ["Terminated", "exit_code_of", "hard_exit", "installed", "reassert", "until_exit"]
 
 INTERRUPTED, TERMINATED = 130, 143
 
@@ -37,12 +38,12 @@ def _handler(signum: int, frame: object) -> None:
     code = TERMINATED if signum == signal.SIGTERM else INTERRUPTED
     if _state["pending"]:
         # The second signal: the first one's unwinding is taking too long (a stuck worker, a slow clean-up).
-        _hard_exit(_state["pending"] or code)
+        hard_exit(_state["pending"] or code)
     _state["pending"] = code
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
-def _hard_exit(code: int) -> None:
+def hard_exit(code: int) -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -76,6 +77,19 @@ def reassert() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             if signal.getsignal(sig) is not _handler:
                 signal.signal(sig, _handler)
+
+
+def _exit_now(signum: int, frame: object) -> None:
+    hard_exit(TERMINATED if signum == signal.SIGTERM else INTERRUPTED)
+
+
+def until_exit() -> None:
+    """After the command, while the interpreter shuts down (atexit handlers, library finalisers, threads joined):
+    a signal ends the process at once with its code, rather than a KeyboardInterrupt traceback from a finaliser.
+    For the console script only (``realesr.cli.entry``): an embedding program keeps its own handlers."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _exit_now)
 
 
 def exit_code_of(err: BaseException) -> int:

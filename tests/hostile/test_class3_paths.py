@@ -75,3 +75,20 @@ def test_names_too_long_after_the_suffix_are_refused_before_work(cli, tmp_path, 
     cli("upscale", tmp_path / "b.png", "-m", weights, "-o", tmp_path / f"{'c' * 300}.png").check(2, "too long")
     assert not (tmp_path / "out").exists() and not (tmp_path / "o2").exists()
     assert_unchanged(tmp_path, before, allow=["b.png"])
+
+
+def test_a_closed_stderr_or_stdout_does_not_stop_the_work(tmp_path, weights):
+    """`realesr ... 2>&-`: Python starts with sys.stderr None; the command works, and its exit code says how."""
+    import subprocess
+    import sys
+
+    from .harness import _env
+
+    image = tiny_image(tmp_path / "in.png")
+    argv = [sys.executable, "-m", "realesr", "upscale", str(image), str(tmp_path / "missing.png")]
+    argv += ["-m", str(weights), "-o", str(tmp_path / "out")]
+    done = subprocess.run(
+        argv, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, preexec_fn=lambda: os.close(2), timeout=60
+    )
+    assert done.returncode == 1 and b"Traceback" not in done.stdout, done
+    assert os.listdir(tmp_path / "out") == ["in_out.png"]

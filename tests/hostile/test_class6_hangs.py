@@ -53,3 +53,13 @@ def test_a_fifo_or_a_device_as_weights_or_config_is_refused(realesr, tmp_path):
     )
     realesr("train", tmp_path / "config.yml", timeout=30).check(2, "config.yml")
     assert_unchanged(tmp_path, before)
+
+
+def test_a_list_holding_a_nul_byte_is_refused_by_every_reader(cli, tmp_path, weights):
+    tiny_image(tmp_path / "a.png")
+    (tmp_path / "nul.txt").write_bytes(b"a.png\x00b.png\n")
+    before = snapshot(tmp_path)
+    cli("upscale", tmp_path / "nul.txt", "-m", weights, "-o", tmp_path / "out").check(1, "nul.txt", "NUL")
+    cli("eval", "-m", "bicubic", "--data", tmp_path / "nul.txt").check(2, "nul.txt", "NUL")
+    cli("degrade", tmp_path / "nul.txt", "-o", tmp_path / "deg").check(1, "nul.txt", "NUL", lines=None)
+    assert_unchanged(tmp_path, before, allow=["out", "deg"])

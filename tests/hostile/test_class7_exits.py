@@ -69,3 +69,22 @@ def test_an_earlier_result_is_still_skipped_and_said_so(cli, tmp_path, weights):
     cli("upscale", folder, "-m", weights, "-o", folder).check(0, lines=0)
     r = cli("upscale", folder, "-m", weights, "-o", folder).check(0, lines=0)
     assert "1 earlier result(s)" in r.out and sorted(os.listdir(folder)) == ["x.png", "x_out.png"]
+
+
+def test_empty_names_are_refused_not_taken_for_the_current_folder(cli, tmp_path, weights, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tiny_image(tmp_path / "here.png")
+    before = snapshot(tmp_path)
+    cli("upscale", "", "-m", weights, "-o", tmp_path / "out").check(1, "an empty name")
+    cli("upscale", "here.png", "-m", weights, "-o", "").check(2, "-o")
+    cli("degrade", "", "-o", tmp_path / "deg").check(1, "an empty name", lines=None)
+    assert_unchanged(tmp_path, before, allow=["out", "deg"])
+    assert not any((tmp_path / "out").glob("*.png")) and not any((tmp_path / "deg").rglob("*.png"))
+
+
+def test_prepare_into_a_file_is_a_usage_error_naming_out_dir(cli, tmp_path):
+    _hr(tmp_path / "hr", n=1)
+    (tmp_path / "taken").write_text("a file")
+    before = snapshot(tmp_path)
+    cli("prepare", tmp_path / "hr", tmp_path / "taken").check(2, "taken", "OUT_DIR")
+    assert_unchanged(tmp_path, before)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import typing
 from pathlib import Path
@@ -28,7 +29,10 @@ from .harness import assert_unchanged, snapshot, tiny_image
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "smoke.yaml"
-FEW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# no example database: a test run writes nothing into the checkout
+FEW = settings(
+    max_examples=250, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
@@ -91,6 +95,11 @@ CASES = {
     "train-pool-huge": (_train("data.pool_size=1048576", "batch_size=1"), "'data.pool_size'"),
     "train-workers-huge": (_train("data.num_workers=100000"), "'data.num_workers'"),
     "train-max-size-vs-border": (_train("val.max_size=8", "val.crop_border=4"), "'val.max_size'"),
+    "train-max-size-rounded-down": (_train("val.max_size=9", "val.crop_border=4"), "'val.max_size'"),
+    "train-gt-size-under-vgg": (
+        _train("stage=esrgan", "scale=8", "data.gt_size=8", "data.load_size=8"),
+        "'data.gt_size'",
+    ),
 }
 
 
@@ -147,6 +156,7 @@ def test_the_issues_cases_through_the_real_entry_point(realesr, tmp_path):
 # ------------------------------------------------------------------------------------ the option schema
 
 
+@functools.cache
 def _numeric_actions() -> list[tuple[str, argparse.Action]]:
     """(sub-command, action) for every option or argument of every parser whose value is converted by a type."""
     parser = build_parser()
@@ -284,7 +294,7 @@ LINKED = {
 LINKED = {key: LINKED.get(key, ()) for key in __import__("realesr.degrade.config").degrade.config.FLAT_KEYS}
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None, database=None)
 @given(data=st.data())
 def test_every_degradation_value_accepted_runs_the_chain_on_a_small_image(data):
     """A value the schema takes must work: the whole chain on a 32 x 32 image gives a finite LR of the right size;

@@ -140,14 +140,21 @@ def test_runs_refuses_special_files_without_blocking(tmp_path, capsys):
     big = _run(tmp_path, "big", {"config.yaml": "stage: esrnet\n"})
     with open(big / "status.json", "wb") as f:  # sparse: 20 GB on paper, nothing on disk
         f.truncate(20 * 2**30)
+    zero = _run(tmp_path, "zero", {"status.json": json.dumps(GOOD_STATUS)})
+    (zero / "config.yaml").symlink_to("/dev/zero")  # endless: never read into memory
+    loop = _run(tmp_path, "loop", {"status.json": json.dumps(GOOD_STATUS)})
+    (loop / "val_log.csv").symlink_to(loop / "val_log.csv")
     assert main(["runs", str(tmp_path)]) == 1
     out, err = capsys.readouterr()
-    assert [line.split()[-1] for line in out.splitlines()[1:]] == ["damaged", "damaged", "damaged", "finished"]
+    states = [line.split()[-1] for line in out.splitlines()[1:]]
+    assert states == ["damaged", "damaged", "damaged", "finished", "damaged", "damaged"], out
     lines = err.strip().splitlines()
-    assert len(lines) == 3 and "Traceback" not in err
+    assert len(lines) == 5 and "Traceback" not in err
     assert "status.json" in lines[0] and "more than" in lines[0]  # big
     assert "status.json" in lines[1] and "not a regular file" in lines[1]  # fifo
     assert "val_log.csv" in lines[2]  # folder
+    assert "val_log.csv" in lines[3] and "cannot read" in lines[3]  # loop
+    assert "config.yaml" in lines[4] and "not a regular file" in lines[4]  # zero
 
 
 def test_a_run_gone_without_a_word_is_failed_and_pid_never_names_a_group(tmp_path, capsys):

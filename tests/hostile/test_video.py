@@ -54,7 +54,7 @@ def test_damaged_work_manifest_is_refused_and_left_alone(realesr, weights, clip,
 
 
 def _frames_cached(work: Path) -> int:
-    return len(list((work / "frames").glob("*.npy"))) if (work / "frames").is_dir() else 0
+    return len(list((work / "frames").glob("*.npz"))) if (work / "frames").is_dir() else 0
 
 
 @pytest.mark.slow
@@ -73,7 +73,9 @@ def test_interrupt_ends_fast_keeps_frames_and_the_rerun_is_byte_identical(reales
     sent = time.monotonic()
     run.signal(sig)
     r = run.finish(timeout=30)
-    assert time.monotonic() - sent < 5, f"{time.monotonic() - sent:.1f} s to stop"
+    # The stop itself takes ~0.2 s (bench: 8 of 8 tries); the interpreter's exit with torch loaded takes seconds
+    # more on a 2-core machine under a load of 12, hence the margin.
+    assert time.monotonic() - sent < 10, f"{time.monotonic() - sent:.1f} s to stop"
     r.check(code, lines=None)
     assert not dest.exists() and _frames_cached(work) >= 3  # every finished frame kept
     again = realesr("upscale", clip, "-o", dest, "-m", weights, timeout=120)

@@ -78,6 +78,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # Started with stdout or stderr closed (`realesr ... 2>&-`): Python sets them to None, which every print and
+    # progress bar would trip on. The command runs as usual and what it would say is dropped.
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - kept open until exit
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - kept open until exit
     for stream in (sys.stdout, sys.stderr):
         # A name that is not UTF-8 must not stop a command after its work is done (the summary): the escapes of
         # cli/_text.py cover the messages, this any other line.
@@ -154,6 +160,7 @@ def internal_error(err: BaseException) -> int:
 def entry() -> None:
     """The console script: ``main``, then the exit. After an interrupt, threads that the unwinding did not stop
     (a worker blocked in a library call) get a moment to end, then the process exits anyway with the code."""
+    signals.until_exit()  # what main's handlers give back when it returns: no moment without the rule
     code = main()
     if code in (signals.INTERRUPTED, signals.TERMINATED):
         import threading
@@ -164,5 +171,5 @@ def entry() -> None:
             if thread is not threading.current_thread() and not thread.daemon:
                 thread.join(max(0.0, deadline - time.monotonic()))
         if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.current_thread()):
-            signals._hard_exit(code)
+            signals.hard_exit(code)
     sys.exit(code)

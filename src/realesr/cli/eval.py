@@ -266,7 +266,8 @@ def _dataset_bars():
     def report(dataset: str, done: int, total: int, what: str) -> None:
         bar = bars.get(dataset)
         if bar is None:
-            bar = bars[dataset] = tqdm(total=total, desc=dataset, unit="img", leave=False)
+            # disable=None: no bar when stderr is not a terminal (a log or a pipe gets the report only)
+            bar = bars[dataset] = tqdm(total=total, desc=dataset, unit="img", leave=False, disable=None)
         bar.update(done - bar.n)
         if what:
             bar.set_postfix_str(what, refresh=True)

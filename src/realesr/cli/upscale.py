@@ -142,15 +142,7 @@ def run(args: argparse.Namespace) -> int:
     runner = choose_runner(
         args.device, args.batch, args.ray, args.ray_workers, args.ray_gpus, has_videos=plan.has_videos
     )
-    spec = UpscalerSpec(
-        args.model,
-        precision=args.precision,
-        tile=args.tile,
-        tile_pad=args.tile_pad,
-        outscale=args.outscale,
-        alpha=args.alpha,
-        denoise_strength=args.denoise_strength,
-    )
+    spec = UpscalerSpec.from_options(vars(args))
     show = _Show(not args.no_progress and sys.stderr.isatty())
     try:
         report = run_plan(

@@ -22,11 +22,10 @@ from torch.utils.data import Dataset, Sampler, default_collate
 
 from realesr.errors import DataError, ImageReadError
 from realesr.imagefiles import (
-    MAX_LIST_BYTES,
     READ_EXTENSIONS,
     list_folder,
-    open_regular,
     read_header,
+    read_list_lines,
     read_path_list,
     read_rgb,
 )
@@ -88,20 +87,11 @@ def read_pair_list(listing: str | os.PathLike, root: str | os.PathLike | None = 
     listing = Path(listing)
     base = Path(root) if root else listing.parent
     try:
-        with open_regular(listing) as f:  # a FIFO or a device would block or never end
-            data = f.read(MAX_LIST_BYTES + 1)
-        if len(data) > MAX_LIST_BYTES:
-            raise DataError(f"the pair list {listing} is larger than {MAX_LIST_BYTES // 2**20} MiB")
-        lines = data.decode("utf-8").splitlines()
-    except OSError as err:
-        raise DataError(f"cannot read the pair list {listing}: {err.strerror or err}") from None
-    except UnicodeDecodeError as err:
-        raise DataError(f"cannot read the pair list {listing}: not UTF-8 text ({err.reason})") from None
+        entries = read_list_lines(listing, "pair list")
+    except ImageReadError as err:
+        raise DataError(str(err)) from None
     pairs = []
-    for number, line in enumerate(lines, 1):
-        entry = line.strip()
-        if not entry or entry.startswith("#"):
-            continue
+    for number, entry in entries:
         fields = entry.split()
         if len(fields) != 2:
             raise DataError(f"{listing} line {number}: expected 'hr_path lr_path', got {entry!r}")

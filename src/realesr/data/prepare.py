@@ -17,6 +17,7 @@ from pathlib import Path
 from realesr.errors import DataError, ImageReadError, UsageError
 from realesr.imagefiles import (
     PlannedOutput,
+    check_folder_writable,
     check_outputs,
     list_folder,
     read_header,
@@ -63,6 +64,7 @@ def plan_subimages(
     if out_dir.exists() and os.path.samefile(out_dir, hr_dir):
         # The sub-images and meta_info.txt would land among the sources (and a second run would cut them too).
         raise UsageError(f"the output folder {out_dir} is the HR folder: give another one", params=("output",))
+    check_folder_writable(out_dir, params=("output",))  # OUT_DIR a file, read-only: said before any work
     sources = list_folder(hr_dir, recursive=True)
     if not sources:
         raise UsageError(f"no images under {hr_dir} (searched recursively)", params=("hr_dir",))

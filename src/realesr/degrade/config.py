@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from realesr.errors import ConfigError
-from realesr.schema import Invalid, Shape, join
+from realesr.schema import Choice, Float, Int, Invalid, Shape, join
 
 KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 RESIZE_MODES = ("area", "bilinear", "bicubic")
@@ -39,29 +40,33 @@ def _config_error(err: Invalid, prefix: str = "degradation") -> ConfigError:
     return ConfigError(f"{where}: {err.why}", key=where)
 
 
+# The value shapes (realesr.schema) every key is built from: finite numbers, probabilities, kernel sizes.
+_NUMBER = Float()
+_PROB = Float(0, 1)
+_KERNEL_SIZE = Int(1, _MAX_KERNEL)
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy or other real scalar as a Python float (the shapes take Python numbers; a bool stays a bool)."""
+    return float(value) if isinstance(value, numbers.Real) and not isinstance(value, (bool, int, float)) else value
+
+
+def _floats(value: Any, key: str, n: int, what: str, shape: Float = _NUMBER) -> tuple[float, ...]:
+    """``n`` numbers of ``shape`` from a list, tuple or array; errors name ``key`` itself."""
+    if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__len__") or len(value) != n:
+        raise _bad(key, f"expected {what}, got {value!r}")
+    return tuple(float(shape.check(_plain(v), key)) for v in value)
+
+
 def _pair(value: Any, key: str) -> tuple[float, float]:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
-        raise _bad(key, f"expected a [low, high] pair, got {value!r}")
-    try:
-        low, high = float(value[0]), float(value[1])
-    except (TypeError, ValueError):
-        raise _bad(key, f"expected two numbers, got {value!r}") from None
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise _bad(key, f"values must be finite, got {value!r}")
+    low, high = _floats(value, key, 2, "a [low, high] pair of numbers")
     if low > high:
         raise _bad(key, f"low {low} is above high {high}")
     return low, high
 
 
 def _probs(value: Any, key: str, n: int) -> tuple[float, ...]:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != n:
-        raise _bad(key, f"expected {n} probabilities, got {value!r}")
-    try:
-        probs = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        raise _bad(key, f"expected numbers, got {value!r}") from None
-    if any(not math.isfinite(p) or p < 0 for p in probs):
-        raise _bad(key, f"probabilities must be >= 0, got {value!r}")
+    probs = _floats(value, key, n, f"{n} probabilities", _PROB)
     if abs(sum(probs) - 1.0) > 1e-6:
         raise _bad(key, f"probabilities must sum to 1, got {value!r} (sum {sum(probs):.6g})")
     return probs
@@ -70,21 +75,11 @@ def _probs(value: Any, key: str, n: int) -> tuple[float, ...]:
 def _names(value: Any, key: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
     if isinstance(value, str) or not hasattr(value, "__len__") or len(value) == 0:
         raise _bad(key, f"expected a non-empty list of {what}s, got {value!r}")
-    names = tuple(str(v) for v in value)
-    for name in names:
-        if name not in allowed:
-            raise _bad(key, f"unknown {what} {name!r} (known: {', '.join(allowed)})")
-    return names
+    return tuple(Choice(allowed).check(v, key) for v in value)
 
 
 def _prob(value: Any, key: str) -> float:
-    try:
-        p = float(value)
-    except (TypeError, ValueError):
-        raise _bad(key, f"expected a probability, got {value!r}") from None
-    if not (0.0 <= p <= 1.0):
-        raise _bad(key, f"probability must be in [0, 1], got {value!r}")
-    return p
+    return float(_PROB.check(_plain(value), key))
 
 
 @dataclass(frozen=True)
@@ -357,7 +352,7 @@ __all__ = [
 
 # ---------------------------------------------------------------------------------------------- validation
 def _odd_size(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_KERNEL or value % 2 == 0:
+    if isinstance(value, float) or _KERNEL_SIZE.check(value, key) % 2 == 0:  # 21.0 is no kernel size
         raise _bad(key, f"expected an odd integer in 1..{_MAX_KERNEL}, got {value!r}")
     return value
 

@@ -180,118 +180,145 @@ def evaluate(
     done, total, what)`` is called before each image and model (``what`` names them) and once at the end of a
     dataset (done == total); the library draws nothing itself.
     """
-    problems: list[str] = []
-
-    def problem(message: str) -> None:
-        problems.append(message)
-        if on_problem is not None:
-            on_problem(message)
-
-    scale = config.scale
+    run = _Evaluation(config, save_dir, figure_crop, progress, on_problem)
     usable = []
     for model in unique_labels(models):
-        if model.scale is not None and model.scale != scale:
-            problem(f"model {model.label} upscales x{model.scale}, not x{scale} (the scale evaluated): skipped")
+        if model.scale is not None and model.scale != config.scale:
+            run.problem(
+                f"model {model.label} upscales x{model.scale}, not x{config.scale} (the scale evaluated): skipped"
+            )
         else:
             usable.append(model)
-    figure_bicubic = bicubic_model(scale)
-    want = set(config.metrics)
-    per_image: list[ImageScore] = []
-    rows: list[SummaryRow] = []
-    samples: list[FigureSample] = []
-
     for dataset in datasets:
         picks: set[int] = set()
-        if figure_count > 0 and len(samples) < figure_count:
-            count = min(figure_count - len(samples), len(dataset.paths))
+        if figure_count > 0 and len(run.samples) < figure_count:
+            count = min(figure_count - len(run.samples), len(dataset.paths))
             picks = {round(i) for i in np.linspace(0, len(dataset.paths) - 1, count)}
-        scores: dict[str, list] = {m.label: [] for m in usable}
+        run.dataset(dataset, usable, picks)
+    return EvalResult(rows=run.rows, per_image=run.per_image, problems=run.problems, figure_samples=run.samples)
+
+
+class _Evaluation:
+    """One evaluation's results as they come: per image, per dataset and model, figure samples, problems."""
+
+    def __init__(self, config: EvalConfig, save_dir, figure_crop: int, progress, on_problem) -> None:
+        self.config, self.save_dir, self.figure_crop = config, save_dir, figure_crop
+        self.progress, self.on_problem = progress, on_problem
+        self.want = set(config.metrics)
+        self.figure_bicubic = bicubic_model(config.scale)
+        self.problems: list[str] = []
+        self.per_image: list[ImageScore] = []
+        self.rows: list[SummaryRow] = []
+        self.samples: list[FigureSample] = []
+
+    def problem(self, message: str) -> None:
+        self.problems.append(message)
+        if self.on_problem is not None:
+            self.on_problem(message)
+
+    def _progress(self, dataset: str, done: int, total: int, what: str) -> None:
+        if self.progress is not None:
+            self.progress(dataset, done, total, what)
+
+    def dataset(self, dataset: Dataset, usable: list[EvalModel], picks: set[int]) -> None:
+        """Every image of ``dataset`` through every usable model, then a summary row per model."""
+        scores: dict[str, list[ImageScore]] = {m.label: [] for m in usable}
         failed = {m.label: 0 for m in usable}
         total = len(dataset.paths)
         for index, path in enumerate(dataset.paths):
-            if progress is not None:
-                progress(dataset.name, index, total, path.name)
+            self._progress(dataset.name, index, total, path.name)
             try:
-                image = to_uint8(read_rgb(path))
-                if config.protocol == "no-ref":
-                    hr, lr = None, image
-                else:
-                    hr = crop_to_multiple(image, scale)
-                    if hr.shape[0] < scale or hr.shape[1] < scale:
-                        raise UsageError(f"{path}: smaller than the scale factor")
-                    if config.protocol == "degrade":
-                        lr = degraded_lr_image(hr, scale, config.seed, path.name)
-                    else:
-                        lr = to_uint8(imresize(hr, scale=1.0 / scale), peak=255.0)
+                hr, lr = _inputs(path, self.config)
             except RealesrError as err:
-                problem(f"{dataset.name}: {err}")
+                self.problem(f"{dataset.name}: {err}")
                 for label in failed:
                     failed[label] += 1
                 continue
-
             sample = None
             if index in picks:
-                sample = _start_sample(dataset.name, path, hr, lr, scale, figure_crop, figure_bicubic, config.protocol)
+                config = self.config
+                crop, bicubic = self.figure_crop, self.figure_bicubic
+                sample = _start_sample(dataset.name, path, hr, lr, config.scale, crop, bicubic, config.protocol)
             for model in usable:
-                if progress is not None:
-                    progress(dataset.name, index, total, f"{path.name}: {model.label}")
-                score = ImageScore(model=model.label, dataset=dataset.name, image=path.name)
-                try:
-                    start = time.perf_counter()
-                    sr = np.asarray(model.upscale(lr))
-                    score.seconds = time.perf_counter() - start
-                    expected = (lr.shape[0] * scale, lr.shape[1] * scale, 3)
-                    if sr.shape != expected or sr.dtype != np.uint8:
-                        raise UsageError(
-                            f"model {model.label} returned {sr.dtype} {sr.shape} for a {lr.shape} input, "
-                            f"expected uint8 {expected}"
-                        )
-                    if "psnr" in want:
-                        score.psnr = psnr(sr, hr, crop_border=config.border)
-                    if "ssim" in want:
-                        score.ssim = ssim(sr, hr, crop_border=config.border)
-                    if "niqe" in want:
-                        try:
-                            score.niqe = niqe(sr, crop_border=config.niqe_crop_border)
-                        except RealesrError as err:
-                            if want == {"niqe"}:
-                                raise
-                            # PSNR/SSIM of this image still count; only its NIQE is missing.
-                            problem(f"{dataset.name}/{path.name}: {model.label}: {err}")
-                except (RealesrError, RuntimeError, ValueError) as err:
-                    # RuntimeError: what torch raises for out-of-memory and shape problems inside a network.
-                    reason = str(err) if isinstance(err, RealesrError) else f"{type(err).__name__}: {err}"
-                    problem(f"{dataset.name}/{path.name}: {model.label}: {reason.splitlines()[0] if reason else ''}")
+                self._progress(dataset.name, index, total, f"{path.name}: {model.label}")
+                score = self.image(model, dataset.name, path, hr, lr, sample)
+                if score is None:
                     failed[model.label] += 1
-                    continue
-                per_image.append(score)
-                scores[model.label].append(score)
-                if save_dir is not None:
-                    _save_output(saved_image_path(save_dir, dataset.name, model.label, path), sr, problem)
-                if sample is not None:
-                    sample.panels[model.label] = _crop(sr, sample)
-                    sample.captions[model.label] = _fmt_caption(score)
+                else:
+                    scores[model.label].append(score)
             if sample is not None:
-                samples.append(sample)
-        if progress is not None:
-            progress(dataset.name, total, total, "")
-
+                self.samples.append(sample)
+        self._progress(dataset.name, total, total, "")
         for model in usable:
-            done = scores[model.label]
-            rows.append(
-                SummaryRow(
-                    model=model.label,
-                    dataset=dataset.name,
-                    n=len(done),
-                    psnr=_mean([s.psnr for s in done if s.psnr is not None]) if "psnr" in want else None,
-                    ssim=_mean([s.ssim for s in done if s.ssim is not None]) if "ssim" in want else None,
-                    niqe=_mean([s.niqe for s in done if s.niqe is not None]) if "niqe" in want else None,
-                    failed=failed[model.label],
-                    protocol=config.protocol,
-                    scale=scale,
+            self.rows.append(self._row(model.label, dataset.name, scores[model.label], failed[model.label]))
+
+    def image(self, model: EvalModel, dataset: str, path: Path, hr, lr, sample) -> ImageScore | None:
+        """One model on one image: its scores (None when it failed: reported as a problem)."""
+        config, want = self.config, self.want
+        score = ImageScore(model=model.label, dataset=dataset, image=path.name)
+        try:
+            start = time.perf_counter()
+            sr = np.asarray(model.upscale(lr))
+            score.seconds = time.perf_counter() - start
+            expected = (lr.shape[0] * config.scale, lr.shape[1] * config.scale, 3)
+            if sr.shape != expected or sr.dtype != np.uint8:
+                raise UsageError(
+                    f"model {model.label} returned {sr.dtype} {sr.shape} for a {lr.shape} input, "
+                    f"expected uint8 {expected}"
                 )
-            )
-    return EvalResult(rows=rows, per_image=per_image, problems=problems, figure_samples=samples)
+            if "psnr" in want:
+                score.psnr = psnr(sr, hr, crop_border=config.border)
+            if "ssim" in want:
+                score.ssim = ssim(sr, hr, crop_border=config.border)
+            if "niqe" in want:
+                try:
+                    score.niqe = niqe(sr, crop_border=config.niqe_crop_border)
+                except RealesrError as err:
+                    if want == {"niqe"}:
+                        raise
+                    # PSNR/SSIM of this image still count; only its NIQE is missing.
+                    self.problem(f"{dataset}/{path.name}: {model.label}: {err}")
+        except (RealesrError, RuntimeError, ValueError) as err:
+            # RuntimeError: what torch raises for out-of-memory and shape problems inside a network.
+            reason = str(err) if isinstance(err, RealesrError) else f"{type(err).__name__}: {err}"
+            self.problem(f"{dataset}/{path.name}: {model.label}: {reason.splitlines()[0] if reason else ''}")
+            return None
+        self.per_image.append(score)
+        if self.save_dir is not None:
+            _save_output(saved_image_path(self.save_dir, dataset, model.label, path), sr, self.problem)
+        if sample is not None:
+            sample.panels[model.label] = _crop(sr, sample)
+            sample.captions[model.label] = _fmt_caption(score)
+        return score
+
+    def _row(self, label: str, dataset: str, done: list[ImageScore], failed: int) -> SummaryRow:
+        want = self.want
+        return SummaryRow(
+            model=label,
+            dataset=dataset,
+            n=len(done),
+            psnr=_mean([s.psnr for s in done if s.psnr is not None]) if "psnr" in want else None,
+            ssim=_mean([s.ssim for s in done if s.ssim is not None]) if "ssim" in want else None,
+            niqe=_mean([s.niqe for s in done if s.niqe is not None]) if "niqe" in want else None,
+            failed=failed,
+            protocol=self.config.protocol,
+            scale=self.config.scale,
+        )
+
+
+def _inputs(path: Path, config: EvalConfig):
+    """(HR or None, LR) of one image under the protocol: no-ref scores the image itself; the others crop the HR
+    to a multiple of the scale and make its LR (MATLAB bicubic, or the seeded degradation)."""
+    image = to_uint8(read_rgb(path))
+    if config.protocol == "no-ref":
+        return None, image
+    scale = config.scale
+    hr = crop_to_multiple(image, scale)
+    if hr.shape[0] < scale or hr.shape[1] < scale:
+        raise UsageError(f"{path}: smaller than the scale factor")
+    if config.protocol == "degrade":
+        return hr, degraded_lr_image(hr, scale, config.seed, path.name)
+    return hr, to_uint8(imresize(hr, scale=1.0 / scale), peak=255.0)
 
 
 def unique_labels(models: Sequence[EvalModel]) -> list[EvalModel]:

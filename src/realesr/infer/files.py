@@ -249,6 +249,8 @@ def plan_upscale(
     videos = video_options is not None  # videos and animations are planned only for a caller that handles them
     entries = expand_inputs(inputs, recursive=recursive, videos=videos)
     files = [e for e in entries if e.error is None]
+    if not os.fspath(output) or "\0" in os.fspath(output):  # "" would write into the current folder
+        raise UsageError(f"the output {os.fspath(output)!r} is no usable name", params=("output",))
     target = Path(os.path.expanduser(output))
     if str(target).startswith("~"):  # "~name/..." of a user unknown here: not a folder literally named "~name"
         user = str(target).split(os.sep, 1)[0]

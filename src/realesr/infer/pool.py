@@ -19,14 +19,16 @@ recipe for an Upscaler), :func:`upscale_items` (read, batch, write; never raises
 from __future__ import annotations
 
 import collections
+import dataclasses
 import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -83,18 +85,15 @@ class UpscalerSpec:
 
         if threads is not None:
             torch.set_num_threads(max(1, threads))
-        return Upscaler(
-            self.model,
-            device=device,
-            precision=self.precision,
-            tile=self.tile,
-            tile_pad=self.tile_pad,
-            outscale=self.outscale,
-            alpha=self.alpha,
-            denoise_strength=self.denoise_strength,
-            allow_download=self.allow_download if allow_download is None else allow_download,
-            progress=progress,
-        )
+        kwargs = dataclasses.asdict(self)  # the Upscaler's own parameter names
+        if allow_download is not None:
+            kwargs["allow_download"] = allow_download
+        return Upscaler(device=device, progress=progress, **kwargs)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> UpscalerSpec:
+        """The spec of the Upscaler options found in ``options`` (e.g. a command line's, by parameter name)."""
+        return cls(**{f.name: options[f.name] for f in dataclasses.fields(cls) if f.name in options})
 
 
 def parse_devices(text: str) -> list[str] | None:
@@ -302,35 +301,28 @@ def _worker_main(
     threads: int | None,
     batch: int,
 ) -> None:
+    # Ctrl-C reaches the whole process group: the parent decides, workers just stop (atomic writes clean up).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        _serve(conn, worker, device, spec, options, threads, batch)
+        try:
+            upscaler = spec.build(device, threads=threads if device == "cpu" else None)
+        except RealesrError as err:
+            conn.send(("fatal", str(err)))
+            return
+        except Exception as err:  # noqa: BLE001 - any failure to start is reported to the parent as one line
+            conn.send(("fatal", f"{type(err).__name__}: {err}"))
+            return
+        conn.send(("ready", upscaler.model_name))
+        _serve(conn, upscaler, options, batch)
     except SystemExit as stop:
         # Stopped by the parent, after the temporary file of the write in progress was removed on the way out:
         # leave now (tearing torch down at interpreter exit takes seconds on a busy machine).
         os._exit(stop.code if isinstance(stop.code, int) else 1)
 
 
-def _serve(
-    conn: Connection,
-    worker: int,
-    device: str,
-    spec: UpscalerSpec,
-    options: OutputOptions,
-    threads: int | None,
-    batch: int,
-) -> None:
-    # Ctrl-C reaches the whole process group: the parent decides, workers just stop (atomic writes clean up).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    try:
-        upscaler = spec.build(device, threads=threads if device == "cpu" else None)
-    except RealesrError as err:
-        conn.send(("fatal", str(err)))
-        return
-    except Exception as err:  # noqa: BLE001 - any failure to start is reported to the parent as one line
-        conn.send(("fatal", f"{type(err).__name__}: {err}"))
-        return
-    conn.send(("ready", upscaler.model_name))
+def _serve(conn: Connection, upscaler, options: OutputOptions, batch: int) -> None:
+    """A worker's tasks, one after the other, until the parent sends None or goes away."""
     while True:
         try:
             task = conn.recv()

@@ -531,17 +531,33 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         "must name at least one layer when the perceptual loss is on",
     )
     _check(bool(pl.weights), "loss.perceptual.weights", "must be imagenet, random or a .pth path")
+    if cfg.stage == "esrgan" and pl.weight > 0 and pl.layer_weights:
+        # each VGG pooling halves the patch: the deepest layer needs a side of 2**(poolings before it)
+        names = _vgg19_layer_names()
+        deepest = max(names.index(layer) for layer in pl.layer_weights)
+        least = 2 ** sum(1 for name in names[: deepest + 1] if name.startswith("pool"))
+        _check(
+            data.gt_size >= least,
+            "data.gt_size",
+            f"must be at least {least} for the perceptual loss at {names[deepest]} (VGG19 halves it "
+            f"{least.bit_length() - 1} times before); got {data.gt_size}",
+        )
     if cfg.stage == "esrnet":
         _check(loss.pixel_weight > 0, "loss.pixel_weight", "must be positive for the esrnet stage (its only loss)")
 
     val = cfg.val
-    # a validation HR side under scale x multiple leaves no LR pixel, one of 2 x crop_border no pixel to score
-    smallest = max(cfg.scale * multiple, 2 * val.crop_border + 1)
+    # the validation HR is cut to a multiple of scale x multiple: the least such side that keeps SSIM's window once
+    # crop_border is cut from both sides
+    from realesr.metrics.fullref import SSIM_WINDOW
+
+    step = cfg.scale * multiple
+    smallest = step * -(-(2 * val.crop_border + SSIM_WINDOW) // step)
     _check(
         val.max_size == 0 or val.max_size >= smallest,
         "val.max_size",
-        f"must be 0 (whole images) or at least {smallest} (scale {cfg.scale} x the {net.arch} input multiple "
-        f"{multiple}, and more than 2 x val.crop_border {val.crop_border}); got {val.max_size}",
+        f"must be 0 (whole images) or at least {smallest} (a multiple of scale {cfg.scale} x the {net.arch} input "
+        f"multiple {multiple} keeping SSIM's {SSIM_WINDOW} px inside 2 x val.crop_border {val.crop_border}); "
+        f"got {val.max_size}",
     )
     if val.folder:
         _check(val.degraded or val.bicubic, "val.degraded", "or val.bicubic must be true when val.folder is set")

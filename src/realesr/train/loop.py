@@ -1248,15 +1248,7 @@ def train(
     run = None
     opened = False
     try:
-        resume_from = _resume_folder(cfg, resume)
-        if resume_from is not None:  # every file the resume reads back or appends to, before anything is written
-            check_run_files(cfg.run_dir)
-        if resume_from is None and not overwrite and _holds_a_run(cfg.run_dir) and resume != "auto":
-            raise RunFolderError(
-                f"run folder {cfg.run_dir} already holds a run; continue it with --resume auto, give this run "
-                f"another name (--set name=NEW), or pass --overwrite to move the old run aside",
-                key="name",
-            )
+        resume_from = _resume_checked(cfg, resume, overwrite)
         run = build(cfg, device, dist_info, resume_from is not None, allow_download)
         if resume_from is not None:
             restore(run, resume_from)
@@ -1265,13 +1257,7 @@ def train(
         open_run(run, overwrite=overwrite, show_progress=show_progress and dist_info.is_main)
         opened = True
         if has_validation(cfg) and dist_info.is_main:
-            chosen = best_metric(run)
-            log.info(
-                "checkpoints/best: the %s %s%s",
-                "lowest" if lower_is_better(chosen) else "highest",
-                chosen,
-                "" if cfg.val.best else " (val.best empty: the default for this stage)",
-            )
+            _log_best_rule(run)
         if run.state.iteration == 0 and has_validation(cfg) and cfg.val.at_start:
             run.last_validation = run_validation(run)  # the baseline (of a fine-tune: its starting model)
         status = _loop(run, on_iteration)
@@ -1294,6 +1280,31 @@ def train(
         if run is not None:
             run.close()
         close_logging()
+
+
+def _resume_checked(cfg: TrainConfig, resume: str | None, overwrite: bool) -> Path | None:
+    """The checkpoint to resume from (None: a fresh start), after checking every file the resume reads back or
+    appends to, or that a fresh start would not overwrite a run unasked; before anything is written."""
+    resume_from = _resume_folder(cfg, resume)
+    if resume_from is not None:
+        check_run_files(cfg.run_dir)
+    if resume_from is None and not overwrite and _holds_a_run(cfg.run_dir) and resume != "auto":
+        raise RunFolderError(
+            f"run folder {cfg.run_dir} already holds a run; continue it with --resume auto, give this run "
+            f"another name (--set name=NEW), or pass --overwrite to move the old run aside",
+            key="name",
+        )
+    return resume_from
+
+
+def _log_best_rule(run: Run) -> None:
+    chosen = best_metric(run)
+    log.info(
+        "checkpoints/best: the %s %s%s",
+        "lowest" if lower_is_better(chosen) else "highest",
+        chosen,
+        "" if run.cfg.val.best else " (val.best empty: the default for this stage)",
+    )
 
 
 def _resume_folder(cfg: TrainConfig, resume: str | None) -> Path | None:

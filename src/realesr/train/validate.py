@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from realesr.train.config import TrainConfig
 from realesr.errors import ConfigError, UsageError
 from realesr.metrics import imresize, niqe, psnr, ssim
+from realesr.metrics.fullref import SSIM_WINDOW
 from realesr.metrics.niqe import NIQE_BLOCK
 
 __all__ = [
@@ -176,9 +177,10 @@ def build_validation_sets(
                 scored = _scorable([ValItem(i.name, i.lr[kind], i.hr) for i in images], kind, val.crop_border)
                 if not scored:  # a mean over no image is no score (and was a ZeroDivisionError)
                     raise ConfigError(
-                        f"config key 'val.folder': no image in {val.folder} is larger than 2 x val.crop_border "
-                        f"({val.crop_border}) after the crop to val.max_size ({val.max_size}) and to a multiple of "
-                        f"scale x the network's input multiple ({scale * size_multiple})",
+                        f"config key 'val.folder': no image in {val.folder} keeps SSIM's {SSIM_WINDOW} px once "
+                        f"2 x val.crop_border ({val.crop_border}) is cut, after the crop to val.max_size "
+                        f"({val.max_size}) and to a multiple of scale x the network's input multiple "
+                        f"({scale * size_multiple})",
                         key="val.folder",
                     )
                 out.append(ValSet(kind, "synthetic", scored))
@@ -242,13 +244,13 @@ def build_validation_sets(
 
 
 def _scorable(items: list[ValItem], name: str, crop_border: int) -> list[ValItem]:
-    """The items whose HR keeps pixels once ``crop_border`` is cut from each side (PSNR/SSIM are undefined
-    otherwise); the others are skipped with a warning."""
+    """The items whose HR keeps SSIM's 11x11 window once ``crop_border`` is cut from each side (PSNR/SSIM are
+    undefined otherwise); the others are skipped with a warning."""
     kept = []
     for item in items:
-        if item.hr is not None and min(item.hr.shape[:2]) <= 2 * crop_border:
+        if item.hr is not None and min(item.hr.shape[:2]) < 2 * crop_border + SSIM_WINDOW:
             log.warning(
-                "validation set %s: %s skipped, %dx%d leaves nothing once val.crop_border %d is cut",
+                "validation set %s: %s skipped, %dx%d is under SSIM's window once val.crop_border %d is cut",
                 name,
                 item.name,
                 item.hr.shape[1],

@@ -276,19 +276,28 @@ def frame_to_rgb(frame, tags: ColourTags, deep: bool) -> np.ndarray:
     return frame.reformat(format="rgb48le" if deep else "rgb24").to_ndarray()
 
 
-def rgb_to_frame(av, rgb: np.ndarray, pix_fmt: str, tags: ColourTags):
-    """HxWx3 uint8/uint16 full-range R'G'B' -> a frame in ``pix_fmt`` with the matrix, range and siting of
-    ``tags`` (the frame carries those tags)."""
+def encoder_input(rgb: np.ndarray, pix_fmt: str, tags: ColourTags) -> list[np.ndarray]:
+    """HxWx3 uint8/uint16 full-range R'G'B' -> what the encoder's frame is made of: the Y'CbCr planes of
+    ``pix_fmt`` (matrix, range and siting of ``tags``), or the RGB itself for RGB and grey outputs."""
     layout = planar_layout(pix_fmt)
-    if layout is not None and tags.colorspace in MATRICES:
-        name, bits, fx, fy = layout
-        planes = rgb_to_yuv(rgb, bits, fx, fy, tags)
-        if "yuva" in name:  # video alpha is not carried: an opaque alpha plane
-            planes.append(np.full_like(planes[0], (1 << bits) - 1))
-        frame = write_planes(av, planes, name)
-        if name != pix_fmt:
+    if layout is None or tags.colorspace not in MATRICES:
+        return [rgb]
+    name, bits, fx, fy = layout
+    planes = rgb_to_yuv(rgb, bits, fx, fy, tags)
+    if "yuva" in name:  # video alpha is not carried: an opaque alpha plane
+        planes.append(np.full_like(planes[0], (1 << bits) - 1))
+    return planes
+
+
+def frame_from(av, payload: list[np.ndarray], pix_fmt: str, tags: ColourTags):
+    """The frame in ``pix_fmt`` made of :func:`encoder_input`'s arrays, carrying the tags."""
+    layout = planar_layout(pix_fmt)
+    if layout is not None and len(payload) >= 3:
+        frame = write_planes(av, payload, layout[0])
+        if layout[0] != pix_fmt:
             frame = frame.reformat(format=pix_fmt)
     else:  # RGB or grey outputs: swscale packs them
+        rgb = payload[0]
         source = av.VideoFrame.from_ndarray(rgb, format="rgb48le" if rgb.dtype == np.uint16 else "rgb24")
         frame = source.reformat(format=pix_fmt, dst_colorspace=tags.colorspace, dst_color_range=tags.color_range)
     frame.colorspace = tags.colorspace
@@ -296,3 +305,9 @@ def rgb_to_frame(av, rgb: np.ndarray, pix_fmt: str, tags: ColourTags):
     frame.color_primaries = tags.primaries
     frame.color_trc = tags.trc
     return frame
+
+
+def rgb_to_frame(av, rgb: np.ndarray, pix_fmt: str, tags: ColourTags):
+    """HxWx3 uint8/uint16 full-range R'G'B' -> a frame in ``pix_fmt`` with the matrix, range and siting of
+    ``tags`` (the frame carries those tags)."""
+    return frame_from(av, encoder_input(rgb, pix_fmt, tags), pix_fmt, tags)

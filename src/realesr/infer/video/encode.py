@@ -12,7 +12,7 @@ import numpy as np
 
 from realesr.atomic import atomic_path
 from realesr.imagefiles import SOFTWARE
-from realesr.infer.video.colour import rgb_to_frame
+from realesr.infer.video.colour import frame_from
 from realesr.infer.video.options import VideoError, VideoOptions, one_line
 from realesr.infer.video.plan import EncoderPlan, open_video_stream
 from realesr.infer.video.resume import WorkFolder
@@ -29,11 +29,12 @@ class SegmentWriter:
         self.av, self.plan, self.options, self.work, self.segments = av, plan, options, work, segments
         self.open: dict | None = None
 
-    def add(self, index: int, pts: int, duration: int, rgb: np.ndarray) -> None:
+    def add(self, index: int, pts: int, duration: int, payload: list[np.ndarray]) -> None:
+        """Encode one frame given as :func:`encoder_input` made it."""
         if self.open is None:
             self.open = self._start(index)
         seg = self.open
-        frame = rgb_to_frame(self.av, rgb, self.plan.pix_fmt, self.plan.tags)
+        frame = frame_from(self.av, payload, self.plan.pix_fmt, self.plan.tags)
         frame.pts, frame.time_base = pts, self.plan.time_base
         seg["pts"].append(pts)
         seg["durations"].append(duration)

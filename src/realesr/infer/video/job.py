@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from realesr.infer.video.colour import encoder_input
 from realesr.infer.video.encode import Muxer, SegmentWriter
 from realesr.infer.video.options import VideoError, VideoInfo, VideoOptions, VideoResult, load_av
 from realesr.infer.video.plan import EncoderPlan, plan_encoder
@@ -33,8 +34,8 @@ class _Item:
     index: int
     pts: int
     duration: int
-    rgb: np.ndarray
-    cached: bool  # the network's result from an interrupted run: not upscaled again
+    rgb: np.ndarray  # the decoded frame, then the network's result
+    cached: list[np.ndarray] | None  # the encoder's input saved by an interrupted run: no network, no conversion
 
 
 def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
@@ -144,8 +145,8 @@ class Pipeline:
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self.stuck = False
-        self.out_shape = (plan.out_size[1], plan.out_size[0], 3)
-        self.out_dtype = np.uint16
+        blank = np.zeros((plan.out_size[1], plan.out_size[0], 3), np.uint16)
+        self.cache_like = encoder_input(blank, plan.pix_fmt, plan.tags)  # shapes a cached frame must have
 
     def _fail(self, err: BaseException) -> None:
         if self.error is None:
@@ -184,9 +185,9 @@ class Pipeline:
 
     def _item(self, frame: Frame) -> _Item:
         if frame.index in self.cached:
-            rgb = self.work.load_frame(frame.index, self.out_shape, self.out_dtype)
-            if rgb is not None:
-                return _Item(frame.index, frame.pts, frame.duration, rgb, True)
+            payload = self.work.load_frame(frame.index, self.cache_like)
+            if payload is not None:
+                return _Item(frame.index, frame.pts, frame.duration, payload[0], payload)
         rgb = frame.rgb()
         if rgb.dtype == np.uint8:
             # v * 257 / 65535 == v / 255: the network sees exactly the 8-bit frame a PNG would hold, and its
@@ -196,7 +197,7 @@ class Pipeline:
             raise VideoError(
                 f"{self.job.source}: the frame size changes mid-stream (frame {frame.index}): not supported"
             )
-        return _Item(frame.index, frame.pts, frame.duration, rgb, False)
+        return _Item(frame.index, frame.pts, frame.duration, rgb, None)
 
     def _network(self, done: int, total: int | None) -> None:
         progress: Callable | None = self.job.on_progress
@@ -207,9 +208,9 @@ class Pipeline:
             item = _get(self.decoded, self.stop)
             if item is _STOPPED:
                 return
-            if item is not _END and not item.cached:
+            if item is not _END and item.cached is None:
                 batch.append(item)
-            if batch and (item is _END or item.cached or len(batch) >= self.job.options.batch):
+            if batch and (item is _END or item.cached is not None or len(batch) >= self.job.options.batch):
                 results = upscale_batch(self.job.upscaler, [b.rgb for b in batch], self.plan.out_size)
                 for b, rgb in zip(batch, results):
                     b.rgb = rgb
@@ -221,7 +222,7 @@ class Pipeline:
             if item is _END:
                 _put(self.upscaled, _END, self.stop)
                 return
-            if item.cached:
+            if item.cached is not None:
                 if not _put(self.upscaled, item, self.stop):
                     return
                 done += 1
@@ -237,9 +238,11 @@ class Pipeline:
                 if item is _END:
                     self.writer.finish()
                     return
-                if not item.cached:
-                    self.work.save_frame(item.index, item.rgb)  # kept whatever stops the run after this
-                self.writer.add(item.index, item.pts, item.duration, item.rgb)
+                payload = item.cached
+                if payload is None:
+                    payload = encoder_input(item.rgb, self.plan.pix_fmt, self.plan.tags)
+                    self.work.save_frame(item.index, payload)  # kept whatever stops the run after this
+                self.writer.add(item.index, item.pts, item.duration, payload)
         except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
             self._fail(err)
         finally:

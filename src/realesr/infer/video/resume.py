@@ -2,7 +2,7 @@
 
 - ``manifest.json``: what the work is (input identity, options, model) and the closed segments (files of whole
   GOPs with their frames' timestamps). A segment is closed and renamed into place before the manifest names it.
-- ``frames/NNNNNNNN.yuv``: each finished frame of the open segment, exactly as it went into the encoder, written
+- ``frames/NNNNNNNN.npz``: each finished frame of the open segment, exactly as it goes into the encoder, written
   before it is encoded and removed when its segment closes. A stop (Ctrl-C, SIGTERM, SIGKILL, power loss)
   loses no finished frame whatever the clip's length: the resumed run re-encodes the open segment from these
   (the network is not run again for them), so segment boundaries, hence the bytes, are those of an
@@ -117,30 +117,30 @@ class WorkFolder:
     # ----------------------------------------------------------------------------------------- frames
 
     def frame_path(self, index: int) -> Path:
-        return self.frames / f"{index:08d}.npy"
+        return self.frames / f"{index:08d}.npz"
 
-    def save_frame(self, index: int, rgb: np.ndarray) -> None:
-        """The network's result for frame ``index`` (the RGB the encoder's input is made from, exactly),
-        renamed into place whole: a crash leaves no half frame."""
+    def save_frame(self, index: int, payload: list[np.ndarray]) -> None:
+        """Frame ``index`` as it goes into the encoder (its Y'CbCr planes: a quarter of the network's 16-bit RGB
+        at 4:2:0), renamed into place whole: a crash leaves no half frame."""
         self.frames.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.frame_path(index), suffix=".part") as tmp, open(tmp, "wb") as out:
-            np.save(out, rgb, allow_pickle=False)
+            np.savez(out, *payload)
 
-    def load_frame(self, index: int, shape: tuple[int, ...], dtype) -> np.ndarray | None:
-        """A cached frame, or None when it is missing or not what this work makes (then the network redoes it)."""
+    def load_frame(self, index: int, like: list[np.ndarray]) -> list[np.ndarray] | None:
+        """A cached frame, or None when it is missing or not shaped as ``like`` (then the network redoes it)."""
         try:
-            with open(self.frame_path(index), "rb") as handle:
-                array = np.load(handle, allow_pickle=False)
-        except (OSError, ValueError, EOFError):
+            with open(self.frame_path(index), "rb") as handle, np.load(handle, allow_pickle=False) as data:
+                arrays = [data[f"arr_{k}"] for k in range(len(like))]
+        except (OSError, ValueError, EOFError, KeyError):
             return None
-        if array.shape != shape or array.dtype != np.dtype(dtype):
+        if any(a.shape != b.shape or a.dtype != b.dtype for a, b in zip(arrays, like)):
             return None
-        return array
+        return arrays
 
     def cached(self) -> set[int]:
         """Indices of the frames on disk (names only: a damaged one is found when it is loaded)."""
         found = set()
-        for path in self.frames.glob("*.npy") if self.frames.is_dir() else ():
+        for path in self.frames.glob("*.npz") if self.frames.is_dir() else ():
             if path.stem.isdigit():
                 found.add(int(path.stem))
         return found
