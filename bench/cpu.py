@@ -213,7 +213,11 @@ def int8_runner(net: nn.Module, x: torch.Tensor) -> Callable[[torch.Tensor], tor
     calibration = [to_tensor(load_crop(p, 100, 100, 32)).contiguous() for p in photos]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prepared = prepare_fx(copy.deepcopy(net).eval(), get_default_qconfig_mapping("x86"), (calibration[0],))
+        source = copy.deepcopy(net).eval()
+        for module in source.modules():
+            if isinstance(module, nn.LeakyReLU):
+                module.inplace = False  # quantized leaky_relu warns on every call otherwise
+        prepared = prepare_fx(source, get_default_qconfig_mapping("x86"), (calibration[0],))
         with torch.inference_mode():
             for crop in calibration:
                 prepared(crop)
