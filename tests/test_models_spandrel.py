@@ -432,3 +432,24 @@ def test_a_spandrel_extra_arches_model_loads_with_its_licence_shown(tmp_path, mo
     assert "MineNC (spandrel_extra_arches)" in text and "non-commercial" in text
     up = Upscaler(path, device="cpu")
     assert any("licence" in note for note in up.notes)
+
+
+def test_the_network_runs_outside_inference_mode_too(models):
+    """spandrel's call runs in inference mode; realesr's network gives a tensor that can be updated in place."""
+    net = load_model(models["SPAN"][1]).net
+    with torch.no_grad():
+        y = net(torch.rand(1, 3, 20, 18))
+    y.add_(1.0)  # an inference tensor would raise here
+    assert y.shape == (1, 3, 40, 36) and not y.is_inference()
+
+
+def test_auto_on_a_cpu_with_native_bf16_checks_each_model(models, shared_data, monkeypatch):
+    """On a bf16 CPU auto tries bf16 where the model supports it; SwinIR claims it but fails in its layers off its
+    training size: auto then runs fp32 (no error), with the same output as fp32."""
+    monkeypatch.setenv("REALESR_NATIVE_BF16", "1")
+    array = _image(shared_data, 3)
+    up = Upscaler(models["SwinIR"][1], device="cpu", tile=0)
+    out = up(array)
+    assert up.precision == "fp32" and "fails in SwinIR" in up.precision_note
+    np.testing.assert_array_equal(out, Upscaler(models["SwinIR"][1], device="cpu", tile=0, precision="fp32")(array))
+    assert Upscaler(models["RCAN"][1], device="cpu").precision == "bf16"  # spandrel: RCAN supports bf16, not fp16

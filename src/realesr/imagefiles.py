@@ -762,6 +762,13 @@ def is_image_name(path: str | os.PathLike, videos: bool = False) -> bool:
     return not name.startswith(".") and (ext in READ_EXTENSIONS or (videos and ext in VIDEO_EXTENSIONS))
 
 
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):  # a symlink loop, a name too long, a NUL byte
+        return False
+
+
 def _is_file(path: Path) -> bool:
     try:
         return path.is_file()
@@ -1063,6 +1070,10 @@ def check_outputs(outputs: Sequence[PlannedOutput], inputs: Iterable[str | os.Pa
         input_keys.setdefault(_identity(path), path)
     planned: dict[str, PlannedOutput] = {}
     for output in outputs:
+        if _is_dir(output.path):  # found only when writing, after the work, otherwise
+            raise OutputCollision(
+                f"{output.what} would be written to {output.path}, which is a folder", params=output.params
+            )
         key = path_key(output.path)
         other = planned.get(key)
         if other is not None:

@@ -88,3 +88,15 @@ def test_prepare_into_a_file_is_a_usage_error_naming_out_dir(cli, tmp_path):
     before = snapshot(tmp_path)
     cli("prepare", tmp_path / "hr", tmp_path / "taken").check(2, "taken", "OUT_DIR")
     assert_unchanged(tmp_path, before)
+
+
+def test_an_output_that_is_a_folder_is_refused_before_the_work(cli, tmp_path, weights):
+    """Found only when writing, after the whole evaluation or batch, before: now refused at the plan, exit 2."""
+    data = tmp_path / "data"
+    data.mkdir()
+    tiny_image(data / "a.png", size=16)
+    (tmp_path / "out" / "a_out.png").mkdir(parents=True)
+    before = snapshot(tmp_path)
+    cli("eval", "-m", "bicubic", "--data", data, "-o", data).check(2, "-o", "which is a folder")
+    cli("upscale", data / "a.png", "-m", weights, "-o", tmp_path / "out").check(2, "a_out.png", "which is a folder")
+    assert_unchanged(tmp_path, before)

@@ -166,9 +166,13 @@ def test_a_run_gone_without_a_word_is_failed_and_pid_never_names_a_group(tmp_pat
 
 def test_a_run_name_with_control_characters_is_printed_escaped(tmp_path, capsys):
     _run(tmp_path, "a\x1b[2Jb\nc", _good_files())
+    best = {**GOOD_STATUS["best"], "metric": "\x9b"}
+    odd = {**GOOD_STATUS, "state": "\x1b]0;owned\x07", "stage": "x\ry", "best": best}
+    _run(tmp_path, "odd", {"status.json": json.dumps(odd)})
     assert main(["runs", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "\x1b" not in out and len(out.splitlines()) == 2 and "a\\x1b[2Jb\\nc" in out
+    assert not any(c in out for c in "\x1b\x07\r\x9b") and len(out.splitlines()) == 3, out
+    assert "a\\x1b[2Jb\\nc" in out and "\\x1b]0;owned\\x07" in out
 
 
 # ------------------------------------------------------------------------------------------ the reader itself

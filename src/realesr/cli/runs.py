@@ -29,10 +29,11 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no training runs in {folder}")
         return 0
-    table = [("name", "stage", "iteration", "best", "last validation", "state")]
+    table: list[tuple[str, ...]] = [("name", "stage", "iteration", "best", "last validation", "state")]
     for r in rows:
         progress = f"{r.iteration} / {r.total_iters}" if r.total_iters else str(r.iteration)
-        table.append((_printable(r.name), r.stage, progress, r.best or "-", r.last_validation or "-", r.state))
+        cells = (r.name, r.stage, progress, r.best or "-", r.last_validation or "-", r.state)
+        table.append(tuple(_printable(cell) for cell in cells))  # every cell comes from a file: escaped
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())

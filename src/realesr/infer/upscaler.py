@@ -204,13 +204,23 @@ class Upscaler:
         key = ("cpu", self.precision, _fingerprint(self._net_fp32))
         check = _precision.remembered(key)
         if check is None:
-            check = _precision.check_half(
-                lambda c: self._call_net(self._net_fp32, c),
-                lambda c: self._call_net(self._net, c.to(self._input_dtype)),
-                x,
-                self.precision,
-                self._tile_unit,
-            )
+            try:
+                check = _precision.check_half(
+                    lambda c: self._call_net(self._net_fp32, c),
+                    lambda c: self._call_net(self._net, c.to(self._input_dtype)),
+                    x,
+                    self.precision,
+                    self._tile_unit,
+                )
+            except RuntimeError as err:
+                # A model that claims bf16 but mixes dtypes inside (SwinIR's fp32 attention mask off its
+                # training size): auto does not hold that against the user, it runs fp32.
+                if _is_out_of_memory(err):
+                    raise
+                self.precision_note = f"fp32 (auto: {self.precision} fails in {self.traits.arch}'s layers)"
+                self.precision, self._net = "fp32", self._net_fp32
+                self._dtype = self._input_dtype = torch.float32
+                return
             _precision.remember(key, check)
         self._apply_check(check, "checked on this input")
 

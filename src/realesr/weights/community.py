@@ -122,15 +122,17 @@ def _window(model: nn.Module) -> int:
 def _bytes_per_pixel(model: nn.Module, scale: int, out_channels: int, window: int) -> float:
     """An estimate of the peak fp32 activation memory per input pixel: a dozen feature maps of the widest layer
     coexist (a transformer block's input, q, k, v, its MLP's hidden layer, the residuals), the attention of a
-    window (window^2 scores per head, a few heads), and the output-resolution tail; a quarter more for the
-    allocator. Not measured per architecture: ``realesr models inspect`` labels it an estimate."""
+    window (window^2 scores per head, a few heads), and the output-resolution tail (the upsampler's conv output,
+    its shuffle, the clamped copy and the crop: eight output planes); a quarter more for the allocator.
+    bench/bench_models_memory.py: 1.2-4.4x the measured peak for SwinIR, HAT, SPAN, RealPLKSR, OmniSR, SAFMN at
+    their released sizes (safe side); ``realesr models inspect`` labels it an estimate."""
     widest = max(
         [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
         + [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]
         + [out_channels]
     )
     attention = 16 * window * window if window else 0
-    return 4.0 * (12 * widest + attention + 4 * out_channels * scale * scale) * 1.25
+    return 4.0 * (12 * widest + attention + 8 * out_channels * scale * scale) * 1.25
 
 
 class SpandrelNetwork(nn.Module):
