@@ -71,37 +71,43 @@ def bench(model: str, frames: int, device: str, batch: int, folder: Path) -> Non
     up = Upscaler(_random_model(model) if RANDOM else model, device=device, tile=0)
     arrays = decoded_frames(clip)
     _upscale_batch(up, arrays[:1])  # warm-up (allocations, oneDNN kernels)
-    started = time.perf_counter()
-    for i in range(0, len(arrays), batch):
-        _upscale_batch(up, arrays[i : i + batch])
-    if up.device.type == "cuda":
-        torch.cuda.synchronize()
-    network = time.perf_counter() - started
+    # CPU seconds of this process (all its threads) beside wall seconds: on a machine shared with other work the
+    # wall clock measures the others' load as much as this code; the CPU time is the work this code did.
+    network, network_cpu = _timed(
+        lambda: [_upscale_batch(up, arrays[i : i + batch]) for i in range(0, len(arrays), batch)]
+    )
     out = folder / f"out_{model}.mp4"
-    started = time.perf_counter()
-    result = upscale_video(up, clip, out, VideoOptions(batch=batch))
-    whole = time.perf_counter() - started
-    # What the video path adds to the network, measured directly (a difference of two runs of the real network
-    # on a shared CPU is noise): the whole path with a network that only repeats pixels, less the same network's
-    # time through the same Upscaler calls on the decoded frames (its tensor work at the output size is the
-    # network-alone figure's too). What is left: decode, colour conversions, the frame cache, encode, mux.
+    box: list = []
+    whole, whole_cpu = _timed(lambda: box.append(upscale_video(up, clip, out, VideoOptions(batch=batch))))
+    result = box[0]
+    # What the video path adds to the network, measured directly: the whole path with a network that only
+    # repeats pixels, less that network's own time through the same Upscaler calls (its tensor work at the
+    # output size is in the network-alone figure too). Left: decode, colour conversions, frame cache, encode, mux.
     repeat = Upscaler(_Repeat(up.scale), device=device, tile=0)
     _upscale_batch(repeat, arrays[:1])
-    started = time.perf_counter()
-    for i in range(0, len(arrays), batch):
-        _upscale_batch(repeat, arrays[i : i + batch])
-    repeat_net = time.perf_counter() - started
-    started = time.perf_counter()
-    upscale_video(repeat, clip, folder / f"pipe_{model}.mp4", VideoOptions(batch=batch))
-    pipeline = time.perf_counter() - started - repeat_net
+    rep, rep_cpu = _timed(lambda: [_upscale_batch(repeat, arrays[i : i + batch]) for i in range(0, len(arrays), batch)])
+    pipe, pipe_cpu = _timed(
+        lambda: upscale_video(repeat, clip, folder / f"pipe_{model}.mp4", VideoOptions(batch=batch))
+    )
+    extra, extra_cpu = pipe - rep, pipe_cpu - rep_cpu
     print(
         f"{model}: {result.frames} frames 320x180 -> {result.size[0]}x{result.size[1]} on {device} "
-        f"(torch threads {torch.get_num_threads()}, batch {batch}): video path {whole:.1f} s "
-        f"({result.frames / whole:.2f} fps), network alone {network:.1f} s ({len(arrays) / network:.2f} fps); "
-        f"decode + colour + cache + encode + mux {pipeline:.1f} s = {100 * pipeline / network:.1f} % of the "
-        "network's time",
+        f"(torch threads {torch.get_num_threads()}, batch {batch}): video path {whole:.1f} s wall / {whole_cpu:.1f} s "
+        f"CPU, network alone {network:.1f} s wall / {network_cpu:.1f} s CPU ({len(arrays) / network:.2f} frames/s); "
+        f"decode + colour + cache + encode + mux {extra:.1f} s wall = {100 * extra / network:.1f} %, "
+        f"{extra_cpu:.1f} s CPU = {100 * extra_cpu / network_cpu:.1f} % of the network's",
         flush=True,
     )
+
+
+def _timed(work) -> tuple[float, float]:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    wall, cpu = time.perf_counter(), time.process_time()
+    work()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 RANDOM: dict = {}

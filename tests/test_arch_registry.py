@@ -137,6 +137,7 @@ def test_cache_dir_expands_home_and_users_and_names_the_variable(monkeypatch, tm
 def test_a_transformer_sharing_first_and_last_conv_names_is_not_taken_for_a_broken_rrdbnet():
     """HAT, SwinIR and DAT files also hold conv_first and conv_last: they are not RRDBNets that "do not fit"."""
     sd = {
+        "relative_position_index_SA": torch.zeros(64, 64, dtype=torch.int64),  # integer tables are fine there
         "conv_first.weight": torch.zeros(16, 3, 3, 3),
         "conv_first.bias": torch.zeros(16),
         "layers.0.residual_group.blocks.0.norm1.weight": torch.zeros(16),

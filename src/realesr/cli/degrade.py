@@ -126,26 +126,9 @@ def _check_crop(entry, crop: int):
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
     from tqdm import tqdm
 
-    from realesr.degrade import (
-        contact_sheet,
-        image_generators,
-        label_lines,
-        synthesize_pairs,
-        tensor_to_pil,
-    )
     from realesr.devices import pick_device
-    from realesr.imagefiles import (
-        PlannedOutput,
-        check_folder_writable,
-        check_outputs,
-        earlier_results,
-        expand_inputs,
-        path_key,
-        write_image,
-    )
 
     if args.per_image < 1:
         raise UsageError(f"--per-image must be at least 1, got {args.per_image}")
@@ -154,8 +137,40 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--crop must be 0 or a positive multiple of the scale {scale}, got {crop}")
     device = pick_device(args.device)
     out_dir: Path = args.output
+    plan, earlier = _plan(args, out_dir, crop)
+    failures = written = 0
+    for path, error, targets in tqdm(plan, desc="degrade", unit="image", disable=None):
+        if error is not None:
+            failures += 1
+            tqdm.write(f"realesr degrade: error: {error}", file=sys.stderr)
+            continue
+        try:
+            written += _degrade_one(args, path, targets, device, cfg, scale, crop, region)
+        except RealesrError as err:
+            failures += 1
+            tqdm.write(f"realesr degrade: error: {err}", file=sys.stderr)
+        except (RuntimeError, MemoryError) as err:  # e.g. out of memory on a huge --crop 0 image
+            failures += 1
+            tqdm.write(f"realesr degrade: error: {path}: {str(err).splitlines()[0]}", file=sys.stderr)
+    summary = f"wrote {written} files to {out_dir} ({len(plan) - failures} of {len(plan)} images)"
+    if earlier:
+        summary += f"; {earlier} earlier output(s) of realesr in the output folder skipped as inputs"
+    print(summary)
+    return 1 if failures else 0
 
-    # The whole plan first: every output named and checked against every input before any work.
+
+def _plan(args: argparse.Namespace, out_dir: Path, crop: int) -> tuple[list[tuple[Path, str | None, list[Path]]], int]:
+    """The whole plan first, every output named and checked against every input before any work: (path, why it
+    fails or None, its outputs) per input, and how many earlier results of realesr were left out as inputs."""
+    from realesr.imagefiles import (
+        PlannedOutput,
+        check_folder_writable,
+        check_outputs,
+        earlier_results,
+        expand_inputs,
+        path_key,
+    )
+
     check_folder_writable(out_dir, params=("output",))
     entries = [_check_crop(entry, crop) for entry in expand_inputs(args.inputs)]
     used_names: dict[str, int] = {}
@@ -190,39 +205,32 @@ def run(args: argparse.Namespace) -> int:
         raise ImageWriteError(
             f"{out_dir}: cannot create the output folder ({err.strerror or err})", params=("output",)
         ) from None
+    return plan, len(earlier)
 
-    failures = written = 0
-    for path, error, targets in tqdm(plan, desc="degrade", unit="image", disable=None):
-        if error is not None:
-            failures += 1
-            tqdm.write(f"realesr degrade: error: {error}", file=sys.stderr)
-            continue
-        try:
-            gt = _load_rgb(path).to(device)
-            # Seeded per (seed, file name) as realesr.degrade.degraded_lr: with --crop 0 the first LR is the one
-            # validation and `realesr eval --degrade` make of this image.
-            rng, generator = image_generators(args.seed, path.name)
-            gt_crop, lqs, params = synthesize_pairs(
-                gt, cfg, scale, args.per_image, rng, generator, crop=crop, region=region, sharpen=not args.no_usm
-            )
-            images = []
-            for k in range(args.per_image):
-                images.append(tensor_to_pil(lqs[k]))
-                images.append(tensor_to_pil(gt_crop))
-            if args.sheet:
-                labels = [label_lines(params, k) for k in range(args.per_image)]
-                images.append(contact_sheet(gt_crop, lqs, labels, title=f"GT {path.name}"))
-            for image, target in zip(images, targets, strict=True):
-                write_image(target, np.asarray(image), source=path, mark=True)
-                written += 1
-        except RealesrError as err:
-            failures += 1
-            tqdm.write(f"realesr degrade: error: {err}", file=sys.stderr)
-        except (RuntimeError, MemoryError) as err:  # e.g. out of memory on a huge --crop 0 image
-            failures += 1
-            tqdm.write(f"realesr degrade: error: {path}: {str(err).splitlines()[0]}", file=sys.stderr)
-    summary = f"wrote {written} files to {out_dir} ({len(plan) - failures} of {len(plan)} images)"
-    if earlier:
-        summary += f"; {len(earlier)} earlier output(s) of realesr in the output folder skipped as inputs"
-    print(summary)
-    return 1 if failures else 0
+
+def _degrade_one(args: argparse.Namespace, path: Path, targets: list[Path], device, cfg, scale, crop, region) -> int:
+    """The LR/GT pairs (and contact sheet) of one image, written; returns the files written."""
+    import numpy as np
+
+    from realesr.degrade import contact_sheet, image_generators, label_lines, synthesize_pairs, tensor_to_pil
+    from realesr.imagefiles import write_image
+
+    gt = _load_rgb(path).to(device)
+    # Seeded per (seed, file name) as realesr.degrade.degraded_lr: with --crop 0 the first LR is the one
+    # validation and `realesr eval --degrade` make of this image.
+    rng, generator = image_generators(args.seed, path.name)
+    gt_crop, lqs, params = synthesize_pairs(
+        gt, cfg, scale, args.per_image, rng, generator, crop=crop, region=region, sharpen=not args.no_usm
+    )
+    images = []
+    for k in range(args.per_image):
+        images.append(tensor_to_pil(lqs[k]))
+        images.append(tensor_to_pil(gt_crop))
+    if args.sheet:
+        labels = [label_lines(params, k) for k in range(args.per_image)]
+        images.append(contact_sheet(gt_crop, lqs, labels, title=f"GT {path.name}"))
+    written = 0
+    for image, target in zip(images, targets, strict=True):
+        write_image(target, np.asarray(image), source=path, mark=True)
+        written += 1
+    return written

@@ -164,16 +164,7 @@ def _check_plan(args: argparse.Namespace, models, datasets) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from realesr.atomic import atomic_write_bytes
-    from realesr.evaluate import (
-        EvalConfig,
-        evaluate,
-        find_datasets,
-        format_table,
-        load_eval_model,
-        save_figure,
-        write_per_image_csv,
-    )
+    from realesr.evaluate import EvalConfig, evaluate, find_datasets
 
     def warn(message: str) -> None:
         tqdm.write(f"realesr eval: {message}", file=sys.stderr)
@@ -199,6 +190,30 @@ def run(args: argparse.Namespace) -> int:
     except DataError as err:
         raise UsageError(str(err), params=err.params) from err
 
+    models, skipped = _load_models(args, warn)
+
+    _check_plan(args, models, datasets)
+
+    crop = args.figure_crop or (40 * args.scale if no_ref else 160)
+    result = evaluate(
+        models,
+        datasets,
+        config,
+        save_dir=args.save_images,
+        figure_count=args.figure_count if args.figure else 0,
+        figure_crop=crop,
+        progress=None if args.quiet else _dataset_bars(),
+        on_problem=warn,
+    )
+
+    _write_results(args, result, metrics, protocol, warn)
+    return 1 if (skipped or result.problems) else 0
+
+
+def _load_models(args: argparse.Namespace, warn) -> tuple[list, list[str]]:
+    """The models that load (each a warning when it does not); UsageError when none does."""
+    from realesr.evaluate import load_eval_model
+
     models, skipped = [], []
     for spec in dict.fromkeys(args.models):
         try:
@@ -217,20 +232,13 @@ def run(args: argparse.Namespace) -> int:
             warn(f"model {spec} skipped: {err}")
     if not models:
         raise UsageError(f"no usable model among {', '.join(args.models)}")
+    return models, skipped
 
-    _check_plan(args, models, datasets)
 
-    crop = args.figure_crop or (40 * args.scale if no_ref else 160)
-    result = evaluate(
-        models,
-        datasets,
-        config,
-        save_dir=args.save_images,
-        figure_count=args.figure_count if args.figure else 0,
-        figure_crop=crop,
-        progress=None if args.quiet else _dataset_bars(),
-        on_problem=warn,
-    )
+def _write_results(args: argparse.Namespace, result, metrics, protocol: str, warn) -> None:
+    """The table on stdout (and --output), the per-image CSV, the figure."""
+    from realesr.atomic import atomic_write_bytes
+    from realesr.evaluate import format_table, save_figure, write_per_image_csv
 
     table = format_table(result.rows, args.fmt, metrics)
     sys.stdout.write(table)
@@ -254,7 +262,6 @@ def run(args: argparse.Namespace) -> int:
             )
         else:
             warn(f"--figure {args.figure}: no image was evaluated, no figure written")
-    return 1 if (skipped or result.problems) else 0
 
 
 def _dataset_bars():

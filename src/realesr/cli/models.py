@@ -144,7 +144,8 @@ def _print_user_models() -> None:
         try:
             card = inspect_model(path)
         except RealesrError as err:
-            rows.append((name, "", f"unusable: {err}"[:80], "", path.name))
+            why = "needs pip install 'realesr[models]'" if "need spandrel" in str(err) else str(err)
+            rows.append((name, "", f"unusable: {why.removeprefix(f'{path}: ')}"[:80], "", path.name))
             continue
         rows.append(
             (name, f"x{card.traits.scale}", f"{card.traits.arch} ({card.origin})", f"{card.params:,}", path.name)

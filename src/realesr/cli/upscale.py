@@ -79,6 +79,14 @@ def register(subparsers) -> None:
         help="where the network runs (default: auto; also cuda:N); a list (cuda:0,cuda:1 or "
         "cpu,cpu) or 'all' (every GPU) runs one worker process per entry",
     )
+    _add_output_arguments(parser)
+    add_scaleout_arguments(parser)
+    add_video_arguments(parser)
+    parser.set_defaults(func=run, flags=FLAGS)
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """How outputs are named and written."""
     parser.add_argument("--suffix", default="out", metavar="S", help="output name suffix (default: out)")
     parser.add_argument(
         "--ext",
@@ -106,9 +114,6 @@ def register(subparsers) -> None:
         help=DENOISE_HELP,
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_scaleout_arguments(parser)
-    add_video_arguments(parser)
-    parser.set_defaults(func=run, flags=FLAGS)
 
 
 FLAGS = {

@@ -212,17 +212,8 @@ def degrade(
     wants), False processes them one by one at their own size (no wasted pixels: what a CPU wants). The default
     is True except on the CPU. Both give the same images up to the noise draws, which are shaped differently.
     """
-    if gt_usm.dim() != 4 or gt_usm.shape[1] != 3:
-        raise ValueError(f"degrade expects [B,3,H,W], got {tuple(gt_usm.shape)}")
-    if not gt_usm.is_floating_point():
-        raise ValueError(f"degrade expects a float image in [0, 1], got {gt_usm.dtype}")
-    if int(scale) != scale or scale < 1:
-        raise ConfigError(f"degradation.scale: expected a positive integer, got {scale!r}")
-    scale = int(scale)
+    scale = _check_inputs(gt_usm, params, scale)
     b, _, ori_h, ori_w = gt_usm.shape
-    if ori_h < scale or ori_w < scale:
-        raise ValueError(f"GT of {ori_h}x{ori_w} is smaller than the scale {scale}")
-    _check_params(params, b)
     # Half precision would blur the DCT and the 8-bit rounding: the chain runs in float32 (or float64 if given).
     out_dtype = gt_usm.dtype
     if gt_usm.dtype not in (torch.float32, torch.float64):
@@ -256,9 +247,31 @@ def degrade(
         for i in range(b)
     ]
     items = _noise_ragged(items, p, 2, generator, on_canvas)
+    out = _final_stage(items, params, p, cfg, (ori_h // scale, ori_w // scale), on_canvas)
+    return (torch.clamp((out * 255.0).round(), 0, 255) / 255.0).to(out_dtype)
 
-    # ---- final: [resize to LR + sinc, JPEG] or [JPEG, resize to LR + sinc], per sample
-    lr_size = (ori_h // scale, ori_w // scale)
+
+def _check_inputs(gt_usm: torch.Tensor, params: Mapping[str, torch.Tensor], scale) -> int:
+    """The scale as an int, after checking the batch's shape, type and parameters."""
+    if gt_usm.dim() != 4 or gt_usm.shape[1] != 3:
+        raise ValueError(f"degrade expects [B,3,H,W], got {tuple(gt_usm.shape)}")
+    if not gt_usm.is_floating_point():
+        raise ValueError(f"degrade expects a float image in [0, 1], got {gt_usm.dtype}")
+    if int(scale) != scale or scale < 1:
+        raise ConfigError(f"degradation.scale: expected a positive integer, got {scale!r}")
+    scale = int(scale)
+    b, _, ori_h, ori_w = gt_usm.shape
+    if ori_h < scale or ori_w < scale:
+        raise ValueError(f"GT of {ori_h}x{ori_w} is smaller than the scale {scale}")
+    _check_params(params, b)
+    return scale
+
+
+def _final_stage(
+    items: list[torch.Tensor], params, p, cfg: DegradationConfig, lr_size, on_canvas: bool
+) -> torch.Tensor:
+    """The final step, per sample: [resize to LR + sinc, JPEG] or [JPEG, resize to LR + sinc]."""
+    b, device = len(items), items[0].device
     resize_first = p["final_resize_first"].bool().tolist()
     jpeg_first = [i for i in range(b) if not resize_first[i]]
     if jpeg_first:
@@ -277,7 +290,7 @@ def degrade(
             out[idx].clamp(0.0, 1.0), p["jpeg2_quality"][resize_first_idx], cfg.jpeg_chroma_upsampling
         )
         out = out.index_copy(0, idx, coded_final)
-    return (torch.clamp((out * 255.0).round(), 0, 255) / 255.0).to(out_dtype)
+    return out
 
 
 def synthesize_pairs(

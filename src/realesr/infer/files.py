@@ -144,37 +144,7 @@ class UpscalePlan:
         for item in self.items:
             if item.error is not None or item.header is None or item.output is None:
                 continue
-            header = item.header
-            try:
-                out_h, out_w = upscaler.output_size(header.height, header.width)
-            except (OverflowError, ValueError):
-                out_h = out_w = 10**30
-            item.out_size = (out_w, out_h)
-            fmt = WRITE_FORMATS[item.output.suffix.lower()]
-            channels = (
-                (2 if header.mode.startswith(("L", "I", "1")) else 4)
-                if header.has_alpha
-                else (1 if header.mode in ("L", "1", "I", "I;16", "I;16B", "I;16L", "I;16N", "F") else 3)
-            )
-            sample = 2 if header.mode.startswith("I") or "16" in header.mode else 1
-            pixels = float(out_h) * float(out_w)
-            # The float32 result on the device (3 colour + alpha planes) and the integer array written out.
-            memory = pixels * (4 * max(channels, 3) + channels * sample)
-            if memory > available_bytes:
-                item.error = (
-                    f"{item.source}: the output would be {_size(out_w, out_h)} and need about "
-                    f"{_bytes(memory)} of memory, {_bytes(available_bytes)} are available: "
-                    "lower the output scale or crop the image"
-                )
-                item.error_params = ("outscale",)
-            elif max(out_h, out_w) > MAX_SIDE[fmt]:
-                item.error = (
-                    f"{item.source}: the output would be {_size(out_w, out_h)}, more than {fmt} can hold "
-                    f"({MAX_SIDE[fmt]} px a side): write PNG or TIFF, or lower the output scale"
-                )
-                item.error_params = ("ext", "outscale")
-            else:
-                disk_need += pixels * channels * sample * _DISK_RATIO[fmt]
+            disk_need += _check_size(item, item.header, item.output, upscaler, available_bytes)
         folder = existing_ancestor(self.folder)
         try:
             free = shutil.disk_usage(folder).free
@@ -203,6 +173,42 @@ class FileResult:
     size: tuple[int, int]  # (width, height) of the output
     seconds: float
     notes: list[str] = field(default_factory=list)
+
+
+def _check_size(item: PlanItem, header: ImageHeader, output: Path, upscaler, available_bytes: float) -> float:
+    """Set ``item.out_size``, or ``item.error`` when the output is too large for the memory or its format;
+    returns the bytes it will take on disk (roughly, on the low side)."""
+    try:
+        out_h, out_w = upscaler.output_size(header.height, header.width)
+    except (OverflowError, ValueError):
+        out_h = out_w = 10**30
+    item.out_size = (out_w, out_h)
+    fmt = WRITE_FORMATS[output.suffix.lower()]
+    channels = (
+        (2 if header.mode.startswith(("L", "I", "1")) else 4)
+        if header.has_alpha
+        else (1 if header.mode in ("L", "1", "I", "I;16", "I;16B", "I;16L", "I;16N", "F") else 3)
+    )
+    sample = 2 if header.mode.startswith("I") or "16" in header.mode else 1
+    pixels = float(out_h) * float(out_w)
+    # The float32 result on the device (3 colour + alpha planes) and the integer array written out.
+    memory = pixels * (4 * max(channels, 3) + channels * sample)
+    if memory > available_bytes:
+        item.error = (
+            f"{item.source}: the output would be {_size(out_w, out_h)} and need about "
+            f"{_bytes(memory)} of memory, {_bytes(available_bytes)} are available: "
+            "lower the output scale or crop the image"
+        )
+        item.error_params = ("outscale",)
+        return 0.0
+    if max(out_h, out_w) > MAX_SIDE[fmt]:
+        item.error = (
+            f"{item.source}: the output would be {_size(out_w, out_h)}, more than {fmt} can hold "
+            f"({MAX_SIDE[fmt]} px a side): write PNG or TIFF, or lower the output scale"
+        )
+        item.error_params = ("ext", "outscale")
+        return 0.0
+    return pixels * channels * sample * _DISK_RATIO[fmt]
 
 
 def _size(width: int, height: int) -> str:
@@ -248,7 +254,24 @@ def plan_upscale(
     options = options or OutputOptions()
     videos = video_options is not None  # videos and animations are planned only for a caller that handles them
     entries = expand_inputs(inputs, recursive=recursive, videos=videos)
-    files = [e for e in entries if e.error is None]
+    target, target_is_file = _target(output, len(entries), videos)
+    plan = UpscalePlan([], options, target, target_is_file)
+    check_folder_writable(plan.folder, params=("output",))
+    by_entry = [(entry, _plan_item(entry, plan, video_options)) for entry in entries]
+
+    # Earlier results of realesr in the output folder are not inputs of this run (docs/upscale.md).
+    outputs_of = [[p for p in (item.output, item.compare) if p is not None] for _e, item in by_entry]
+    earlier = earlier_results([e for e, _i in by_entry], outputs_of, plan.folder)
+    plan.skipped = [entry.path for i, (entry, _item) in enumerate(by_entry) if i in earlier]
+    plan.items = [item for i, (_entry, item) in enumerate(by_entry) if i not in earlier]
+    skipped_keys = {path_key(p) for p in plan.skipped}
+    inputs_to_protect = [e.path for e in entries if e.error is None and path_key(e.path) not in skipped_keys]
+    check_outputs(_planned_outputs(plan), inputs_to_protect)
+    return plan
+
+
+def _target(output: str | os.PathLike, inputs: int, videos: bool) -> tuple[Path, bool]:
+    """(the output folder or file, whether it is a file name); UsageError for a name that cannot be one."""
     if not os.fspath(output) or "\0" in os.fspath(output):  # "" would write into the current folder
         raise UsageError(f"the output {os.fspath(output)!r} is no usable name", params=("output",))
     target = Path(os.path.expanduser(output))
@@ -265,64 +288,58 @@ def plan_upscale(
             f"(use one of {', '.join('.' + e for e in EXTENSIONS)}, or a folder name)",
             params=("output",),
         )
-    if target_is_file and len(entries) != 1:
+    if target_is_file and inputs != 1:
         raise UsageError(
-            f"the output {target} is a file name, but there are {len(entries)} inputs: give a folder",
+            f"the output {target} is a file name, but there are {inputs} inputs: give a folder",
             params=("output",),
         )
-    plan = UpscalePlan([], options, target, target_is_file)
-    check_folder_writable(plan.folder, params=("output",))
+    return target, target_is_file
 
-    by_entry: list[tuple[InputFile, PlanItem]] = []
-    for entry in entries:
-        item = PlanItem(entry.path)
-        if entry.error is not None:
-            item.error = f"{entry.path}: {entry.error}"
-        else:
-            try:
-                item.header = read_header(entry.path)
-            except RealesrError as err:
-                item.error = str(err)
-        if videos and entry.error is None and (item.header is None or item.header.frames > 1):
-            _plan_video(item, entry.path, target, target_is_file, options, video_options)
-        if item.header is not None:
-            ext, note = _extension(options, entry.path, item.header.has_alpha)
-            if target_is_file:
-                drops_alpha = note and WRITE_FORMATS[target.suffix.lower()] in NO_ALPHA_FORMATS
-                item.output = target.with_suffix(".png") if drops_alpha else target
-                note = note if item.output != target else None
-            else:
-                stem = entry.path.stem
-                item.output = target / f"{stem}_{options.suffix}{ext}" if options.suffix else target / f"{stem}{ext}"
-            if note:
-                item.notes.append(note)
-            if options.compare:
-                item.compare = item.output.with_name(f"{entry.path.stem}_compare.png")
-            if item.header.frames > 1:
-                item.notes.append(f"{item.header.frames} frames: only the first was upscaled")
-        by_entry.append((entry, item))
 
-    # Earlier results of realesr in the output folder are not inputs of this run (docs/upscale.md).
-    outputs_of = [[p for p in (item.output, item.compare) if p is not None] for _e, item in by_entry]
-    earlier = earlier_results([e for e, _i in by_entry], outputs_of, plan.folder)
-    plan.skipped = [entry.path for i, (entry, _item) in enumerate(by_entry) if i in earlier]
-    kept = [pair for i, pair in enumerate(by_entry) if i not in earlier]
-    skipped_keys = {path_key(p) for p in plan.skipped}
-    planned_outputs: list[PlannedOutput] = []
-    for _entry, item in kept:
+def _plan_item(entry: InputFile, plan: UpscalePlan, video_options) -> PlanItem:
+    """One input's header (or why it has none) and the names of its outputs."""
+    options, target, target_is_file = plan.options, plan.target, plan.target_is_file
+    item = PlanItem(entry.path)
+    if entry.error is not None:
+        item.error = f"{entry.path}: {entry.error}"
+    else:
+        try:
+            item.header = read_header(entry.path)
+        except RealesrError as err:
+            item.error = str(err)
+    if video_options is not None and entry.error is None and (item.header is None or item.header.frames > 1):
+        _plan_video(item, entry.path, target, target_is_file, options, video_options)
+    if item.header is None:
+        return item
+    ext, note = _extension(options, entry.path, item.header.has_alpha)
+    if target_is_file:
+        drops_alpha = note and WRITE_FORMATS[target.suffix.lower()] in NO_ALPHA_FORMATS
+        item.output = target.with_suffix(".png") if drops_alpha else target
+        note = note if item.output != target else None
+    else:
+        stem = entry.path.stem
+        item.output = target / f"{stem}_{options.suffix}{ext}" if options.suffix else target / f"{stem}{ext}"
+    if note:
+        item.notes.append(note)
+    if options.compare:
+        item.compare = item.output.with_name(f"{entry.path.stem}_compare.png")
+    if item.header.frames > 1:
+        item.notes.append(f"{item.header.frames} frames: only the first was upscaled")
+    return item
+
+
+def _planned_outputs(plan: UpscalePlan) -> list[PlannedOutput]:
+    """Every output of the plan with what it is and the options that would move it (for a collision's message)."""
+    planned: list[PlannedOutput] = []
+    for item in plan.items:
         if item.output is not None:
-            params: tuple[str, ...] = ("output",) if target_is_file else ("suffix", "output")
-            if options.ext.lower() != "auto":
+            params: tuple[str, ...] = ("output",) if plan.target_is_file else ("suffix", "output")
+            if plan.options.ext.lower() != "auto":
                 params += ("ext",)
-            planned_outputs.append(PlannedOutput(item.output, f"the result of {item.source}", params))
+            planned.append(PlannedOutput(item.output, f"the result of {item.source}", params))
         if item.compare is not None:
-            planned_outputs.append(
-                PlannedOutput(item.compare, f"the comparison sheet of {item.source}", ("suffix", "output"))
-            )
-    inputs_to_protect = [e.path for e in files if path_key(e.path) not in skipped_keys]
-    check_outputs(planned_outputs, inputs_to_protect)
-    plan.items = [item for _e, item in kept]
-    return plan
+            planned.append(PlannedOutput(item.compare, f"the comparison sheet of {item.source}", ("suffix", "output")))
+    return planned
 
 
 def _plan_video(

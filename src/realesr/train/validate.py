@@ -157,33 +157,9 @@ def build_validation_sets(
     centre-cropped alike (HR crop = LR crop x scale); a real set's SR must hold NIQE's 96-px blocks."""
     from realesr.train.config import val_set_names
 
-    val, scale = cfg.val, cfg.scale
+    val = cfg.val
     names = val_set_names(cfg)
-    out: list[ValSet] = []
-    if val.folder:
-        images = build_validation_set(
-            val.folder,
-            scale,
-            size_multiple,
-            val.max_images,
-            val.max_size,
-            val.seed,
-            val.degraded,
-            val.bicubic,
-            degradation_cfg,
-        )
-        for kind in ("degraded", "bicubic"):
-            if getattr(val, kind):
-                scored = _scorable([ValItem(i.name, i.lr[kind], i.hr) for i in images], kind, val.crop_border)
-                if not scored:  # a mean over no image is no score (and was a ZeroDivisionError)
-                    raise ConfigError(
-                        f"config key 'val.folder': no image in {val.folder} keeps SSIM's {SSIM_WINDOW} px once "
-                        f"2 x val.crop_border ({val.crop_border}) is cut, after the crop to val.max_size "
-                        f"({val.max_size}) and to a multiple of scale x the network's input multiple "
-                        f"({scale * size_multiple})",
-                        key="val.folder",
-                    )
-                out.append(ValSet(kind, "synthetic", scored))
+    out = _folder_sets(cfg, size_multiple, degradation_cfg) if val.folder else []
     for index, (vs, name) in enumerate(zip(val.sets, names[len(names) - len(val.sets) :])):
         key = f"val.sets[{index}]"
         if not Path(vs.path).is_dir():
@@ -191,56 +167,97 @@ def build_validation_sets(
         items: list[ValItem] = []
         if vs.kind == "synthetic":
             images = build_validation_set(
-                vs.path, scale, size_multiple, val.max_images, val.max_size, val.seed, True, False, degradation_cfg
+                vs.path, cfg.scale, size_multiple, val.max_images, val.max_size, val.seed, True, False, degradation_cfg
             )
             items = [ValItem(i.name, i.lr["degraded"], i.hr) for i in images]
         elif vs.kind == "paired":
-            if not Path(vs.lr).is_dir():
-                raise ConfigError(f"config key '{key}.lr': LR folder not found: {vs.lr}", key=f"{key}.lr")
-            lr_by_stem = {p.stem: p for p in list_images(vs.lr)}
-            hr_paths = list_images(vs.path)
-            missing = [p.name for p in hr_paths if p.stem not in lr_by_stem]
-            if missing:
-                raise ConfigError(
-                    f"config key '{key}.lr': no LR image in {vs.lr} for {', '.join(missing[:5])}"
-                    f"{' ...' if len(missing) > 5 else ''} (LR and HR are matched by file name)",
-                    key=f"{key}.lr",
-                )
-            for path in hr_paths[: val.max_images or None]:
-                hr, lr = _read_u8(path), _read_u8(lr_by_stem[path.stem])
-                if hr.shape[0] < lr.shape[0] * scale or hr.shape[1] < lr.shape[1] * scale:
-                    raise ConfigError(
-                        f"config key '{key}': {path.name} is {hr.shape[1]}x{hr.shape[0]}, smaller than "
-                        f"its LR ({lr.shape[1]}x{lr.shape[0]}) x {scale}",
-                        key=key,
-                    )
-                top, left, ch, cw = _lr_crop(lr.shape[0], lr.shape[1], size_multiple, val.max_size // scale)
-                if ch and cw:
-                    items.append(
-                        ValItem(
-                            path.stem,
-                            _to_tensor(lr[top : top + ch, left : left + cw]),
-                            np.ascontiguousarray(
-                                hr[top * scale : (top + ch) * scale, left * scale : (left + cw) * scale]
-                            ),
-                        )
-                    )
+            items = _paired_items(cfg, vs, key, size_multiple)
         else:
-            for path in list_images(vs.path)[: val.max_images or None]:
-                lr = _read_u8(path)
-                top, left, ch, cw = _lr_crop(lr.shape[0], lr.shape[1], size_multiple, val.max_size // scale)
-                if min(ch, cw) * scale - 2 * val.crop_border < NIQE_BLOCK:
-                    log.warning(
-                        "validation set %s: %s skipped, its SR would be under NIQE's %d px", name, path.name, NIQE_BLOCK
-                    )
-                    continue
-                items.append(ValItem(path.stem, _to_tensor(lr[top : top + ch, left : left + cw]), None))
+            items = _real_items(cfg, vs, name, size_multiple)
         if vs.kind != "real":
             items = _scorable(items, name, val.crop_border)
         if not items:
             raise ConfigError(f"config key '{key}.path': no usable validation image in {vs.path}", key=f"{key}.path")
         out.append(ValSet(name, vs.kind, items))
     return out
+
+
+def _folder_sets(cfg: TrainConfig, size_multiple: int, degradation_cfg: DegradationConfig | None) -> list[ValSet]:
+    """``val.folder``'s images as the sets ``degraded`` and ``bicubic`` (those asked for)."""
+    val, scale = cfg.val, cfg.scale
+    images = build_validation_set(
+        val.folder,
+        scale,
+        size_multiple,
+        val.max_images,
+        val.max_size,
+        val.seed,
+        val.degraded,
+        val.bicubic,
+        degradation_cfg,
+    )
+    out = []
+    for kind in ("degraded", "bicubic"):
+        if getattr(val, kind):
+            scored = _scorable([ValItem(i.name, i.lr[kind], i.hr) for i in images], kind, val.crop_border)
+            if not scored:  # a mean over no image is no score (and was a ZeroDivisionError)
+                raise ConfigError(
+                    f"config key 'val.folder': no image in {val.folder} keeps SSIM's {SSIM_WINDOW} px once "
+                    f"2 x val.crop_border ({val.crop_border}) is cut, after the crop to val.max_size "
+                    f"({val.max_size}) and to a multiple of scale x the network's input multiple "
+                    f"({scale * size_multiple})",
+                    key="val.folder",
+                )
+            out.append(ValSet(kind, "synthetic", scored))
+    return out
+
+
+def _paired_items(cfg: TrainConfig, vs, key: str, size_multiple: int) -> list[ValItem]:
+    """A paired set: LR and HR matched by file stem, centre-cropped alike (HR crop = LR crop x scale)."""
+    val, scale = cfg.val, cfg.scale
+    if not Path(vs.lr).is_dir():
+        raise ConfigError(f"config key '{key}.lr': LR folder not found: {vs.lr}", key=f"{key}.lr")
+    lr_by_stem = {p.stem: p for p in list_images(vs.lr)}
+    hr_paths = list_images(vs.path)
+    missing = [p.name for p in hr_paths if p.stem not in lr_by_stem]
+    if missing:
+        raise ConfigError(
+            f"config key '{key}.lr': no LR image in {vs.lr} for {', '.join(missing[:5])}"
+            f"{' ...' if len(missing) > 5 else ''} (LR and HR are matched by file name)",
+            key=f"{key}.lr",
+        )
+    items = []
+    for path in hr_paths[: val.max_images or None]:
+        hr, lr = _read_u8(path), _read_u8(lr_by_stem[path.stem])
+        if hr.shape[0] < lr.shape[0] * scale or hr.shape[1] < lr.shape[1] * scale:
+            raise ConfigError(
+                f"config key '{key}': {path.name} is {hr.shape[1]}x{hr.shape[0]}, smaller than "
+                f"its LR ({lr.shape[1]}x{lr.shape[0]}) x {scale}",
+                key=key,
+            )
+        top, left, ch, cw = _lr_crop(lr.shape[0], lr.shape[1], size_multiple, val.max_size // scale)
+        if ch and cw:
+            hr_crop = hr[top * scale : (top + ch) * scale, left * scale : (left + cw) * scale]
+            items.append(
+                ValItem(path.stem, _to_tensor(lr[top : top + ch, left : left + cw]), np.ascontiguousarray(hr_crop))
+            )
+    return items
+
+
+def _real_items(cfg: TrainConfig, vs, name: str, size_multiple: int) -> list[ValItem]:
+    """A real set (no GT): the images whose SR holds NIQE's blocks."""
+    val, scale = cfg.val, cfg.scale
+    items = []
+    for path in list_images(vs.path)[: val.max_images or None]:
+        lr = _read_u8(path)
+        top, left, ch, cw = _lr_crop(lr.shape[0], lr.shape[1], size_multiple, val.max_size // scale)
+        if min(ch, cw) * scale - 2 * val.crop_border < NIQE_BLOCK:
+            log.warning(
+                "validation set %s: %s skipped, its SR would be under NIQE's %d px", name, path.name, NIQE_BLOCK
+            )
+            continue
+        items.append(ValItem(path.stem, _to_tensor(lr[top : top + ch, left : left + cw]), None))
+    return items
 
 
 def _scorable(items: list[ValItem], name: str, crop_border: int) -> list[ValItem]:

@@ -172,8 +172,10 @@ def detect_arch(
     """
     if not sd:
         raise WeightsFormatError("the state dict is empty")
-    _check_tensors(sd, finite)
-    arch = archs.recognise(sd)
+    arch = archs.recognise(sd) if all(isinstance(k, str) for k in sd) else None
+    # Integer buffers (HAT's position tables, BatchNorm counters) are fine in other architectures' files: only
+    # realesr's own networks are floating-point throughout, so only a recognised dict must be.
+    _check_tensors(sd, finite, floats_only=arch is not None)
     if arch is None:
         raise WeightsFormatError(f"not a state dict of {' nor '.join(archs.arch_names())}; found {_summary(sd)}")
     try:
@@ -191,7 +193,7 @@ def detect_arch(
     return spec
 
 
-def _check_tensors(sd: Mapping[str, Any], finite: bool) -> None:
+def _check_tensors(sd: Mapping[str, Any], finite: bool, floats_only: bool = True) -> None:
     """Every entry a named, non-empty, floating-point tensor with finite values: a file that passes this can only
     fail detection by not being a known network, never by tripping the readers of shapes."""
     for key, value in sd.items():
@@ -199,7 +201,7 @@ def _check_tensors(sd: Mapping[str, Any], finite: bool) -> None:
             raise WeightsFormatError(f"a key is {type(key).__name__} {key!r}, not a tensor name")
         if not isinstance(value, torch.Tensor):
             raise WeightsFormatError(f"{key} is a {type(value).__name__}, not a tensor")
-        if not value.is_floating_point():
+        if floats_only and not value.is_floating_point():
             raise WeightsFormatError(f"{key} holds {value.dtype} values; network weights are floating-point")
         if value.numel() == 0:
             raise WeightsFormatError(f"{key} has shape {tuple(value.shape)}: no values (a layer of zero channels)")

@@ -157,19 +157,42 @@ def _offset(position: str, factor: int) -> float:
     return {"cosited": 0.0, "center": (factor - 1) / 2, "bottom": float(factor - 1)}[position]
 
 
+def _along(a: np.ndarray, axis: int, start: int, count: int, step: int) -> np.ndarray:
+    """``count`` samples of ``a`` along ``axis`` from ``start`` every ``step`` (a view)."""
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(start, start + (count - 1) * step + 1, step)
+    return a[tuple(index)]
+
+
+def _edge_pad(a: np.ndarray, axis: int, before: int, after: int) -> np.ndarray:
+    pad = [(0, 0)] * a.ndim
+    pad[axis] = (before, after)
+    return np.pad(a, pad, mode="edge")
+
+
 def upsample(c: np.ndarray, size: int, factor: int, position: str, axis: int) -> np.ndarray:
-    """Chroma samples along ``axis`` -> ``size`` luma positions, linear between the samples' true places."""
+    """Chroma samples along ``axis`` -> ``size`` luma positions, linear between the samples' true places (edges
+    held). Luma position x = k*factor + p lies at chroma coordinate k + (p - offset)/factor: one weight pair
+    per phase p, so each phase is two shifted views of the padded samples."""
     if factor == 1:
         return c
-    n = c.shape[axis]
-    u = np.clip((np.arange(size, dtype=np.float32) - _offset(position, factor)) / factor, 0, n - 1)
-    lo = np.floor(u).astype(np.intp)
-    hi = np.minimum(lo + 1, n - 1)
-    w = (u - lo).astype(np.float32)
-    shape = [1, 1]
+    offset = _offset(position, factor)
+    padded = _edge_pad(c, axis, 2, factor + 2)
+    shape = list(c.shape)
     shape[axis] = size
-    w = w.reshape(shape)
-    return np.take(c, lo, axis=axis) * (1 - w) + np.take(c, hi, axis=axis) * w
+    out = np.empty(shape, np.float32)
+    for phase in range(min(factor, size)):
+        count = len(range(phase, size, factor))
+        d = (phase - offset) / factor
+        base = int(np.floor(d))
+        w = np.float32(d - base)
+        lo = _along(padded, axis, 2 + base, count, 1)
+        target = _along(out, axis, phase, count, factor)
+        if w == 0:
+            target[...] = lo
+        else:
+            target[...] = lo * (1 - w) + _along(padded, axis, 3 + base, count, 1) * w
+    return out
 
 
 def downsample(c: np.ndarray, factor: int, position: str, axis: int) -> np.ndarray:
@@ -179,22 +202,20 @@ def downsample(c: np.ndarray, factor: int, position: str, axis: int) -> np.ndarr
         return c
     size = c.shape[axis]
     n = -(-size // factor)
-    centres = np.arange(n, dtype=np.float64) * factor + _offset(position, factor)
-    taps = np.arange(-factor, factor + 1)
-    out = np.zeros_like(np.take(c, np.arange(n), axis=axis))
-    total = np.zeros(n)
-    for tap in taps:
-        pos = np.floor(centres).astype(np.intp) + tap
-        weight = np.maximum(0.0, 1 - np.abs(pos - centres) / factor)
-        if not weight.any():
+    offset = _offset(position, factor)
+    first = int(np.floor(offset))
+    margin = factor + 1
+    padded = _edge_pad(c, axis, margin, n * factor - size + 2 * margin)
+    out, total = None, 0.0
+    for tap in range(-factor, factor + 2):
+        weight = max(0.0, 1 - abs(first + tap - offset) / factor)
+        if weight == 0:
             continue
-        shape = [1, 1]
-        shape[axis] = n
-        out += np.take(c, np.clip(pos, 0, size - 1), axis=axis) * weight.astype(np.float32).reshape(shape)
+        term = _along(padded, axis, margin + first + tap, n, factor) * np.float32(weight)
+        out = term if out is None else out + term
         total += weight
-    shape = [1, 1]
-    shape[axis] = n
-    return out / total.astype(np.float32).reshape(shape)
+    assert out is not None
+    return out / np.float32(total)
 
 
 # --------------------------------------------------------------------------------------------------- conversion
@@ -236,33 +257,40 @@ def rgb_to_yuv(rgb: np.ndarray, bits: int, fx: int, fy: int, tags: ColourTags) -
     """HxWx3 full-range R'G'B' (uint8 or uint16) -> Y, Cb, Cr code values of ``bits`` bits, chroma subsampled
     by ``fx`` x ``fy`` at the siting of ``tags``."""
     kr, kb = MATRICES[tags.colorspace]
+    kg = 1 - kr - kb
     ys, yo, cs, co = _quant(bits, tags.color_range == 2)
     hpos, vpos = SITINGS.get(tags.siting, SITINGS[1])
-    x = rgb.astype(np.float32) / (65535.0 if rgb.dtype == np.uint16 else 255.0)
-    r, g, b = x[..., 0], x[..., 1], x[..., 2]
-    y = kr * r + (1 - kr - kb) * g + kb * b
-    cb = (b - y) / (2 * (1 - kb))
-    cr = (r - y) / (2 * (1 - kr))
+    scale = 1 / (65535.0 if rgb.dtype == np.uint16 else 255.0)
+    r, g, b = (np.ascontiguousarray(rgb[..., k], dtype=np.float32) for k in range(3))
+    height, width = r.shape
     top = (1 << bits) - 1
     dtype = np.uint16 if bits > 8 else np.uint8
+
+    def sub(plane: np.ndarray) -> np.ndarray:
+        return downsample(downsample(plane, fx, hpos, axis=1), fy, vpos, axis=0)
+
+    # Chroma from the filtered R'G'B' (the filter is linear: the same as filtering full-resolution Cb and Cr).
+    rs, gs, bs = (sub(p) for p in (r, g, b))
+    y_small = kr * rs + kg * gs + kb * bs
     chroma, seen = [], []
-    for c in (cb, cr):
-        c = downsample(downsample(c, fx, hpos, axis=1), fy, vpos, axis=0)
+    for c in ((bs - y_small) * np.float32(scale / (2 * (1 - kb))), (rs - y_small) * np.float32(scale / (2 * (1 - kr)))):
         code = np.clip(np.rint(c * cs + co), 0, top)
         chroma.append(code.astype(dtype))
-        # the chroma a decoder will see, back at every luma position
-        back = (code.astype(np.float32) - co) / cs
-        seen.append(upsample(upsample(back, rgb.shape[1], fx, hpos, axis=1), rgb.shape[0], fy, vpos, axis=0))
-    # Luma chosen for the chroma as quantised (least squares over R, G, B; equal to the standard's E'y when the
-    # chroma is exact): the rounding of Cb and Cr, worth up to a level in blue, is taken back by Y' where it can.
+        back = (code.astype(np.float32) - co) / cs  # the chroma a decoder will see, at every luma position
+        seen.append(upsample(upsample(back, width, fx, hpos, axis=1), height, fy, vpos, axis=0))
+    # Luma chosen for the chroma as quantised: the least-squares Y' over R, G, B given Cb and Cr (the standard's
+    # E'y when the chroma is exact), so the rounding of Cb and Cr, worth up to a level in blue, is taken back by
+    # Y' where it can: E'y = (R'+G'+B')/3 + a*(Kr/Kg - 1)/3*Cr + b*(Kb/Kg - 1)/3*Cb, a = 2(1-Kr), b = 2(1-Kb).
     cbq, crq = seen
-    kg = 1 - kr - kb
-    y = (
-        (r - 2 * (1 - kr) * crq)
-        + (g + (kr * 2 * (1 - kr) * crq + kb * 2 * (1 - kb) * cbq) / kg)
-        + (b - 2 * (1 - kb) * cbq)
-    ) / 3
-    return [np.clip(np.rint(y * ys + yo), 0, top).astype(dtype), *chroma]
+    y = r
+    y += g
+    y += b
+    y *= np.float32(scale / 3)
+    y += crq * np.float32(2 * (1 - kr) * (kr / kg - 1) / 3)
+    y += cbq * np.float32(2 * (1 - kb) * (kb / kg - 1) / 3)
+    y *= np.float32(ys)
+    y += np.float32(yo)
+    return [np.clip(np.rint(y, out=y), 0, top, out=y).astype(dtype), *chroma]
 
 
 def frame_to_rgb(frame, tags: ColourTags, deep: bool) -> np.ndarray:
