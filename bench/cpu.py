@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_upscale import official_enhance  # noqa: E402
 
 from realesr.devices import cpu_info  # noqa: E402
+from realesr.errors import RealesrError  # noqa: E402
 from realesr.imagefiles import read_image  # noqa: E402
 from realesr.infer import Upscaler, cpu_packed, precision  # noqa: E402
 from realesr.weights import ZOO, find_model, load_model  # noqa: E402
@@ -170,27 +171,18 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------ the variants
 
 
-def openvino_runner(net: nn.Module, x: torch.Tensor, hint: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def openvino_runner(net: nn.Module, hint: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """realesr.infer.openvino_backend (dynamic shapes, as the Upscaler would use it)."""
+    from realesr.infer.openvino_backend import OpenVinoNetwork
+
     try:
-        import openvino as ov
-    except ImportError:
-        print("openvino: not installed (pip install 'realesr[openvino]')", file=sys.stderr)
+        start = time.perf_counter()
+        backend = OpenVinoNetwork(net, hint=hint, threads=torch.get_num_threads())
+    except RealesrError as err:
+        print(f"openvino: {err}", file=sys.stderr)
         return None
-    start = time.perf_counter()
-    model = ov.convert_model(copy.deepcopy(net).float(), example_input=x.contiguous())
-    compiled = ov.Core().compile_model(
-        model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": str(torch.get_num_threads())}
-    )
-    print(
-        f"openvino {ov.__version__} {hint}: converted and compiled in {time.perf_counter() - start:.1f} s",
-        file=sys.stderr,
-    )
-    request = compiled.create_infer_request()
-
-    def run(t: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(request.infer({0: t.contiguous().numpy()})[0].copy())
-
-    return run
+    print(f"openvino {hint}: converted and compiled in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return backend
 
 
 def compiled_runner(net: nn.Module, dtype: torch.dtype, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -206,6 +198,31 @@ def compiled_runner(net: nn.Module, dtype: torch.dtype, x: torch.Tensor) -> Call
         f"torch.compile (inductor, freezing) {dtype}: first call {time.perf_counter() - start:.1f} s", file=sys.stderr
     )
     return lambda t: model(t.to(dtype))
+
+
+def int8_runner(net: nn.Module, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Post-training static int8 (torch.ao FX, x86 backend: per-channel weights, per-tensor activations),
+    calibrated on 32-pixel crops of six training photos of shared/data (not the measured image)."""
+    import warnings
+
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.backends.quantized.engine = "x86"
+    photos = sorted((DATA / "train/photos").glob("*.png"))[:6]
+    calibration = [to_tensor(load_crop(p, 100, 100, 32)).contiguous() for p in photos]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        source = copy.deepcopy(net).eval()
+        for module in source.modules():
+            if isinstance(module, nn.LeakyReLU):
+                module.inplace = False  # quantized leaky_relu warns on every call otherwise
+        prepared = prepare_fx(source, get_default_qconfig_mapping("x86"), (calibration[0],))
+        with torch.inference_mode():
+            for crop in calibration:
+                prepared(crop)
+        model = convert_fx(prepared)
+    return lambda t: model(t.contiguous())
 
 
 def variants(args, loaded, rgb: np.ndarray) -> dict[str, tuple[Callable[[], object], str]]:
@@ -239,9 +256,12 @@ def variants(args, loaded, rgb: np.ndarray) -> dict[str, tuple[Callable[[], obje
         found["network bf16 packed+fused, bf16 ends"] = (lambda: all_bf16(x), "bf16")
     if args.openvino:
         for hint, kind in (("bf16", "bf16"), ("f32", "fp32")):
-            run = openvino_runner(net, x, hint)
+            run = openvino_runner(net, hint)
             if run is not None:
                 found[f"openvino {hint} hint"] = ((lambda r=run: r(x)), kind)
+    if args.int8:
+        run8 = int8_runner(net, x)
+        found["network int8 (static PTQ, torch.ao x86)"] = ((lambda: run8(x)), "int8")
     if args.compile:
         for dtype, kind in ((torch.bfloat16, "bf16"),):
             run = compiled_runner(cl, dtype, x)
@@ -267,9 +287,8 @@ def measure(args) -> None:
         quality = {}
         for name, (run, _) in runs.items():
             out = run()
-            out = out[..., ::-1] if isinstance(out, np.ndarray) and name.startswith("official") else out
             quality[name] = difference(
-                levels(out if not isinstance(out, np.ndarray) else np.ascontiguousarray(out)), reference
+                levels(np.ascontiguousarray(out) if isinstance(out, np.ndarray) else out), reference
             )
         times: dict[str, list[float]] = {name: [] for name in runs}
         # Process CPU time with one thread: what the work costs, nearly independent of other jobs on the machine.
@@ -356,6 +375,7 @@ def main() -> None:
         "--cpu-time", action="store_true", help="time in process CPU seconds (use with --threads 1 on a busy machine)"
     )
     parser.add_argument("--openvino", action="store_true", help="also OpenVINO with bf16 and f32 hints")
+    parser.add_argument("--int8", action="store_true", help="also int8 post-training quantization")
     parser.add_argument("--compile", action="store_true", help="also torch.compile with freezing (slow to build)")
     parser.add_argument("--checks", action="store_true", help="measure bf16 vs fp32 per zoo model; write the table")
     args = parser.parse_args()

@@ -5,8 +5,9 @@ native bf16) and :func:`check_half` (bf16/fp16 output against fp32 on a small re
 both; a model descriptor that says which precisions a network supports passes them as ``supported``.
 
 Why bf16 on a CPU at all: on CPUs that compute bf16 products in hardware (AMX, AVX512-BF16) oneDNN's bf16
-convolutions run several times faster than fp32 (bench/cpu.py; docs/upscale.md has the figures), and for the
-zoo's networks the output stays within half a level of fp32 on average. Elsewhere bf16 is emulated and slower,
+convolutions run about twice as fast as fp32 with AVX512-BF16 (measured on AMD Zen 4) and more with AMX
+(bench/cpu.py; docs/upscale.md has the figures), and for the zoo's networks the output stays within half a
+level of fp32 on average. Elsewhere bf16 is emulated and slower,
 so auto stays fp32 there.
 """
 
@@ -39,7 +40,7 @@ __all__ = [
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 # The picture is kept when half precision's 8-bit output differs from fp32's by at most this on average and
-# the PSNR between the two is at least MIN_PSNR_DB (issue 21's bar; x4plus measures 0.3 levels / 51 dB).
+# the PSNR between the two is at least MIN_PSNR_DB (issue 21's bar; x4plus measures 0.34 levels / 51.2 dB).
 MAX_MEAN_LEVELS = 0.5
 MIN_PSNR_DB = 45.0
 # Side of the crop the check runs on: big enough for tens of thousands of output samples, small enough that
@@ -72,7 +73,7 @@ def half_network(
 
     On the CPU in bf16 the first and last convolutions stay fp32: the first reads the 8-bit picture, which
     bf16's 8-bit mantissa rounds by up to half a level, the last writes it, and the residual sums between them
-    stay fp32 (bf16 + fp32 is fp32). On RRDBNet this cuts bf16's mean difference to fp32 by a third
+    stay fp32 (bf16 + fp32 is fp32). On RRDBNet this cuts bf16's mean difference to fp32 by about 40 %
     (docs/upscale.md). The network is then packed for oneDNN (cpu_packed.py: weights packed once, convolution
     and LeakyReLU fused, concatenations in bf16), which makes those fp32 ends cost almost nothing; where it
     cannot be traced, or whose layers do not take channels-last tensors (``channels_last`` False: attention
