@@ -399,7 +399,7 @@ def test_resume_after_kill_is_byte_identical(tmp_path, segment_frames, offset):
     work = tmp_path / ".resumed.mp4.realesr-work"
     manifest = json.loads((work / "manifest.json").read_text())
     closed = sum(seg["frames"] for seg in manifest["segments"])
-    cached = len(list((work / "frames").glob("*.npz")))
+    cached = len(list((work / "frames").glob("*.planes")))
     # every finished frame kept but those in flight between the network and the encoder
     assert kill_at - 3 <= closed + cached <= kill_at, (closed, cached, f"REALESR_TEST_SEED={seed - offset}")
     subprocess.run([sys.executable, str(script), str(clip), str(resumed), "0", seg], check=True, env=env)
@@ -508,4 +508,4 @@ def test_a_failing_thread_stops_the_others(tmp_path, monkeypatch):
     assert not [t for t in threading.enumerate() if t.name.startswith("realesr-")]
     assert not (tmp_path / "o.mp4").exists()
     frames = sorted(p.name for p in (tmp_path / ".o.mp4.realesr-work" / "frames").iterdir())
-    assert frames[:3] == ["00000000.npz", "00000001.npz", "00000002.npz"]  # the finished frames kept
+    assert frames[:3] == ["00000000.planes", "00000001.planes", "00000002.planes"]  # the finished frames kept

@@ -54,7 +54,7 @@ def test_damaged_work_manifest_is_refused_and_left_alone(realesr, weights, clip,
 
 
 def _frames_cached(work: Path) -> int:
-    return len(list((work / "frames").glob("*.npz"))) if (work / "frames").is_dir() else 0
+    return len(list((work / "frames").glob("*.planes"))) if (work / "frames").is_dir() else 0
 
 
 @pytest.mark.slow

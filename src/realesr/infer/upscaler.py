@@ -411,7 +411,7 @@ class Upscaler:
         return max(1, round(height * self.outscale)), max(1, round(width * self.outscale))
 
     @torch.inference_mode()
-    def upscale_array(self, array: np.ndarray, on_tile=None) -> np.ndarray:
+    def upscale_array(self, array: np.ndarray, on_tile=None, levels: bool = False) -> np.ndarray:
         """HxW, HxWx1, HxWx2 (grey+alpha), HxWx3 or HxWx4 uint8/uint16 (or float in [0,1]) -> same layout and dtype.
 
         uint16 goes through the network in floating point from the full 16-bit values and is rounded once, at
@@ -448,10 +448,10 @@ class Upscaler:
             del alpha
         if (out_h, out_w) != tuple(result.shape[-2:]):
             result = _resize(result, out_h, out_w)
-        return self._to_array(result, dtype, squeeze)
+        return self._to_array(result, dtype, squeeze, levels)
 
     @torch.inference_mode()
-    def upscale_arrays(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    def upscale_arrays(self, arrays: list[np.ndarray], levels: bool = False) -> list[np.ndarray]:
         """Several images through the network in one batch (a GPU gains from it), the same arrays as
         :meth:`upscale_array` gives one at a time.
 
@@ -468,13 +468,13 @@ class Upscaler:
             or not (first.ndim == 2 or (first.ndim == 3 and first.shape[2] in (1, 3)))
             or any(a.shape != first.shape or a.dtype != first.dtype for a in arrays)
         ):
-            return [self.upscale_array(a) for a in arrays]
+            return [self.upscale_array(a, levels=levels) for a in arrays]
         height, width = first.shape[:2]
         if self.tile is None:
             padded = self.size_rules.padded(height, width)
             if self._auto_tile(*padded, batch=len(arrays)) != self._auto_tile(*padded, batch=1):
                 half = len(arrays) // 2
-                return self.upscale_arrays(arrays[:half]) + self.upscale_arrays(arrays[half:])
+                return self.upscale_arrays(arrays[:half], levels) + self.upscale_arrays(arrays[half:], levels)
         layouts = [array_layout(a) for a in arrays]  # one shape and dtype: one peak, one squeeze for all
         top, squeeze = layouts[0].peak, layouts[0].squeeze
         planes = [layout.planes for layout in layouts]
@@ -486,7 +486,7 @@ class Upscaler:
         out_h, out_w = self.output_size(height, width)
         if (out_h, out_w) != tuple(result.shape[-2:]):
             result = _resize(result, out_h, out_w)
-        return [self._to_array(result[i : i + 1], first.dtype, squeeze) for i in range(len(arrays))]
+        return [self._to_array(result[i : i + 1], first.dtype, squeeze, levels) for i in range(len(arrays))]
 
     def _to_unit(self, integers: torch.Tensor, top: float | None) -> torch.Tensor:
         values = integers.to(self.device).float()
@@ -529,8 +529,14 @@ class Upscaler:
             return F.interpolate(alpha, scale_factor=self.scale, mode="bicubic", align_corners=False)
         return self._upscale_colour(alpha, progress)
 
-    def _to_array(self, result: torch.Tensor, dtype: np.dtype, squeeze: bool) -> np.ndarray:
+    def _to_array(self, result: torch.Tensor, dtype: np.dtype, squeeze: bool, levels: bool = False) -> np.ndarray:
         result = result[0].clamp_(0.0, 1.0)
+        if levels:
+            # The video path's hand-off: the same rounded 16-bit values, kept as CxHxW float32 (exact below 2^24),
+            # so the colour conversion reads them without the integer cast, the HWC transpose and the cast back.
+            if dtype != np.uint16:
+                raise ValueError("levels: only for uint16 input")
+            return result.mul_(65535.0).round_().cpu().numpy()
         if dtype == np.uint8 or dtype == np.uint16:
             top = 255.0 if dtype == np.uint8 else 65535.0
             integer_type = torch.uint8 if dtype == np.uint8 else torch.int32

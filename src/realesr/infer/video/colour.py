@@ -261,12 +261,20 @@ def yuv_to_rgb(planes: list[np.ndarray], bits: int, fx: int, fy: int, tags: Colo
 def rgb_to_yuv(rgb: np.ndarray, bits: int, fx: int, fy: int, tags: ColourTags) -> list[np.ndarray]:
     """HxWx3 full-range R'G'B' (uint8 or uint16) -> Y, Cb, Cr code values of ``bits`` bits, chroma subsampled
     by ``fx`` x ``fy`` at the siting of ``tags``."""
+    scale = 1 / (65535.0 if rgb.dtype == np.uint16 else 255.0)
+    r, g, b = (np.ascontiguousarray(rgb[..., k], dtype=np.float32) for k in range(3))
+    return planes_to_yuv(r, g, b, scale, bits, fx, fy, tags)
+
+
+def planes_to_yuv(
+    r: np.ndarray, g: np.ndarray, b: np.ndarray, scale: float, bits: int, fx: int, fy: int, tags: ColourTags
+) -> list[np.ndarray]:
+    """:func:`rgb_to_yuv` from float32 planes of R'G'B' code values (``scale`` takes them to [0, 1]); the
+    planes are not changed."""
     kr, kb = MATRICES[tags.colorspace]
     kg = 1 - kr - kb
     ys, yo, cs, co = _quant(bits, tags.color_range == 2)
     hpos, vpos = SITINGS.get(tags.siting, SITINGS[1])
-    scale = 1 / (65535.0 if rgb.dtype == np.uint16 else 255.0)
-    r, g, b = (np.ascontiguousarray(rgb[..., k], dtype=np.float32) for k in range(3))
     height, width = r.shape
     top = (1 << bits) - 1
     dtype = np.uint16 if bits > 8 else np.uint8
@@ -285,8 +293,7 @@ def rgb_to_yuv(rgb: np.ndarray, bits: int, fx: int, fy: int, tags: ColourTags) -
     # E'y when the chroma is exact), so the rounding of Cb and Cr, worth up to a level in blue, is taken back by
     # Y' where it can: E'y = (R'+G'+B')/3 + a*(Kr/Kg - 1)/3*Cr + b*(Kb/Kg - 1)/3*Cb, a = 2(1-Kr), b = 2(1-Kb).
     cbq, crq = seen
-    y = r
-    y += g
+    y = r + g
     y += b
     y *= np.float32(scale / 3)
     crq *= np.float32(2 * (1 - kr) * (kr / kg - 1) / 3)
@@ -317,10 +324,35 @@ def encoder_input(rgb: np.ndarray, pix_fmt: str, tags: ColourTags) -> list[np.nd
     if layout is None or tags.colorspace not in MATRICES:
         return [rgb]
     name, bits, fx, fy = layout
-    planes = rgb_to_yuv(rgb, bits, fx, fy, tags)
+    return _with_alpha(name, bits, rgb_to_yuv(rgb, bits, fx, fy, tags))
+
+
+def encoder_input_levels(levels: np.ndarray, pix_fmt: str, tags: ColourTags) -> list[np.ndarray]:
+    """:func:`encoder_input` of the network's result handed over as 3xHxW float32 16-bit code values (see
+    ``Upscaler.upscale_arrays(levels=True)``): the same arrays as from the uint16 image they stand for."""
+    layout = planar_layout(pix_fmt)
+    if layout is None or tags.colorspace not in MATRICES:
+        return [levels.transpose(1, 2, 0).astype(np.uint16, order="C")]
+    name, bits, fx, fy = layout
+    return _with_alpha(name, bits, planes_to_yuv(levels[0], levels[1], levels[2], 1 / 65535.0, bits, fx, fy, tags))
+
+
+def _with_alpha(name: str, bits: int, planes: list[np.ndarray]) -> list[np.ndarray]:
     if "yuva" in name:  # video alpha is not carried: an opaque alpha plane
         planes.append(np.full_like(planes[0], (1 << bits) - 1))
     return planes
+
+
+def encoder_input_like(width: int, height: int, pix_fmt: str, tags: ColourTags) -> list[np.ndarray]:
+    """Arrays of the shapes and dtypes :func:`encoder_input` gives for a ``width`` x ``height`` frame (contents
+    undefined), without converting one."""
+    layout = planar_layout(pix_fmt)
+    if layout is None or tags.colorspace not in MATRICES:
+        return [np.empty((height, width, 3), np.uint16)]
+    name, bits, fx, fy = layout
+    dtype = np.uint16 if bits > 8 else np.uint8
+    luma, chroma = np.empty((height, width), dtype), np.empty((-(-height // fy), -(-width // fx)), dtype)
+    return [luma, chroma, chroma, luma] if "yuva" in name else [luma, chroma, chroma]
 
 
 def frame_from(av, payload: list[np.ndarray], pix_fmt: str, tags: ColourTags):

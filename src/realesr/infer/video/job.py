@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from realesr.infer.video.colour import encoder_input
+from realesr.infer.video.colour import encoder_input_levels, encoder_input_like
 from realesr.infer.video.encode import Muxer, SegmentWriter
 from realesr.infer.video.options import VideoError, VideoInfo, VideoOptions, VideoResult, load_av
 from realesr.infer.video.plan import EncoderPlan, plan_encoder
@@ -34,7 +34,7 @@ class _Item:
     index: int
     pts: int
     duration: int
-    rgb: np.ndarray  # the decoded frame, then the network's result
+    rgb: np.ndarray  # the decoded frame (HxWx3 uint16), then the network's result (3xHxW float32 16-bit levels)
     cached: list[np.ndarray] | None  # the encoder's input saved by an interrupted run: no network, no conversion
 
 
@@ -145,8 +145,7 @@ class Pipeline:
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self.stuck = False
-        blank = np.zeros((plan.out_size[1], plan.out_size[0], 3), np.uint16)
-        self.cache_like = encoder_input(blank, plan.pix_fmt, plan.tags)  # shapes a cached frame must have
+        self.cache_like = encoder_input_like(*plan.out_size, plan.pix_fmt, plan.tags)  # a cached frame's shapes
 
     def _fail(self, err: BaseException) -> None:
         if self.error is None:
@@ -211,7 +210,7 @@ class Pipeline:
             if item is not _END and item.cached is None:
                 batch.append(item)
             if batch and (item is _END or item.cached is not None or len(batch) >= self.job.options.batch):
-                results = upscale_batch(self.job.upscaler, [b.rgb for b in batch], self.plan.out_size)
+                results = upscale_batch(self.job.upscaler, [b.rgb for b in batch], self.plan.out_size, levels=True)
                 for b, rgb in zip(batch, results):
                     b.rgb = rgb
                     if not _put(self.upscaled, b, self.stop):
@@ -240,7 +239,7 @@ class Pipeline:
                     return
                 payload = item.cached
                 if payload is None:
-                    payload = encoder_input(item.rgb, self.plan.pix_fmt, self.plan.tags)
+                    payload = encoder_input_levels(item.rgb, self.plan.pix_fmt, self.plan.tags)
                     self.work.save_frame(item.index, payload)  # kept whatever stops the run after this
                 self.writer.add(item.index, item.pts, item.duration, payload)
         except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
@@ -249,11 +248,16 @@ class Pipeline:
             self.writer.abort()
 
 
-def upscale_batch(upscaler, arrays: list[np.ndarray], out_size: tuple[int, int] | None = None) -> list[np.ndarray]:
+def upscale_batch(
+    upscaler, arrays: list[np.ndarray], out_size: tuple[int, int] | None = None, levels: bool = False
+) -> list[np.ndarray]:
     """HxWx3 uint8/uint16 arrays of one size -> upscaled arrays of the same dtype (batched where the result
-    cannot depend on it), cropped to ``out_size`` (width, height: an even size for a subsampled pixel format)."""
-    results = upscaler.upscale_arrays(arrays)
+    cannot depend on it), cropped to ``out_size`` (width, height: an even size for a subsampled pixel format).
+    ``levels`` (uint16 input): 3xHxW float32 16-bit code values instead, for :func:`encoder_input_levels`."""
+    results = upscaler.upscale_arrays(arrays, levels=True) if levels else upscaler.upscale_arrays(arrays)
     if out_size is None:
         return results
     width, height = out_size
+    if levels:
+        return [r if r.shape[1:] == (height, width) else np.ascontiguousarray(r[:, :height, :width]) for r in results]
     return [r if r.shape[:2] == (height, width) else np.ascontiguousarray(r[:height, :width]) for r in results]

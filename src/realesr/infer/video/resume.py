@@ -2,7 +2,8 @@
 
 - ``manifest.json``: what the work is (input identity, options, model) and the closed segments (files of whole
   GOPs with their frames' timestamps). A segment is closed and renamed into place before the manifest names it.
-- ``frames/NNNNNNNN.npz``: each finished frame of the open segment, exactly as it goes into the encoder, written
+- ``frames/NNNNNNNN.planes``: each finished frame of the open segment, exactly as it goes into the encoder (its
+  planes' raw samples one after the other: no archive, no checksum, no compression to pay per frame), written
   before it is encoded and removed when its segment closes. A stop (Ctrl-C, SIGTERM, SIGKILL, power loss)
   loses no finished frame whatever the clip's length: the resumed run re-encodes the open segment from these
   (the network is not run again for them), so segment boundaries, hence the bytes, are those of an
@@ -26,7 +27,7 @@ from realesr.infer.video.options import VideoError, work_folder_for
 from realesr.schema import Int, Name, Record, Seq
 from realesr.statefiles import StateFileError, read_json
 
-MANIFEST_VERSION = 2
+MANIFEST_VERSION = 3  # 3: raw .planes frame files (2 had .npz)
 _SEGMENT = Record(
     {"file": Name(), "pts_file": Name(), "first": Int(0), "frames": Int(0)},
     required=frozenset({"file", "pts_file", "first", "frames"}),
@@ -117,30 +118,35 @@ class WorkFolder:
     # ----------------------------------------------------------------------------------------- frames
 
     def frame_path(self, index: int) -> Path:
-        return self.frames / f"{index:08d}.npz"
+        return self.frames / f"{index:08d}.planes"
 
     def save_frame(self, index: int, payload: list[np.ndarray]) -> None:
         """Frame ``index`` as it goes into the encoder (its Y'CbCr planes: a quarter of the network's 16-bit RGB
         at 4:2:0), renamed into place whole: a crash leaves no half frame."""
         self.frames.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.frame_path(index), suffix=".part") as tmp, open(tmp, "wb") as out:
-            np.savez(out, *payload)
+            for plane in payload:
+                out.write(memoryview(np.ascontiguousarray(plane)).cast("B"))
 
     def load_frame(self, index: int, like: list[np.ndarray]) -> list[np.ndarray] | None:
-        """A cached frame, or None when it is missing or not shaped as ``like`` (then the network redoes it)."""
+        """A cached frame, or None when it is missing or not of the size the planes of ``like`` make (then the
+        network redoes it)."""
         try:
-            with open(self.frame_path(index), "rb") as handle, np.load(handle, allow_pickle=False) as data:
-                arrays = [data[f"arr_{k}"] for k in range(len(like))]
-        except (OSError, ValueError, EOFError, KeyError):
+            data = self.frame_path(index).read_bytes()
+        except OSError:
             return None
-        if any(a.shape != b.shape or a.dtype != b.dtype for a, b in zip(arrays, like)):
+        if len(data) != sum(a.nbytes for a in like):
             return None
+        arrays, start = [], 0
+        for a in like:
+            arrays.append(np.frombuffer(data, a.dtype, a.size, start).reshape(a.shape))
+            start += a.nbytes
         return arrays
 
     def cached(self) -> set[int]:
         """Indices of the frames on disk (names only: a damaged one is found when it is loaded)."""
         found = set()
-        for path in self.frames.glob("*.npz") if self.frames.is_dir() else ():
+        for path in self.frames.glob("*.planes") if self.frames.is_dir() else ():
             if path.stem.isdigit():
                 found.add(int(path.stem))
         return found
