@@ -126,7 +126,7 @@ class WorkFolder:
         self.frames.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.frame_path(index), suffix=".part") as tmp, open(tmp, "wb") as out:
             for plane in payload:
-                out.write(memoryview(np.ascontiguousarray(plane)).cast("B"))
+                out.write(np.ascontiguousarray(plane).data)
 
     def load_frame(self, index: int, like: list[np.ndarray]) -> list[np.ndarray] | None:
         """A cached frame, or None when it is missing or not of the size the planes of ``like`` make (then the
