@@ -8,7 +8,7 @@ bytes everywhere::
     plan.prepare()                                                                       # creates the folder
     for item in plan.items:
         if item.error is None:
-            result = upscale_item(upscaler, item, plan.options)
+            result = run_item(upscaler, item, plan.options)
 
 or, for one file, ``upscale_file(upscaler, "a.png", "out/", options)`` which does all of it.
 
@@ -68,7 +68,6 @@ __all__ = [
     "plan_upscale",
     "run_item",
     "upscale_file",
-    "upscale_item",
     "with_source",
     "write_result",
 ]
@@ -428,9 +427,6 @@ def run_item(
     image = read_image(item.source)
     result = upscaler.upscale_image(image, on_tile=on_progress)
     return write_result(upscaler, item, image, result, options, started)
-
-
-upscale_item = run_item  # the name of earlier releases
 
 
 def write_result(

@@ -465,21 +465,7 @@ def build(
         cfg.batch_size,
         seed=_iteration_seed(cfg.seed, dist_info.rank, 0),
     )
-    # networks; the initialisation sources are ignored on resume (the checkpoint replaces them)
-    net_g = _initialised(build_generator(cfg), cfg.init_from, "generator", cfg, resuming, allow_download, dist_info)
-    net_g.to(device)
-    net_g_ema = copy.deepcopy(net_g).requires_grad_(False).eval() if cfg.optim.ema_decay > 0 else None
-    net_d: nn.Module | None = None
-    perceptual: nn.Module | None = None
-    if cfg.stage == "esrgan":
-        net_d = UNetDiscriminatorSN(3, cfg.discriminator.num_feat, cfg.discriminator.skip_connection)
-        net_d = _initialised(net_d, cfg.init_d_from, "discriminator", cfg, resuming, allow_download, dist_info)
-        net_d.to(device)
-        pc = cfg.loss.perceptual
-        if pc.weight > 0:
-            perceptual = build_perceptual_loss(
-                pc.layer_weights, pc.weight, pc.weights, pc.use_input_norm, pc.criterion, allow_download=allow_download
-            ).to(device)
+    net_g, net_g_ema, net_d, perceptual = _networks(cfg, device, dist_info, resuming, allow_download)
     _seed_everything(cfg.seed + dist_info.rank)  # from here on, a stream per rank
     for net in (net_g, net_g_ema, net_d, perceptual):
         if net is not None:
@@ -501,6 +487,28 @@ def build(
         opt_d = torch.optim.Adam(net_d.parameters(), lr=oc.lr_d, **adam)
         gan = GanStage(net_d, opt_d, perceptual, d_run=net_d, d_plain=net_d)
     return Run(cfg, device, dist_info, setup, state, gan, g_run=net_g)
+
+
+def _networks(
+    cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resuming: bool, allow_download: bool
+) -> tuple[nn.Module, nn.Module | None, nn.Module | None, nn.Module | None]:
+    """(generator, its EMA copy, discriminator, perceptual loss) on ``device``, in the order their random
+    initialisations are drawn; the init sources are ignored on resume (the checkpoint replaces them)."""
+    net_g = _initialised(build_generator(cfg), cfg.init_from, "generator", cfg, resuming, allow_download, dist_info)
+    net_g.to(device)
+    net_g_ema = copy.deepcopy(net_g).requires_grad_(False).eval() if cfg.optim.ema_decay > 0 else None
+    net_d: nn.Module | None = None
+    perceptual: nn.Module | None = None
+    if cfg.stage == "esrgan":
+        net_d = UNetDiscriminatorSN(3, cfg.discriminator.num_feat, cfg.discriminator.skip_connection)
+        net_d = _initialised(net_d, cfg.init_d_from, "discriminator", cfg, resuming, allow_download, dist_info)
+        net_d.to(device)
+        pc = cfg.loss.perceptual
+        if pc.weight > 0:
+            perceptual = build_perceptual_loss(
+                pc.layer_weights, pc.weight, pc.weights, pc.use_input_norm, pc.criterion, allow_download=allow_download
+            ).to(device)
+    return net_g, net_g_ema, net_d, perceptual
 
 
 def _check_validation_folders(cfg: TrainConfig) -> None:
@@ -1360,11 +1368,8 @@ def _loop(run: Run, on_iteration: Callable[[int, dict], None] | None) -> str:
             if stop_now:
                 save(run, f"iter_{it:08d}")
                 if run.is_main:
-                    log.warning(
-                        "stopped by %s at iteration %d; resume with --resume auto",
-                        stop.signal_name or "a signal on another rank",
-                        it,
-                    )
+                    by = stop.signal_name or "a signal on another rank"
+                    log.warning("stopped by %s at iteration %d; resume with --resume auto", by, it)
                 return "interrupted"
             if it % cfg.save_every == 0 or it == cfg.total_iters:
                 save(run, f"iter_{it:08d}")
