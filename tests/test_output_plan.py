@@ -173,7 +173,7 @@ def test_huge_outputs_are_refused_from_the_header_and_the_batch_goes_on(tmp_path
     assert listing(out) == ["small_out.png"]
 
 
-@pytest.mark.parametrize("outscale", ["1e6", "1e300", "1e308"])
+@pytest.mark.parametrize("outscale", ["1e6", "1e12", "1e15"])  # 1e300: a usage error (over 2**53, tests/hostile)
 def test_absurd_outscale_fails_each_file_with_the_size_it_would_need(tmp_path, photo, tiny_model, capsys, outscale):
     Image.fromarray(photo).save(tmp_path / "a.png")
     Image.fromarray(photo).save(tmp_path / "b.png")

@@ -148,7 +148,7 @@ def test_batches_give_the_arrays_of_one_at_a_time(shared_data):
             assert np.array_equal(a, b)
 
 
-def test_batched_files_are_the_files_of_upscale_item(tmp_path, inputs, tiny_model):
+def test_batched_files_are_the_files_of_run_item(tmp_path, inputs, tiny_model):
     """upscale_items with batches writes exactly what run_item writes (names, metadata, marks, errors)."""
     up = Upscaler(str(tiny_model), device="cpu", tile=0)
     with torch.backends.mkldnn.flags(enabled=False):

@@ -168,6 +168,7 @@ def test_official_models_list_offline_ones_first(weights):
     assert next(m for m in models if m.name == "realesr-general-x4v3").denoise
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["00003.png", "tree_alpha_16bit.png", "wolf_gray.jpg", "children-alpha.png"])
 def test_a_result_is_the_very_file_the_cli_writes(weights, shared_data, tmp_path, name):
     source = shared_data / INPUTS / name
@@ -189,6 +190,7 @@ def test_a_result_is_the_very_file_the_cli_writes(weights, shared_data, tmp_path
     assert r.content == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["tree_alpha_16bit.png", "wolf_gray.jpg"])
 def test_a_result_keeps_16_bit_alpha_icc_and_exif_as_the_cli(client, weights, shared_data, tmp_path, name):
     """The originals, uncropped (a Pillow crop would drop to 8 bits): facts read from the files themselves."""
@@ -209,6 +211,7 @@ def test_a_result_keeps_16_bit_alpha_icc_and_exif_as_the_cli(client, weights, sh
         assert source.read_bytes()[24:26] == bytes([16, 6])
 
 
+@pytest.mark.slow
 def test_format_and_scale_options_match_the_cli(weights, small_png, tmp_path):
     expected = cli_output(weights, small_png, tmp_path / "cli", "--ext", "jpg", "-s", "3").read_bytes()
     app = make_app(weights)

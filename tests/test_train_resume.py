@@ -186,6 +186,7 @@ def test_missing_vgg_weights_fail_before_anything_is_written(tmp_path, shared_da
     assert not (tmp_path / "smoke").exists()
 
 
+@pytest.mark.slow
 def test_plots_exist_after_an_interrupted_run(tmp_path, shared_data):
     cfg = esrnet_cfg(
         tmp_path,

@@ -39,6 +39,7 @@ def val_rows(run):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_baseline_at_iteration_0_and_best_by_the_named_metric(tmp_path, shared_data):
     cfg = cfg_for(
         tmp_path,
@@ -135,6 +136,7 @@ def sets_override(shared_data, hr_dir, lr_dir, real_dir):
     )
 
 
+@pytest.mark.slow
 def test_each_kind_of_set_gives_its_rows_checked_against_the_metrics(tmp_path, shared_data, val_folders):
     hr_dir, lr_dir, real_dir = val_folders
     cfg = cfg_for(
@@ -185,6 +187,7 @@ def test_each_kind_of_set_gives_its_rows_checked_against_the_metrics(tmp_path, s
     assert (run / "plots" / "validation.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_gan_stage_picks_best_by_the_lowest_niqe_of_the_real_set(tmp_path, shared_data, val_folders):
     cfg = load_config(
         SMOKE,

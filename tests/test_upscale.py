@@ -55,6 +55,7 @@ def tiny_vgg():
     return SRVGGNetCompact(num_feat=8, num_conv=2, upscale=4)
 
 
+@pytest.mark.slow
 def test_real_files_keep_modes_depths_and_get_scaled(shared_data, tiny_vgg):
     up = Upscaler(tiny_vgg, device="cpu", tile=0)
     for path in sorted((shared_data / INPUTS).iterdir()):

@@ -769,6 +769,19 @@ def _is_dir(path: Path) -> bool:
         return False
 
 
+def _special_kind(path: Path) -> str:
+    """'a named pipe' / 'a device' / 'a socket' for an existing non-regular, non-folder file (links followed)."""
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return ""
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a socket" if stat.S_ISSOCK(mode) else ""
+
+
 def _is_file(path: Path) -> bool:
     try:
         return path.is_file()
@@ -1074,6 +1087,11 @@ def check_outputs(outputs: Sequence[PlannedOutput], inputs: Iterable[str | os.Pa
             raise OutputCollision(
                 f"{output.what} would be written to {output.path}, which is a folder", params=output.params
             )
+        special = _special_kind(output.path)
+        if special:  # os.replace would swap a named pipe or a device for a plain file
+            raise OutputCollision(
+                f"{output.what} would be written to {output.path}, which is {special}", params=output.params
+            )
         key = path_key(output.path)
         other = planned.get(key)
         if other is not None:
@@ -1092,15 +1110,37 @@ def check_outputs(outputs: Sequence[PlannedOutput], inputs: Iterable[str | os.Pa
 def existing_ancestor(path: str | os.PathLike) -> Path:
     """``path`` itself if it exists, else its nearest existing parent."""
     found = Path(os.path.abspath(path))
-    while not found.exists() and found.parent != found:
+    while not _exists(found) and found.parent != found:
         found = found.parent
     return found
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name too long, a symlink loop, a NUL byte: nothing is there
+        return False
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
 
 
 def check_folder_writable(folder: str | os.PathLike, params: tuple[str, ...] = ("output",)) -> None:
     """The folder exists and is writable, or can be created: a check before the work, that creates nothing."""
     folder = Path(folder)
     ancestor = existing_ancestor(folder)
+    limit = _name_max(ancestor)
+    for part in Path(os.path.abspath(folder)).relative_to(ancestor).parts:  # the folders still to create
+        if len(os.fsencode(part)) > limit:
+            raise UsageError(
+                f"cannot create the folder {folder}: the name {part[:40]}... ({len(part)} characters) is too long "
+                f"for the file system (at most {limit})",
+                params=params,
+            )
     if not ancestor.is_dir():
         raise UsageError(f"cannot create the folder {folder}: {ancestor} is a file", params=params)
     if not os.access(ancestor, os.W_OK | os.X_OK):

@@ -129,9 +129,10 @@ class Float(Shape):
             parts.append(f">= {self.low:g}")
         if self.below is not None:
             parts.append(f"< {self.below:g}")
-        elif self.high is not None and self.high < INT_LIMIT:
-            parts.append(f"<= {self.high:g}")
-        if len(parts) == 2 and self.above is None and self.below is None:
+        elif self.high is not None:
+            # the default bound too: "a finite number > 0" would read as a lie to someone who typed 1e300
+            parts.append(f"<= {self.high:g}" if self.high < INT_LIMIT else "<= 2**53")
+        if len(parts) == 2 and self.above is None and self.below is None and (self.high or 0) < INT_LIMIT:
             return f"a number in [{self.low:g}, {self.high:g}]"
         return "a finite number" + (" " + " and ".join(parts) if parts else "")
 

@@ -36,6 +36,7 @@ def _animations(folder):
     return broken
 
 
+@pytest.mark.slow
 def test_broken_animations_fail_one_by_one_and_the_batch_goes_on(cli, tmp_path, weights):
     pytest.importorskip("av")  # animations are upscaled frame by frame with the video extra
     folder = tmp_path / "in"

@@ -92,3 +92,13 @@ def test_a_closed_stderr_or_stdout_does_not_stop_the_work(tmp_path, weights):
     )
     assert done.returncode == 1 and b"Traceback" not in done.stdout, done
     assert os.listdir(tmp_path / "out") == ["in_out.png"]
+
+
+def test_an_output_folder_name_too_long_is_refused_before_work(cli, tmp_path, weights):
+    image = tiny_image(tmp_path / "in.png", size=16)
+    long = "c" * 300
+    before = snapshot(tmp_path)
+    cli("upscale", image, "-m", weights, "-o", tmp_path / long / "x").check(2, "too long", "-o")
+    cli("degrade", image, "-o", tmp_path / long).check(2, "too long")
+    cli("prepare", tmp_path, tmp_path / long).check(2, "too long", "OUT_DIR")
+    assert_unchanged(tmp_path, before)

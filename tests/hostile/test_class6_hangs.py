@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from .harness import assert_unchanged, snapshot, tiny_image
 
 
@@ -25,6 +27,7 @@ def test_a_recursive_glob_through_symlink_loops_ends_and_lists_each_file_once(re
     assert_unchanged(tmp_path, before, allow=["out"])
 
 
+@pytest.mark.slow
 def test_never_ending_lists_and_inputs_are_refused_without_reading_them(realesr, tmp_path, weights):
     os.mkfifo(tmp_path / "fifo.txt")
     os.mkfifo(tmp_path / "fifo.png")
@@ -43,6 +46,7 @@ def test_never_ending_lists_and_inputs_are_refused_without_reading_them(realesr,
     assert_unchanged(tmp_path, before, allow=["out"])
 
 
+@pytest.mark.slow
 def test_a_fifo_or_a_device_as_weights_or_config_is_refused(realesr, tmp_path):
     os.mkfifo(tmp_path / "model.safetensors")
     os.mkfifo(tmp_path / "config.yml")

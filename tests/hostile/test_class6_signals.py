@@ -55,6 +55,7 @@ def test_a_signal_while_torch_loads_is_an_interrupt_not_a_traceback(realesr, tmp
     assert_unchanged(tmp_path, before, allow=["out"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_mid_work_stops_it_within_seconds_leaving_no_temporary_file(realesr, tmp_path, weights, sig):
     image = _big_image(tmp_path / "big.png")
@@ -84,6 +85,7 @@ def test_ctrl_c_twice_ends_it_at_once_with_130(realesr, tmp_path, weights):
     assert result.code == 130 and "Traceback" not in result.err, str(result)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["degrade", "prepare"])
 def test_sigterm_ends_the_other_commands_too(realesr, tmp_path, command):
     folder = tmp_path / "in"

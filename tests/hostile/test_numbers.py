@@ -183,6 +183,7 @@ _NUMBER_TEXT = st.one_of(
 )
 
 
+@pytest.mark.slow
 @FEW
 @given(index=st.integers(min_value=0), text=_NUMBER_TEXT)
 def test_every_numeric_option_gives_a_finite_bounded_value_or_a_usage_error(index, text):
@@ -320,6 +321,7 @@ def test_every_degradation_value_accepted_runs_the_chain_on_a_small_image(data):
     assert lq.shape == (1, 3, 8, 8) and torch.isfinite(lq).all()
 
 
+@pytest.mark.slow
 def test_a_validation_folder_too_small_to_score_is_named_before_anything_is_written(tmp_path, capsys, shared_data):
     """Images that leave no pixel once val.crop_border is cut were a ZeroDivisionError after the run folder was
     written; now each is skipped with a warning and an empty set is the key's error, exit 2, nothing written."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from realesr.cli._options import option
 from realesr.errors import ConfigError, DataError, RealesrError, UsageError
-from realesr.schema import CROP_BORDER, SEED, Int
+from realesr.schema import CROP_BORDER, SEED, Int, Str
 
 EPILOG = """\
 examples:
@@ -43,6 +43,7 @@ def register(subparsers) -> None:
         "--data",
         nargs="+",
         action="extend",
+        type=option(Str(empty=False)),  # "" would mean the current folder
         required=True,
         metavar="DIR_OR_TXT",
         help="folders of images, single images or .txt lists of image paths (one dataset each)",
@@ -65,35 +66,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--format", dest="fmt", default="md", choices=("md", "json", "csv"), help="table format on stdout (default md)"
     )
-    parser.add_argument("-o", "--output", type=Path, default=None, help="also write the table to this file")
-    parser.add_argument("--per-image", type=Path, default=None, metavar="CSV", help="write per-image scores to CSV")
-    parser.add_argument(
-        "--save-images", type=Path, default=None, metavar="DIR", help="save each output as DIR/DATASET/MODEL/NAME.png"
-    )
-    parser.add_argument(
-        "--figure",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="comparison figure (PNG/JPEG): same crops of the reference, bicubic and each model",
-    )
-    parser.add_argument(
-        "--figure-count", type=option(Int(0, 100)), default=4, metavar="N", help="images in the figure (default 4)"
-    )
-    parser.add_argument(
-        "--figure-crop",
-        type=option(Int(8, 4096)),
-        default=None,
-        metavar="PX",
-        help="crop side in output pixels (default 160, or 40 input pixels x scale with --no-ref)",
-    )
-    parser.add_argument(
-        "--crop-border",
-        type=option(CROP_BORDER),
-        default=None,
-        metavar="PX",
-        help="border cropped before PSNR/SSIM (default: the scale)",
-    )
+    _add_output_arguments(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
     parser.add_argument(
         "--precision",
@@ -159,6 +132,39 @@ def _check_plan(args: argparse.Namespace, models, datasets) -> None:
     inputs = [path for dataset in datasets for path in dataset.paths]
     inputs += [Path(spec) for spec in list(args.data) + list(args.models) if Path(spec).is_file()]
     check_outputs(outputs, inputs)
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the table, per-image scores, outputs and figure go."""
+    parser.add_argument("-o", "--output", type=Path, default=None, help="also write the table to this file")
+    parser.add_argument("--per-image", type=Path, default=None, metavar="CSV", help="write per-image scores to CSV")
+    parser.add_argument(
+        "--save-images", type=Path, default=None, metavar="DIR", help="save each output as DIR/DATASET/MODEL/NAME.png"
+    )
+    parser.add_argument(
+        "--figure",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="comparison figure (PNG/JPEG): same crops of the reference, bicubic and each model",
+    )
+    parser.add_argument(
+        "--figure-count", type=option(Int(0, 100)), default=4, metavar="N", help="images in the figure (default 4)"
+    )
+    parser.add_argument(
+        "--figure-crop",
+        type=option(Int(8, 4096)),
+        default=None,
+        metavar="PX",
+        help="crop side in output pixels (default 160, or 40 input pixels x scale with --no-ref)",
+    )
+    parser.add_argument(
+        "--crop-border",
+        type=option(CROP_BORDER),
+        default=None,
+        metavar="PX",
+        help="border cropped before PSNR/SSIM (default: the scale)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -61,10 +61,10 @@ def plan_subimages(
     if not hr_dir.is_dir():
         what = "is not a folder" if hr_dir.exists() else "not found"
         raise UsageError(f"HR folder {hr_dir} {what}", params=("hr_dir",))
-    if out_dir.exists() and os.path.samefile(out_dir, hr_dir):
+    check_folder_writable(out_dir, params=("output",))  # a file, read-only, a name too long: said before any work
+    if out_dir.is_dir() and os.path.samefile(out_dir, hr_dir):
         # The sub-images and meta_info.txt would land among the sources (and a second run would cut them too).
         raise UsageError(f"the output folder {out_dir} is the HR folder: give another one", params=("output",))
-    check_folder_writable(out_dir, params=("output",))  # OUT_DIR a file, read-only: said before any work
     sources = list_folder(hr_dir, recursive=True)
     if not sources:
         raise UsageError(f"no images under {hr_dir} (searched recursively)", params=("hr_dir",))

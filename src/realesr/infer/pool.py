@@ -3,7 +3,7 @@
 `realesr upscale --device cuda:0,cuda:1` (or ``all``, or ``cpu,cpu``) plans every output in the parent (the same
 :func:`realesr.infer.files.plan_upscale` as one process), then :func:`run_pool` starts one process per device
 (spawn: CUDA cannot be forked) and hands out work one task at a time, so a fast device takes more. A worker
-reads, upscales and writes each file with the rules of :func:`realesr.infer.files.upscale_item`, so the files are
+reads, upscales and writes each file with the rules of :func:`realesr.infer.files.run_item`, so the files are
 the ones a single process writes.
 
 A worker that dies (out of memory, a crash, a kill) takes only itself down: the parent sees its pipe close, and

@@ -393,11 +393,9 @@ class Upscaler:
             return self.upscale_image(img)
         if isinstance(img, np.ndarray):
             return self.upscale_array(img)
-        try:
-            from PIL import Image
-        except ImportError:  # pragma: no cover
-            Image = None
-        if Image is not None and isinstance(img, Image.Image):
+        from PIL import Image  # a dependency of realesr.imagefiles: always there
+
+        if isinstance(img, Image.Image):
             return self._upscale_pil(img)
         if isinstance(img, torch.Tensor):
             raise UsageError("for tensors use Upscaler.upscale_tensor(x) with x of shape [B,C,H,W] in [0,1]")

@@ -294,7 +294,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
                 return choice
         words = ", ".join(str(c) for c in args)
         raise ConfigError(f"config key '{key}' must be one of {words}; got {value!r}", key=key)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{key}' must be a mapping of sub-keys, got {value!r}", key=key)
         return _build(tp, value, key + ".")
@@ -453,7 +453,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     _check_ranges(cfg)
     defaults = STAGE_DEFAULTS[cfg.stage]
     if cfg.total_iters is None:
-        cfg.total_iters = defaults["total_iters"]
+        cfg.total_iters = int(defaults["total_iters"])
     if cfg.optim.lr_g is None:
         cfg.optim.lr_g = defaults["lr_g"]
     if cfg.optim.milestones is None:
@@ -509,8 +509,9 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     )
 
     opt = cfg.optim
+    milestones = opt.milestones or []  # filled in from total_iters above
     _check(
-        opt.milestones == sorted(opt.milestones),
+        milestones == sorted(milestones),
         "optim.milestones",
         f"must be increasing positive iterations; got {opt.milestones}",
     )
@@ -533,13 +534,13 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     _check(bool(pl.weights), "loss.perceptual.weights", "must be imagenet, random or a .pth path")
     if cfg.stage == "esrgan" and pl.weight > 0 and pl.layer_weights:
         # each VGG pooling halves the patch: the deepest layer needs a side of 2**(poolings before it)
-        names = _vgg19_layer_names()
-        deepest = max(names.index(layer) for layer in pl.layer_weights)
-        least = 2 ** sum(1 for name in names[: deepest + 1] if name.startswith("pool"))
+        layers = _vgg19_layer_names()
+        deepest = max(layers.index(layer) for layer in pl.layer_weights)
+        least = 2 ** sum(1 for name in layers[: deepest + 1] if name.startswith("pool"))
         _check(
             data.gt_size >= least,
             "data.gt_size",
-            f"must be at least {least} for the perceptual loss at {names[deepest]} (VGG19 halves it "
+            f"must be at least {least} for the perceptual loss at {layers[deepest]} (VGG19 halves it "
             f"{least.bit_length() - 1} times before); got {data.gt_size}",
         )
     if cfg.stage == "esrnet":

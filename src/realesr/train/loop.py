@@ -143,6 +143,7 @@ class TrainResult:
     status: str  # "completed" | "interrupted"
     last_validation: dict = field(default_factory=dict)
     model: nn.Module | None = None  # the EMA generator (the generator itself when ema_decay is 0)
+    stopped_by: str = ""  # "SIGINT" / "SIGTERM" when interrupted here, "" when another rank's signal stopped it
 
 
 # ------------------------------------------------------------------------------------------------ building blocks
@@ -465,21 +466,7 @@ def build(
         cfg.batch_size,
         seed=_iteration_seed(cfg.seed, dist_info.rank, 0),
     )
-    # networks; the initialisation sources are ignored on resume (the checkpoint replaces them)
-    net_g = _initialised(build_generator(cfg), cfg.init_from, "generator", cfg, resuming, allow_download, dist_info)
-    net_g.to(device)
-    net_g_ema = copy.deepcopy(net_g).requires_grad_(False).eval() if cfg.optim.ema_decay > 0 else None
-    net_d: nn.Module | None = None
-    perceptual: nn.Module | None = None
-    if cfg.stage == "esrgan":
-        net_d = UNetDiscriminatorSN(3, cfg.discriminator.num_feat, cfg.discriminator.skip_connection)
-        net_d = _initialised(net_d, cfg.init_d_from, "discriminator", cfg, resuming, allow_download, dist_info)
-        net_d.to(device)
-        pc = cfg.loss.perceptual
-        if pc.weight > 0:
-            perceptual = build_perceptual_loss(
-                pc.layer_weights, pc.weight, pc.weights, pc.use_input_norm, pc.criterion, allow_download=allow_download
-            ).to(device)
+    net_g, net_g_ema, net_d, perceptual = _networks(cfg, device, dist_info, resuming, allow_download)
     _seed_everything(cfg.seed + dist_info.rank)  # from here on, a stream per rank
     for net in (net_g, net_g_ema, net_d, perceptual):
         if net is not None:
@@ -501,6 +488,28 @@ def build(
         opt_d = torch.optim.Adam(net_d.parameters(), lr=oc.lr_d, **adam)
         gan = GanStage(net_d, opt_d, perceptual, d_run=net_d, d_plain=net_d)
     return Run(cfg, device, dist_info, setup, state, gan, g_run=net_g)
+
+
+def _networks(
+    cfg: TrainConfig, device: torch.device, dist_info: DistInfo, resuming: bool, allow_download: bool
+) -> tuple[nn.Module, nn.Module | None, nn.Module | None, nn.Module | None]:
+    """(generator, its EMA copy, discriminator, perceptual loss) on ``device``, in the order their random
+    initialisations are drawn; the init sources are ignored on resume (the checkpoint replaces them)."""
+    net_g = _initialised(build_generator(cfg), cfg.init_from, "generator", cfg, resuming, allow_download, dist_info)
+    net_g.to(device)
+    net_g_ema = copy.deepcopy(net_g).requires_grad_(False).eval() if cfg.optim.ema_decay > 0 else None
+    net_d: nn.Module | None = None
+    perceptual: nn.Module | None = None
+    if cfg.stage == "esrgan":
+        net_d = UNetDiscriminatorSN(3, cfg.discriminator.num_feat, cfg.discriminator.skip_connection)
+        net_d = _initialised(net_d, cfg.init_d_from, "discriminator", cfg, resuming, allow_download, dist_info)
+        net_d.to(device)
+        pc = cfg.loss.perceptual
+        if pc.weight > 0:
+            perceptual = build_perceptual_loss(
+                pc.layer_weights, pc.weight, pc.weights, pc.use_input_norm, pc.criterion, allow_download=allow_download
+            ).to(device)
+    return net_g, net_g_ema, net_d, perceptual
 
 
 def _check_validation_folders(cfg: TrainConfig) -> None:
@@ -1260,7 +1269,7 @@ def train(
             _log_best_rule(run)
         if run.state.iteration == 0 and has_validation(cfg) and cfg.val.at_start:
             run.last_validation = run_validation(run)  # the baseline (of a fine-tune: its starting model)
-        status = _loop(run, on_iteration)
+        status, stopped_by = _loop(run, on_iteration)
         if status == "completed":
             _finish(run)
         write_status(run, "finished" if status == "completed" else "interrupted")
@@ -1271,6 +1280,7 @@ def train(
             status,
             run.last_validation,
             model=run.state.model,
+            stopped_by=stopped_by,
         )
     except BaseException:
         if opened and run is not None:
@@ -1318,7 +1328,7 @@ def _resume_folder(cfg: TrainConfig, resume: str | None) -> Path | None:
     return None
 
 
-def _loop(run: Run, on_iteration: Callable[[int, dict], None] | None) -> str:
+def _loop(run: Run, on_iteration: Callable[[int, dict], None] | None) -> tuple[str, str]:
     """The iterations; returns "completed" or "interrupted"."""
     cfg, rank = run.cfg, run.dist.rank
     run.state.net_g.train()
@@ -1360,15 +1370,12 @@ def _loop(run: Run, on_iteration: Callable[[int, dict], None] | None) -> str:
             if stop_now:
                 save(run, f"iter_{it:08d}")
                 if run.is_main:
-                    log.warning(
-                        "stopped by %s at iteration %d; resume with --resume auto",
-                        stop.signal_name or "a signal on another rank",
-                        it,
-                    )
-                return "interrupted"
+                    by = stop.signal_name or "a signal on another rank"
+                    log.warning("stopped by %s at iteration %d; resume with --resume auto", by, it)
+                return "interrupted", stop.signal_name
             if it % cfg.save_every == 0 or it == cfg.total_iters:
                 save(run, f"iter_{it:08d}")
-    return "completed"
+    return "completed", ""
 
 
 def _finish(run: Run) -> None:

@@ -68,6 +68,8 @@ class PairSynthesizer:
     ):
         """``gt``: patches to degrade (None when the batch is all paired); ``paired``: (lq, gt) crops of real pairs,
         which skip the chain and join the synthetic ones before the pool."""
+        lq: torch.Tensor | None = None
+        gt_usm: torch.Tensor | None = None
         if gt is not None:
             gt_usm = usm_sharpen(gt)
             lq = degrade(gt_usm, params, self.cfg, self.scale, generator=generator)
@@ -75,10 +77,12 @@ class PairSynthesizer:
         if paired is not None:
             real_lq, real_gt = paired
             real_usm = usm_sharpen(real_gt)
-            if gt is None:
+            if gt is None or lq is None or gt_usm is None:  # (all three are set together above)
                 lq, gt, gt_usm = real_lq, real_gt, real_usm
             else:
                 lq, gt, gt_usm = torch.cat([lq, real_lq]), torch.cat([gt, real_gt]), torch.cat([gt_usm, real_usm])
+        if gt is None or lq is None or gt_usm is None:
+            raise ValueError("a training batch needs synthetic patches or real pairs")
         if self.pool is not None:
             lq, gt = self.pool(lq, gt)
             gt_usm = usm_sharpen(gt)
