@@ -94,6 +94,7 @@ def test_real_failures_of_each_command(tmp_path, capsys, argv, code, fragment):
     assert (tmp_path / "in.png").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_sigterm_mid_batch_leaves_finished_outputs_and_no_temporary_file(tmp_path):
     from realesr.archs import SRVGGNetCompact
     from realesr.weights import save_model

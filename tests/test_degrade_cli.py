@@ -34,6 +34,7 @@ def test_degrade_command_writes_pairs_and_sheet_reproducibly(shared_data, tmp_pa
     assert not np.array_equal(first, second)
 
 
+@pytest.mark.slow
 def test_degrade_command_bad_inputs_are_one_line_errors_and_others_go_on(shared_data, tmp_path, capsys):
     photo = shared_data / "train" / "photos" / "020.png"
     not_image = tmp_path / "notes.png"

@@ -142,7 +142,7 @@ def test_runs_shows_finished_interrupted_running_and_killed_runs(shared_data, tm
         procs["killed"].wait(timeout=30)
         procs["live"].send_signal(signal.SIGTERM)  # saves and says so
         procs["live"].communicate(timeout=60)
-        assert procs["live"].returncode == 130
+        assert procs["live"].returncode == 143
         table = _runs_table(capsys, tmp_path)
         assert table["live"].endswith("interrupted")
         assert table["killed"].endswith("failed")

@@ -769,6 +769,19 @@ def _is_dir(path: Path) -> bool:
         return False
 
 
+def _special_kind(path: Path) -> str:
+    """'a named pipe' / 'a device' / 'a socket' for an existing non-regular, non-folder file (links followed)."""
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return ""
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a socket" if stat.S_ISSOCK(mode) else ""
+
+
 def _is_file(path: Path) -> bool:
     try:
         return path.is_file()
@@ -1073,6 +1086,11 @@ def check_outputs(outputs: Sequence[PlannedOutput], inputs: Iterable[str | os.Pa
         if _is_dir(output.path):  # found only when writing, after the work, otherwise
             raise OutputCollision(
                 f"{output.what} would be written to {output.path}, which is a folder", params=output.params
+            )
+        special = _special_kind(output.path)
+        if special:  # os.replace would swap a named pipe or a device for a plain file
+            raise OutputCollision(
+                f"{output.what} would be written to {output.path}, which is {special}", params=output.params
             )
         key = path_key(output.path)
         other = planned.get(key)

@@ -66,9 +66,10 @@ def installed() -> Iterator[None]:
     try:
         yield
     finally:
-        _state.update(active=False, pending=0)
+        # Handlers first, state after: a second signal in between still finds the rule, which exits at once.
         for sig, handler in previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        _state.update(active=False, pending=0)
 
 
 def reassert() -> None:

@@ -100,3 +100,38 @@ def test_an_output_that_is_a_folder_is_refused_before_the_work(cli, tmp_path, we
     cli("eval", "-m", "bicubic", "--data", data, "-o", data).check(2, "-o", "which is a folder")
     cli("upscale", data / "a.png", "-m", weights, "-o", tmp_path / "out").check(2, "a_out.png", "which is a folder")
     assert_unchanged(tmp_path, before)
+
+
+def test_an_output_scale_that_shrinks_an_image_to_nothing_fails_that_file(cli, tmp_path, weights):
+    small = tiny_image(tmp_path / "small.png", size=12)
+    big = tiny_image(tmp_path / "big.png", size=40, seed=2)
+    before = snapshot(tmp_path)
+    # 12 px * 0.05 = 0.6 rounds to 1 px, 40 px * 0.05 = 2 px; 1e-9 leaves nothing of either
+    cli("upscale", small, big, "-m", weights, "-s", "1e-9", "-o", tmp_path / "out").check(1, "small.png", lines=3)
+    assert_unchanged(tmp_path, before)
+    r = cli("upscale", small, big, "-m", weights, "-s", "0.02", "-o", tmp_path / "out")
+    r.check(1, "small.png", lines=2)  # 12 * 0.02 = 0.24 px: refused; 40 * 0.02 = 0.8 px rounds to 1: written
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["big_out.png"]
+
+
+def test_an_output_that_is_a_named_pipe_is_refused_before_work(cli, tmp_path, weights):
+    os.mkfifo(tmp_path / "table.md")
+    data = tmp_path / "data"
+    data.mkdir()
+    tiny_image(data / "a.png", size=16)
+    before = snapshot(data)
+    cli("eval", "-m", "bicubic", "--data", data, "-o", tmp_path / "table.md").check(2, "table.md", "named pipe")
+    os.mkfifo(tmp_path / "a_out.png")
+    cli("upscale", data / "a.png", "-m", weights, "-o", tmp_path / "a_out.png").check(2, "a_out.png", "named pipe")
+    assert (tmp_path / "table.md").is_fifo() and (tmp_path / "a_out.png").is_fifo()
+    assert_unchanged(data, before)
+
+
+def test_an_empty_data_argument_is_not_the_current_folder(cli, tmp_path, monkeypatch):
+    tiny_image(tmp_path / "here.png", size=16)  # what "" would have evaluated
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    cli("eval", "-m", "bicubic", "--data", "").check(
+        2, "--data", "must not be empty", lines=None
+    )  # argparse: usage too
+    assert_unchanged(tmp_path, before)

@@ -283,6 +283,7 @@ RESUME_DAMAGE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(RESUME_DAMAGE))
 def test_a_resume_from_a_damaged_run_is_refused_and_touches_nothing(trained_run, tmp_path, capsys, case):
     name, damage = RESUME_DAMAGE[case]

@@ -159,9 +159,12 @@ def internal_error(err: BaseException) -> int:
 
 def entry() -> None:
     """The console script: ``main``, then the exit. After an interrupt, threads that the unwinding did not stop
-    (a worker blocked in a library call) get a moment to end, then the process exits anyway with the code."""
+    (a worker blocked in a library call) get 2 s to end, then the process exits with the code at once."""
     signals.until_exit()  # what main's handlers give back when it returns: no moment without the rule
-    code = main()
+    try:
+        code = main()
+    except KeyboardInterrupt as err:  # a signal in the instant main hands the handlers back
+        code = signals.exit_code_of(err)
     if code in (signals.INTERRUPTED, signals.TERMINATED):
         import threading
         import time
@@ -170,6 +173,8 @@ def entry() -> None:
         for thread in threading.enumerate():
             if thread is not threading.current_thread() and not thread.daemon:
                 thread.join(max(0.0, deadline - time.monotonic()))
-        if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.current_thread()):
-            signals.hard_exit(code)
+        # Then out, without the interpreter's finalisation: it restores the default SIGINT action before it ends,
+        # so a second Ctrl-C in that moment would kill the process by the signal instead of exiting with the code,
+        # and it waits on what the interrupt left behind. The unwinding has already removed the temporary files.
+        signals.hard_exit(code)
     sys.exit(code)

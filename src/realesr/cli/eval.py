@@ -8,7 +8,7 @@ from pathlib import Path
 
 from realesr.cli._options import option
 from realesr.errors import ConfigError, DataError, RealesrError, UsageError
-from realesr.schema import CROP_BORDER, SEED, Int
+from realesr.schema import CROP_BORDER, SEED, Int, Str
 
 EPILOG = """\
 examples:
@@ -43,6 +43,7 @@ def register(subparsers) -> None:
         "--data",
         nargs="+",
         action="extend",
+        type=option(Str(empty=False)),  # "" would mean the current folder
         required=True,
         metavar="DIR_OR_TXT",
         help="folders of images, single images or .txt lists of image paths (one dataset each)",

@@ -73,4 +73,6 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         shutdown_distributed()
-    return 130 if result.status == "interrupted" else 0
+    if result.status != "interrupted":
+        return 0
+    return 143 if result.stopped_by == "SIGTERM" else 130  # the exit-code rule of every command (cli.main)

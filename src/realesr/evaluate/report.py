@@ -143,29 +143,35 @@ def render_figure(samples: Sequence[FigureSample], zoom: int = 1, footer: str | 
             draw.text((pad + c * (panel_size + pad), 4 + 18 * i), line, fill="black", font=title_font)
     for r, sample in enumerate(samples):
         top = title_h + pad + r * row_h
-        y, x, size = sample.window
-        draw.text(
-            (pad, top + 2),
-            f"{sample.dataset}/{sample.image}  (crop {size}x{size} at x={x}, y={y})",
-            fill=(90, 90, 90),
-            font=caption_font,
-        )
-        for c, label in enumerate(labels):
-            crop = sample.reference if label == "__reference__" else sample.panels.get(label)
-            left = pad + c * (panel_size + pad)
-            if crop is None:
-                draw.text((left, top + row_title_h + panel_size // 2), "failed", fill="red", font=caption_font)
-                continue
-            panel = Image.fromarray(crop)
-            if zoom > 1:
-                panel = panel.resize((crop.shape[1] * zoom, crop.shape[0] * zoom), Image.Resampling.NEAREST)
-            canvas.paste(panel, (left, top + row_title_h))
-            caption = sample.captions.get(label, "")
-            if caption:
-                draw.text((left, top + row_title_h + panel_size + 3), caption, fill="black", font=caption_font)
+        _draw_row(canvas, draw, sample, labels, top, (pad, panel_size, row_title_h), zoom, caption_font)
     if footer:
         draw.text((pad, height - 20), footer, fill=(90, 90, 90), font=caption_font)
     return canvas
+
+
+def _draw_row(canvas, draw, sample: FigureSample, labels: list[str], top: int, layout, zoom: int, font) -> None:
+    """One image's row: its name and crop window, then each panel with its caption ("failed" where none)."""
+    pad, panel_size, row_title_h = layout
+    y, x, size = sample.window
+    draw.text(
+        (pad, top + 2),
+        f"{sample.dataset}/{sample.image}  (crop {size}x{size} at x={x}, y={y})",
+        fill=(90, 90, 90),
+        font=font,
+    )
+    for c, label in enumerate(labels):
+        crop = sample.reference if label == "__reference__" else sample.panels.get(label)
+        left = pad + c * (panel_size + pad)
+        if crop is None:
+            draw.text((left, top + row_title_h + panel_size // 2), "failed", fill="red", font=font)
+            continue
+        panel = Image.fromarray(crop)
+        if zoom > 1:
+            panel = panel.resize((crop.shape[1] * zoom, crop.shape[0] * zoom), Image.Resampling.NEAREST)
+        canvas.paste(panel, (left, top + row_title_h))
+        caption = sample.captions.get(label, "")
+        if caption:
+            draw.text((left, top + row_title_h + panel_size + 3), caption, fill="black", font=font)
 
 
 def save_figure(path: Path, samples: Sequence[FigureSample], zoom: int = 1, footer: str | None = None) -> None:

@@ -182,6 +182,15 @@ def _check_size(item: PlanItem, header: ImageHeader, output: Path, upscaler, ava
     except (OverflowError, ValueError):
         out_h = out_w = 10**30
     item.out_size = (out_w, out_h)
+    outscale = getattr(upscaler, "outscale", None)
+    if outscale is not None and min(header.height, header.width) * outscale < 0.5:
+        # output_size clamps to 1 pixel; writing a 1x1 "result" and exiting 0 would hide a typo in -s
+        item.error = (
+            f"{item.source}: an output scale of {outscale:g} would shrink this "
+            f"{_size(header.width, header.height)} image to nothing: use a scale of at least "
+            f"{1 / min(header.height, header.width):.3g}"
+        )
+        return 0.0
     fmt = WRITE_FORMATS[output.suffix.lower()]
     channels = (
         (2 if header.mode.startswith(("L", "I", "1")) else 4)

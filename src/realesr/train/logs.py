@@ -137,52 +137,58 @@ def plot_curves(run_dir: Path) -> list[Path]:
     written = []
     out_dir = run_dir / "plots"
     out_dir.mkdir(parents=True, exist_ok=True)
-
     rows = _read_csv(run_dir / "train_log.csv")
     loss_cols = [c for c in (rows[0].keys() if rows else []) if c.startswith(("l_", "grad_norm", "lr_"))]
-    if rows and loss_cols:
-        fig, axes = plt.subplots(len(loss_cols), 1, figsize=(8, 2.2 * len(loss_cols)), sharex=True, squeeze=False)
-        its = [int(r["iteration"]) for r in rows]
-        for ax, col in zip(axes[:, 0], loss_cols):
-            vals = [float(r[col]) if r[col] not in ("", None) else math.nan for r in rows]
-            if col.startswith("lr_"):
-                ax.plot(its, vals, lw=1.2)
-            else:  # raw values faint underneath, an exponential moving average on top
-                ax.plot(its, vals, lw=0.8, alpha=0.35, label="raw")
-                ax.plot(its, _smoothed(vals), lw=1.4, label="smoothed")
-            ax.set_ylabel(col, fontsize=8)
-            ax.grid(alpha=0.3)
-        axes[-1, 0].set_xlabel("iteration")
-        fig.suptitle(f"{run_dir.name}: training losses")
-        fig.tight_layout()
-        path = out_dir / "losses.png"
-        write_figure(path, fig, dpi=100)
-        plt.close(fig)
-        written.append(path)
-
     val_rows = [r for r in _read_csv(run_dir / "val_log.csv") if r.get("metric")]
+    figures = []
+    if rows and loss_cols:
+        figures.append(("losses.png", _plot_losses(plt, run_dir, rows, loss_cols)))
     if val_rows:
-        metrics = [m for m in ("psnr", "ssim", "niqe") if any(r["metric"] == m for r in val_rows)]
-        metrics += sorted({r["metric"] for r in val_rows} - set(metrics))
-        titles = {
-            "psnr": "PSNR (Y) [dB], higher is better",
-            "ssim": "SSIM (Y), higher is better",
-            "niqe": "NIQE (Y), lower is better",
-        }
-        colour = {name: f"C{i % 10}" for i, name in enumerate(dict.fromkeys(r["set"] for r in val_rows))}
-        fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
-        for ax, metric in zip(axes[0], metrics):
-            sel = [r for r in val_rows if r["metric"] == metric]
-            for name in dict.fromkeys(r["set"] for r in sel):  # the sets in the config's order
-                pts = [(int(r["iteration"]), float(r["value"])) for r in sel if r["set"] == name]
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name, color=colour[name])
-            ax.set_title(titles.get(metric, metric))
-            ax.set_xlabel("iteration")
-            ax.grid(alpha=0.3)
-            ax.legend()
-        fig.tight_layout()
-        path = out_dir / "validation.png"
+        figures.append(("validation.png", _plot_validation(plt, val_rows)))
+    for name, fig in figures:
+        path = out_dir / name
         write_figure(path, fig, dpi=100)
         plt.close(fig)
         written.append(path)
     return written
+
+
+def _plot_losses(plt, run_dir: Path, rows: list[dict], loss_cols: list[str]):
+    fig, axes = plt.subplots(len(loss_cols), 1, figsize=(8, 2.2 * len(loss_cols)), sharex=True, squeeze=False)
+    its = [int(r["iteration"]) for r in rows]
+    for ax, col in zip(axes[:, 0], loss_cols):
+        vals = [float(r[col]) if r[col] not in ("", None) else math.nan for r in rows]
+        if col.startswith("lr_"):
+            ax.plot(its, vals, lw=1.2)
+        else:  # raw values faint underneath, an exponential moving average on top
+            ax.plot(its, vals, lw=0.8, alpha=0.35, label="raw")
+            ax.plot(its, _smoothed(vals), lw=1.4, label="smoothed")
+        ax.set_ylabel(col, fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("iteration")
+    fig.suptitle(f"{run_dir.name}: training losses")
+    fig.tight_layout()
+    return fig
+
+
+def _plot_validation(plt, val_rows: list[dict]):
+    metrics = [m for m in ("psnr", "ssim", "niqe") if any(r["metric"] == m for r in val_rows)]
+    metrics += sorted({r["metric"] for r in val_rows} - set(metrics))
+    titles = {
+        "psnr": "PSNR (Y) [dB], higher is better",
+        "ssim": "SSIM (Y), higher is better",
+        "niqe": "NIQE (Y), lower is better",
+    }
+    colour = {name: f"C{i % 10}" for i, name in enumerate(dict.fromkeys(r["set"] for r in val_rows))}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        sel = [r for r in val_rows if r["metric"] == metric]
+        for name in dict.fromkeys(r["set"] for r in sel):  # the sets in the config's order
+            pts = [(int(r["iteration"]), float(r["value"])) for r in sel if r["set"] == name]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name, color=colour[name])
+        ax.set_title(titles.get(metric, metric))
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return fig

@@ -143,6 +143,7 @@ class TrainResult:
     status: str  # "completed" | "interrupted"
     last_validation: dict = field(default_factory=dict)
     model: nn.Module | None = None  # the EMA generator (the generator itself when ema_decay is 0)
+    stopped_by: str = ""  # "SIGINT" / "SIGTERM" when interrupted here, "" when another rank's signal stopped it
 
 
 # ------------------------------------------------------------------------------------------------ building blocks
@@ -1268,7 +1269,7 @@ def train(
             _log_best_rule(run)
         if run.state.iteration == 0 and has_validation(cfg) and cfg.val.at_start:
             run.last_validation = run_validation(run)  # the baseline (of a fine-tune: its starting model)
-        status = _loop(run, on_iteration)
+        status, stopped_by = _loop(run, on_iteration)
         if status == "completed":
             _finish(run)
         write_status(run, "finished" if status == "completed" else "interrupted")
@@ -1279,6 +1280,7 @@ def train(
             status,
             run.last_validation,
             model=run.state.model,
+            stopped_by=stopped_by,
         )
     except BaseException:
         if opened and run is not None:
@@ -1326,7 +1328,7 @@ def _resume_folder(cfg: TrainConfig, resume: str | None) -> Path | None:
     return None
 
 
-def _loop(run: Run, on_iteration: Callable[[int, dict], None] | None) -> str:
+def _loop(run: Run, on_iteration: Callable[[int, dict], None] | None) -> tuple[str, str]:
     """The iterations; returns "completed" or "interrupted"."""
     cfg, rank = run.cfg, run.dist.rank
     run.state.net_g.train()
@@ -1370,10 +1372,10 @@ def _loop(run: Run, on_iteration: Callable[[int, dict], None] | None) -> str:
                 if run.is_main:
                     by = stop.signal_name or "a signal on another rank"
                     log.warning("stopped by %s at iteration %d; resume with --resume auto", by, it)
-                return "interrupted"
+                return "interrupted", stop.signal_name
             if it % cfg.save_every == 0 or it == cfg.total_iters:
                 save(run, f"iter_{it:08d}")
-    return "completed"
+    return "completed", ""
 
 
 def _finish(run: Run) -> None:
