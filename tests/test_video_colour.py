@@ -13,7 +13,14 @@ av = pytest.importorskip("av")
 from test_video import make_clip, tiny_upscaler  # noqa: E402
 
 from realesr.infer.video import VideoOptions, upscale_video  # noqa: E402
-from realesr.infer.video.colour import ColourTags, frame_to_rgb, rgb_to_frame  # noqa: E402
+from realesr.infer.video.colour import (  # noqa: E402
+    ColourTags,
+    encoder_input,
+    encoder_input_levels,
+    encoder_input_like,
+    frame_to_rgb,
+    rgb_to_frame,
+)
 
 # (AVColorSpace, Kr, Kb) as the standards give them
 STANDARDS = {"BT.601": (6, 0.299, 0.114), "BT.709": (1, 0.2126, 0.0722), "BT.2020": (9, 0.2627, 0.0593)}
@@ -194,3 +201,24 @@ def test_video_and_still_image_paths_agree(tmp_path, name, full):
     diff = video[flat] - still[flat]
     assert np.abs(diff.mean(axis=0)).max() <= BIAS_LIMIT, diff.mean(axis=0)
     assert np.abs(diff).mean(axis=0).max() <= 0.5, np.abs(diff).mean(axis=0)
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv422p10le", "yuv444p", "yuva420p", "rgb24"])
+def test_float_hand_off_gives_the_encoder_what_the_uint16_image_gives(pix_fmt):
+    """The network's result as float 16-bit levels (Upscaler.upscale_arrays(levels=True)) makes the same encoder
+    planes as the uint16 image those levels are, and the upscaler's two forms hold the same values; the shapes
+    of a cached frame are those planes' shapes."""
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 65536, (9, 15, 3)).astype(np.uint16)  # odd sides: the chroma's last column kept
+    tags = ColourTags(1, 1, 2, 2)
+    want = encoder_input(image, pix_fmt, tags)
+    got = encoder_input_levels(image.transpose(2, 0, 1).astype(np.float32), pix_fmt, tags)
+    assert [a.dtype for a in got] == [a.dtype for a in want]
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    like = encoder_input_like(15, 9, pix_fmt, tags)
+    assert [(a.shape, a.dtype) for a in like] == [(a.shape, a.dtype) for a in want]
+    up = tiny_upscaler()
+    small = [image[:5, :7].copy(), image[4:, 8:].copy()]
+    for batch in (small[:1], small):
+        ints, levels = up.upscale_arrays(batch), up.upscale_arrays(batch, levels=True)
+        assert all(np.array_equal(i.transpose(2, 0, 1), lv) and lv.dtype == np.float32 for i, lv in zip(ints, levels))
