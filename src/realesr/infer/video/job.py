@@ -113,7 +113,9 @@ class VideoJob:
         if frames == 0:
             raise VideoError(f"{self.source}: no frame in the chosen range", params=("start", "end"))
         if src.corrupt:
-            self.notes.append(f"{src.corrupt} corrupt packet(s) or frame(s) in the input: decoding went on past them")
+            self.notes.append(f"{src.corrupt} corrupt packet(s) in the input: decoding went on past them")
+        if src.concealed:
+            self.notes.append(f"{src.concealed} frame(s) decoded with errors concealed by the decoder")
         muxer = Muxer(self.av, plan, self.options, work, self.upscaler.model_name)
         muxer.write(self.source, self.dest, segments, copy_from_source=self.info.kind == "video")
         self.notes += muxer.notes

@@ -60,12 +60,16 @@ def _past_end(t: float | None, options: VideoOptions) -> bool:
 
 
 class VideoSource:
-    """A container's first video stream, decoded by PyAV; corrupt packets are counted and decoding goes on."""
+    """A container's first video stream, decoded by PyAV; corrupt packets are counted and decoding goes on.
+
+    ``corrupt`` counts the packets the decoder refused (a fact of the file), ``concealed`` the frames it
+    flagged as patched over: that flag is FFmpeg's guess, and on a damaged stream it varied between runs of the
+    same file (about 1 in 10 under load, with one decoder thread too), so it is reported apart."""
 
     def __init__(self, path: Path, options: VideoOptions) -> None:
         self.av = load_av()
         self.path, self.options = path, options
-        self.corrupt = 0
+        self.corrupt = self.concealed = 0
         self.facts: StreamFacts | None = None
         try:
             self.container = self.av.open(str(path), metadata_errors="ignore")
@@ -75,12 +79,9 @@ class VideoSource:
             self.container.close()
             raise VideoError(f"{path}: no video stream")
         self.stream = self.container.streams.video[0]
-        # One decoder thread: FFmpeg's threads make what a damaged input yields depend on timing (frame threads
-        # move errors between packets; with slice threads a frame after a corrupt packet was flagged corrupt in
-        # about 1 run in 10 under load, 4 corrupt counted instead of 3), and a resumed run must decode exactly
-        # the frames the first run did. Decoding runs in its own thread beside the network, which is far slower.
+        # Slice threads only: frame threads make what a corrupt packet costs depend on timing, and a resumed run
+        # must decode exactly the frames the first run did.
         self.stream.thread_type = "SLICE"
-        self.stream.codec_context.thread_count = 1
 
     def close(self) -> None:
         self.container.close()
@@ -124,7 +125,7 @@ class VideoSource:
         index, last_pts = 0, None
         for frame in self._decoded():
             if frame.is_corrupt:
-                self.corrupt += 1
+                self.concealed += 1
             if not _in_range(frame.time, self.options):
                 if _past_end(frame.time, self.options):
                     return
@@ -141,7 +142,7 @@ class AnimationSource:
 
     def __init__(self, path: Path, options: VideoOptions) -> None:
         self.path, self.options = path, options
-        self.corrupt = 0
+        self.corrupt = self.concealed = 0
         self.notes: list[str] = []
         header = read_animation_header(path)
         if header is None:
