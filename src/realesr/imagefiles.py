@@ -978,7 +978,10 @@ def expand_inputs(specs: Iterable[str | os.PathLike], recursive: bool = False, v
             if not files:
                 out.append(InputFile(path, spec, True, "the list names no image"))
             for file in files:
-                add(file, spec, True)  # named one by one by the user, so never skipped as an earlier result
+                if _exists(file) or file.is_symlink():
+                    add(file, spec, True)  # named one by one by the user, so never skipped as an earlier result
+                else:  # "hello: no such file" alone would not say where "hello" came from
+                    out.append(InputFile(file, spec, True, f"no such file (listed in {path})"))
         elif exists:
             add(path, spec, True)
         elif path.is_symlink():

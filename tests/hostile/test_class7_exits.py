@@ -135,3 +135,11 @@ def test_an_empty_data_argument_is_not_the_current_folder(cli, tmp_path, monkeyp
         2, "--data", "must not be empty", lines=None
     )  # argparse: usage too
     assert_unchanged(tmp_path, before)
+
+
+def test_a_missing_file_of_a_list_is_named_with_its_list(cli, tmp_path, weights):
+    tiny_image(tmp_path / "real.png")
+    (tmp_path / "list.txt").write_text(f"{tmp_path / 'real.png'}\n{tmp_path / 'gone.png'}\n")
+    r = cli("upscale", tmp_path / "list.txt", "-m", weights, "-o", tmp_path / "out")
+    r.check(1, "gone.png", "list.txt", lines=2)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["real_out.png"]
