@@ -139,6 +139,8 @@ def photos(tmp_path_factory, shared_data) -> dict[str, Path]:
     rgb.crop((0, 30, 160, 150)).save(folder / "small.png")
     rgb.crop((0, 0, 48, 40)).save(folder / "second.png")
     rgb.resize((320, 320)).save(folder / "big.png")
+    # progress watched: several seconds on a quiet 2-core machine too (320 px finished between two polls there)
+    rgb.resize((560, 560)).save(folder / "large.png")
     rgb.resize((720, 720)).save(folder / "huge.png")  # about 25 s through the wide network: cancelled long before
     # A phone camera's JPEG: the sensor's landscape pixels, with EXIF orientation 6 (turn 90° clockwise to view).
     exif = Image.Exif()
@@ -300,7 +302,7 @@ def _pinch(page, box) -> None:
 def test_progress_title_resize_and_cancel(server, browser, photos):
     page = open_page(browser, server, viewport={"width": 1280, "height": 900})
     page.select_option("#model", "slow")
-    page.set_input_files("#files", str(photos["big"]))
+    page.set_input_files("#files", str(photos["large"]))
     page.wait_for_selector(".job.running", timeout=30_000)
     seen, titles = [], set()
     while page.locator(".job.done").count() == 0:

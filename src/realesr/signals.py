@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["Terminated", "exit_code_of", "hard_exit", "installed", "reassert", "until_exit"]
+__all__ = ["Terminated", "exit_code_of", "hard_exit", "installed", "pending", "reassert", "until_exit"]
 
 INTERRUPTED, TERMINATED = 130, 143
 
@@ -41,6 +41,11 @@ def _handler(signum: int, frame: object) -> None:
         hard_exit(_state["pending"] or code)
     _state["pending"] = code
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def pending() -> int:
+    """The exit code of a signal received during the current command (0: none)."""
+    return int(_state["pending"])
 
 
 def hard_exit(code: int) -> None:

@@ -125,6 +125,9 @@ def _main(argv: list[str]) -> int:
         print(f"realesr: error: {describe(err)}", file=sys.stderr)
         return 1
     except Exception as err:  # noqa: BLE001 - the last resort: see internal_error
+        code = signals.pending()
+        if code:  # a library turned the signal's exception into another (logging's lock at SIGTERM): still the signal
+            raise (signals.Terminated() if code == signals.TERMINATED else KeyboardInterrupt()) from err
         return internal_error(err)
 
 
